@@ -1,0 +1,37 @@
+# The two commands a new user runs: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+STORE ?= model_store
+
+.PHONY: venv demo test lint typecheck unit store clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+store: $(STAMP)
+	$(BIN)/perfserve build --store $(STORE)
+
+demo: $(STAMP)
+	$(BIN)/perfserve demo --store $(STORE)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest
+
+test: lint typecheck unit
+
+clean:
+	rm -rf $(VENV) $(STORE) reports .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""perfserve: an HTTP inference service with load testing built in."""

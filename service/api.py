@@ -1,0 +1,111 @@
+"""FastAPI routes for everything but predictions: models, traffic, health and metrics."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from service.metrics import exposition
+from service.routing import TrafficSplit, UnknownVariant
+from service.state import Service
+
+router = APIRouter()
+
+
+def get_service(request: Request) -> Service:
+    service: Service = request.app.state.service
+    return service
+
+
+ServiceDep = Annotated[Service, Depends(get_service)]
+
+
+def require_admin(
+    service: ServiceDep, authorization: Annotated[str | None, Header()] = None
+) -> None:
+    """`Authorization: Bearer <PERFSERVE_ADMIN_TOKEN>` guards changes to the split."""
+    token = service.settings.admin_token
+    if token is None:
+        raise HTTPException(
+            403, "changing traffic is disabled: start the service with PERFSERVE_ADMIN_TOKEN set"
+        )
+    scheme, _, given = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not secrets.compare_digest(
+        given.encode(), token.get_secret_value().encode()
+    ):
+        raise HTTPException(401, "missing or wrong admin token", {"WWW-Authenticate": "Bearer"})
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    """The process is alive and answering."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", response_model=None)
+def readyz(service: ServiceDep) -> dict[str, Any] | JSONResponse:
+    """Ready once every variant is loaded and warmed; 503 before that or if loading failed."""
+    if not service.ready:
+        detail = f"loading failed: {service.load_error}" if service.load_error else "loading"
+        return JSONResponse({"detail": detail}, status_code=503)
+    return {"status": "ready", "variants": service.names}
+
+
+@router.get("/models")
+def models(service: ServiceDep) -> dict[str, Any]:
+    """Every variant: format, precision, size, features, hold-out quality, memory, version."""
+    manifest = service.manifest
+    return {
+        "model_name": manifest.model_name,
+        "task": manifest.task,
+        "reference": manifest.reference,
+        "classes": manifest.classes,
+        "n_features": manifest.n_features,
+        "feature_names": manifest.feature_names,
+        "variants": [describe_variant(service, name) for name in service.names],
+    }
+
+
+@router.get("/models/{variant}")
+def model(variant: str, service: ServiceDep) -> dict[str, Any]:
+    if variant not in service.names:
+        raise HTTPException(404, f"unknown variant {variant!r}; available: {service.names}")
+    return describe_variant(service, variant)
+
+
+def describe_variant(service: Service, name: str) -> dict[str, Any]:
+    info = service.manifest.variants[name]
+    loaded = service.variants.get(name)
+    return {
+        **info.model_dump(exclude={"path"}),
+        "n_features": service.manifest.n_features,
+        "loaded": loaded is not None,
+        "memory_bytes": loaded.memory_bytes if loaded else None,
+        "traffic_weight": service.router.weight(name),
+    }
+
+
+@router.get("/traffic")
+def get_traffic(service: ServiceDep) -> dict[str, Any]:
+    """The current split: weights per variant (summing to 1) and the shadow variant."""
+    return {**service.router.split.model_dump(), "variants": service.names}
+
+
+@router.put("/traffic", dependencies=[Depends(require_admin)])
+def put_traffic(split: TrafficSplit, service: ServiceDep) -> dict[str, Any]:
+    """Replace the split at run time; requests already routed keep their variant."""
+    try:
+        service.set_split(split)
+    except UnknownVariant as error:
+        raise HTTPException(422, str(error)) from None
+    return {**service.router.split.model_dump(), "variants": service.names}
+
+
+@router.get("/metrics")
+def metrics(service: ServiceDep) -> Response:
+    """Prometheus text format; with several workers, summed over all of them."""
+    return Response(exposition(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)

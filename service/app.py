@@ -1,0 +1,42 @@
+"""The app factory: builds the service, its FastAPI routes and the prediction hot path."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from service.api import router
+from service.metrics import Metrics, new_registry
+from service.predict import ASGIApp, PredictEndpoint
+from service.settings import Settings
+from service.state import Service
+
+
+def create_app(settings: Settings | None = None) -> ASGIApp:
+    """An ASGI app serving the store named in `settings` (default: from the environment)."""
+    settings = settings or Settings()
+    service = Service(settings, Metrics(new_registry()))
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await service.start()
+        yield
+        await service.stop()
+
+    api = FastAPI(
+        title="perfserve",
+        summary="Inference service with load testing built in",
+        lifespan=lifespan,
+    )
+    api.state.service = service
+    api.include_router(router)
+    api.add_exception_handler(Exception, _internal_error)
+    return PredictEndpoint(service, api)
+
+
+async def _internal_error(request: Request, error: Exception) -> JSONResponse:
+    # A bug must still answer in JSON, and never with a stack trace.
+    return JSONResponse({"detail": f"internal error: {type(error).__name__}"}, status_code=500)

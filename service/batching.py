@@ -1,0 +1,266 @@
+"""Adaptive micro-batching: concurrent requests for one variant share one model call.
+
+The batcher never makes a lone request wait: when the runner is idle, the first request
+to arrive starts a batch at once. Only under load, when the last batch carried several
+requests, does it gather: it yields to the event loop, letting handlers that are reading
+and parsing requests queue them, for as long as each pass brings new rows, up to
+`max_batch_size` rows or `max_batch_delay_s`. Yielding rather than sleeping matters:
+uvloop's timers tick in milliseconds, far coarser than a batch of small requests.
+
+The queue is bounded: past `max_queue` waiting requests, `submit` refuses at once, so an
+overloaded server sheds load in microseconds instead of queueing it into timeouts.
+
+All times are `time.perf_counter()` seconds (monotonic).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
+from dataclasses import dataclass
+
+import numpy as np
+
+from service.metrics import VariantMetrics
+from service.runtimes import Prediction, Runner
+
+# A request read from a socket is parsed and queued one loop pass after it arrives, so
+# gathering stops only after two passes in a row bring nothing new.
+QUIET_PASSES = 2
+
+
+class QueueFull(Exception):
+    """The variant's queue holds `max_queue` requests already."""
+
+
+class DeadlineExceeded(Exception):
+    """The request was still queued when its deadline passed."""
+
+
+class BatchFailed(Exception):
+    """The model call for the request's batch raised; every request of the batch gets this."""
+
+
+class ShuttingDown(Exception):
+    """The batcher no longer admits requests."""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """One request's share of a batch, with the timings its response reports."""
+
+    labels: np.ndarray
+    probabilities: np.ndarray | None
+    queue_s: float
+    infer_s: float
+    batch_rows: int
+
+
+@dataclass(slots=True, eq=False)
+class PendingRequest:
+    rows: np.ndarray
+    future: asyncio.Future[BatchResult]
+    enqueued_at: float
+    deadline: float
+
+
+def take_batch(
+    queue: deque[PendingRequest], max_rows: int, now: float
+) -> tuple[list[PendingRequest], list[PendingRequest]]:
+    """Pop whole requests from the head, up to `max_rows` rows (always at least one
+    request), and separately the requests whose deadline passed while they waited."""
+    batch: list[PendingRequest] = []
+    expired: list[PendingRequest] = []
+    rows = 0
+    while queue:
+        head = queue[0]
+        if head.deadline <= now:
+            expired.append(queue.popleft())
+            continue
+        size = len(head.rows)
+        if batch and rows + size > max_rows:
+            break
+        batch.append(queue.popleft())
+        rows += size
+    return batch, expired
+
+
+class MicroBatcher:
+    """One variant's queue and the loop that feeds its runner, one batch at a time.
+
+    Batches run on a dedicated thread, so the event loop keeps parsing and answering
+    requests while the model computes, or `inline` on the loop itself: on a single core
+    the thread cannot run in parallel anyway, and handing each batch over costs two
+    context switches (measured in docs/PERFORMANCE.md).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        runner: Runner,
+        metrics: VariantMetrics,
+        *,
+        max_batch_size: int,
+        max_batch_delay_s: float,
+        max_queue: int,
+        inline: bool = False,
+    ) -> None:
+        self.name = name
+        self.runner = runner
+        self.metrics = metrics
+        self.max_batch_size = max_batch_size
+        self.max_batch_delay_s = max_batch_delay_s
+        self.max_queue = max_queue
+        self.inline = inline
+        self.closed = False
+        self._queue: deque[PendingRequest] = deque()
+        self._queued_rows = 0
+        self._last_batch_requests = 1
+        self._executing = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"runner-{name}")
+
+    @property
+    def full(self) -> bool:
+        return len(self._queue) >= self.max_queue
+
+    def start(self) -> None:
+        """Start the batch loop; must be called inside the running event loop."""
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"batch-{self.name}")
+
+    def submit(self, rows: np.ndarray, deadline: float) -> asyncio.Future[BatchResult]:
+        """Queue rows for the next batch; the future resolves with this request's answers.
+
+        The request's queueing delay counts from here; its deadline from wherever the
+        caller started the clock (for the service, the request's arrival)."""
+        if self.closed:
+            raise ShuttingDown(self.name)
+        if len(self._queue) >= self.max_queue:
+            raise QueueFull(self.name)
+        future: asyncio.Future[BatchResult] = asyncio.get_running_loop().create_future()
+        self._queue.append(PendingRequest(rows, future, time.perf_counter(), deadline))
+        self._queued_rows += len(rows)
+        self.metrics.queue_depth.inc()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        return future
+
+    async def close(self, timeout_s: float) -> None:
+        """Stop admitting, finish what was admitted (up to `timeout_s`), then stop the loop."""
+        self.closed = True
+        give_up = time.perf_counter() + timeout_s
+        while (self._queue or self._executing) and time.perf_counter() < give_up:
+            await asyncio.sleep(0.005)
+        if self._task is not None:
+            self._task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._task
+        for pending in self._queue:
+            if not pending.future.done():
+                pending.future.set_exception(ShuttingDown(self.name))
+        self._queue.clear()
+        self._executor.shutdown(wait=False)
+
+    async def _run(self) -> None:
+        while True:
+            await self._gather()
+            batch, expired = take_batch(self._queue, self.max_batch_size, time.perf_counter())
+            for pending in (*batch, *expired):
+                self._queued_rows -= len(pending.rows)
+            self.metrics.queue_depth.dec(len(batch) + len(expired))
+            for pending in expired:
+                if not pending.future.done():
+                    pending.future.set_exception(DeadlineExceeded(self.name))
+            if batch:
+                await self._execute(batch)
+
+    async def _gather(self) -> None:
+        """Return when the next batch should start (see the module docstring)."""
+        if not self._queue:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        if self._last_batch_requests <= 1 or self.max_batch_delay_s <= 0:
+            return
+        give_up = time.perf_counter() + self.max_batch_delay_s
+        quiet = 0
+        while (
+            quiet < QUIET_PASSES
+            and self._queued_rows < self.max_batch_size
+            and time.perf_counter() < give_up
+        ):
+            rows = self._queued_rows
+            await asyncio.sleep(0)
+            quiet = quiet + 1 if self._queued_rows == rows else 0
+
+    async def _execute(self, batch: list[PendingRequest]) -> None:
+        rows = batch[0].rows if len(batch) == 1 else np.concatenate([p.rows for p in batch])
+        started = time.perf_counter()
+        self._executing = True
+        try:
+            if self.inline:
+                prediction, infer_s = self._timed_predict(rows)
+            else:
+                prediction, infer_s = await asyncio.get_running_loop().run_in_executor(
+                    self._executor, self._timed_predict, rows
+                )
+            if len(prediction.labels) != len(rows):
+                raise RuntimeError(
+                    f"model returned {len(prediction.labels)} answers for {len(rows)} rows"
+                )
+        except Exception as error:
+            for pending in batch:
+                if not pending.future.done():
+                    pending.future.set_exception(BatchFailed(f"{type(error).__name__}: {error}"))
+            return
+        finally:
+            self._executing = False
+        self._last_batch_requests = len(batch)
+        self._record(batch, started, infer_s, len(rows))
+        self._deliver(batch, prediction, started, infer_s, len(rows))
+
+    def _timed_predict(self, rows: np.ndarray) -> tuple[Prediction, float]:
+        started = time.perf_counter()
+        prediction = self.runner.predict(rows)
+        return prediction, time.perf_counter() - started
+
+    def _record(
+        self, batch: list[PendingRequest], started: float, infer_s: float, rows: int
+    ) -> None:
+        metrics = self.metrics
+        metrics.inference_duration.observe(infer_s)
+        metrics.infer.observe(infer_s)
+        metrics.batch_size.observe(rows)
+        metrics.busy.inc(infer_s)
+        for pending in batch:
+            metrics.queue_duration.observe(started - pending.enqueued_at)
+
+    @staticmethod
+    def _deliver(
+        batch: list[PendingRequest],
+        prediction: Prediction,
+        started: float,
+        infer_s: float,
+        rows: int,
+    ) -> None:
+        offset = 0
+        for pending in batch:
+            end = offset + len(pending.rows)
+            probabilities = prediction.probabilities
+            result = BatchResult(
+                prediction.labels[offset:end],
+                None if probabilities is None else probabilities[offset:end],
+                started - pending.enqueued_at,
+                infer_s,
+                rows,
+            )
+            if not pending.future.done():
+                pending.future.set_result(result)
+            offset = end

@@ -1,0 +1,180 @@
+"""The `perfserve` command line: one console script, one subcommand per job."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import types
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from service.cliutil import UsageError, add_option, env_name
+from service.settings import Settings
+from service.store import Manifest, StoreError, load_manifest
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="perfserve", description="HTTP inference service with load testing built in."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_build_command(commands)
+    add_serve_command(commands)
+    add_demo_command(commands)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except (UsageError, StoreError, ValidationError) as error:
+        print(f"perfserve {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def add_build_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    build = commands.add_parser(
+        "build",
+        help="build the model store: sklearn_fp32, onnx_fp32, onnx_int8 and a manifest",
+        description="Train the reference model (or take yours), convert it to ONNX, quantize "
+        "it to int8, score every variant on the hold-out set, and write the store.",
+    )
+    add_option(build, "--store", type=Path, default=Path("model_store"), help="store folder")
+    add_option(build, "--model", type=Path, help="your fitted scikit-learn pipeline (joblib)")
+    add_option(build, "--data", type=Path, help="your hold-out set (CSV with a header)")
+    add_option(build, "--target", help="the target column of --data")
+    build.set_defaults(run=run_build)
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from service.build import build_from_files, build_store
+
+    given = [args.model, args.data, args.target]
+    if any(given) and not all(given):
+        raise UsageError("--model, --data and --target go together")
+    if args.model:
+        manifest = build_from_files(args.store, args.model, args.data, args.target)
+    else:
+        manifest = build_store(args.store)
+    print(describe_store(args.store, manifest))
+    return 0
+
+
+def describe_store(store: Path, manifest: Manifest) -> str:
+    headline = "accuracy" if manifest.task == "classification" else "rmse"
+    lines = [
+        f"model store {store}: {manifest.model_name}, {manifest.n_features} features, "
+        f"hold-out {manifest.holdout.rows} rows",
+        f"{'variant':<14}{'format':<9}{'precision':<11}{'size':>10}{headline:>10}{'agree':>8}",
+    ]
+    for info in manifest.variants.values():
+        lines.append(
+            f"{info.name:<14}{info.format:<9}{info.precision:<11}"
+            f"{info.file_size_bytes / 1024:>8.1f}kB{info.metrics[headline]:>10.4f}"
+            f"{info.agreement_with_reference:>8.3f}"
+        )
+    lines += [f"skipped {name}: {reason}" for name, reason in manifest.skipped.items()]
+    return "\n".join(lines)
+
+
+def add_serve_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="serve every variant of the store over HTTP",
+        description="Every option also reads PERFSERVE_<OPTION>; the command line wins.",
+    )
+    for name, field in Settings.model_fields.items():
+        if name == "split_file":
+            continue  # internal: set below for several workers
+        flag = "--" + name.replace("_", "-")
+        if _is_bool(field.annotation):
+            serve.add_argument(flag, action=argparse.BooleanOptionalAction, help=field.description)
+        else:
+            serve.add_argument(flag, metavar=name.upper(), help=field.description)
+    serve.set_defaults(run=run_serve)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    given = {
+        name: getattr(args, name)
+        for name in Settings.model_fields
+        if getattr(args, name, None) is not None
+    }
+    settings = Settings(**given)
+    load_manifest(settings.store)  # a missing store fails here, with what to run
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
+    )
+    common = dict(
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=settings.access_log,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=int(settings.graceful_shutdown_s),
+    )
+    # uvicorn re-raises SIGTERM once its graceful shutdown is over; by then every admitted
+    # request has been answered, so the process should exit 0, not die of the signal.
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    if settings.workers == 1:
+        from service.app import create_app
+
+        uvicorn.Server(uvicorn.Config(create_app(settings), **common)).run()  # type: ignore[arg-type]
+        return 0
+    return _serve_workers(settings, given, common)
+
+
+def _serve_workers(settings: Settings, given: dict[str, str], common: dict[str, object]) -> int:
+    """Several worker processes: settings travel as environment variables, metrics through
+    a shared folder (prometheus_client multiprocess mode), the split through a file."""
+    import uvicorn
+
+    shared = Path(tempfile.mkdtemp(prefix="perfserve-"))
+    (shared / "metrics").mkdir()
+    os.environ.update({env_name(name): str(value) for name, value in given.items()})
+    os.environ[env_name("split_file")] = str(shared / "traffic.json")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(shared / "metrics")
+    try:
+        uvicorn.run(
+            "service.app:create_app",
+            factory=True,
+            workers=settings.workers,
+            **common,  # type: ignore[arg-type]
+        )
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
+    return 0
+
+
+def _is_bool(annotation: object) -> bool:
+    if annotation is bool:
+        return True
+    return isinstance(annotation, types.UnionType) and bool in typing.get_args(annotation)
+
+
+def add_demo_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    demo = commands.add_parser(
+        "demo",
+        help="build the store if needed, start the service, drive it and report",
+    )
+    add_option(demo, "--store", type=Path, default=Path("model_store"), help="store folder")
+    add_option(demo, "--out", type=Path, default=Path("reports/demo"), help="report folder")
+    demo.set_defaults(run=run_demo)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from loadtests.demo import run_demo as demo
+
+    runs = demo(args.store, args.out)
+    return 1 if any(run.errors for run in runs) else 0

@@ -1,0 +1,185 @@
+"""The prediction hot path as a plain ASGI handler in front of the FastAPI app.
+
+FastAPI's middleware and dependency machinery costs several times the bare ASGI floor per
+request. Predictions are most of the traffic, so they skip it: the body is read raw,
+parsed once into numpy, and answered with headers built from parts prepared at start-up.
+Every other route (models, traffic, health, metrics, OpenAPI) stays in FastAPI.
+
+Order matters for overload: the variant is chosen from headers alone and a full queue is
+refused before the body is even parsed, so shedding costs next to nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from service.batching import BatchFailed, DeadlineExceeded, QueueFull, ShuttingDown
+from service.payload import Reject, encode_error, encode_prediction, parse_instances
+from service.state import Service
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+JSON_HEADER = (b"content-type", b"application/json")
+MODEL_PREFIX, PREDICT_SUFFIX = "/models/", "/predict"
+
+
+class PredictEndpoint:
+    """Routes `POST /predict` and `POST /models/{variant}/predict`; passes the rest on."""
+
+    def __init__(self, service: Service, app: ASGIApp) -> None:
+        self.service = service
+        self.app = app
+        settings = service.settings
+        self.timeout_s = settings.request_timeout_ms / 1000
+        self.max_body = settings.max_body_bytes
+        self.max_rows = settings.max_request_rows
+        self.n_features = service.manifest.n_features
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            if path == "/predict":
+                return await self._predict(scope, receive, send, None)
+            if path.startswith(MODEL_PREFIX) and path.endswith(PREDICT_SUFFIX):
+                variant = path[len(MODEL_PREFIX) : -len(PREDICT_SUFFIX)]
+                if variant and "/" not in variant:
+                    return await self._predict(scope, receive, send, variant)
+        await self.app(scope, receive, send)
+
+    async def _predict(
+        self, scope: Scope, receive: Receive, send: Send, variant: str | None
+    ) -> None:
+        started = time.perf_counter()
+        metrics = self.service.metrics
+        metrics.inflight.inc()
+        try:
+            try:
+                if scope["method"] != "POST":
+                    raise Reject(405, "invalid_input", "use POST with a JSON body")
+                variant, length = self._route(scope["headers"], variant)
+                body, headers = await self._answer(receive, started, variant, length)
+                status = 200
+            except Reject as reject:
+                status, body, headers = reject.status, encode_error(reject.message), []
+                if reject.retry_after is not None:
+                    headers.append((b"retry-after", str(reject.retry_after).encode()))
+                if status == 405:
+                    headers.append((b"allow", b"POST"))
+                metrics.rejected.labels(reject.reason).inc()
+            await _send(send, status, body, headers)
+            loaded = self.service.variants.get(variant) if variant else None
+            if loaded is not None:
+                elapsed = time.perf_counter() - started
+                if status == 200:
+                    loaded.batcher.metrics.request_ok.observe(elapsed)
+                else:
+                    metrics.request_duration.labels(variant, str(status)).observe(elapsed)
+        finally:
+            metrics.inflight.dec()
+
+    def _route(self, headers: list[tuple[bytes, bytes]], variant: str | None) -> tuple[str, int]:
+        """The variant to serve (path, then X-Variant, then the split) and the body length."""
+        service = self.service
+        if not service.ready:
+            detail = service.load_error or "models are still loading"
+            raise Reject(503, "not_ready", f"not ready: {detail}", retry_after=1)
+        forced, user_id, length = _routing_headers(headers)
+        variant = variant or forced or service.router.choose(user_id)
+        if variant not in service.variants:
+            raise Reject(
+                404, "unknown_variant", f"unknown variant {variant!r}; available: {service.names}"
+            )
+        return variant, length
+
+    async def _answer(
+        self, receive: Receive, started: float, variant: str, length: int
+    ) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+        loaded = self.service.variants[variant]
+        batcher = loaded.batcher
+        if batcher.full:
+            raise _at_capacity(variant)
+        if length > self.max_body:
+            raise Reject(413, "too_large", f"body of {length} bytes exceeds {self.max_body}")
+        body = await _read_body(receive, self.max_body)
+        rows = parse_instances(body, self.n_features, self.max_rows)
+        parsed = time.perf_counter()
+        batcher.metrics.preprocess.observe(parsed - started)
+        try:
+            future = batcher.submit(rows, started + self.timeout_s)
+            self.service.mirror(variant, rows, future)
+            result = await future
+        except QueueFull:
+            raise _at_capacity(variant) from None
+        except ShuttingDown:
+            raise Reject(503, "shutting_down", "server is shutting down", retry_after=1) from None
+        except DeadlineExceeded:
+            raise Reject(
+                504, "deadline", f"queued past the {self.timeout_s * 1000:.0f} ms deadline"
+            ) from None
+        except BatchFailed as error:
+            raise Reject(500, "model_error", f"the model failed on this batch: {error}") from None
+        answered = time.perf_counter()
+        body = encode_prediction(
+            variant, loaded.info.model_version, result.labels, result.probabilities
+        )
+        done = time.perf_counter()
+        batcher.metrics.postprocess.observe(done - answered)
+        timing = (
+            f"queue;dur={result.queue_s * 1000:.3f}, infer;dur={result.infer_s * 1000:.3f}, "
+            f"total;dur={(done - started) * 1000:.3f}"
+        )
+        return body, [(b"x-variant", variant.encode()), (b"server-timing", timing.encode())]
+
+
+def _at_capacity(variant: str) -> Reject:
+    return Reject(503, "queue_full", f"{variant} is at capacity; retry shortly", retry_after=1)
+
+
+def _routing_headers(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, bytes | None, int]:
+    """X-Variant, X-User-Id and Content-Length, in one pass over the raw headers."""
+    forced = user_id = None
+    length = 0
+    for name, value in headers:
+        if name == b"x-variant":
+            forced = value.decode("latin-1")
+        elif name == b"x-user-id":
+            user_id = value
+        elif name == b"content-length" and value.isdigit():
+            length = int(value)
+    return forced, user_id, length
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    message = await receive()
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body", False):
+        return body
+    chunks = [body]
+    size = len(body)
+    while message.get("more_body", False):
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise Reject(400, "invalid_input", "client disconnected before sending the body")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise Reject(413, "too_large", f"body exceeds {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _send(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [JSON_HEADER, (b"content-length", str(len(body)).encode()), *headers],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,106 @@
+"""Start and stop a real `perfserve serve` process: for tests, the demo and benchmarks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class ServerProcess:
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout_s: float = 20.0) -> int:
+        """SIGTERM, as an orchestrator would, and wait for the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+@contextmanager
+def running_server(
+    store: Path,
+    *,
+    port: int | None = None,
+    options: Sequence[str] = (),
+    env: dict[str, str] | None = None,
+    cpus: str | None = None,
+    ready_timeout_s: float = 60.0,
+) -> Iterator[ServerProcess]:
+    """A `perfserve serve` on loopback, ready to answer; stopped on exit.
+
+    `cpus` pins the server with taskset (e.g. "0"), so a load generator pinned elsewhere
+    does not steal its core.
+    """
+    port = port or free_port()
+    command = [sys.executable, "-m", "service", "serve", "--store", str(store), "--port", str(port)]
+    command += list(options)
+    if cpus is not None:
+        command = ["taskset", "-c", cpus, *command]
+    with tempfile.NamedTemporaryFile(prefix="perfserve-", suffix=".log", delete=False) as log:
+        log_path = Path(log.name)
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            command, stdout=log_file, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+        )
+    server = ServerProcess(f"http://127.0.0.1:{port}", process, log_path)
+    try:
+        wait_ready(server, ready_timeout_s)
+        yield server
+    finally:
+        server.stop()
+        log_path.unlink(missing_ok=True)
+
+
+READY_IN_A_ROW = 8
+
+
+def wait_ready(server: ServerProcess, timeout_s: float) -> None:
+    """Poll `/readyz` until it answers 200; fail with the server's log if it dies.
+
+    Each poll opens a new connection, and several answers in a row are required, so
+    that with several worker processes every one of them is ready, not just the first.
+    """
+    deadline = time.monotonic() + timeout_s
+    in_a_row = 0
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"server exited with {server.process.returncode}:\n{server.log()}")
+        try:
+            ready = httpx.get(f"{server.url}/readyz", timeout=1.0).status_code == 200
+        except httpx.TransportError:
+            ready = False
+        in_a_row = in_a_row + 1 if ready else 0
+        if in_a_row >= READY_IN_A_ROW:
+            return
+        time.sleep(0.01 if ready else 0.1)
+    raise RuntimeError(f"server not ready after {timeout_s} s:\n{server.log()}")

@@ -1,0 +1,139 @@
+"""Every setting of the service, in one place, read from `PERFSERVE_*` variables.
+
+The command line only overrides these; worker processes read the same variables,
+so a setting given once reaches every process.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+PLACEHOLDER_TOKENS = {"changeme", "change-me", "secret", "admin", "token", "password"}
+
+
+class Settings(BaseSettings):
+    """Service configuration; inconsistent values are refused at start-up."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PERFSERVE_", extra="ignore", use_attribute_docstrings=True
+    )
+
+    store: Path = Path("model_store")
+    """Model store written by `perfserve build`."""
+
+    host: str = "127.0.0.1"
+    """Interface to listen on; loopback unless the service is meant to be reached."""
+
+    port: int = Field(8000, ge=0, le=65535)
+    """TCP port to listen on."""
+
+    workers: int = Field(1, ge=1)
+    """Worker processes; metrics are aggregated across them (multiprocess mode)."""
+
+    variants: Annotated[list[str] | None, NoDecode] = None
+    """Variants to load, comma-separated (default: every variant in the store)."""
+
+    max_batch_size: int = Field(64, ge=1)
+    """Most rows one model call runs; 1 turns batching off."""
+
+    max_batch_delay_ms: float = Field(2.0, ge=0)
+    """Longest a batch waits for more rows, and only while the runner is under load."""
+
+    max_queue: int = Field(1024, ge=1)
+    """Requests that may wait per variant; past it a request is shed with 503."""
+
+    max_request_rows: int = Field(1024, ge=1)
+    """Most rows one request may carry."""
+
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    """Largest request body accepted; larger bodies get 413."""
+
+    request_timeout_ms: float = Field(2000.0, gt=0)
+    """A request still queued after this long gets 504 instead of a late answer."""
+
+    inference: Literal["auto", "thread", "inline"] = "auto"
+    """Where batches run: on a runner thread, off the event loop, or inline on the loop.
+    auto = inline when the process may use one CPU only, where a thread cannot help."""
+
+    runtime_threads: int = Field(1, ge=1)
+    """Threads each model runtime may use (onnxruntime intra-op, BLAS/OpenMP pools)."""
+
+    traffic: Annotated[dict[str, float] | None, NoDecode] = None
+    """Initial split, e.g. sklearn_fp32=0.9,onnx_int8=0.1 (default: all on the reference)."""
+
+    shadow: str | None = None
+    """Variant that receives a mirrored copy of routed traffic; its answers are discarded."""
+
+    routing_seed: int | None = None
+    """Seed for the random split of requests without a user id (reproducible tests)."""
+
+    admin_token: SecretStr | None = None
+    """Bearer token that allows `PUT /traffic`; unset means the split cannot be changed."""
+
+    inject_latency_ms: float = Field(0.0, ge=0)
+    """Fault injection: extra compute time per model call, to rehearse a slower model."""
+
+    log_level: str = "warning"
+    """Log level of the service and uvicorn."""
+
+    access_log: bool = False
+    """Log every request (off by default: it costs a measurable share of the hot path)."""
+
+    graceful_shutdown_s: float = Field(10.0, gt=0)
+    """How long shutdown waits for admitted requests to finish."""
+
+    split_file: Path | None = None
+    """File through which worker processes share the split (set by `serve --workers N`)."""
+
+    @field_validator("variants", mode="before")
+    @classmethod
+    def _split_names(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
+
+    @field_validator("traffic", mode="before")
+    @classmethod
+    def _parse_split(cls, value: Any) -> Any:
+        """Accept `name=weight,...` or a JSON object."""
+        if not isinstance(value, str):
+            return value
+        if value.lstrip().startswith("{"):
+            return orjson.loads(value)
+        pairs = (part.split("=", 1) for part in value.split(",") if part.strip())
+        try:
+            return {name.strip(): float(weight) for name, weight in pairs}
+        except ValueError:
+            raise ValueError(f"traffic must look like a=0.9,b=0.1, not {value!r}") from None
+
+    @field_validator("admin_token")
+    @classmethod
+    def _refuse_placeholder_token(cls, token: SecretStr | None) -> SecretStr | None:
+        if token is not None and token.get_secret_value().lower() in PLACEHOLDER_TOKENS:
+            raise ValueError("admin_token is a placeholder; choose a real secret")
+        return token
+
+    @field_validator("traffic")
+    @classmethod
+    def _weights_are_usable(cls, weights: dict[str, float] | None) -> dict[str, float] | None:
+        if weights is not None:
+            if any(w < 0 for w in weights.values()):
+                raise ValueError("traffic weights must not be negative")
+            if sum(weights.values()) <= 0:
+                raise ValueError("traffic weights must not all be zero")
+        return weights
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if (
+            self.shadow is not None
+            and self.variants is not None
+            and self.shadow not in self.variants
+        ):
+            raise ValueError(f"shadow variant {self.shadow!r} is not among the loaded variants")
+        return self

@@ -1,0 +1,39 @@
+"""Shared fixtures: one model store per session, real servers on free loopback ports."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from service.build import build_store
+from service.process import ServerProcess, running_server
+from service.store import Dataset, Manifest, load_holdout, load_manifest
+from tests.utils import ADMIN_TOKEN
+
+
+@pytest.fixture(scope="session")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("store") / "model_store"
+    build_store(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def manifest(store: Path) -> Manifest:
+    return load_manifest(store)
+
+
+@pytest.fixture(scope="session")
+def holdout(store: Path) -> Dataset:
+    return load_holdout(store)
+
+
+@pytest.fixture(scope="module")
+def server(store: Path) -> Iterator[ServerProcess]:
+    """A server with every variant, an admin token and a fixed routing seed."""
+    with running_server(
+        store, options=["--admin-token", ADMIN_TOKEN, "--routing-seed", "7"]
+    ) as running:
+        yield running

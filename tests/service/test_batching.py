@@ -1,0 +1,154 @@
+"""The micro-batcher on its own: collection rules, batching under concurrency, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry
+
+from service.batching import (
+    BatchFailed,
+    DeadlineExceeded,
+    MicroBatcher,
+    PendingRequest,
+    QueueFull,
+    ShuttingDown,
+    take_batch,
+)
+from service.metrics import Metrics
+from service.runtimes import Prediction, Runner, SlowedRunner, open_runner
+from service.store import Dataset
+
+FAR = float("inf")
+
+
+def pending(rows: int, deadline: float = FAR) -> PendingRequest:
+    future = asyncio.get_running_loop().create_future()
+    return PendingRequest(np.zeros((rows, 2), np.float32), future, 0.0, deadline)
+
+
+async def test_take_batch_takes_whole_requests_up_to_the_row_limit() -> None:
+    queue = deque([pending(3), pending(3), pending(3)])
+    batch, expired = take_batch(queue, max_rows=7, now=0.0)
+    assert [len(p.rows) for p in batch] == [3, 3]
+    assert not expired and len(queue) == 1
+
+
+async def test_take_batch_always_takes_one_request_even_if_oversized() -> None:
+    queue = deque([pending(10), pending(1)])
+    batch, _ = take_batch(queue, max_rows=4, now=0.0)
+    assert [len(p.rows) for p in batch] == [10]
+
+
+async def test_take_batch_separates_requests_past_their_deadline() -> None:
+    late, on_time = pending(1, deadline=1.0), pending(1, deadline=5.0)
+    batch, expired = take_batch(deque([late, on_time]), max_rows=8, now=2.0)
+    assert batch == [on_time] and expired == [late]
+
+
+def make_batcher(runner: Runner, **limits: float) -> MicroBatcher:
+    settings: dict[str, float] = {
+        "max_batch_size": 64,
+        "max_batch_delay_s": 0.002,
+        "max_queue": 1024,
+    }
+    settings.update(limits)
+    batcher = MicroBatcher(
+        "test",
+        runner,
+        Metrics(CollectorRegistry()).for_variant("test"),
+        max_batch_size=int(settings["max_batch_size"]),
+        max_batch_delay_s=settings["max_batch_delay_s"],
+        max_queue=int(settings["max_queue"]),
+    )
+    batcher.start()
+    return batcher
+
+
+@pytest.fixture
+def onnx(store: Path) -> Runner:
+    return open_runner(store / "onnx_fp32/model.onnx", "onnx", "classification")
+
+
+async def test_concurrent_requests_share_batches_and_get_their_own_rows(
+    onnx: Runner, holdout: Dataset
+) -> None:
+    slow = SlowedRunner(onnx, 0.005)  # keeps the runner busy while requests pile up
+    batcher = make_batcher(slow)
+    rows = holdout.features[:40]
+    deadline = time.perf_counter() + 10
+    results = await asyncio.gather(*(batcher.submit(rows[i : i + 1], deadline) for i in range(40)))
+    expected = onnx.predict(rows).labels
+    assert [int(r.labels[0]) for r in results] == expected.tolist()
+    assert max(r.batch_rows for r in results) > 1
+    await batcher.close(1.0)
+
+
+async def test_batch_size_one_turns_batching_off(onnx: Runner, holdout: Dataset) -> None:
+    batcher = make_batcher(SlowedRunner(onnx, 0.002), max_batch_size=1)
+    deadline = time.perf_counter() + 10
+    results = await asyncio.gather(
+        *(batcher.submit(holdout.features[i : i + 1], deadline) for i in range(10))
+    )
+    assert {r.batch_rows for r in results} == {1}
+    await batcher.close(1.0)
+
+
+async def test_a_lone_request_is_dispatched_without_waiting(onnx: Runner, holdout: Dataset) -> None:
+    batcher = make_batcher(onnx, max_batch_delay_s=0.5)
+    result = await batcher.submit(holdout.features[:1], time.perf_counter() + 10)
+    assert result.queue_s < 0.05  # far below the 500 ms the batch could have waited
+    await batcher.close(1.0)
+
+
+async def test_a_full_queue_refuses_at_once(onnx: Runner, holdout: Dataset) -> None:
+    batcher = make_batcher(SlowedRunner(onnx, 0.05), max_batch_size=1, max_queue=2)
+    deadline = time.perf_counter() + 10
+    admitted = [batcher.submit(holdout.features[:1], deadline) for _ in range(2)]
+    with pytest.raises(QueueFull):
+        batcher.submit(holdout.features[:1], deadline)
+    await asyncio.gather(*admitted)
+    await batcher.close(1.0)
+
+
+async def test_requests_past_their_deadline_are_not_computed(
+    onnx: Runner, holdout: Dataset
+) -> None:
+    batcher = make_batcher(SlowedRunner(onnx, 0.05), max_batch_size=1)
+    deadline = time.perf_counter() + 0.02
+    first = batcher.submit(holdout.features[:1], time.perf_counter() + 10)
+    late = batcher.submit(holdout.features[:1], deadline)
+    await first
+    with pytest.raises(DeadlineExceeded):
+        await late
+    await batcher.close(1.0)
+
+
+class FailingRunner:
+    """A model that raises, as a corrupt or mismatched model would."""
+
+    def predict(self, rows: np.ndarray) -> Prediction:
+        raise RuntimeError("weights are corrupt")
+
+
+async def test_an_error_reaches_every_request_of_the_batch(holdout: Dataset) -> None:
+    batcher = make_batcher(FailingRunner())
+    deadline = time.perf_counter() + 10
+    futures = [batcher.submit(holdout.features[:1], deadline) for _ in range(5)]
+    outcomes = await asyncio.gather(*futures, return_exceptions=True)
+    assert all(isinstance(o, BatchFailed) and "weights are corrupt" in str(o) for o in outcomes)
+    await batcher.close(1.0)
+
+
+async def test_close_finishes_admitted_work_then_refuses(onnx: Runner, holdout: Dataset) -> None:
+    batcher = make_batcher(SlowedRunner(onnx, 0.01), max_batch_size=1)
+    admitted = [batcher.submit(holdout.features[:1], time.perf_counter() + 10) for _ in range(3)]
+    await batcher.close(5.0)
+    assert all(f.done() and f.exception() is None for f in admitted)
+    with pytest.raises(ShuttingDown):
+        batcher.submit(holdout.features[:1], time.perf_counter() + 10)

@@ -1,0 +1,101 @@
+"""`/metrics` moves with traffic, passes promtool, and adds up across worker processes."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from service.process import ServerProcess, running_server
+from service.store import Dataset
+from tests.utils import body, require_tool
+
+EXPECTED = {
+    "perfserve_request_duration_seconds",
+    "perfserve_queue_duration_seconds",
+    "perfserve_inference_duration_seconds",
+    "perfserve_stage_duration_seconds",
+    "perfserve_batch_size",
+    "perfserve_inflight_requests",
+    "perfserve_queue_depth",
+    "perfserve_busy_seconds",
+    "perfserve_model_memory_bytes",
+    "perfserve_traffic_weight",
+    "perfserve_rejected_requests",
+    "process_resident_memory_bytes",
+}
+
+
+def samples(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = httpx.get(f"{url}/metrics").text
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(
+    snapshot: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
+) -> float:
+    return snapshot.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def test_every_contract_metric_is_exposed(server: ServerProcess) -> None:
+    text = httpx.get(f"{server.url}/metrics").text
+    names = {family.name for family in text_string_to_metric_families(text)}
+    assert names >= EXPECTED
+
+
+def test_metrics_move_when_traffic_flows(server: ServerProcess, holdout: Dataset) -> None:
+    before = samples(server.url)
+    for _ in range(20):
+        httpx.post(f"{server.url}/models/onnx_int8/predict", json=body(holdout.features[:2]))
+    httpx.post(f"{server.url}/models/onnx_int8/predict", json={"instances": [[1]]})
+    after = samples(server.url)
+
+    def delta(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    ok = {"variant": "onnx_int8", "status": "200"}
+    assert delta("perfserve_request_duration_seconds_count", **ok) == 20
+    assert delta("perfserve_queue_duration_seconds_count", variant="onnx_int8") == 20
+    assert delta("perfserve_batch_size_sum", variant="onnx_int8") == 40
+    assert delta("perfserve_busy_seconds_total", variant="onnx_int8") > 0
+    assert delta("perfserve_request_duration_seconds_count", variant="onnx_int8", status="422") == 1
+    assert delta("perfserve_rejected_requests_total", reason="invalid_input") == 1
+    assert value(after, "perfserve_traffic_weight", variant="sklearn_fp32") == 1.0
+    assert value(after, "perfserve_model_memory_bytes", variant="onnx_fp32") > 0
+
+
+def test_promtool_accepts_the_exposition(server: ServerProcess) -> None:
+    promtool = require_tool("promtool")
+    text = httpx.get(f"{server.url}/metrics").content
+    checked = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, timeout=30
+    )
+    assert checked.returncode == 0, checked.stdout.decode() + checked.stderr.decode()
+
+
+def test_several_workers_add_up(store: Path, holdout: Dataset) -> None:
+    with running_server(store, options=["--workers", "2"]) as server, httpx.Client() as client:
+        for _ in range(60):
+            # A fresh connection each time, so both workers get some of the requests.
+            client.post(
+                f"{server.url}/predict",
+                json=body(holdout.features[:1]),
+                headers={"Connection": "close"},
+            ).raise_for_status()
+        after = samples(server.url)
+        text = httpx.get(f"{server.url}/metrics").content
+    count = value(
+        after, "perfserve_request_duration_seconds_count", variant="sklearn_fp32", status="200"
+    )
+    assert count == 60
+    assert value(after, "perfserve_runners", variant="sklearn_fp32") == 2
+    assert value(after, "process_resident_memory_bytes") > 0
+    promtool = require_tool("promtool")
+    checked = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True)
+    assert checked.returncode == 0, checked.stdout.decode()

@@ -1,0 +1,37 @@
+"""Settings: environment first, readable formats, unsafe values refused at start-up."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from service.settings import Settings
+
+
+def test_environment_variables_configure_the_service(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PERFSERVE_MAX_BATCH_SIZE", "8")
+    monkeypatch.setenv("PERFSERVE_VARIANTS", "onnx_fp32,onnx_int8")
+    monkeypatch.setenv("PERFSERVE_TRAFFIC", "onnx_fp32=0.9,onnx_int8=0.1")
+    settings = Settings()
+    assert settings.max_batch_size == 8
+    assert settings.variants == ["onnx_fp32", "onnx_int8"]
+    assert settings.traffic == {"onnx_fp32": 0.9, "onnx_int8": 0.1}
+
+
+def test_traffic_also_reads_json() -> None:
+    assert Settings(traffic='{"a": 1, "b": 3}').traffic == {"a": 1, "b": 3}
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"admin_token": "changeme"}, "placeholder"),
+        ({"max_batch_size": 0}, "greater than or equal to 1"),
+        ({"traffic": "a=-1"}, "must not be negative"),
+        ({"traffic": "a=x"}, "traffic must look like"),
+        ({"variants": "onnx_fp32", "shadow": "onnx_int8"}, "not among the loaded variants"),
+    ],
+)
+def test_unsafe_or_inconsistent_values_are_refused(values: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        Settings(**values)  # type: ignore[arg-type]

@@ -1,0 +1,133 @@
+"""The model store: three real variants, honest metadata, and clear errors for user models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LinearRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+from service.build import build_from_files, build_store, reference_data
+from service.convert import INTEGER_OPERATORS
+from service.quality import quality_metrics
+from service.runtimes import open_runner
+from service.store import Dataset, Manifest, StoreError, sha256_of, write_csv_dataset
+
+
+def test_manifest_describes_every_variant(store: Path, manifest: Manifest) -> None:
+    assert list(manifest.variants) == ["sklearn_fp32", "onnx_fp32", "onnx_int8"]
+    assert manifest.n_features == 30
+    for info in manifest.variants.values():
+        artifact = store / info.path
+        assert info.file_size_bytes == artifact.stat().st_size
+        assert info.sha256 == sha256_of(artifact)
+        assert set(info.metrics) == {"accuracy", "precision", "recall", "f1", "roc_auc"}
+        assert info.model_version == manifest.variants["sklearn_fp32"].model_version
+    assert manifest.variants["onnx_int8"].precision == "int8"
+
+
+def test_int8_graph_really_computes_in_integers(manifest: Manifest) -> None:
+    assert INTEGER_OPERATORS & set(manifest.variants["onnx_int8"].operators)
+    assert not INTEGER_OPERATORS & set(manifest.variants["onnx_fp32"].operators)
+
+
+def test_onnx_fp32_agrees_with_sklearn_on_the_whole_holdout(
+    store: Path, manifest: Manifest, holdout: Dataset
+) -> None:
+    reference = open_runner(store / "sklearn_fp32/model.joblib", "sklearn", "classification")
+    onnx = open_runner(store / "onnx_fp32/model.onnx", "onnx", "classification")
+    expected, actual = reference.predict(holdout.features), onnx.predict(holdout.features)
+    assert np.array_equal(expected.labels, actual.labels)
+    assert expected.probabilities is not None and actual.probabilities is not None
+    np.testing.assert_allclose(actual.probabilities, expected.probabilities, atol=1e-4)
+    assert manifest.variants["onnx_fp32"].agreement_with_reference == 1.0
+
+
+def test_int8_stays_within_one_point_of_accuracy(manifest: Manifest) -> None:
+    int8 = manifest.variants["onnx_int8"]
+    assert abs(int8.metric_deltas["accuracy"]) <= 0.01
+    assert int8.agreement_with_reference >= 0.98
+
+
+def test_manifest_metrics_are_the_runtimes_own(
+    store: Path, manifest: Manifest, holdout: Dataset
+) -> None:
+    runner = open_runner(store / "onnx_int8/model.onnx", "onnx", "classification")
+    prediction = runner.predict(holdout.features)
+    scores = quality_metrics(
+        "classification", holdout.target, prediction.labels, prediction.probabilities
+    )
+    assert scores == pytest.approx(manifest.variants["onnx_int8"].metrics)
+
+
+def test_reference_build_is_deterministic(tmp_path: Path, manifest: Manifest) -> None:
+    again = build_store(tmp_path / "again")
+    assert again.variants["onnx_fp32"].sha256 == manifest.variants["onnx_fp32"].sha256
+    assert again.holdout.sha256 == manifest.holdout.sha256
+
+
+def _user_files(tmp_path: Path, pipeline: object, holdout: Dataset) -> tuple[Path, Path]:
+    model_path, data_path = tmp_path / "pipeline.joblib", tmp_path / "holdout.csv"
+    joblib.dump(pipeline, model_path)
+    write_csv_dataset(data_path, holdout)
+    return model_path, data_path
+
+
+def test_build_from_a_users_pipeline_and_csv(tmp_path: Path) -> None:
+    train, holdout = reference_data()
+    pipeline = make_pipeline(StandardScaler(), RandomForestClassifier(20, random_state=0))
+    pipeline.fit(train.features, train.target)
+    model_path, data_path = _user_files(tmp_path, pipeline, holdout)
+
+    manifest = build_from_files(tmp_path / "store", model_path, data_path, "target")
+
+    assert manifest.model_name == "randomforestclassifier"
+    assert set(manifest.variants) == {"sklearn_fp32", "onnx_fp32"}
+    assert "MatMul/Gemm/Conv" in manifest.skipped["onnx_int8"]
+    assert manifest.variants["onnx_fp32"].agreement_with_reference > 0.98
+
+
+def test_a_regressor_is_scored_with_regression_metrics(tmp_path: Path) -> None:
+    train, holdout = reference_data()
+    pipeline = make_pipeline(StandardScaler(), LinearRegression())
+    pipeline.fit(train.features, train.features[:, 0])
+    target = Dataset(holdout.features, holdout.features[:, 0], holdout.feature_names, "y")
+    model_path, data_path = _user_files(tmp_path, pipeline, target)
+
+    manifest = build_from_files(tmp_path / "store", model_path, data_path, "y")
+
+    assert manifest.task == "regression"
+    assert manifest.variants["onnx_fp32"].metrics["rmse"] < 1e-2
+
+
+def test_unconvertible_pipeline_fails_with_a_clear_error(tmp_path: Path) -> None:
+    train, holdout = reference_data()
+    pipeline = make_pipeline(
+        FunctionTransformer(np.log1p), RandomForestClassifier(5, random_state=0)
+    )
+    pipeline.fit(train.features, train.target)
+    model_path, data_path = _user_files(tmp_path, pipeline, holdout)
+
+    with pytest.raises(StoreError, match="cannot convert Pipeline to ONNX"):
+        build_from_files(tmp_path / "store", model_path, data_path, "target")
+    assert not (tmp_path / "store").exists()
+
+
+def test_a_file_that_is_not_a_model_is_named(tmp_path: Path) -> None:
+    _, holdout = reference_data()
+    model_path, data_path = _user_files(tmp_path, {"weights": [1, 2]}, holdout)
+    with pytest.raises(StoreError, match="holds a dict, not a fitted estimator"):
+        build_from_files(tmp_path / "store", model_path, data_path, "target")
+
+
+def test_missing_target_column_is_named(tmp_path: Path) -> None:
+    train, holdout = reference_data()
+    pipeline = make_pipeline(StandardScaler(), LinearRegression()).fit(train.features, train.target)
+    model_path, data_path = _user_files(tmp_path, pipeline, holdout)
+    with pytest.raises(StoreError, match="column 'label' is not in"):
+        build_from_files(tmp_path / "store", model_path, data_path, "label")
