@@ -1,105 +1,65 @@
-"""`perfserve demo`: build the store, start the service, drive it, print what it measured."""
+"""`perfserve demo`: build the store, start the service, run a short sweep, report.
+
+The server is pinned to the first CPU and this process (the load generator) to the
+last, so they do not take each other's core; each variant gets a short knee search
+(steps of a few seconds), then the knee table is printed and the report written.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import time
-from dataclasses import asdict, dataclass
+import os
+import sys
 from pathlib import Path
 
-import httpx
-import numpy as np
-
+from loadtests.steps import StepSettings
 from service.build import build_store
 from service.process import running_server
-from service.store import StoreError, load_holdout, load_manifest
+from service.store import StoreError, load_manifest
 
-CONCURRENCY = 8
-SECONDS_PER_VARIANT = 3.0
-
-
-@dataclass
-class VariantRun:
-    variant: str
-    requests: int
-    errors: int
-    throughput_rps: float
-    p50_ms: float
-    p99_ms: float
-    server_queue_ms: float
-    server_infer_ms: float
+DEMO_STEPS = StepSettings(
+    slo_p99_ms=50.0, step_seconds=3.0, window_seconds=1.0, max_step_seconds=5.0
+)
+START_RATE, MAX_RATE, PRECISION = 200.0, 3200.0, 0.25
 
 
-def run_demo(store: Path, out: Path) -> list[VariantRun]:
+def run_demo(store: Path, out: Path) -> int:
     try:
         load_manifest(store)
     except StoreError:
         print(f"building the model store in {store} ...")
         build_store(store)
     manifest = load_manifest(store)
-    rows = load_holdout(store, manifest).features
+    server_cpu, generator_cpu = _cores()
     print("starting perfserve serve on a free loopback port ...")
-    with running_server(store) as server:
-        runs = [asyncio.run(_drive(server.url, variant, rows)) for variant in manifest.variants]
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "demo.json").write_text(json.dumps([asdict(run) for run in runs], indent=2))
-    print(_table(runs))
-    print(f"report written to {out / 'demo.json'}")
-    return runs
+    with running_server(store, cpus=server_cpu) as server:
+        if generator_cpu is not None:
+            os.sched_setaffinity(0, {generator_cpu})
+        import locust  # noqa: F401  (gevent's monkey-patching, before the sweep's imports)
 
+        from loadtests.outputs import write_outputs
+        from loadtests.sweep import SweepPlan, run_sweep
+        from loadtests.text import knee_table
 
-async def _drive(url: str, variant: str, rows: np.ndarray) -> VariantRun:
-    """Closed-loop clients, one row per request, for a few seconds."""
-    latencies: list[float] = []
-    queue: list[float] = []
-    infer: list[float] = []
-    errors = 0
-    stop_at = time.perf_counter() + SECONDS_PER_VARIANT
-
-    async def client(index: int, http: httpx.AsyncClient) -> None:
-        nonlocal errors
-        i = index
-        while time.perf_counter() < stop_at:
-            body = {"instances": [rows[i % len(rows)].tolist()]}
-            sent = time.perf_counter()
-            response = await http.post(f"{url}/models/{variant}/predict", json=body)
-            latencies.append(time.perf_counter() - sent)
-            if response.status_code != 200:
-                errors += 1
-                continue
-            timing = dict(
-                part.strip().split(";dur=") for part in response.headers["server-timing"].split(",")
-            )
-            queue.append(float(timing["queue"]))
-            infer.append(float(timing["infer"]))
-            i += CONCURRENCY
-
-    started = time.perf_counter()
-    async with httpx.AsyncClient() as http:
-        await asyncio.gather(*(client(i, http) for i in range(CONCURRENCY)))
-    elapsed = time.perf_counter() - started
-    millis = np.asarray(latencies) * 1000
-    return VariantRun(
-        variant=variant,
-        requests=len(latencies),
-        errors=errors,
-        throughput_rps=len(latencies) / elapsed,
-        p50_ms=float(np.percentile(millis, 50)),
-        p99_ms=float(np.percentile(millis, 99)),
-        server_queue_ms=float(np.median(queue)) if queue else float("nan"),
-        server_infer_ms=float(np.median(infer)) if infer else float("nan"),
-    )
-
-
-def _table(runs: list[VariantRun]) -> str:
-    header = f"{'variant':<14}{'requests':>9}{'errors':>7}{'req/s':>9}{'p50 ms':>8}{'p99 ms':>8}"
-    header += f"{'queue ms':>10}{'infer ms':>10}"
-    lines = [header]
-    for run in runs:
-        lines.append(
-            f"{run.variant:<14}{run.requests:>9}{run.errors:>7}{run.throughput_rps:>9.0f}"
-            f"{run.p50_ms:>8.2f}{run.p99_ms:>8.2f}{run.server_queue_ms:>10.3f}"
-            f"{run.server_infer_ms:>10.3f}"
+        plan = SweepPlan(
+            url=server.url,
+            targets=list(manifest.variants),
+            rates=None,
+            steps=DEMO_STEPS,
+            store=store,
+            start_rate=START_RATE,
+            max_rate=MAX_RATE,
+            precision=PRECISION,
         )
-    return "\n".join(lines)
+        report = run_sweep(plan, lambda line: print(line, file=sys.stderr, flush=True))
+    write_outputs(report, out)
+    print(knee_table(report))
+    print(f"report: {out / 'report.html'} (with steps.csv, summary.json and the plots)")
+    return 0
+
+
+def _cores() -> tuple[str | None, int | None]:
+    """The server's CPU (for taskset) and the generator's, when there are two to use."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None, None
+    return str(cpus[0]), cpus[-1]

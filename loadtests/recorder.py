@@ -15,6 +15,7 @@ tests and the report code can use it freely.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import cache
@@ -49,12 +50,14 @@ def counts_of(histogram: HdrHistogram) -> np.ndarray:
 def percentile_ms(histogram: HdrHistogram, percentile: float) -> float:
     """The value at `percentile` (0..100), in ms; NaN for an empty histogram.
 
-    As HdrHistogram defines it: the smallest recorded value (to the histogram's
-    precision) with at least `percentile`% of the counts at or below it."""
+    The nearest-rank percentile: the smallest recorded value (to the histogram's
+    precision) with at least `percentile`% of the counts at or below it. (The hdrh
+    package rounds the rank to the nearest count instead, which can report the value
+    just below the true p99.)"""
     total = histogram.get_total_count()
     if total == 0:
         return float("nan")
-    target = max(1, int(percentile * total / 100 + 0.5))
+    target = max(1, math.ceil(round(percentile * total / 100, 9)))
     cumulative = np.cumsum(counts_of(histogram))
     index = int(np.searchsorted(cumulative, target))
     return float(min(_upper_values_us()[index], histogram.get_max_value())) / 1000
@@ -119,13 +122,16 @@ def _decode(encoded: bytes) -> HdrHistogram:
 @dataclass
 class Window:
     """One window of one step: answers by variant (keyed by scheduled time), and sends,
-    late sends, dropped arrivals and completions (keyed by when they happened)."""
+    late sends, dropped arrivals, completions (keyed by when they happened) and arrivals
+    that had to wait for a connection (keyed by scheduled time)."""
 
     tallies: dict[str, Tally] = field(default_factory=dict)
     sent: int = 0
     late: int = 0
     dropped: int = 0
     completed: int = 0
+    blocked: int = 0
+    """Arrivals that found every connection busy: requests were piling up in flight."""
 
     def tally(self, variant: str) -> Tally:
         found = self.tallies.get(variant)
@@ -140,8 +146,12 @@ class Window:
         self.late += other.late
         self.dropped += other.dropped
         self.completed += other.completed
+        self.blocked += other.blocked
 
     def merged_tally(self) -> Tally:
+        """All variants together (the tally itself when there is one: do not modify)."""
+        if len(self.tallies) == 1:
+            return next(iter(self.tallies.values()))
         total = Tally()
         for tally in self.tallies.values():
             total.add(tally)
@@ -157,6 +167,7 @@ class Recorder:
 
     def __init__(self) -> None:
         self.windows: dict[WindowKey, Window] = {}
+        self.closed: set[int] = set()
 
     def window(self, key: WindowKey) -> Window:
         found = self.windows.get(key)
@@ -188,7 +199,14 @@ class Recorder:
 
     def merge(self, windows: dict[WindowKey, Window]) -> None:
         for key, window in windows.items():
-            self.window(key).add(window)
+            if key[0] not in self.closed:
+                self.window(key).add(window)
+
+    def discard(self, step: int) -> None:
+        """Forget a finished step (its histograms are large); late answers to it, from a
+        step that did not wait for them, are ignored from now on."""
+        self.closed.add(step)
+        self.windows = {k: w for k, w in self.windows.items() if k[0] != step}
 
 
 def windows_to_wire(windows: dict[WindowKey, Window]) -> list[dict[str, Any]]:
@@ -197,7 +215,7 @@ def windows_to_wire(windows: dict[WindowKey, Window]) -> list[dict[str, Any]]:
         {
             "key": list(key),
             "tallies": {v: t.to_wire() for v, t in w.tallies.items()},
-            "counts": [w.sent, w.late, w.dropped, w.completed],
+            "counts": [w.sent, w.late, w.dropped, w.completed, w.blocked],
         }
         for key, w in windows.items()
     ]
@@ -206,8 +224,7 @@ def windows_to_wire(windows: dict[WindowKey, Window]) -> list[dict[str, Any]]:
 def windows_from_wire(items: list[dict[str, Any]]) -> dict[WindowKey, Window]:
     windows: dict[WindowKey, Window] = {}
     for item in items:
-        sent, late, dropped, completed = item["counts"]
         tallies = {v: Tally.from_wire(t) for v, t in item["tallies"].items()}
         step, index = item["key"]
-        windows[(step, index)] = Window(tallies, sent, late, dropped, completed)
+        windows[(step, index)] = Window(tallies, *item["counts"])
     return windows

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from hdrh.histogram import HdrHistogram
 
 from loadtests.recorder import percentile_ms
+
+if TYPE_CHECKING:
+    from loadtests.sweep import SweepReport
 
 PERCENTILES = (50.0, 90.0, 95.0, 99.0, 99.9)
 
@@ -17,3 +22,33 @@ def latency_line(label: str, histogram: HdrHistogram) -> str:
     parts = [f"p{p:g} {percentile_ms(histogram, p):.3f}" for p in PERCENTILES]
     parts.append(f"max {histogram.get_max_value() / 1000:.3f}")
     return f"{label}: n={count}  " + "  ".join(parts) + " ms"
+
+
+def knee_table(report: SweepReport) -> str:
+    """Per target: the knee, what limited it, and the step at the knee."""
+    slo = report.plan.steps.slo_p99_ms
+    lines = [
+        f"knee = highest QPS holding p99 <= {slo:g} ms (latency from scheduled send time)",
+        f"{'target':<14}{'knee QPS':>10}  {'limited by':<11}{'p50 ms':>8}{'p99 ms':>8}"
+        f"{'queue ms':>9}{'batch':>7}{'util':>6}{'steps':>6}",
+    ]
+    for target in report.targets:
+        at_knee = [s for s in target.steps if s.holds and s.target_qps == target.knee.qps]
+        knee = f"{target.knee.qps:,.0f}" if target.knee.qps else "-"
+        line = f"{target.target:<14}{knee:>10}  {target.knee.limited_by:<11}"
+        held = max(
+            (s for s in target.steps if s.holds and target.knee.qps),
+            key=lambda s: s.target_qps,
+            default=None,
+        )
+        step = at_knee[0] if at_knee else held
+        if step is not None:
+            line += (
+                f"{step.client.p50_ms:>8.2f}{step.client.p99_ms:>8.2f}"
+                f"{step.server.queue_ms:>9.3f}{step.server.mean_batch_rows:>7.1f}"
+                f"{step.server.utilization:>6.2f}"
+            )
+        else:
+            line += " " * 38
+        lines.append(f"{line}{len(target.steps):>6}")
+    return "\n".join(lines)

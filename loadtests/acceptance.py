@@ -1,0 +1,90 @@
+"""When a step's numbers can be trusted, and whether they hold the SLO.
+
+A step is *accepted* when its throughput and p99 have settled (over the last windows,
+max/min within a tolerance) and it has enough answers for the percentile it reports:
+with n answers and none beyond the true p99, one is only (1 - 0.99**n) sure the p99
+was not missed by chance, so p99 needs about 460 answers for 99% confidence, p99.9
+about 4,600. A step *holds* the SLO when at most 1% of its requests were slower than
+the SLO or failed (a failure counts as infinitely slow, so shedding cannot buy a good
+p99), nothing was dropped and the achieved rate is within tolerance of the target.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+STABLE_WINDOWS = 3
+STABILITY_TOLERANCE = 0.10
+RATE_TOLERANCE = 0.05
+"""Achieved within 5% of the target counts as delivering the target."""
+LATE_SHARE_LIMIT = 0.10
+"""More sends than this behind schedule means the generator is not keeping up."""
+SATURATION = 0.85
+"""A server resource busier than this is saturated."""
+
+
+def min_samples(percentile: float = 99.0, confidence: float = 0.99) -> int:
+    """Answers needed so that seeing none beyond the percentile is `confidence`-sure."""
+    return math.ceil(math.log(1 - confidence) / math.log(percentile / 100))
+
+
+def settled(values: Sequence[float], tolerance: float, absolute: float = 0.0) -> bool:
+    """max - min within `tolerance` of the min (or within `absolute`, whichever is wider)."""
+    if len(values) < 2 or any(math.isnan(v) for v in values):
+        return False
+    low, high = min(values), max(values)
+    return high - low <= max(tolerance * low, absolute)
+
+
+@dataclass(frozen=True)
+class WindowPoint:
+    throughput: float
+    p99_ms: float
+    miss_ratio: float
+
+
+def stable(windows: Sequence[WindowPoint], slo_ms: float) -> bool:
+    """Throughput and p99 settled over the last `STABLE_WINDOWS` windows. p99 may also
+    move by up to a tenth of the SLO: at a millisecond, 10% is timer noise on a busy
+    machine, and what matters is the distance to the SLO."""
+    last = windows[-STABLE_WINDOWS:]
+    if len(last) < STABLE_WINDOWS:
+        return False
+    return settled([w.throughput for w in last], STABILITY_TOLERANCE) and settled(
+        [w.p99_ms for w in last], STABILITY_TOLERANCE, slo_ms * STABILITY_TOLERANCE
+    )
+
+
+def verdict(
+    *,
+    target_qps: float,
+    achieved_qps: float,
+    sent_qps: float,
+    miss_ratio: float,
+    late_share: float,
+    dropped: int,
+    server_saturated: bool,
+    accepted: bool,
+    server_holds: bool = False,
+) -> str:
+    """One of: holds, generator-bound, misses-slo, server-saturated, unstable.
+
+    The generator is blamed, not the server, when the server was not saturated and
+    either the generator could not offer the rate (sends short of target, dropped
+    arrivals) or the SLO was missed only through delays outside the server: sends
+    behind schedule, or time lost around a server whose own p99 held (`server_holds`).
+    """
+    could_not_offer = dropped > 0 or sent_qps < (1 - RATE_TOLERANCE) * target_qps
+    missed = miss_ratio > 0.01
+    lost_outside = missed and (late_share > LATE_SHARE_LIMIT or server_holds)
+    if (could_not_offer or lost_outside) and not server_saturated:
+        return "generator-bound"
+    if missed or dropped > 0:
+        return "misses-slo"
+    if achieved_qps < (1 - RATE_TOLERANCE) * target_qps:
+        return "server-saturated"
+    if not accepted:
+        return "unstable"
+    return "holds"

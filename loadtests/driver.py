@@ -1,0 +1,142 @@
+"""The sweep's handle on Locust: start the generators, set the rate, collect windows.
+
+In-process by default (a Locust `LocalRunner`: the dispatcher runs in this process).
+With `workers > 0`, this process is a Locust master that generates nothing itself and
+`workers` `locust --worker` processes do the sending, each one dispatcher at
+`rate / workers`: the way past one generator core's limit.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import gevent
+import locust
+import psutil
+from locust.env import Environment
+
+from loadtests import openloop
+from loadtests.harness import Harness
+from loadtests.loadgen_metrics import LoadgenMetrics
+from loadtests.openloop import PLAN, SETUP, OpenLoopUser, Plan, plan_message
+from service.process import free_port
+
+START_DELAY_S = 0.2
+"""A plan starts this long after it is sent, so every worker starts its clock together."""
+
+
+class Driver:
+    def __init__(self, url: str, workers: int, max_in_flight: int, metrics: LoadgenMetrics) -> None:
+        self.metrics = metrics
+        self.workers = workers
+        OpenLoopUser.concurrency = max_in_flight
+        self.environment = Environment(user_classes=[OpenLoopUser], events=locust.events, host=url)
+        self._processes: list[subprocess.Popen[bytes]] = []
+        self._steps = 0
+        if workers:
+            port = free_port()
+            self.environment.create_master_runner("127.0.0.1", port)
+            self.harness = Harness(self.environment, metrics)
+            self._start_workers(port, max_in_flight)
+        else:
+            self.environment.create_local_runner()
+            self.harness = Harness(self.environment, metrics)
+            openloop.install(self.environment, self.harness)
+        self.generators = max(1, workers)
+        self._start_users()
+
+    def new_step(self) -> int:
+        """A step id unique for this driver: windows are keyed by it."""
+        self._steps += 1
+        return self._steps
+
+    def setup(self, bodies: list[bytes], rows_per_request: int, target: str) -> None:
+        data = {"bodies": bodies, "rows_per_request": rows_per_request, "target": target}
+        self._send(SETUP, data)
+
+    def start_step(self, step: int, rate: float, process: str, window_s: float) -> float:
+        """Offer `rate` from a moment just ahead; returns that start (time.time())."""
+        start = time.time() + START_DELAY_S
+        plan = Plan(step, rate, process, start, window_s, self.generators, seed=step)  # type: ignore[arg-type]
+        self._send(PLAN, plan_message(plan))
+        self.metrics.target_rps.set(rate)
+        return start
+
+    def stop_arrivals(self, step: int) -> None:
+        self._send(PLAN, plan_message(Plan(step, 0.0, "constant", time.time(), 1.0, 1, 0)))
+        self.metrics.target_rps.set(0)
+
+    def drain(self, timeout_s: float) -> bool:
+        """Wait until no request is in flight anywhere; False if some still were at timeout."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self.harness.flush()
+            if self.harness.total_in_flight() == 0:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            gevent.sleep(0.05)
+
+    def processes(self) -> list[psutil.Process]:
+        """The processes that generate load (for their CPU use)."""
+        if not self._processes:
+            return [psutil.Process()]
+        return [psutil.Process(p.pid) for p in self._processes if p.poll() is None]
+
+    def close(self) -> None:
+        runner = self.environment.runner
+        self.harness.stop()
+        if runner is not None:
+            runner.quit()
+        for process in self._processes:
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def _send(self, kind: str, data: dict[str, object]) -> None:
+        runner = self.environment.runner
+        assert runner is not None
+        runner.send_message(kind, data)
+
+    def _start_workers(self, port: int, max_in_flight: int) -> None:
+        command = [
+            sys.executable,
+            "-m",
+            "locust",
+            "-f",
+            str(Path(openloop.__file__)),
+            "--worker",
+            "--master-host",
+            "127.0.0.1",
+            "--master-port",
+            str(port),
+            "--loglevel",
+            "WARNING",
+        ]
+        env = {**os.environ, "PERFSERVE_MAX_IN_FLIGHT": str(max_in_flight)}
+        for _ in range(self.workers):
+            self._processes.append(subprocess.Popen(command, env=env))
+
+    def _start_users(self, timeout_s: float = 60.0) -> None:
+        """One dispatcher per generator, once every worker is connected (workers take
+        seconds to import Locust)."""
+        runner = self.environment.runner
+        assert runner is not None
+        deadline = time.monotonic() + timeout_s
+        while self.workers and getattr(runner, "worker_count", 0) < self.workers:
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"{self.workers} Locust workers not connected after {timeout_s} s"
+                )
+            gevent.sleep(0.1)
+        runner.start(self.generators, spawn_rate=self.generators)
+        while runner.user_count < self.generators:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Locust generators not running after {timeout_s} s")
+            gevent.sleep(0.1)

@@ -1,0 +1,197 @@
+"""The sweep's open-loop generator on Locust: a dispatcher that sends on schedule.
+
+Each generator process runs one `OpenLoopUser`, whose only task is a dispatcher: it
+sleeps until the next scheduled arrival (loadtests/arrivals.py) and hands the request
+to a new greenlet, so a slow answer never delays the next send. Up to `max_in_flight`
+requests may be outstanding (the size of the connection pool); past that the dispatcher
+waits for a free connection and the sends it makes late are counted as late arrivals
+and measured from their scheduled time anyway. Arrivals still unsent when their step
+ends are counted as dropped.
+
+This file is also the locustfile of sweep workers (`perfserve sweep --workers N` starts
+`locust -f loadtests/openloop.py --worker`); the controller sends them the request
+bodies, then one plan per step (rate, arrival process, step and window clock).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import gevent
+from gevent.pool import Pool
+from locust import FastHttpUser, constant, events, task
+from locust.env import Environment
+from locust.runners import MasterRunner
+
+from loadtests import SPLIT
+from loadtests.arrivals import ArrivalProcess, arrival_times
+from loadtests.checks import judge_answer, status_label
+from loadtests.harness import Harness
+from loadtests.pacing import LATE_TOLERANCE_S
+
+SETUP, PLAN = "perfserve_setup", "perfserve_plan"
+USER_POPULATION = 10_000
+MAX_IN_FLIGHT = int(os.environ.get("PERFSERVE_MAX_IN_FLIGHT", "256"))
+IDLE_POLL_S = 0.02
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What every generator offers during one step."""
+
+    step: int
+    rate: float
+    process: ArrivalProcess
+    start_wall: float
+    """`time.time()` at which the step's window 0 starts, the same for every process."""
+    window_s: float
+    generators: int
+    seed: int
+
+
+class Generator:
+    """The per-process state behind the dispatcher: bodies, the current plan, the pool."""
+
+    def __init__(self, harness: Harness) -> None:
+        self.harness = harness
+        self.bodies: list[bytes] = []
+        self.rows_per_request = 1
+        self.target = SPLIT
+        self.plan: Plan | None = None
+        self.plan_start = 0.0
+        self.replaced_at = 0.0
+        self.pool = Pool(MAX_IN_FLIGHT)
+
+    def setup(self, data: dict[str, Any]) -> None:
+        self.bodies = list(data["bodies"])
+        self.rows_per_request = int(data["rows_per_request"])
+        self.target = str(data["target"])
+
+    def set_plan(self, data: dict[str, Any]) -> None:
+        self.replaced_at = time.perf_counter()
+        plan = Plan(**data)
+        self.plan_start = plan.start_wall - time.time() + time.perf_counter()
+        self.plan = plan
+
+    def window(self, plan: Plan, at: float) -> tuple[int, int]:
+        return plan.step, max(0, int((at - self.plan_start) // plan.window_s))
+
+    def dispatch(self, user: FastHttpUser) -> None:
+        """Send on schedule, forever; a new plan restarts the schedule."""
+        while True:
+            plan = self.plan
+            if plan is None or plan.rate <= 0:
+                gevent.sleep(IDLE_POLL_S)
+                continue
+            self._follow(user, plan)
+
+    def _follow(self, user: FastHttpUser, plan: Plan) -> None:
+        runner = self.harness.environment.runner
+        index: int = getattr(runner, "worker_index", 0)
+        schedule = arrival_times(
+            self.plan_start,
+            plan.rate,
+            plan.process,
+            generator_index=index,
+            generators=plan.generators,
+            seed=plan.seed * 1000 + index,
+        )
+        for due in schedule:
+            while self.plan is plan and (delay := due - time.perf_counter()) > 0:
+                gevent.sleep(min(delay, IDLE_POLL_S))
+            if self.plan is not plan:
+                self._drop_unsent(plan, due, schedule)
+                return
+            if self.pool.full():
+                self.harness.recorder.window(self.window(plan, due)).blocked += 1
+            self.pool.spawn(self._fire, user, plan, due)
+
+    def _drop_unsent(self, plan: Plan, due: float, schedule: Any) -> None:
+        """Count the arrivals that fell due before the plan changed but were never sent."""
+        recorder = self.harness.recorder
+        while due < self.replaced_at:
+            recorder.window(self.window(plan, due)).dropped += 1
+            due = next(schedule)
+
+    def _fire(self, user: FastHttpUser, plan: Plan, due: float) -> None:
+        body = random.choice(self.bodies)
+        if self.target == SPLIT:
+            path = "/predict"
+            headers = {"x-user-id": f"user-{random.randrange(USER_POPULATION)}"}
+        else:
+            path, headers = f"/models/{self.target}/predict", {}
+        recorder = self.harness.recorder
+        sent = time.perf_counter()
+        sending = recorder.window(self.window(plan, sent))
+        sending.sent += 1
+        sending.late += sent - due > LATE_TOLERANCE_S
+        self.harness.in_flight += 1
+        try:
+            with user.client.post(
+                path,
+                data=body,  # type: ignore[arg-type]  # geventhttpclient sends bytes as they are
+                headers={"content-type": "application/json", **headers},
+                catch_response=True,
+            ) as response:
+                done = time.perf_counter()
+                verdict = judge_answer(
+                    response.status_code, response.content, self.rows_per_request, False
+                )
+                if verdict.failure is None:
+                    response.success()
+                else:
+                    response.failure(verdict.failure)
+        finally:
+            self.harness.in_flight -= 1
+        recorder.window(self.window(plan, done)).completed += 1
+        variant = (response.headers or {}).get("x-variant") or self.target
+        recorder.answer(
+            self.window(plan, due),
+            variant,
+            verdict.outcome,
+            status_label(response.status_code),
+            done - due,
+            done - sent,
+        )
+
+
+GENERATOR: dict[str, Generator] = {}
+
+
+class OpenLoopUser(FastHttpUser):
+    """One per generator process; its task is the dispatcher."""
+
+    concurrency = MAX_IN_FLIGHT
+    network_timeout = 30.0
+    connection_timeout = 5.0
+    wait_time = constant(0)
+
+    @task
+    def dispatch(self) -> None:
+        GENERATOR["this"].dispatch(self)
+
+
+def install(environment: Environment, harness: Harness) -> None:
+    """Make this process a generator: hold the bodies and follow plans."""
+    generator = GENERATOR["this"] = Generator(harness)
+    runner = environment.runner
+    assert runner is not None
+    runner.register_message(SETUP, lambda msg, **_: generator.setup(msg.data))
+    runner.register_message(PLAN, lambda msg, **_: generator.set_plan(msg.data))
+
+
+def plan_message(plan: Plan) -> dict[str, Any]:
+    return asdict(plan)
+
+
+def _init_worker(environment: Environment, **_: Any) -> None:
+    runner = environment.runner
+    if runner is not None and not isinstance(runner, MasterRunner):
+        install(environment, Harness(environment, None))
+
+
+events.init.add_listener(_init_worker)

@@ -1,0 +1,127 @@
+"""A sweep's files: steps.csv, summary.json, the plots and the HTML report.
+
+summary.json is read by `perfserve capacity --sweep DIR`: `slo_p99_ms` and, per target,
+`knee_qps` (null when no rate held) and its `steps`.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from loadtests.endurance import SoakReport, StressReport
+from loadtests.html_report import write_html
+from loadtests.plots import write_plots
+from loadtests.results import StepResult
+from loadtests.sweep import SweepReport, TargetReport, describe_plan
+
+SERVER_COLUMNS = (
+    "requests", "ok", "queue_ms", "infer_ms_per_batch", "mean_batch_rows", "utilization",
+    "cpu_cores", "sampled_in_flight", "little_in_flight", "mean_latency_ms", "rss_bytes",
+)  # fmt: skip
+
+
+def step_row(step: StepResult) -> dict[str, Any]:
+    """One CSV row: the step, its client side, totals, server side, theory, verdict."""
+    row: dict[str, Any] = {
+        "target": step.target,
+        "phase": step.phase,
+        "step": step.step,
+        "target_qps": round(step.target_qps, 3),
+        "duration_s": round(step.duration_s, 3),
+        "windows": step.windows,
+    }
+    row.update({k: _round(v) for k, v in dataclasses.asdict(step.client).items()})
+    counts = step.totals
+    row.update(
+        requests=counts.requests, ok=counts.ok, shed=counts.shed, errors=counts.errors,
+        late=counts.late, dropped=counts.dropped,
+    )  # fmt: skip
+    server = dataclasses.asdict(step.server)
+    row.update({f"server_{k}": _round(server[k]) for k in SERVER_COLUMNS})
+    row.update(
+        predicted_queue_ms=_round(step.predicted_queue_ms),
+        little_disagreement=_round(step.little_disagreement),
+        generator_cpu=_round(step.generator_cpu),
+        enough_samples=step.enough_samples,
+        stable=step.stable,
+        verdict=step.verdict,
+    )
+    return row
+
+
+def _round(value: Any) -> Any:
+    if isinstance(value, float):
+        return None if math.isnan(value) or math.isinf(value) else round(value, 4)
+    return value
+
+
+def step_json(step: StepResult) -> dict[str, Any]:
+    return {
+        **step_row(step),
+        "statuses": step.totals.statuses,
+        "answered_by": step.totals.answered_by,
+        "server_statuses": step.server.statuses,
+        "server_rejected": step.server.rejected,
+        "window_p99_ms": [_round(v) for v in step.window_p99_ms],
+        "window_qps": [_round(v) for v in step.window_qps],
+    }
+
+
+def target_json(report: TargetReport) -> dict[str, Any]:
+    found: dict[str, Any] = {
+        "knee_qps": _round(report.knee.qps),
+        "knee_limited_by": report.knee.limited_by,
+        "steps": [step_json(s) for s in report.steps],
+    }
+    if report.stress is not None:
+        found["stress"] = stress_json(report.stress)
+    if report.soak is not None:
+        found["soak"] = soak_json(report.soak)
+    return found
+
+
+def stress_json(stress: StressReport) -> dict[str, Any]:
+    return {
+        "breaking_qps": stress.breaking_qps,
+        "degradation": [{k: _round(v) for k, v in d.items()} for d in stress.degradation],
+        "recovery_s": stress.recovery_s,
+        "steps": [step_json(s) for s in stress.steps],
+        "recovery": step_json(stress.recovery) if stress.recovery else None,
+    }
+
+
+def soak_json(soak: SoakReport) -> dict[str, Any]:
+    return {
+        "rss_start_mb": _round(soak.rss_start_mb),
+        "rss_end_mb": _round(soak.rss_end_mb),
+        "rss_slope_mb_per_hour": _round(soak.rss_slope_mb_per_hour),
+        "rss_mb": [[round(t, 2), round(mb, 2)] for t, mb in soak.step.rss_mb],
+        "step": step_json(soak.step),
+    }
+
+
+def summary(report: SweepReport) -> dict[str, Any]:
+    return {
+        "slo_p99_ms": report.plan.steps.slo_p99_ms,
+        "settings": describe_plan(report.plan),
+        "variants": {t.target: target_json(t) for t in report.targets},
+    }
+
+
+def write_outputs(report: SweepReport, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [step_row(s) for t in report.targets for s in t.all_steps()]
+    with (out / "steps.csv").open("w", newline="") as file:
+        if rows:
+            writer = csv.DictWriter(file, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    document = summary(report)
+    (out / "summary.json").write_text(json.dumps(document, indent=2))
+    plots = write_plots(report, out)
+    write_html(report, document, plots, out / "report.html")

@@ -1,0 +1,146 @@
+"""One step's result, as the sweep reports it: client side, server side, theory, verdict."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+
+from loadtests.acceptance import WindowPoint
+from loadtests.recorder import Tally, Window, count_above_ms, percentile_ms
+from loadtests.server_metrics import ServerSplit
+
+
+@dataclass
+class ClientSide:
+    """What the generator saw over a step's measured windows (latency from scheduled
+    time unless named `sent_*`)."""
+
+    achieved_qps: float
+    sent_qps: float
+    answers: int
+    p50_ms: float
+    p90_ms: float
+    p95_ms: float
+    p99_ms: float
+    p999_ms: float
+    max_ms: float
+    sent_p50_ms: float
+    sent_p99_ms: float
+    sent_max_ms: float
+    miss_ratio: float
+    """Share of requests slower than the SLO (from scheduled time) or failed."""
+    sent_miss_ratio: float
+    """The same, timing answers from their actual send."""
+
+
+@dataclass
+class Totals:
+    """Counts over the whole step, warm-up and tail included: what the server saw."""
+
+    requests: int = 0
+    ok: int = 0
+    shed: int = 0
+    errors: int = 0
+    late: int = 0
+    dropped: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
+    answered_by: dict[str, int] = field(default_factory=dict)
+
+
+def miss_ratio(tally: Tally, slo_ms: float, from_sent: bool = False) -> float:
+    """Share of requests slower than the SLO or failed (1.0 when there were none)."""
+    histogram = tally.sent if from_sent else tally.scheduled
+    answers = histogram.get_total_count()
+    failed = tally.outcomes["shed"] + tally.outcomes["error"]
+    misses = count_above_ms(histogram, slo_ms) + failed
+    return misses / (answers + failed) if answers + failed else 1.0
+
+
+def client_side(windows: list[Window], window_s: float, slo_ms: float) -> ClientSide:
+    tally = Tally()
+    for window in windows:
+        tally.add(window.merged_tally())
+    seconds = len(windows) * window_s
+    answers = tally.scheduled.get_total_count()
+    return ClientSide(
+        achieved_qps=sum(w.completed for w in windows) / seconds if seconds else 0.0,
+        sent_qps=sum(w.sent for w in windows) / seconds if seconds else 0.0,
+        answers=answers,
+        p50_ms=percentile_ms(tally.scheduled, 50),
+        p90_ms=percentile_ms(tally.scheduled, 90),
+        p95_ms=percentile_ms(tally.scheduled, 95),
+        p99_ms=percentile_ms(tally.scheduled, 99),
+        p999_ms=percentile_ms(tally.scheduled, 99.9),
+        max_ms=tally.scheduled.get_max_value() / 1000 if answers else math.nan,
+        sent_p50_ms=percentile_ms(tally.sent, 50),
+        sent_p99_ms=percentile_ms(tally.sent, 99),
+        sent_max_ms=tally.sent.get_max_value() / 1000 if answers else math.nan,
+        miss_ratio=miss_ratio(tally, slo_ms),
+        sent_miss_ratio=miss_ratio(tally, slo_ms, from_sent=True),
+    )
+
+
+def totals(windows: list[Window]) -> Totals:
+    outcomes: Counter[str] = Counter()
+    statuses: Counter[str] = Counter()
+    answered_by: Counter[str] = Counter()
+    for window in windows:
+        for variant, tally in window.tallies.items():
+            outcomes.update(tally.outcomes)
+            statuses.update(tally.statuses)
+            answered_by[variant] += tally.outcomes["ok"]
+    return Totals(
+        requests=sum(w.sent for w in windows),
+        ok=outcomes["ok"],
+        shed=outcomes["shed"],
+        errors=outcomes["error"],
+        late=sum(w.late for w in windows),
+        dropped=sum(w.dropped for w in windows),
+        statuses=dict(statuses),
+        answered_by={k: v for k, v in answered_by.items() if v},
+    )
+
+
+def window_points(windows: list[Window], window_s: float, slo_ms: float) -> list[WindowPoint]:
+    points = []
+    for window in windows:
+        tally = window.merged_tally()
+        points.append(
+            WindowPoint(
+                window.completed / window_s,
+                percentile_ms(tally.scheduled, 99),
+                miss_ratio(tally, slo_ms),
+            )
+        )
+    return points
+
+
+@dataclass
+class StepResult:
+    target: str
+    step: int
+    phase: str
+    """sweep, stress, recovery or soak."""
+    target_qps: float
+    duration_s: float
+    window_s: float
+    windows: int
+    client: ClientSide
+    totals: Totals
+    server: ServerSplit
+    predicted_queue_ms: float
+    little_disagreement: float
+    generator_cpu: float
+    """Busiest generator process, in cores."""
+    enough_samples: bool
+    stable: bool
+    verdict: str
+    window_p99_ms: list[float] = field(default_factory=list)
+    window_qps: list[float] = field(default_factory=list)
+    window_miss_ratio: list[float] = field(default_factory=list)
+    rss_mb: list[tuple[float, float]] = field(default_factory=list)
+
+    @property
+    def holds(self) -> bool:
+        return self.verdict == "holds"

@@ -1,0 +1,198 @@
+"""One step of a sweep: offer a rate, watch the windows, stop when the numbers settle.
+
+The step runs at least `step_seconds`, then a window at a time until throughput and p99
+have settled and it has enough answers for its p99, or until `max_step_seconds`. The
+first window is warm-up (connections opening, the server's queue filling to its level)
+and is left out of the percentiles; the counts keep every request, so they can be
+reconciled with the server's. Arrivals then stop, every request in flight is waited
+for, and `/metrics` is read again: the difference is the server's side of the step.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import psutil
+
+from loadtests.acceptance import SATURATION, STABLE_WINDOWS, min_samples, stable, verdict
+from loadtests.arrivals import ArrivalProcess, squared_cv
+from loadtests.recorder import Window
+from loadtests.results import StepResult, client_side, totals, window_points
+from loadtests.server_metrics import GaugeSampler, ServerSplit, scrape, server_split
+from loadtests.theory import little_disagreement, predicted_queue_s
+
+if TYPE_CHECKING:
+    from loadtests.driver import Driver
+
+GRACE_S = 0.5
+"""A window is judged this long after it ends, once most of its answers are in."""
+P99_SAMPLES = min_samples(99.0)
+
+
+@dataclass(frozen=True)
+class StepSettings:
+    slo_p99_ms: float = 50.0
+    step_seconds: float = 20.0
+    window_seconds: float = 5.0
+    max_step_seconds: float = 60.0
+    arrivals: ArrivalProcess = "poisson"
+    drain_timeout_s: float = 35.0
+
+
+class StepRunner:
+    """Runs the steps of one target (a variant, or the live split) on one driver."""
+
+    def __init__(
+        self,
+        driver: Driver,
+        url: str,
+        target: str,
+        variants: list[str] | None,
+        settings: StepSettings,
+        progress: Callable[[str], None],
+    ) -> None:
+        self.driver = driver
+        self.url = url
+        self.target = target
+        self.variants = variants
+        self.settings = settings
+        self.progress = progress
+
+    def run(
+        self,
+        rate: float,
+        phase: str = "sweep",
+        *,
+        seconds: float | None = None,
+        window_s: float | None = None,
+        extend: bool = True,
+        drain: bool = True,
+        warmup: bool = True,
+    ) -> StepResult:
+        """One step at `rate`; `warmup=False` keeps the first window in the measurement
+        (to watch a transition, such as recovery, from its very start)."""
+        s = self.settings
+        window_s = window_s or s.window_seconds
+        n_min = max(STABLE_WINDOWS + 1, math.ceil((seconds or s.step_seconds) / window_s))
+        n_max = max(n_min, math.ceil(s.max_step_seconds / window_s)) if extend else n_min
+        step = self.driver.new_step()
+        first = 1 if warmup else 0
+        before = scrape(self.url)
+        sampler = GaugeSampler(self.url).start()
+        cpu_before = _cpu_seconds(self.driver.processes())
+        start = self.driver.start_step(step, rate, s.arrivals, window_s)
+        windows = n_min
+        while True:
+            time.sleep(max(0.0, start + windows * window_s + GRACE_S - time.time()))
+            self.driver.harness.flush()
+            measured = self._windows(step, range(first, windows))
+            points = window_points(measured, window_s, s.slo_p99_ms)
+            settled = stable(points, s.slo_p99_ms)
+            answers = result_answers(measured)
+            self.progress(
+                f"  {self.target} {phase} {rate:,.0f}/s  {windows * window_s:4.0f}s  "
+                f"achieved {points[-1].throughput:,.0f}/s  p99 {points[-1].p99_ms:.2f} ms  "
+                f"answers {answers}  {'settled' if settled else 'settling'}"
+            )
+            if (settled and answers >= P99_SAMPLES) or windows >= n_max:
+                break
+            windows += 1
+        stopped = time.time()
+        self.driver.stop_arrivals(step)
+        if drain:
+            self.driver.drain(s.drain_timeout_s)
+        else:
+            self.driver.harness.flush()
+        after = scrape(self.url)
+        sampler.stop()
+        active_s = stopped - start
+        cpu = _cpu_seconds(self.driver.processes())
+        generator_cpu = max((cpu.get(p, 0.0) - cpu_before.get(p, 0.0)) / active_s for p in cpu)
+        split = server_split(before, after, active_s, self.variants, sampler.in_flight)
+        measured = self._windows(step, range(first, windows))
+        points = window_points(measured, window_s, s.slo_p99_ms)
+        result = StepResult(
+            target=self.target,
+            step=step,
+            phase=phase,
+            target_qps=rate,
+            duration_s=active_s,
+            window_s=window_s,
+            windows=len(measured),
+            client=client_side(measured, window_s, s.slo_p99_ms),
+            totals=totals(self._windows(step, range(0, windows + 1))),
+            server=split,
+            predicted_queue_ms=self._predicted_queue_ms(split),
+            little_disagreement=little_disagreement(
+                split.sampled_in_flight, split.little_in_flight
+            ),
+            generator_cpu=generator_cpu,
+            enough_samples=result_answers(measured) >= P99_SAMPLES,
+            stable=stable(points, s.slo_p99_ms),
+            verdict="",
+            window_p99_ms=[p.p99_ms for p in points],
+            window_qps=[p.throughput for p in points],
+            window_miss_ratio=[p.miss_ratio for p in points],
+            rss_mb=[(t, rss / 2**20) for t, rss in sampler.rss],
+        )
+        result.verdict = self._verdict(result, split, measured)
+        self.driver.harness.collected.discard(step)
+        return result
+
+    def _windows(self, step: int, indices: range) -> list[Window]:
+        collected = self.driver.harness.collected
+        return [collected.window((step, i)) for i in indices]
+
+    def _predicted_queue_ms(self, split: ServerSplit) -> float:
+        return 1000 * predicted_queue_s(
+            split.utilization,
+            split.infer_ms_per_batch / 1000,
+            max(1, round(split.runners)),
+            squared_cv(self.settings.arrivals),
+        )
+
+    def _verdict(self, result: StepResult, split: ServerSplit, measured: list[Window]) -> str:
+        """Late and dropped arrivals count within the measured windows only: the tail
+        after the last one (while the step is judged and stopped) is not measured.
+
+        The server counts as saturated when its runners or its process are busy, when it
+        sheds, or when every client connection was waiting on it (requests piling up in
+        flight): the last catches a server starved of CPU by neighbours, whose own CPU
+        use then looks low."""
+        saturated = (
+            split.utilization >= SATURATION
+            or split.cpu_cores >= SATURATION * max(1.0, split.runners)
+            or result.totals.shed > 0
+            or sum(w.blocked for w in measured) > 0
+        )
+        sent = sum(w.sent for w in measured)
+        return verdict(
+            target_qps=result.target_qps,
+            achieved_qps=result.client.achieved_qps,
+            sent_qps=result.client.sent_qps,
+            miss_ratio=result.client.miss_ratio,
+            late_share=sum(w.late for w in measured) / sent if sent else 0.0,
+            dropped=sum(w.dropped for w in measured),
+            server_saturated=saturated,
+            accepted=result.stable and result.enough_samples,
+            server_holds=split.p99_ms_at_most <= self.settings.slo_p99_ms,
+        )
+
+
+def result_answers(windows: list[Window]) -> int:
+    return sum(w.merged_tally().scheduled.get_total_count() for w in windows)
+
+
+def _cpu_seconds(processes: list[psutil.Process]) -> dict[int, float]:
+    seconds = {}
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        seconds[process.pid] = times.user + times.system
+    return seconds

@@ -1,0 +1,136 @@
+"""`perfserve sweep`: each target in turn, its knee, and optionally stress and a soak.
+
+A target is one variant (`POST /models/{variant}/predict`) or the live traffic split
+(`POST /predict`, sticky user ids). The generator (loadtests/driver.py) is started once
+and reused for every target; its metrics are served for the whole run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loadtests import SPLIT
+from loadtests.bodies import encode_bodies, holdout_rows
+from loadtests.driver import Driver
+from loadtests.endurance import SoakReport, StressReport, soak, stress
+from loadtests.knee import Knee, fixed_rates, knee_of, search
+from loadtests.loadgen_metrics import LoadgenMetrics
+from loadtests.results import StepResult
+from loadtests.steps import StepRunner, StepSettings
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    url: str
+    targets: list[str]
+    rates: list[float] | None
+    """Fixed rates; None searches for the knee (doubling, then bisection)."""
+    steps: StepSettings
+    store: Path
+    start_rate: float = 100.0
+    max_rate: float = 50_000.0
+    precision: float = 0.1
+    rows_per_request: int = 1
+    sweep: bool = True
+    stress: bool = False
+    soak_rate: float | None = None
+    soak_seconds: float = 600.0
+    workers: int = 0
+    max_in_flight: int = 256
+    metrics_port: int = 0
+    metrics_host: str = "0.0.0.0"
+    split_weights: dict[str, float] = field(default_factory=dict)
+    """The live split when the run started (for the report)."""
+
+
+@dataclass
+class TargetReport:
+    target: str
+    steps: list[StepResult]
+    knee: Knee
+    stress: StressReport | None = None
+    soak: SoakReport | None = None
+
+    def all_steps(self) -> list[StepResult]:
+        extra: list[StepResult] = []
+        if self.stress is not None:
+            extra += self.stress.steps
+            extra += [self.stress.recovery] if self.stress.recovery else []
+        if self.soak is not None:
+            extra.append(self.soak.step)
+        return self.steps + extra
+
+
+@dataclass
+class SweepReport:
+    plan: SweepPlan
+    targets: list[TargetReport]
+
+
+def run_sweep(plan: SweepPlan, progress: Callable[[str], None]) -> SweepReport:
+    bodies = encode_bodies(holdout_rows(plan.store), plan.rows_per_request)
+    metrics = LoadgenMetrics()
+    server = metrics.serve(plan.metrics_port, plan.metrics_host)
+    driver = Driver(plan.url, plan.workers, plan.max_in_flight, metrics)
+    try:
+        reports = []
+        for target in plan.targets:
+            driver.setup(bodies, plan.rows_per_request, target)
+            runner = StepRunner(
+                driver,
+                plan.url,
+                target,
+                None if target == SPLIT else [target],
+                plan.steps,
+                progress,
+            )
+            reports.append(_run_target(plan, runner, progress))
+    finally:
+        driver.close()
+        if server is not None:
+            server.shutdown()
+    return SweepReport(plan, reports)
+
+
+def _run_target(
+    plan: SweepPlan, runner: StepRunner, progress: Callable[[str], None]
+) -> TargetReport:
+    target = runner.target
+    steps: list[StepResult] = []
+    if plan.sweep:
+        progress(f"{target}: sweeping (SLO p99 {plan.steps.slo_p99_ms:g} ms)")
+        if plan.rates is None:
+            steps = search(runner.run, plan.start_rate, plan.max_rate, plan.precision)
+        else:
+            steps = fixed_rates(runner.run, plan.rates)
+        for step in steps:
+            progress(f"  -> {step.target_qps:,.0f}/s: {step.verdict}")
+    report = TargetReport(target, steps, knee_of(steps))
+    if plan.stress and report.knee.qps:
+        progress(f"{target}: stress past the knee ({report.knee.qps:,.0f}/s)")
+        report.stress = stress(runner, report.knee.qps, plan.max_rate)
+    if plan.soak_rate:
+        progress(f"{target}: soak at {plan.soak_rate:,.0f}/s for {plan.soak_seconds:g} s")
+        report.soak = soak(runner, plan.soak_rate, plan.soak_seconds)
+    return report
+
+
+def describe_plan(plan: SweepPlan) -> dict[str, Any]:
+    """The settings a reader needs to reproduce the run."""
+    s = plan.steps
+    return {
+        "url": plan.url,
+        "targets": plan.targets,
+        "rates": plan.rates or "auto",
+        "arrivals": s.arrivals,
+        "step_seconds": s.step_seconds,
+        "window_seconds": s.window_seconds,
+        "max_step_seconds": s.max_step_seconds,
+        "rows_per_request": plan.rows_per_request,
+        "workers": plan.workers,
+        "max_in_flight": plan.max_in_flight,
+        "split_weights": plan.split_weights,
+    }

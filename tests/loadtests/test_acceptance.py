@@ -1,0 +1,46 @@
+"""When a step is trusted, and the verdict it gets."""
+
+from __future__ import annotations
+
+from loadtests.acceptance import WindowPoint, min_samples, settled, stable, verdict
+
+
+def test_p99_needs_about_460_answers_for_99_percent_confidence() -> None:
+    assert min_samples(99.0, 0.99) == 459
+    assert 0.99**459 <= 0.01 < 0.99**458
+    assert min_samples(99.9, 0.99) == 4603
+
+
+def test_settled_within_ten_percent_or_an_absolute_margin() -> None:
+    assert settled([100, 105, 109], 0.10)
+    assert not settled([100, 105, 111], 0.10)
+    assert settled([1.0, 3.0, 2.0], 0.10, absolute=5.0)
+    assert not settled([1.0], 0.10)
+
+
+def test_stability_looks_at_the_last_three_windows() -> None:
+    noisy_start = [WindowPoint(50, 90.0, 0.2), *[WindowPoint(200, 4.0 + i, 0.0) for i in range(3)]]
+    assert stable(noisy_start, slo_ms=50.0)
+    growing = [WindowPoint(200, 10.0 * 2**i, 0.0) for i in range(4)]
+    assert not stable(growing, slo_ms=50.0)
+
+
+def judge(**changes: object) -> str:
+    fields: dict[str, object] = dict(
+        target_qps=400.0, achieved_qps=398.0, sent_qps=401.0, miss_ratio=0.002,
+        late_share=0.0, dropped=0, server_saturated=False, accepted=True,
+    )  # fmt: skip
+    fields.update(changes)
+    return verdict(**fields)  # type: ignore[arg-type]
+
+
+def test_verdicts() -> None:
+    assert judge() == "holds"
+    assert judge(miss_ratio=0.02, server_saturated=True) == "misses-slo"
+    assert judge(sent_qps=300.0, achieved_qps=300.0) == "generator-bound"
+    assert judge(late_share=0.3, miss_ratio=0.05) == "generator-bound"
+    assert judge(miss_ratio=0.05, server_holds=True) == "generator-bound"
+    assert judge(miss_ratio=0.05) == "misses-slo"
+    assert judge(sent_qps=300.0, achieved_qps=300.0, server_saturated=True) == "server-saturated"
+    assert judge(achieved_qps=350.0) == "server-saturated"
+    assert judge(accepted=False) == "unstable"
