@@ -31,6 +31,9 @@ START_DELAY_S = 0.2
 
 class Driver:
     def __init__(self, url: str, workers: int, max_in_flight: int, metrics: LoadgenMetrics) -> None:
+        # Imports and loading may have taken seconds since gevent's loop last ran; its
+        # cached clock would make the first timers fire that much too early.
+        gevent.get_hub().loop.update_now()
         self.metrics = metrics
         self.workers = workers
         OpenLoopUser.concurrency = max_in_flight

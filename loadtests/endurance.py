@@ -20,7 +20,8 @@ from loadtests.steps import StepRunner
 STRESS_FACTORS = (1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0)
 BROKEN_FAILURE_SHARE = 0.5
 RECOVERY_WINDOW_S = 0.5
-RECOVERY_SECONDS = 10.0
+RECOVERY_MIN_S = 5.0
+"""The recovery step lasts twice a step, at least this long."""
 
 
 @dataclass
@@ -71,7 +72,7 @@ def stress(runner: StepRunner, knee_qps: float, max_rate: float) -> StressReport
     recovery = runner.run(
         knee_qps / 2,
         "recovery",
-        seconds=RECOVERY_SECONDS,
+        seconds=max(RECOVERY_MIN_S, 2 * runner.settings.step_seconds),
         window_s=RECOVERY_WINDOW_S,
         extend=False,
         warmup=False,

@@ -56,7 +56,7 @@ class Plan:
 class Generator:
     """The per-process state behind the dispatcher: bodies, the current plan, the pool."""
 
-    def __init__(self, harness: Harness) -> None:
+    def __init__(self, harness: Harness, max_in_flight: int) -> None:
         self.harness = harness
         self.bodies: list[bytes] = []
         self.rows_per_request = 1
@@ -64,7 +64,7 @@ class Generator:
         self.plan: Plan | None = None
         self.plan_start = 0.0
         self.replaced_at = 0.0
-        self.pool = Pool(MAX_IN_FLIGHT)
+        self.pool = Pool(max_in_flight)
 
     def setup(self, data: dict[str, Any]) -> None:
         self.bodies = list(data["bodies"])
@@ -177,7 +177,7 @@ class OpenLoopUser(FastHttpUser):
 
 def install(environment: Environment, harness: Harness) -> None:
     """Make this process a generator: hold the bodies and follow plans."""
-    generator = GENERATOR["this"] = Generator(harness)
+    generator = GENERATOR["this"] = Generator(harness, OpenLoopUser.concurrency)
     runner = environment.runner
     assert runner is not None
     runner.register_message(SETUP, lambda msg, **_: generator.setup(msg.data))

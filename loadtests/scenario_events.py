@@ -65,6 +65,10 @@ def start(environment: Environment) -> None:
         gevent.spawn(_offer_forever, environment, metrics)
     _state["harness"] = Harness(environment, metrics)
     _state["store"] = Path(options.store)
+    rows()
+    # Importing and loading took seconds before gevent's loop first ran; its cached clock
+    # would make Locust's --run-time timer, set next, fire that much too early.
+    gevent.get_hub().loop.update_now()
 
 
 def rows() -> np.ndarray:

@@ -91,7 +91,7 @@ class StepRunner:
             self.driver.harness.flush()
             measured = self._windows(step, range(first, windows))
             points = window_points(measured, window_s, s.slo_p99_ms)
-            settled = stable(points, s.slo_p99_ms)
+            settled = stable(points, s.slo_p99_ms, window_s)
             answers = result_answers(measured)
             self.progress(
                 f"  {self.target} {phase} {rate:,.0f}/s  {windows * window_s:4.0f}s  "
@@ -124,7 +124,7 @@ class StepRunner:
             window_s=window_s,
             windows=len(measured),
             client=client_side(measured, window_s, s.slo_p99_ms),
-            totals=totals(self._windows(step, range(0, windows + 1))),
+            totals=totals(self._every_window(step)),
             server=split,
             predicted_queue_ms=self._predicted_queue_ms(split),
             little_disagreement=little_disagreement(
@@ -132,7 +132,7 @@ class StepRunner:
             ),
             generator_cpu=generator_cpu,
             enough_samples=result_answers(measured) >= P99_SAMPLES,
-            stable=stable(points, s.slo_p99_ms),
+            stable=stable(points, s.slo_p99_ms, window_s),
             verdict="",
             window_p99_ms=[p.p99_ms for p in points],
             window_qps=[p.throughput for p in points],
@@ -142,6 +142,11 @@ class StepRunner:
         result.verdict = self._verdict(result, split, measured)
         self.driver.harness.collected.discard(step)
         return result
+
+    def _every_window(self, step: int) -> list[Window]:
+        """Warm-up and tail included: every request of the step, to match the server's."""
+        collected = self.driver.harness.collected
+        return [window for (s, _), window in collected.windows.items() if s == step]
 
     def _windows(self, step: int, indices: range) -> list[Window]:
         collected = self.driver.harness.collected

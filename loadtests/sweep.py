@@ -109,9 +109,11 @@ def _run_target(
         for step in steps:
             progress(f"  -> {step.target_qps:,.0f}/s: {step.verdict}")
     report = TargetReport(target, steps, knee_of(steps))
-    if plan.stress and report.knee.qps:
-        progress(f"{target}: stress past the knee ({report.knee.qps:,.0f}/s)")
-        report.stress = stress(runner, report.knee.qps, plan.max_rate)
+    # Stress starts from the knee, or from the lowest rate swept when none held.
+    base = report.knee.qps or min((s.target_qps for s in steps), default=None)
+    if plan.stress and base:
+        progress(f"{target}: stress past {base:,.0f}/s")
+        report.stress = stress(runner, base, plan.max_rate)
     if plan.soak_rate:
         progress(f"{target}: soak at {plan.soak_rate:,.0f}/s for {plan.soak_seconds:g} s")
         report.soak = soak(runner, plan.soak_rate, plan.soak_seconds)

@@ -20,9 +20,16 @@ def test_settled_within_ten_percent_or_an_absolute_margin() -> None:
 
 def test_stability_looks_at_the_last_three_windows() -> None:
     noisy_start = [WindowPoint(50, 90.0, 0.2), *[WindowPoint(200, 4.0 + i, 0.0) for i in range(3)]]
-    assert stable(noisy_start, slo_ms=50.0)
+    assert stable(noisy_start, slo_ms=50.0, window_s=1.0)
     growing = [WindowPoint(200, 10.0 * 2**i, 0.0) for i in range(4)]
-    assert not stable(growing, slo_ms=50.0)
+    assert not stable(growing, slo_ms=50.0, window_s=1.0)
+
+
+def test_throughput_may_move_by_the_noise_of_poisson_arrivals() -> None:
+    # 100 arrivals expected per window: +-30 is three standard deviations.
+    windows = [WindowPoint(q, 5.0, 0.0) for q in (88.0, 100.0, 112.0)]
+    assert stable(windows, slo_ms=50.0, window_s=1.0)
+    assert not stable(windows, slo_ms=50.0, window_s=100.0)  # 10,000 expected: 3% noise
 
 
 def judge(**changes: object) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from typing import Any
 
 import numpy as np
@@ -22,6 +24,14 @@ def server_timing(header: str) -> dict[str, float]:
     """`queue;dur=0.1, infer;dur=0.2, total;dur=0.4` as {"queue": 0.1, ...}."""
     parts = (part.strip().split(";dur=") for part in header.split(","))
     return {name: float(value) for name, value in parts}
+
+
+def run_perfserve(*args: str, timeout_s: float = 300.0) -> subprocess.CompletedProcess[str]:
+    """`perfserve ARGS` in a fresh process (the sweep imports Locust, which patches the
+    process it runs in with gevent: never this one)."""
+    return subprocess.run(
+        [sys.executable, "-m", "service", *args], capture_output=True, text=True, timeout=timeout_s
+    )
 
 
 def require_tool(name: str) -> str:

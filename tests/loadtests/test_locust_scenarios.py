@@ -1,0 +1,120 @@
+"""The locustfile, run by real Locust (headless, seconds long) against a real server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from threading import Thread
+
+import httpx
+import pytest
+
+from service.process import ServerProcess, free_port
+
+LOCUSTFILE = str(Path(__file__).parents[2] / "loadtests" / "locustfile.py")
+
+
+def locust(
+    host: str, store: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", "locust", "-f", LOCUSTFILE, "--host", host, "--headless"]
+    return subprocess.Popen(
+        [*command, "--metrics-port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PERFSERVE_STORE": str(store), **(env or {})},
+    )
+
+
+def finish(process: subprocess.Popen[str], timeout_s: float = 60) -> tuple[int, str]:
+    output, _ = process.communicate(timeout=timeout_s)
+    return process.returncode, output
+
+
+def test_bad_requests_answered_4xx_pass_and_metrics_are_served(
+    server: ServerProcess, store: Path
+) -> None:
+    port = free_port()
+    run = locust(
+        server.url, store, "-u", "6", "-r", "6", "-t", "5s", "--user-rps", "8",
+        "--bad-share", "0.25", "--max-p99-ms", "2000", "--metrics-port", str(port),
+    )  # fmt: skip
+    metrics = ""
+    deadline = time.monotonic() + 20
+    while "perfserve_loadgen_requests_total{" not in metrics and time.monotonic() < deadline:
+        time.sleep(0.5)
+        try:
+            metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+        except httpx.TransportError:
+            continue
+    code, output = finish(run)
+    assert code == 0, output
+    assert "[bad input]" in output  # bad requests were sent, grouped under their own name
+    assert "0(0.00%)" in output.split("Aggregated")[-2]  # and none failed
+    assert "from scheduled time: n=" in output
+    assert "perfserve_loadgen_target_rps 48.0" in metrics  # 6 users x 8 req/s
+    assert 'perfserve_loadgen_requests_total{outcome="bad_input"' in metrics
+    assert 'perfserve_loadgen_latency_seconds_bucket{le="0.0001",variant="sklearn_fp32"}' in metrics
+    assert "perfserve_loadgen_late_arrivals_total" in metrics
+
+
+class Failing(BaseHTTPRequestHandler):
+    """A real HTTP endpoint that answers every request with a 500."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.send_response(500)
+        self.send_header("content-length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture()
+def failing_url() -> Iterator[str]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Failing)
+    Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+def test_a_500_fails_the_run_even_for_a_bad_request(failing_url: str, store: Path) -> None:
+    run = locust(failing_url, store, "-u", "2", "-r", "2", "-t", "3s", "--user-rps", "10")
+    code, output = finish(run)
+    assert code == 1
+    assert "fail ratio 100.00%" in output
+    assert "answered 500" in output  # the failure says why
+
+
+def test_the_p99_gate_sets_the_exit_code(server: ServerProcess, store: Path) -> None:
+    run = locust(
+        server.url, store, "SingleRowUser", "-u", "2", "-r", "2", "-t", "3s",
+        "--user-rps", "10", "--max-p99-ms", "0.001",
+    )  # fmt: skip
+    code, output = finish(run)
+    assert code == 1
+    assert "load test gate failed: p99" in output
+
+
+def test_a_load_shape_drives_the_run_and_stops_it(server: ServerProcess, store: Path) -> None:
+    shape = {
+        "PERFSERVE_SHAPE": "spike",
+        "PERFSERVE_SHAPE_BASE_USERS": "2",
+        "PERFSERVE_SHAPE_SPIKE_USERS": "8",
+        "PERFSERVE_SHAPE_BASE_SECONDS": "1",
+        "PERFSERVE_SHAPE_SPIKE_SECONDS": "1.5",
+        "PERFSERVE_SHAPE_RECOVER_SECONDS": "1",
+    }
+    run = locust(server.url, store, "CanaryUser", "--user-rps", "10", env=shape)
+    code, output = finish(run)
+    assert code == 0, output
+    assert "Shape test updating to 8 users" in output
+    assert "Shape test completed" in output

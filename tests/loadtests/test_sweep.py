@@ -1,0 +1,133 @@
+"""`perfserve sweep` against real servers on loopback: open-loop rate, reconciliation with
+the server, coordinated omission corrected, the knee, stress and soak, distributed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from service.process import ServerProcess, running_server
+from tests.utils import run_perfserve
+
+SLOW = ["--inference", "thread", "--max-batch-size", "1"]
+
+
+def sweep(url: str, store: Path, out: Path, *args: str) -> dict[str, Any]:
+    """Run a sweep to completion; its summary.json."""
+    done = run_perfserve(
+        "sweep", "--url", url, "--store", str(store), "--out", str(out),
+        "--metrics-port", "0", *args,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary: dict[str, Any] = json.loads((out / "summary.json").read_text())
+    return summary
+
+
+def test_open_loop_rate_and_the_server_side_add_up(
+    server: ServerProcess, store: Path, tmp_path: Path
+) -> None:
+    summary = sweep(
+        server.url, store, tmp_path, "--variant", "onnx_int8", "--rates", "150",
+        "--arrivals", "constant", "--step-seconds", "4", "--window-seconds", "1",
+        "--slo-p99-ms", "500",
+    )  # fmt: skip
+    step = summary["variants"]["onnx_int8"]["steps"][0]
+    assert abs(step["sent_qps"] - 150) <= 150 * 0.05
+    assert abs(step["achieved_qps"] - 150) <= 150 * 0.05
+    # Every request the generator sent, the server counted, and the other way round.
+    assert step["server_requests"] == step["requests"] == step["ok"]
+    assert step["answered_by"] == {"onnx_int8": step["ok"]}
+    assert step["server_mean_batch_rows"] >= 1
+    assert 0 < step["server_utilization"] < 1
+    assert step["p50_ms"] <= step["p99_ms"] <= step["p999_ms"] <= step["max_ms"]
+    assert summary["slo_p99_ms"] == 500
+    assert (tmp_path / "steps.csv").read_text().startswith("target,phase,step,target_qps")
+    report = (tmp_path / "report.html").read_text()
+    assert report.count("data:image/png;base64,") == 3
+    assert {p.name for p in tmp_path.glob("*.png")} == {
+        "latency.png", "queueing.png", "throughput.png",
+    }  # fmt: skip
+
+
+def test_latency_from_schedule_counts_the_waiting_a_stalled_server_causes(
+    store: Path, tmp_path: Path
+) -> None:
+    # One connection, a 20 ms model call and 60 arrivals a second: the server can answer
+    # about 45, so requests wait to be sent. Timed from the send, each looks like 20 ms.
+    options = [*SLOW, "--inject-latency-ms", "20"]
+    with running_server(store, options=options) as slow:
+        summary = sweep(
+            slow.url, store, tmp_path, "--variant", "onnx_fp32", "--rates", "60",
+            "--arrivals", "constant", "--step-seconds", "3", "--window-seconds", "0.75",
+            "--max-in-flight", "1",
+        )  # fmt: skip
+    step = summary["variants"]["onnx_fp32"]["steps"][0]
+    assert step["sent_p99_ms"] < 100
+    assert step["p50_ms"] > 3 * step["sent_p50_ms"]
+    assert step["late"] > 0
+    assert step["verdict"] != "holds"
+
+
+def knee(url: str, store: Path, out: Path) -> float | None:
+    summary = sweep(
+        url, store, out, "--variant", "onnx_int8", "--rates", "100,200",
+        "--step-seconds", "2", "--window-seconds", "0.5", "--max-step-seconds", "6",
+        "--slo-p99-ms", "200",
+    )  # fmt: skip
+    found: float | None = summary["variants"]["onnx_int8"]["knee_qps"]
+    return found
+
+
+def test_the_knee_moves_down_when_the_server_gets_slower(
+    server: ServerProcess, store: Path, tmp_path: Path
+) -> None:
+    fast = knee(server.url, store, tmp_path / "fast")
+    with running_server(store, options=[*SLOW, "--inject-latency-ms", "8"]) as slow_server:
+        slow = knee(slow_server.url, store, tmp_path / "slow")
+    assert fast is not None and fast >= 190
+    assert slow is None or slow < fast
+
+
+def test_stress_breaks_the_service_and_times_its_recovery_then_a_soak(
+    store: Path, tmp_path: Path
+) -> None:
+    # About 230 answers a second at most, and a short queue: overload sheds quickly.
+    options = [*SLOW, "--inject-latency-ms", "4", "--max-queue", "16"]
+    with running_server(store, options=options) as slow:
+        summary = sweep(
+            slow.url, store, tmp_path, "--variant", "onnx_int8", "--rates", "100",
+            "--step-seconds", "2", "--window-seconds", "0.5", "--max-step-seconds", "6",
+            "--slo-p99-ms", "200", "--stress", "--soak-rate", "50", "--soak-seconds", "3",
+        )  # fmt: skip
+    target = summary["variants"]["onnx_int8"]
+    stress = target["stress"]
+    assert stress["breaking_qps"] is not None
+    worst = stress["degradation"][-1]
+    assert worst["shed_qps"] > worst["goodput_qps"]  # a bounded queue sheds, fast
+    assert stress["recovery"]["phase"] == "recovery"
+    assert stress["recovery_s"] is not None
+    soak = target["soak"]
+    assert soak["rss_start_mb"] > 10
+    assert len(soak["rss_mb"]) >= 6
+    assert {p.name for p in tmp_path.glob("*.png")} >= {"stress.png", "soak.png"}
+
+
+def test_locust_workers_generate_the_load(
+    server: ServerProcess, store: Path, tmp_path: Path
+) -> None:
+    summary = sweep(
+        server.url, store, tmp_path, "--variant", "split", "--rates", "120",
+        "--arrivals", "constant", "--step-seconds", "4", "--window-seconds", "1", "--workers", "2",
+        "--slo-p99-ms", "500",
+    )  # fmt: skip
+    step = summary["variants"]["split"]["steps"][0]
+    assert abs(step["sent_qps"] - 120) <= 120 * 0.05
+    assert step["server_requests"] == step["requests"]
+    assert sum(step["answered_by"].values()) == step["ok"]
+
+
+def test_an_unknown_variant_is_a_usage_error(server: ServerProcess, store: Path) -> None:
+    done = run_perfserve("sweep", "--url", server.url, "--variant", "nope", "--store", str(store))
+    assert done.returncode == 2
+    assert "unknown variant" in done.stderr
