@@ -108,6 +108,9 @@ class Generator:
                 return
             if self.pool.full():
                 self.harness.recorder.window(self.window(plan, due)).blocked += 1
+            # In flight from now on, not from when its greenlet first runs: a drain must
+            # not miss a request that is spawned but not yet sent.
+            self.harness.in_flight += 1
             self.pool.spawn(self._fire, user, plan, due)
 
     def _drop_unsent(self, plan: Plan, due: float, schedule: Any) -> None:
@@ -129,7 +132,6 @@ class Generator:
         sending = recorder.window(self.window(plan, sent))
         sending.sent += 1
         sending.late += sent - due > LATE_TOLERANCE_S
-        self.harness.in_flight += 1
         try:
             with user.client.post(
                 path,
