@@ -60,7 +60,9 @@ class Breakdown:
 
     def shares(self) -> dict[str, float]:
         total = self.total
-        return {stage: (seconds / total if total else 0.0) for stage, seconds in self.stages.items()}
+        return {
+            stage: (seconds / total if total else 0.0) for stage, seconds in self.stages.items()
+        }
 
 
 def breakdown(

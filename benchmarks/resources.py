@@ -11,6 +11,7 @@ import time
 import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -75,7 +76,12 @@ def _reset_peak_rss() -> None:
 
 
 def measure_load(
-    path: Path, model_format: str, task: Task, threads: int, rows: np.ndarray, batch_sizes: list[int]
+    path: Path,
+    model_format: str,
+    task: Task,
+    threads: int,
+    rows: np.ndarray,
+    batch_sizes: list[int],
 ) -> LoadFigures:
     """Load a variant in a fresh process and report its load and cold-start figures."""
     context = multiprocessing.get_context("spawn")
@@ -87,7 +93,12 @@ def measure_load(
 
 
 def _probe_load(
-    path: Path, model_format: str, task: Task, threads: int, rows: np.ndarray, batch_sizes: list[int]
+    path: Path,
+    model_format: str,
+    task: Task,
+    threads: int,
+    rows: np.ndarray,
+    batch_sizes: list[int],
 ) -> LoadFigures:
     threadpoolctl.threadpool_limits(threads)
     before = current_rss()
@@ -102,7 +113,7 @@ def _probe_load(
         started = time.perf_counter()
         runner.predict(batch)
         cold[size] = time.perf_counter() - started
-        peak[size] = peak_bytes_during(lambda batch=batch: runner.predict(batch))
+        peak[size] = peak_bytes_during(partial(runner.predict, batch))
     return LoadFigures(load_seconds, load_memory, cold, peak)
 
 

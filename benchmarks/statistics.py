@@ -81,7 +81,9 @@ def bootstrap_mean_ci(
     return Interval(mean, low, high)
 
 
-def _bootstrap(values: np.ndarray, confidence: float, seed: int, method: str) -> tuple[float, float]:
+def _bootstrap(
+    values: np.ndarray, confidence: float, seed: int, method: str
+) -> tuple[float, float]:
     with warnings.catch_warnings():
         # Near-constant samples make BCa divide by zero; the caller falls back on NaN.
         warnings.simplefilter("ignore", stats.DegenerateDataWarning)
@@ -152,6 +154,16 @@ def compare_paired(
         p_value=p_value,
         verdict=verdict,
     )
+
+
+def mcnemar_p(baseline_wrong: np.ndarray, candidate_wrong: np.ndarray) -> float:
+    """Exact McNemar test: of the rows exactly one of two classifiers gets wrong, is the
+    split further from 50/50 than chance? 1.0 when they never disagree."""
+    base, cand = np.asarray(baseline_wrong, bool), np.asarray(candidate_wrong, bool)
+    only_base, only_cand = int(np.sum(base & ~cand)), int(np.sum(cand & ~base))
+    if only_base + only_cand == 0:
+        return 1.0
+    return float(stats.binomtest(only_cand, only_base + only_cand, 0.5).pvalue)
 
 
 def coefficient_of_variation(samples: np.ndarray) -> float:

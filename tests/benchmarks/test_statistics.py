@@ -63,9 +63,7 @@ def test_tests_agree_with_scipy() -> None:
     assert wilcoxon_p(BEFORE, AFTER) == pytest.approx(stats.wilcoxon(AFTER - BEFORE).pvalue)
     # 10 of 10 positive differences: exact two-sided p = 2 / 2**10.
     assert wilcoxon_p(BEFORE, AFTER) == pytest.approx(2 / 2**10)
-    assert mann_whitney_p(BEFORE, AFTER) == pytest.approx(
-        stats.mannwhitneyu(BEFORE, AFTER).pvalue
-    )
+    assert mann_whitney_p(BEFORE, AFTER) == pytest.approx(stats.mannwhitneyu(BEFORE, AFTER).pvalue)
     assert wilcoxon_p(BEFORE, BEFORE) == 1.0
 
 
