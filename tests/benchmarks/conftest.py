@@ -13,12 +13,18 @@ from benchmarks.score import DEFAULT_WEIGHTS
 from benchmarks.summary import summarize
 from service.store import Manifest
 
-SMALL = {"runs": 4, "calls_per_run": 5, "warmup_calls": 2, "profile_calls": 3}
-
 
 @pytest.fixture(scope="session")
 def bench_result(store: Path, manifest: Manifest) -> BenchResult:
-    plan = BenchPlan(store, default_specs(store, manifest), batch_sizes=[1, 8], **SMALL)
+    plan = BenchPlan(
+        store,
+        default_specs(store, manifest),
+        batch_sizes=[1, 8],
+        runs=4,
+        calls_per_run=5,
+        warmup_calls=2,
+        profile_calls=3,
+    )
     return run_bench(plan, manifest, say=lambda text: None)
 
 

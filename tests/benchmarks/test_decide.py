@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -103,6 +104,7 @@ def test_score_objective_scales_among_survivors_only() -> None:
 
 
 def test_requirement_and_weight_mistakes_are_usage_errors(tmp_path: Path) -> None:
+    bad: dict[str, Any]
     for bad in (
         {"limit": {}},
         {"limits": {"max_latency": 1}},
