@@ -12,7 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.environment import code_revision, machine_description, machine_fingerprint, pin
+from benchmarks.environment import (
+    code_revision,
+    machine_description,
+    machine_fingerprint,
+    pinned,
+)
 from benchmarks.operators import Breakdown, breakdown
 from benchmarks.resources import EnergyMeter, LoadFigures, batch_of, measure_load
 from benchmarks.timing import TimingPlan, Timings, time_interleaved
@@ -109,52 +114,40 @@ def default_specs(
 
 
 def run_bench(plan: BenchPlan, manifest: Manifest, say: Say | None = None) -> BenchResult:
-    """Measure everything the plan asks for; `say(text)` reports progress (stderr default)."""
+    """Measure everything the plan asks for; `say(text)` reports progress (stderr default).
+
+    Thread pools and CPU affinity are pinned for the bench only and restored afterwards.
+    """
     plan.check()
     report = say or _stderr
     started = time.perf_counter()
-    environment = pin(plan.threads, plan.cpus)
-    holdout = load_holdout(plan.store, manifest)
-    report(f"quality of {len(plan.variants)} variant(s) on {len(holdout.target)} hold-out rows")
-    runners = {spec.name: _open(plan, manifest, spec) for spec in plan.variants}
-    quality = _score_quality(plan, manifest, holdout, runners)
-    loads: dict[str, LoadFigures] = {}
-    for spec in plan.variants:
-        report(f"cold start and memory of {spec.name} in a fresh process")
-        loads[spec.name] = measure_load(
-            spec.path,
-            spec.info.format,
-            manifest.task,
-            plan.threads,
-            holdout.features,
-            plan.batch_sizes,
+    with pinned(plan.threads, plan.cpus) as environment:
+        holdout = load_holdout(plan.store, manifest)
+        report(f"quality of {len(plan.variants)} variant(s) on {len(holdout.target)} hold-out rows")
+        runners = {spec.name: _open(plan, manifest, spec) for spec in plan.variants}
+        quality = _score_quality(plan, manifest, holdout, runners)
+        loads = _load_figures(plan, manifest, holdout, report)
+        batches = {size: batch_of(holdout.features, size) for size in plan.batch_sizes}
+        meter = EnergyMeter()
+        report(
+            f"timing {plan.runs} interleaved runs x {plan.calls_per_run} calls per variant and "
+            f"batch size {plan.batch_sizes} (warm-up {plan.warmup_calls} calls excluded)"
         )
-    batches = {size: batch_of(holdout.features, size) for size in plan.batch_sizes}
-    meter = EnergyMeter()
-    report(
-        f"timing {plan.runs} interleaved runs x {plan.calls_per_run} calls per variant and "
-        f"batch size {plan.batch_sizes} (warm-up {plan.warmup_calls} calls excluded)"
-    )
-    timings = time_interleaved(
-        runners,
-        batches,
-        TimingPlan(plan.runs, plan.calls_per_run, plan.warmup_calls, plan.batch_sizes),
-        progress=_progress_printer(report, plan.runs),
-        meter=meter,
-    )
-    report("operator breakdown (onnxruntime profiler / pipeline steps)")
-    breakdowns = {
-        (spec.name, size): breakdown(
-            spec.path,
-            spec.info.format,
-            manifest.task,
-            batches[size],
-            plan.profile_calls,
-            plan.threads,
+        timings = time_interleaved(
+            runners,
+            batches,
+            TimingPlan(plan.runs, plan.calls_per_run, plan.warmup_calls, plan.batch_sizes),
+            progress=_progress_printer(report, plan.runs),
+            meter=meter,
         )
-        for spec in plan.variants
-        for size in plan.batch_sizes
-    }
+        report("operator breakdown (onnxruntime profiler / pipeline steps)")
+        breakdowns = {
+            (spec.name, size): breakdown(
+                spec.path, spec.info.format, manifest.task, rows, plan.profile_calls, plan.threads
+            )
+            for spec in plan.variants
+            for size, rows in batches.items()
+        }
     description = machine_description()
     environment |= {
         "code_revision": code_revision(),
@@ -174,6 +167,23 @@ def run_bench(plan: BenchPlan, manifest: Manifest, say: Say | None = None) -> Be
         energy_measured=meter.available,
         elapsed_seconds=time.perf_counter() - started,
     )
+
+
+def _load_figures(
+    plan: BenchPlan, manifest: Manifest, holdout: Dataset, report: Say
+) -> dict[str, LoadFigures]:
+    loads = {}
+    for spec in plan.variants:
+        report(f"cold start and memory of {spec.name} in a fresh process")
+        loads[spec.name] = measure_load(
+            spec.path,
+            spec.info.format,
+            manifest.task,
+            plan.threads,
+            holdout.features,
+            plan.batch_sizes,
+        )
+    return loads
 
 
 def _open(plan: BenchPlan, manifest: Manifest, spec: VariantSpec) -> Runner:

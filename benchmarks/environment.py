@@ -10,6 +10,8 @@ import hashlib
 import os
 import platform
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -20,26 +22,29 @@ import threadpoolctl
 RUNTIME_PACKAGES = ("numpy", "scikit-learn", "onnxruntime", "scipy")
 
 
-def pin(threads: int, cpus: list[int] | None) -> dict[str, Any]:
-    """Limit BLAS/OpenMP pools to `threads` and, if given, this process to `cpus`.
-
-    onnxruntime sessions get the same thread count when they are opened. Returns what is
-    now in force, for the report.
-    """
+@contextmanager
+def pinned(threads: int, cpus: list[int] | None) -> Iterator[dict[str, Any]]:
+    """Limit BLAS/OpenMP pools to `threads` and, if given, this process to `cpus`, until
+    the block ends. onnxruntime sessions get the same thread count when they are opened.
+    Yields what is in force, for the report."""
     if threads < 1:
         raise ValueError("threads must be at least 1")
-    if cpus:
-        os.sched_setaffinity(0, cpus)
-    threadpoolctl.threadpool_limits(threads)
-    return {
-        "threads": threads,
-        "cpu_affinity": sorted(os.sched_getaffinity(0)),
-        "cpus_pinned": bool(cpus),
-        "blas_pools": [
-            {"library": pool["internal_api"], "threads": pool["num_threads"]}
-            for pool in threadpoolctl.threadpool_info()
-        ],
-    }
+    affinity = os.sched_getaffinity(0)
+    try:
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+        with threadpoolctl.threadpool_limits(threads):
+            yield {
+                "threads": threads,
+                "cpu_affinity": sorted(os.sched_getaffinity(0)),
+                "cpus_pinned": bool(cpus),
+                "blas_pools": [
+                    {"library": pool["internal_api"], "threads": pool["num_threads"]}
+                    for pool in threadpoolctl.threadpool_info()
+                ],
+            }
+    finally:
+        os.sched_setaffinity(0, affinity)
 
 
 def code_revision(where: Path | None = None) -> str:
