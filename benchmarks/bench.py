@@ -52,7 +52,9 @@ class BenchPlan:
     variants: list[VariantSpec]
     batch_sizes: list[int] = field(default_factory=lambda: list(DEFAULT_BATCH_SIZES))
     runs: int = 30
-    calls_per_run: int = 20
+    calls_per_run: int | None = None
+    """None: as many calls as fill `min_block_seconds` per block."""
+    min_block_seconds: float = 0.01
     warmup_calls: int = 5
     profile_calls: int = 20
     threads: int = 1
@@ -64,8 +66,10 @@ class BenchPlan:
         """Refuse plans that cannot give the statistics the report promises."""
         if not self.variants:
             raise ValueError("no variant to benchmark")
-        if self.runs < 2 or self.calls_per_run < 1 or self.warmup_calls < 0:
+        if self.runs < 2 or (self.calls_per_run or 1) < 1 or self.warmup_calls < 0:
             raise ValueError("need --runs >= 2, --calls-per-run >= 1, --warmup >= 0")
+        if self.calls_per_run is None and (self.warmup_calls < 1 or self.min_block_seconds <= 0):
+            raise ValueError("sizing blocks by time needs --warmup >= 1 and --min-block-ms > 0")
         if not self.batch_sizes or not all(1 <= b <= MAX_BATCH_SIZE for b in self.batch_sizes):
             raise ValueError(f"batch sizes must be 1..{MAX_BATCH_SIZE}")
         names = [spec.name for spec in self.variants]
@@ -129,14 +133,21 @@ def run_bench(plan: BenchPlan, manifest: Manifest, say: Say | None = None) -> Be
         loads = _load_figures(plan, manifest, holdout, report)
         batches = {size: batch_of(holdout.features, size) for size in plan.batch_sizes}
         meter = EnergyMeter()
+        calls = plan.calls_per_run or f">= {plan.min_block_seconds * 1000:g} ms of"
         report(
-            f"timing {plan.runs} interleaved runs x {plan.calls_per_run} calls per variant and "
-            f"batch size {plan.batch_sizes} (warm-up {plan.warmup_calls} calls excluded)"
+            f"timing {plan.runs} interleaved runs x {calls} calls per variant and batch size "
+            f"{plan.batch_sizes} (warm-up {plan.warmup_calls} calls excluded)"
         )
         timings = time_interleaved(
             runners,
             batches,
-            TimingPlan(plan.runs, plan.calls_per_run, plan.warmup_calls, plan.batch_sizes),
+            TimingPlan(
+                plan.runs,
+                plan.calls_per_run,
+                plan.warmup_calls,
+                plan.batch_sizes,
+                plan.min_block_seconds,
+            ),
             progress=_progress_printer(report, plan.runs),
             meter=meter,
         )

@@ -58,7 +58,16 @@ def add_measurement_options(parser: argparse.ArgumentParser, runs: int, batch_si
         help=f"rows per call, 1..1024, comma-separated (default {batch_sizes})",
     )
     add_option(parser, "--runs", type=int, default=runs, help=f"interleaved runs (default {runs})")
-    add_option(parser, "--calls-per-run", type=int, default=20, help="timed calls per run")
+    add_option(
+        parser, "--calls-per-run", type=int, help="timed calls per run (default: --min-block-ms)"
+    )
+    add_option(
+        parser,
+        "--min-block-ms",
+        type=float,
+        default=10.0,
+        help="without --calls-per-run: calls per run fill this long (default 10)",
+    )
     add_option(parser, "--warmup", type=int, default=5, help="untimed calls before timing")
     add_option(parser, "--threads", type=int, default=1, help="onnxruntime and BLAS threads")
     add_option(parser, "--cpus", type=int_list, help="pin the bench to these CPUs, e.g. 1")
@@ -154,6 +163,7 @@ def _measure(
         batch_sizes=args.batch_sizes,
         runs=args.runs,
         calls_per_run=args.calls_per_run,
+        min_block_seconds=args.min_block_ms / 1000,
         warmup_calls=args.warmup,
         threads=args.threads,
         cpus=args.cpus,

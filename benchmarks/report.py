@@ -64,6 +64,7 @@ def summary_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
         for key, value in cell["throughput_sps"].items():
             row[f"throughput_sps_{key}"] = value
         row["cold_call_ms"] = cell["cold_call_ms"]
+        row["calls_per_run"] = cell["calls_per_run"]
         row["run_cv"] = cell["run_cv"]
         row |= variant["quality"]
         row["agreement_with_reference"] = variant["agreement_with_reference"]
@@ -174,8 +175,8 @@ def render_report(summary: dict[str, Any]) -> str:
         + ", ".join(f"{d} {best[d]}" for d in best if d != "overall")
         + ".",
         "",
-        f"Hold-out {summary['holdout']['rows']} rows; {plan['runs']} interleaved runs x "
-        f"{plan['calls_per_run']} calls per variant and batch size, {plan['warmup_calls']} "
+        f"Hold-out {summary['holdout']['rows']} rows; {plan['runs']} interleaved runs per "
+        f"variant and batch size, {_calls(plan)} calls each, {plan['warmup_calls']} "
         f"warm-up calls excluded; {env['threads']} thread(s), CPUs {env['cpu_affinity']}"
         f"{' (pinned)' if env['cpus_pinned'] else ''}; code {env['code_revision'][:12]}, "
         f"machine {env['machine_fingerprint']}.",
@@ -214,6 +215,12 @@ def render_report(summary: dict[str, Any]) -> str:
     )
     lines += [f"- {warning}" for warning in summary["warnings"]]
     return "\n".join(lines) + "\n"
+
+
+def _calls(plan: dict[str, Any]) -> str:
+    if plan["calls_per_run"] == "auto":
+        return f"enough for {plan['min_block_seconds'] * 1000:g} ms"
+    return str(plan["calls_per_run"])
 
 
 def _weights(weights: dict[str, float]) -> str:
