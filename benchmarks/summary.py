@@ -46,7 +46,7 @@ def summarize(
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "store": str(plan.store),
         "model_name": manifest.model_name,
-        "model_version": next(iter(manifest.variants.values())).model_version,
+        "model_version": _model_version(result),
         "task": manifest.task,
         "holdout": {"rows": manifest.holdout.rows, "sha256": manifest.holdout.sha256},
         "environment": result.environment
@@ -68,7 +68,7 @@ def summarize(
     }
     summary["comparisons"] = _comparisons(result, baseline, min_effect)
     summary["quality_comparisons"] = _quality_comparisons(result, baseline)
-    summary["warnings"] = [
+    summary["warnings"] = _too_few_runs(plan.runs) + [
         warning
         for (name, size), cell in result.timings.items()
         if (warning := noise_warning(f"{name} at batch {size}", cell.run_means)) is not None
@@ -79,6 +79,23 @@ def summarize(
         summary["variants"][name]["score"] = score
     summary["best"] = best_by_dimension(figures, scores)
     return summary
+
+
+def _too_few_runs(runs: int) -> list[str]:
+    """With n paired runs the smallest two-sided Wilcoxon p is 2 / 2**n."""
+    smallest = 2 / 2**runs
+    if smallest < ALPHA:
+        return []
+    return [
+        f"{runs} runs cannot show any difference: the smallest possible Wilcoxon p is "
+        f"{smallest:.2g} >= {ALPHA}; use --runs 6 or more (30 for the headline comparison)."
+    ]
+
+
+def _model_version(result: BenchResult) -> str:
+    """The version benchmarked; a compare across two stores names both, baseline first."""
+    versions = dict.fromkeys(spec.info.model_version for spec in result.plan.variants)
+    return "+".join(versions)
 
 
 def _default_baseline(result: BenchResult) -> str:

@@ -69,6 +69,7 @@ def test_summary_has_every_figure_per_variant_and_batch(bench_summary: dict[str,
     sizes = {(c["candidate"], c["batch_size"]) for c in bench_summary["comparisons"]}
     assert sizes == {(v, b) for v in ("onnx_fp32", "onnx_int8") for b in (1, 8)}
     assert bench_summary["best"]["overall"] in bench_summary["variants"]
+    assert "4 runs cannot show any difference" in bench_summary["warnings"][0]
     assert (
         "CPU-time proxy" in bench_summary["environment"]["energy_source"]
         or bench_summary["environment"]["energy_measured"]
