@@ -173,12 +173,17 @@ def coefficient_of_variation(samples: np.ndarray) -> float:
     return float(values.std(ddof=1)) / mean if values.size > 1 and mean else 0.0
 
 
-def noise_warning(label: str, samples: np.ndarray, threshold: float = NOISE_CV) -> str | None:
-    """A sentence for the report when run-to-run spread makes small differences invisible."""
-    cv = coefficient_of_variation(samples)
-    if cv <= threshold:
+def noise_warning(
+    label: str, cells: dict[str, np.ndarray], threshold: float = NOISE_CV
+) -> str | None:
+    """One sentence for the report naming the cells (e.g. batch sizes) whose run-to-run
+    spread is high enough to hide small differences; None when all are steady."""
+    spreads = {key: coefficient_of_variation(samples) for key, samples in cells.items()}
+    noisy = ", ".join(f"{key} (CV {cv:.0%})" for key, cv in spreads.items() if cv > threshold)
+    if not noisy:
         return None
     return (
-        f"{label}: run-to-run spread is high (CV {cv:.0%} > {threshold:.0%}); differences "
-        "smaller than that are hidden by noise. Use more runs or a quieter machine."
+        f"{label}: run-to-run spread above {threshold:.0%} at {noisy}; its absolute figures "
+        "hide differences smaller than that (paired comparisons cancel the drift all variants "
+        "share). Use more runs or a quieter machine."
     )

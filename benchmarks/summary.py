@@ -68,11 +68,17 @@ def summarize(
     }
     summary["comparisons"] = _comparisons(result, baseline, min_effect)
     summary["quality_comparisons"] = _quality_comparisons(result, baseline)
-    summary["warnings"] = _too_few_runs(plan.runs) + [
-        warning
-        for (name, size), cell in result.timings.items()
-        if (warning := noise_warning(f"{name} at batch {size}", cell.run_means)) is not None
-    ]
+    noisy = (
+        noise_warning(
+            spec.name,
+            {
+                f"batch {size}": result.timings[spec.name, size].run_means
+                for size in plan.batch_sizes
+            },
+        )
+        for spec in plan.variants
+    )
+    summary["warnings"] = _too_few_runs(plan.runs) + [text for text in noisy if text]
     figures = figures_from_summary(summary, headline)
     scores = composite_scores(figures, weights)
     for name, score in scores.items():

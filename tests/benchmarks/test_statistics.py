@@ -100,6 +100,7 @@ def test_noise_warning_only_when_runs_disagree() -> None:
     steady = np.array([1.0, 1.01, 0.99, 1.0])
     noisy = np.array([1.0, 1.5, 0.6, 1.2])
     assert coefficient_of_variation(steady) < 0.02
-    assert noise_warning("x", steady) is None
-    warning = noise_warning("onnx_int8 batch 8", noisy)
-    assert warning is not None and "onnx_int8 batch 8" in warning
+    assert noise_warning("x", {"batch 1": steady}) is None
+    warning = noise_warning("onnx_int8", {"batch 1": steady, "batch 8": noisy})
+    assert warning is not None and warning.startswith("onnx_int8: run-to-run spread above 10%")
+    assert "batch 8 (CV 35%)" in warning and "batch 1" not in warning
