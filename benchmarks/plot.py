@@ -40,15 +40,6 @@ def plot_tradeoffs(summary: dict[str, Any], path: Path) -> None:
             edgecolors="black",
             label=f"{f.variant} ({f.memory_bytes / 2**20:.1f} MiB)",
         )
-        # Variants often sit on top of each other (same quality, similar latency): stagger
-        # their labels so every name stays readable.
-        left.annotate(
-            f.variant,
-            (f.mean_ms, f.quality),
-            textcoords="offset points",
-            xytext=(10, 14 - 16 * (index % 3)),
-            fontsize="small",
-        )
         sizes = [int(size) for size in summary["plan"]["batch_sizes"]]
         throughput = [
             summary["variants"][f.variant]["batches"][str(size)]["throughput_sps"]["mean"]
@@ -60,6 +51,8 @@ def plot_tradeoffs(summary: dict[str, Any], path: Path) -> None:
     left.set_xlabel(f"latency per call at batch {batch}, ms (mean, 95% CI; log scale)")
     left.set_ylabel(f"hold-out {metric}")
     left.set_title("Latency vs quality (point area: memory, load + peak per call)")
+    # Variants often sit on top of each other (same quality, similar latency), where labels
+    # beside the points would overlap: the legend names them by colour instead.
     left.legend(loc="best", fontsize="small", markerscale=0.4)
     left.margins(0.25)
     right.set_xscale("log", base=2)

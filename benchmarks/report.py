@@ -171,8 +171,8 @@ def render_report(summary: dict[str, Any]) -> str:
         f"# Benchmark of {summary['model_name']} ({summary['model_version']})",
         "",
         f"Best overall (composite score, weights {_weights(plan['weights'])}): "
-        f"**{best['overall']}**. Best by dimension: "
-        + ", ".join(f"{d} {best[d]}" for d in best if d != "overall")
+        f"**{' = '.join(best['overall'])}**. Best by dimension: "
+        + ", ".join(f"{d} {' = '.join(best[d])}" for d in best if d != "overall")
         + ".",
         "",
         f"Hold-out {summary['holdout']['rows']} rows; {plan['runs']} interleaved runs per "

@@ -64,11 +64,19 @@ def composite_scores(figures: list[VariantFigures], weights: dict[str, float]) -
     }
 
 
-def best_by_dimension(figures: list[VariantFigures], scores: dict[str, float]) -> dict[str, str]:
-    """The best variant on each dimension, and overall (the highest composite score)."""
-    best = {}
-    for dimension in _GOOD_WHEN_HIGH:
-        standing = normalized(figures, dimension)
-        best[dimension] = max(standing, key=lambda name: standing[name])
-    best["overall"] = max(scores, key=lambda name: scores[name])
+def best_by_dimension(
+    figures: list[VariantFigures], scores: dict[str, float]
+) -> dict[str, list[str]]:
+    """The best variants on each dimension, and overall (the highest composite score).
+
+    Each is a list: variants that tie (the same accuracy, say) are all named, rather than
+    one of them winning by the order of the store.
+    """
+    best = {dimension: _top(normalized(figures, dimension)) for dimension in _GOOD_WHEN_HIGH}
+    best["overall"] = _top(scores)
     return best
+
+
+def _top(values: dict[str, float]) -> list[str]:
+    highest = max(values.values())
+    return [name for name, value in values.items() if value >= highest - 1e-12]

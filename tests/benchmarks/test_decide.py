@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -92,8 +93,10 @@ def test_composite_score_by_hand() -> None:
     assert scores["cheap_sloppy"] == pytest.approx((1.5 / 1.8 + 1) / 2)
     assert scores["accurate_slow"] == pytest.approx((0 + 90 / 95) / 2)
     best = best_by_dimension(TABLE, scores)
-    assert best["accuracy"] == "accurate_slow" and best["latency"] == "fast_big"
-    assert best["memory"] == "cheap_sloppy" and best["overall"] == "cheap_sloppy"
+    assert best["accuracy"] == ["accurate_slow"] and best["latency"] == ["fast_big"]
+    assert best["memory"] == ["cheap_sloppy"] and best["overall"] == ["cheap_sloppy"]
+    tied = [replace(row, quality=0.95) for row in TABLE]
+    assert best_by_dimension(tied, scores)["accuracy"] == [row.variant for row in TABLE]
 
 
 def test_score_objective_scales_among_survivors_only() -> None:
