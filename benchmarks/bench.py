@@ -56,7 +56,7 @@ class BenchPlan:
     """None: as many calls as fill `min_block_seconds` per block."""
     min_block_seconds: float = 0.01
     warmup_calls: int = 5
-    profile_calls: int = 20
+    profile_calls: int = 100
     threads: int = 1
     cpus: list[int] | None = None
     baseline: str | None = None
