@@ -3,6 +3,7 @@ store's fixed hold-out, measured the same way for all of them."""
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -77,6 +78,11 @@ class BenchPlan:
             raise ValueError(f"variant names repeat: {names}")
         if self.baseline is not None and self.baseline not in names:
             raise ValueError(f"baseline {self.baseline!r} is not among {names}")
+        allowed = os.sched_getaffinity(0)
+        if self.cpus is not None and not set(self.cpus) <= allowed:
+            raise ValueError(
+                f"CPUs {self.cpus} are not all available; this process may use {sorted(allowed)}"
+            )
 
 
 @dataclass

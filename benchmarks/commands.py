@@ -59,6 +59,11 @@ def add_bench_command(commands: Commands) -> None:
         help="sensitivity check: add latency to variants, e.g. onnx_int8=2",
     )
     add_option(bench, "--out", type=Path, default=Path("reports/bench"), help="output folder")
+    bench.add_argument(
+        "--fail-on-regression",
+        action="store_true",
+        help="exit 1 when the history flags a regression (for CI)",
+    )
     bench.set_defaults(run=run_bench_command)
 
 
@@ -79,8 +84,8 @@ def run_bench_command(args: argparse.Namespace) -> int:
     paths = write_outputs(summary, args.out)
     print(paths["report"].read_text())
     print(f"results in {args.out}/")
-    record(args, "bench", summary, list(paths.values()))
-    return 0
+    steady = record(args, "bench", summary, list(paths.values()))
+    return 1 if args.fail_on_regression and not steady else 0
 
 
 def add_decide_command(commands: Commands) -> None:

@@ -48,7 +48,10 @@ def load_rules(path: Path | None, overrides: dict[str, float | None]) -> Rules:
     if path is not None:
         if not path.is_file():
             raise UsageError(f"no rules file at {path}")
-        data = yaml.safe_load(path.read_text()) or {}
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise UsageError(f"{path} is not valid YAML: {error}") from None
         if not isinstance(data, dict):
             raise UsageError(f"{path} must be a mapping of rule: value")
         rules = _with(rules, data, str(path))
@@ -60,7 +63,10 @@ def _with(rules: Rules, values: dict[str, Any], origin: str) -> Rules:
     unknown = set(values) - known
     if unknown:
         raise UsageError(f"unknown rule(s) in {origin}: {sorted(unknown)}; known: {sorted(known)}")
-    return replace(rules, **{name: float(value) for name, value in values.items()})
+    try:
+        return replace(rules, **{name: float(value) for name, value in values.items()})
+    except (TypeError, ValueError):
+        raise UsageError(f"every rule in {origin} needs a number: {values}") from None
 
 
 @dataclass(frozen=True)

@@ -108,10 +108,13 @@ def measure(
     )
     try:
         plan.check()
-        result = run_bench(plan, manifest)
-        return summarize(result, weights, headline_batch_size, args.min_effect)
     except ValueError as error:
         raise UsageError(str(error)) from None
+    if headline_batch_size is not None and headline_batch_size not in plan.batch_sizes:
+        raise UsageError(
+            f"headline batch size {headline_batch_size} is not among {plan.batch_sizes}"
+        )
+    return summarize(run_bench(plan, manifest), weights, headline_batch_size, args.min_effect)
 
 
 def record(
@@ -121,8 +124,8 @@ def record(
     files: list[Path],
     accepted: bool = True,
     extra: dict[str, Any] | None = None,
-) -> None:
-    """Keep the result in the history (flagging regressions) and, if asked, in MLflow."""
+) -> bool:
+    """Keep the result in the history and, if asked, in MLflow; False if it regressed."""
     from benchmarks import history
 
     found = history.record(args.history, kind, summary, accepted, extra)
@@ -139,3 +142,4 @@ def record(
 
         run_id = log_run(args.mlflow_uri, kind, summary, files)
         print(f"logged to MLflow at {args.mlflow_uri}: run {run_id}")
+    return not data["regressions"]

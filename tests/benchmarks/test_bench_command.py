@@ -12,7 +12,7 @@ from service.cli import main
 TINY = ["--batch-sizes", "1", "--runs", "8", "--calls-per-run", "3", "--warmup", "1"]
 
 
-def test_bench_command_writes_everything_and_records_history(
+def test_bench_command_writes_everything_and_flags_a_regression(
     store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     args = [
@@ -22,8 +22,6 @@ def test_bench_command_writes_everything_and_records_history(
         "--variants",
         "onnx_fp32,onnx_int8",
         *TINY,
-        "--inject-latency-ms",
-        "onnx_int8=2",
         "--out",
         str(tmp_path / "out"),
         "--history",
@@ -32,12 +30,18 @@ def test_bench_command_writes_everything_and_records_history(
     assert main(args) == 0
     captured = capsys.readouterr()
     assert "run 8/8" in captured.err and "operator breakdown" in captured.err
-    assert "onnx_int8 is **slower**" in captured.out
     assert "first on this machine: the baseline" in captured.out
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["plan"]["baseline"] == "onnx_fp32"  # the reference is not benched
+
+    slowed = [*args, "--inject-latency-ms", "onnx_int8=2", "--fail-on-regression"]
+    assert main(slowed) == 1
+    out = capsys.readouterr().out
+    assert "onnx_int8 is **slower**" in out
+    assert "REGRESSION against" in out and "onnx_int8 at batch 1" in out
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["variants"]["onnx_int8"]["injected_delay_ms"] == 2.0
-    assert len(list((tmp_path / "history").glob("*/*/*/*-bench.json"))) == 1
+    assert len(list((tmp_path / "history").glob("*/*/*/*-bench.json"))) == 2
 
 
 @pytest.mark.parametrize(
@@ -50,6 +54,7 @@ def test_bench_command_writes_everything_and_records_history(
         (["--weights", "speed=1"], "unknown weight"),
         (["--baseline", "other"], "baseline 'other'"),
         (["--headline-batch-size", "8"], "headline batch size 8"),
+        (["--cpus", "4096"], "CPUs [4096] are not all available"),
     ],
 )
 def test_bench_command_usage_errors(

@@ -97,6 +97,10 @@ def test_a_rule_file_and_flags_override_the_defaults(tmp_path: Path) -> None:
     rules.write_text("max_accuracy_dorp: 0.02\n")
     with pytest.raises(UsageError, match="max_accuracy_dorp"):
         load_rules(rules, {})
+    for text in ("max_accuracy_drop: [0.02\n", "max_accuracy_drop: lots\n"):
+        rules.write_text(text)
+        with pytest.raises(UsageError):
+            load_rules(rules, {})
 
 
 def test_compare_refuses_stores_with_different_holdouts(
