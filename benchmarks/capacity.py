@@ -154,14 +154,25 @@ def _maybe(value: int | None) -> str:
 
 
 def from_bench(
-    summary: dict[str, Any], batch_size: int | None, rows_per_request: int
+    summary: dict[str, Any],
+    batch_size: int | None,
+    rows_per_request: int,
+    overhead_s: float = 0.0,
 ) -> list[ReplicaFigures]:
-    """Service rates from a bench: samples/s at `batch_size` over rows per request."""
+    """Service rates from a bench: the model time of a request's rows (at the throughput of
+    `batch_size`) plus a fixed per-request overhead.
+
+    A bench times the model alone; a replica behind HTTP also parses, routes and answers
+    every request, which for a sub-millisecond model can cost more than the model does.
+    """
     return [
         ReplicaFigures(
             variant=f.variant,
-            service_rate=f.throughput_sps / rows_per_request,
-            source=f"bench throughput at batch {f.batch_size}, {rows_per_request} row(s)/request",
+            service_rate=1 / (rows_per_request / f.throughput_sps + overhead_s),
+            source=(
+                f"bench throughput at batch {f.batch_size}, {rows_per_request} row(s)/request, "
+                f"+{overhead_s * 1000:g} ms overhead per request"
+            ),
             load_memory_bytes=f.load_memory_bytes,
             peak_inference_bytes=f.peak_inference_bytes,
             file_size_bytes=f.file_size_bytes,

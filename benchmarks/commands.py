@@ -31,7 +31,7 @@ def add_bench_command(commands: Commands) -> None:
         "bench",
         help="benchmark the store's variants: quality, speed, resources, operators",
         description="Measure every variant (or --variants) on the store's hold-out: quality, "
-        "latency per batch size with 95%% CIs, throughput, memory, CPU and energy, operator "
+        "latency per batch size with 95% CIs, throughput, memory, CPU and energy, operator "
         "breakdown; compare each with a baseline; write CSVs, JSON, a plot and a report.",
     )
     add_measurement_options(bench, runs=30, batch_sizes="1,8,64")
@@ -127,6 +127,13 @@ def add_capacity_command(commands: Commands) -> None:
     add_option(capacity, "--target-utilization", type=float, default=0.7, help="per replica, 0..1")
     add_option(capacity, "--batch-size", type=int, help="bench batch size to plan with")
     add_option(capacity, "--rows-per-request", type=int, default=1, help="rows in one request")
+    add_option(
+        capacity,
+        "--request-overhead-ms",
+        type=float,
+        default=0.0,
+        help="with --bench: per-request cost outside the model (HTTP, parsing), e.g. 0.15",
+    )
     add_option(capacity, "--memory-budget-mb", type=float, help="memory of one replica")
     add_option(capacity, "--storage-budget-mb", type=float, help="disk for model artifacts")
     capacity.set_defaults(run=run_capacity_command)
@@ -138,10 +145,15 @@ def run_capacity_command(args: argparse.Namespace) -> int:
 
     if args.bench is None and args.sweep is None:
         args.bench = Path("reports/bench")
-    if args.rows_per_request < 1:
-        raise UsageError("--rows-per-request must be at least 1")
+    if args.rows_per_request < 1 or args.request_overhead_ms < 0:
+        raise UsageError("--rows-per-request must be at least 1, --request-overhead-ms >= 0")
     bench = (
-        from_bench(load_summary(args.bench), args.batch_size, args.rows_per_request)
+        from_bench(
+            load_summary(args.bench),
+            args.batch_size,
+            args.rows_per_request,
+            args.request_overhead_ms / 1000,
+        )
         if args.bench
         else []
     )
@@ -204,7 +216,10 @@ def add_compare_command(commands: Commands) -> None:
     add_measurement_options(compare, runs=30, batch_sizes="1")
     add_option(compare, "--rules", type=Path, help="promotion rules YAML")
     for rule in fields(_rules_type()):
-        add_option(compare, "--" + rule.name.replace("_", "-"), type=float, help="rule override")
+        flag = "--" + rule.name.replace("_", "-")
+        add_option(
+            compare, flag, type=float, help=f"rule, overrides --rules (default {rule.default})"
+        )
     add_option(compare, "--out", type=Path, default=Path("reports/compare"), help="output folder")
     compare.set_defaults(run=run_compare_command)
 

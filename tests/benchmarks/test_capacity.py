@@ -5,10 +5,17 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from benchmarks.capacity import ReplicaFigures, erlang_c, plan_capacity, replicas_for
+from benchmarks.capacity import (
+    ReplicaFigures,
+    erlang_c,
+    from_bench,
+    plan_capacity,
+    replicas_for,
+)
 from service.cli import main
 
 MIB = 2**20
@@ -85,6 +92,14 @@ def test_capacity_command_from_a_bench(bench_dir: Path, capsys: pytest.CaptureFi
     for variant in ("sklearn_fp32", "onnx_fp32", "onnx_int8"):
         assert variant in out
     assert "design load 750 QPS" in out
+
+
+def test_request_overhead_lowers_the_service_rate(bench_summary: dict[str, Any]) -> None:
+    (alone,) = [f for f in from_bench(bench_summary, 8, 4) if f.variant == "onnx_int8"]
+    (served,) = [f for f in from_bench(bench_summary, 8, 4, 0.001) if f.variant == "onnx_int8"]
+    throughput = bench_summary["variants"]["onnx_int8"]["batches"]["8"]["throughput_sps"]["mean"]
+    assert alone.service_rate == pytest.approx(throughput / 4)
+    assert served.service_rate == pytest.approx(1 / (4 / throughput + 0.001))
 
 
 def test_capacity_command_from_a_sweep_knee(
