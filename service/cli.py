@@ -16,6 +16,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from benchmarks.http_overhead import add_bench_http_command
 from service.cliutil import UsageError, add_option, env_name
 from service.settings import Settings
 from service.store import Manifest, StoreError, load_manifest
@@ -29,6 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_build_command(commands)
     add_serve_command(commands)
     add_demo_command(commands)
+    add_bench_http_command(commands)
     args = parser.parse_args(argv)
     try:
         return int(args.run(args) or 0)
