@@ -23,6 +23,7 @@ from benchmarks.commands import (
     add_decide_command,
     add_history_command,
 )
+from benchmarks.http_overhead import add_bench_http_command
 from service.cliutil import UsageError, add_option, env_name
 from service.settings import Settings
 from service.store import Manifest, StoreError, load_manifest
@@ -36,6 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_build_command(commands)
     add_serve_command(commands)
     add_demo_command(commands)
+    add_bench_http_command(commands)
     # Offline benchmark, decisions and capacity planning (benchmarks/commands.py).
     add_bench_command(commands)
     add_decide_command(commands)
