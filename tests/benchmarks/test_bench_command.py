@@ -9,7 +9,7 @@ import pytest
 
 from service.cli import main
 
-TINY = ["--batch-sizes", "1", "--runs", "8", "--calls-per-run", "3", "--warmup", "1"]
+TINY = ["--batch-sizes", "1", "--runs", "8", "--min-block-ms", "5", "--warmup", "2"]
 
 
 def test_bench_command_writes_everything_and_flags_a_regression(

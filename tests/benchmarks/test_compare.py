@@ -17,7 +17,7 @@ from service.cli import main
 from service.cliutil import UsageError
 from service.store import Dataset
 
-FAST = ["--runs", "6", "--calls-per-run", "5", "--warmup", "2"]
+FAST = ["--runs", "6", "--min-block-ms", "5", "--warmup", "2"]
 
 
 @pytest.fixture(scope="module")

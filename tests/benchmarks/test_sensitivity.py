@@ -25,7 +25,13 @@ def _bench(store: Path, manifest: Manifest, delay_s: float) -> dict[str, Any]:
     info = manifest.variants["onnx_int8"]
     specs = [VariantSpec("a", info, store), VariantSpec("b", info, store, delay_s=delay_s)]
     plan = BenchPlan(
-        store, specs, batch_sizes=[1], runs=20, calls_per_run=10, warmup_calls=5, profile_calls=2
+        store,
+        specs,
+        batch_sizes=[1],
+        runs=20,
+        min_block_seconds=0.005,  # calls per run fill 5 ms: one preemption cannot swamp a run
+        warmup_calls=5,
+        profile_calls=2,
     )
     return summarize(run_bench(plan, manifest, say=lambda text: None), dict(DEFAULT_WEIGHTS))
 
