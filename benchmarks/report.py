@@ -196,6 +196,8 @@ def render_report(summary: dict[str, Any]) -> str:
             f"{summary['variants'][f.variant]['score']:.3f} |"
         )
     lines += ["", f"## Against {plan['baseline']}", ""]
+    if not summary["comparisons"]:
+        lines.append("- only one variant was benchmarked: nothing to compare")
     for c in summary["comparisons"]:
         lines.append(
             f"- batch {c['batch_size']}: {c['candidate']} is **{c['verdict']}** "

@@ -36,6 +36,11 @@ def summarize(
     headline_batch_size: int | None = None,
     min_effect: float = MIN_EFFECT,
 ) -> dict[str, Any]:
+    """Every figure, comparison, warning and score of a bench, as one JSON-ready dictionary.
+
+    The headline batch size (default: the first benchmarked) is the one the dashboard,
+    the composite score and "best" refer to; every batch size keeps all its figures.
+    """
     plan, manifest = result.plan, result.manifest
     baseline = plan.baseline or _default_baseline(result)
     headline = headline_batch_size or plan.batch_sizes[0]
