@@ -224,13 +224,13 @@ def _score_quality(
         name: VariantQuality(
             quality_metrics(manifest.task, holdout.target, p.labels, p.probabilities, classes),
             agreement(reference.labels, p.labels, manifest.task),
-            row_losses(manifest.task, holdout.target, p.labels),
+            _row_losses(manifest.task, holdout.target, p.labels),
         )
         for name, p in predictions.items()
     }
 
 
-def row_losses(task: str, truth: np.ndarray, labels: np.ndarray) -> np.ndarray:
+def _row_losses(task: str, truth: np.ndarray, labels: np.ndarray) -> np.ndarray:
     if task == "regression":
         errors: np.ndarray = (labels.astype(float) - truth.astype(float)) ** 2
         return errors
