@@ -98,5 +98,33 @@ def test_sticky_users_keep_their_variant_over_http(server: ServerProcess, holdou
 
 
 def test_openapi_document_is_served(server: ServerProcess) -> None:
-    paths = httpx.get(f"{server.url}/openapi.json").json()["paths"]
+    document = httpx.get(f"{server.url}/openapi.json").json()
+    paths = document["paths"]
     assert {"/models", "/traffic", "/healthz", "/readyz", "/metrics"} <= set(paths)
+    predict = paths["/predict"]["post"]
+    assert {"200", "422", "503", "504"} <= set(predict["responses"])
+    assert {p["name"] for p in predict["parameters"]} == {"X-Variant", "X-User-Id"}
+    assert "instances" in document["components"]["schemas"]["PredictRequest"]["properties"]
+
+
+def test_memory_stays_flat_under_sustained_traffic(server: ServerProcess, holdout: Dataset) -> None:
+    def resident_bytes() -> float:
+        for line in httpx.get(f"{server.url}/metrics").text.splitlines():
+            if line.startswith("process_resident_memory_bytes "):
+                return float(line.split()[1])
+        raise AssertionError("process_resident_memory_bytes is missing")
+
+    payload = body(holdout.features[:4])
+    with httpx.Client(base_url=server.url) as client:
+
+        def traffic(requests: int) -> None:
+            for i in range(requests):
+                variant = ("sklearn_fp32", "onnx_fp32", "onnx_int8")[i % 3]
+                client.post(f"/models/{variant}/predict", json=payload).raise_for_status()
+                client.post("/predict", json={"instances": [[1.0]]})  # a rejected one too
+
+        traffic(1500)  # allocator pools, caches and metric children settle
+        settled = resident_bytes()
+        traffic(3000)
+        grown = resident_bytes() - settled
+    assert grown < 4 * 1024 * 1024, f"resident memory grew {grown / 2**20:.1f} MiB"

@@ -1,0 +1,286 @@
+"""`perfserve bench-http`: what the service costs over HTTP, against the HTTP-stack floor.
+
+In one run, with the servers pinned to one core and wrk pinned to another, it measures
+single-row `/predict` requests per second and p50/p99 at each concurrency, for each
+variant with batching on and off, and for a bare ASGI app (the floor). Cells run
+interleaved (every target once per round, several rounds) so drift on a shared machine
+hits all alike; the table reports medians over rounds and ratios taken within a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from benchmarks.competitors.launch import NAMES, competitor
+from service.build import build_store
+from service.cliutil import UsageError, add_option
+from service.process import free_port, running_server
+from service.store import StoreError, load_holdout, load_manifest
+
+COMPETITOR_VARIANT = "onnx_int8"
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = [==[{body}]==]
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '{{"requests": %d, "duration_us": %d, "socket_errors": %d, "non_2xx": %d, '
+    .. '"p50_us": %.1f, "p99_us": %.1f, "max_us": %.1f}}\\n',
+    summary.requests, summary.duration, e.connect + e.read + e.write + e.timeout,
+    e.status, latency:percentile(50), latency:percentile(99), latency.max))
+end
+"""
+
+
+@dataclass(frozen=True)
+class Target:
+    """One server configuration under test, and the wrk script that posts its body."""
+
+    name: str
+    url: str
+    script: Path
+    metrics_url: str | None = None
+    variant: str | None = None
+
+
+@dataclass
+class Cell:
+    """Every round's reading of one target at one concurrency."""
+
+    target: str
+    concurrency: int
+    rps: list[float] = field(default_factory=list)
+    p50_ms: list[float] = field(default_factory=list)
+    p99_ms: list[float] = field(default_factory=list)
+    failed: int = 0
+    mean_batch: list[float] = field(default_factory=list)
+
+    def median(self, values: list[float]) -> float:
+        return statistics.median(values) if values else float("nan")
+
+
+def run_benchmark(
+    store: Path,
+    out: Path,
+    concurrencies: list[int],
+    seconds: float,
+    rounds: int,
+    server_cpu: str,
+    client_cpu: str,
+    variants: list[str] | None,
+    competitors: dict[str, str],
+) -> list[Cell]:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise UsageError("wrk is not installed (Debian: apt-get install wrk)")
+    try:
+        manifest = load_manifest(store)
+    except StoreError:
+        manifest = build_store(store)
+    chosen = variants or list(manifest.variants)
+    row = load_holdout(store, manifest).features[0].tolist()
+    scripts = Path(tempfile.mkdtemp(prefix="bench-http-"))
+    script = _wrk_script(scripts / "perfserve.lua", json.dumps({"instances": [row]}).encode())
+    with ExitStack() as servers:
+        bare = servers.enter_context(_bare_server(server_cpu))
+        targets = [Target("bare ASGI floor", f"{bare}/predict", script)]
+        for batching, size in (("on", "64"), ("off", "1")):
+            server = servers.enter_context(
+                running_server(store, options=["--max-batch-size", size], cpus=server_cpu)
+            )
+            targets += [
+                Target(
+                    f"{name} batching {batching}",
+                    f"{server.url}/models/{name}/predict",
+                    script,
+                    f"{server.url}/metrics",
+                    name,
+                )
+                for name in chosen
+            ]
+        model = store / manifest.variants[COMPETITOR_VARIANT].path
+        for name, python in competitors.items():
+            rival = servers.enter_context(competitor(name, python, model, row, server_cpu))
+            rival_script = _wrk_script(scripts / f"{name}.lua", rival.body)
+            targets.append(Target(f"{name} ({COMPETITOR_VARIANT})", rival.url, rival_script))
+        cells = {(t.name, c): Cell(t.name, c) for t in targets for c in concurrencies}
+        for target in targets:  # warm every server and connection path once
+            _wrk(wrk, client_cpu, target.script, target.url, 8, 1)
+        for round_ in range(rounds):
+            for concurrency in concurrencies:
+                for target in targets:
+                    _measure(wrk, client_cpu, target, cells[target.name, concurrency], seconds)
+            print(f"round {round_ + 1}/{rounds} done", file=sys.stderr)
+    results = list(cells.values())
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench-http.json").write_text(json.dumps([asdict(c) for c in results], indent=2))
+    report = render(results, concurrencies, chosen)
+    (out / "bench-http.md").write_text(report)
+    print(report)
+    return results
+
+
+def _measure(wrk: str, cpu: str, target: Target, cell: Cell, seconds: float) -> None:
+    before = _batch_totals(target)
+    reading = _wrk(wrk, cpu, target.script, target.url, cell.concurrency, seconds)
+    after = _batch_totals(target)
+    seconds_run = reading["duration_us"] / 1e6
+    cell.rps.append(reading["requests"] / seconds_run)
+    cell.p50_ms.append(reading["p50_us"] / 1000)
+    cell.p99_ms.append(reading["p99_us"] / 1000)
+    cell.failed += int(reading["socket_errors"] + reading["non_2xx"])
+    if before and after and after[1] > before[1]:
+        cell.mean_batch.append((after[0] - before[0]) / (after[1] - before[1]))
+
+
+def _wrk_script(path: Path, body: bytes) -> Path:
+    path.write_text(WRK_SCRIPT.format(body=body.decode()))
+    return path
+
+
+def _wrk(
+    wrk: str, cpu: str, script: Path, url: str, concurrency: int, seconds: float
+) -> dict[str, float]:
+    command = ["taskset", "-c", cpu, wrk, "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s"]
+    command += ["--latency", "-s", str(script), url]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    reading: dict[str, float] = json.loads(output.strip().splitlines()[-1])
+    return reading
+
+
+def _batch_totals(target: Target) -> tuple[float, float] | None:
+    """(rows, batches) executed so far for the target's variant, from `/metrics`."""
+    if target.metrics_url is None:
+        return None
+    totals = {"perfserve_batch_size_sum": 0.0, "perfserve_batch_size_count": 0.0}
+    for family in text_string_to_metric_families(httpx.get(target.metrics_url).text):
+        for sample in family.samples:
+            if sample.name in totals and sample.labels.get("variant") == target.variant:
+                totals[sample.name] = sample.value
+    return totals["perfserve_batch_size_sum"], totals["perfserve_batch_size_count"]
+
+
+@contextmanager
+def _bare_server(cpu: str) -> Iterator[str]:
+    port = free_port()
+    command = ["taskset", "-c", cpu, sys.executable, "-m", "uvicorn", "benchmarks.bare_asgi:app"]
+    command += ["--port", str(port), "--loop", "uvloop", "--http", "httptools"]
+    command += ["--no-access-log", "--log-level", "warning"]
+    process = subprocess.Popen(command)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                httpx.post(f"{url}/predict", content=b"{}")
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait()
+
+
+def render(cells: list[Cell], concurrencies: list[int], variants: list[str]) -> str:
+    """A Markdown table of medians, then the ratios the targets are stated in."""
+    by_key = {(c.target, c.concurrency): c for c in cells}
+    lines = [
+        "| target | concurrency | req/s | p50 ms | p99 ms | of floor | mean batch | failed |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for cell in cells:
+        floor = by_key["bare ASGI floor", cell.concurrency]
+        share = cell.median(cell.rps) / floor.median(floor.rps)
+        batch = f"{cell.median(cell.mean_batch):.1f}" if cell.mean_batch else ""
+        lines.append(
+            f"| {cell.target} | {cell.concurrency} | {cell.median(cell.rps):,.0f} "
+            f"| {cell.median(cell.p50_ms):.3f} | {cell.median(cell.p99_ms):.3f} "
+            f"| {share:.0%} | {batch} | {cell.failed} |"
+        )
+    lines += ["", "| variant | concurrency | batching on / off (req/s) | p50 on minus off (ms) |"]
+    lines.append("| --- | --- | --- | --- |")
+    for variant in variants:
+        for concurrency in concurrencies:
+            on = by_key[f"{variant} batching on", concurrency]
+            off = by_key[f"{variant} batching off", concurrency]
+            lines.append(
+                f"| {variant} | {concurrency} | {on.median(on.rps) / off.median(off.rps):.2f}x "
+                f"| {on.median(on.p50_ms) - off.median(off.p50_ms):+.3f} |"
+            )
+    rivals = sorted({c.target for c in cells if c.target.endswith(f"({COMPETITOR_VARIANT})")})
+    if rivals and COMPETITOR_VARIANT in variants:
+        lines += ["", "| server | concurrency | perfserve req/s over theirs | their p99 ms |"]
+        lines.append("| --- | --- | --- | --- |")
+        for rival in rivals:
+            for concurrency in concurrencies:
+                ours = by_key[f"{COMPETITOR_VARIANT} batching on", concurrency]
+                theirs = by_key[rival, concurrency]
+                lines.append(
+                    f"| {rival} | {concurrency} "
+                    f"| {ours.median(ours.rps) / theirs.median(theirs.rps):.1f}x "
+                    f"| {theirs.median(theirs.p99_ms):.3f} |"
+                )
+    return "\n".join(lines) + "\n"
+
+
+def add_bench_http_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    bench = commands.add_parser(
+        "bench-http",
+        help="requests/s and latency over HTTP against the bare-ASGI floor (needs wrk)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_option(bench, "--store", type=Path, default=Path("model_store"), help="store folder")
+    add_option(bench, "--out", type=Path, default=Path("reports/bench-http"), help="results")
+    add_option(bench, "--concurrency", default="1,16,64", help="connections, comma-separated")
+    add_option(bench, "--seconds", type=float, default=5.0, help="length of each cell")
+    add_option(bench, "--rounds", type=int, default=3, help="interleaved rounds (medians)")
+    add_option(bench, "--server-cpu", default="0", help="CPU list the servers are pinned to")
+    add_option(bench, "--client-cpu", default="1", help="CPU list wrk is pinned to")
+    add_option(bench, "--variants", help="variants to measure, comma-separated (default all)")
+    bench.add_argument(
+        "--competitor",
+        action="append",
+        default=[],
+        metavar="NAME[=PYTHON]",
+        help=f"also measure another server ({', '.join(NAMES)}) serving the onnx_int8 "
+        "artifact, run by PYTHON (a virtualenv with that framework; default this one)",
+    )
+    bench.set_defaults(run=_run_command)
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    run_benchmark(
+        args.store,
+        args.out,
+        [int(c) for c in args.concurrency.split(",")],
+        args.seconds,
+        args.rounds,
+        args.server_cpu,
+        args.client_cpu,
+        args.variants.split(",") if args.variants else None,
+        dict(_competitor(spec) for spec in args.competitor),
+    )
+    return 0
+
+
+def _competitor(spec: str) -> tuple[str, str]:
+    name, _, python = spec.partition("=")
+    if name not in NAMES:
+        raise UsageError(f"unknown competitor {name!r}; known: {', '.join(NAMES)}")
+    return name, python or sys.executable
