@@ -24,6 +24,8 @@ class Knee:
     limited_by: str
     """slo (a higher rate failed), generator (a higher rate was generator-bound),
     max-rate (every rate tried held) or none-held."""
+    step: StepResult | None = None
+    """The step at the knee."""
 
 
 def knee_of(steps: Sequence[StepResult]) -> Knee:
@@ -41,7 +43,7 @@ def knee_of(steps: Sequence[StepResult]) -> Knee:
         limited_by = "slo"
     else:
         limited_by = "generator"
-    return Knee(min(best.target_qps, best.client.achieved_qps), limited_by)
+    return Knee(min(best.target_qps, best.client.achieved_qps), limited_by, best)
 
 
 def fixed_rates(measure: Callable[[float], StepResult], rates: Sequence[float]) -> list[StepResult]:

@@ -33,15 +33,9 @@ def knee_table(report: SweepReport) -> str:
         f"{'queue ms':>9}{'batch':>7}{'util':>6}{'steps':>6}",
     ]
     for target in report.targets:
-        at_knee = [s for s in target.steps if s.holds and s.target_qps == target.knee.qps]
         knee = f"{target.knee.qps:,.0f}" if target.knee.qps else "-"
         line = f"{target.target:<14}{knee:>10}  {target.knee.limited_by:<11}"
-        held = max(
-            (s for s in target.steps if s.holds and target.knee.qps),
-            key=lambda s: s.target_qps,
-            default=None,
-        )
-        step = at_knee[0] if at_knee else held
+        step = target.knee.step
         if step is not None:
             line += (
                 f"{step.client.p50_ms:>8.2f}{step.client.p99_ms:>8.2f}"

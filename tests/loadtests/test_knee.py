@@ -1,0 +1,77 @@
+"""The knee search: doubling, then bisection, and what the knee is among measured steps.
+
+The measure function here is a rule, not a server: the search's logic is what is under
+test (the real search against real servers is in test_sweep.py)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import fields
+from typing import Any
+
+from loadtests.knee import Knee, fixed_rates, knee_of, search
+from loadtests.results import ClientSide, StepResult, Totals
+from loadtests.server_metrics import ServerSplit
+
+NAN = math.nan
+
+
+def step(rate: float, verdict: str) -> StepResult:
+    """A step at `rate` that got `verdict`; every other figure is a placeholder."""
+    figures: dict[str, Any] = {f.name: 1.0 for f in fields(ClientSide)}
+    client = ClientSide(**figures | {"achieved_qps": rate})
+    unknown: dict[str, Any] = {f.name: NAN for f in fields(ServerSplit)}
+    server = ServerSplit(**unknown | {"statuses": {}, "rejected": {}})
+    return StepResult(
+        "onnx_int8", 1, "sweep", rate, 5.0, 1.0, 4, client, Totals(), server,
+        NAN, NAN, 0.1, True, True, verdict,
+    )  # fmt: skip
+
+
+def run(
+    limit: float, start: float = 100, generator_limit: float = math.inf
+) -> tuple[list[float], Knee]:
+    """Search against a rule that holds below `limit`; the rates asked for and the knee."""
+    asked: list[float] = []
+
+    def measure(rate: float) -> StepResult:
+        asked.append(rate)
+        if rate >= generator_limit:
+            return step(rate, "generator-bound")
+        return step(rate, "holds" if rate < limit else "misses-slo")
+
+    return asked, knee_of(search(measure, start, max_rate=100_000, precision=0.1))
+
+
+def test_doubles_until_a_step_fails_then_bisects_to_the_precision() -> None:
+    asked, knee = run(limit=1000)
+    assert asked[:5] == [100, 200, 400, 800, 1600]
+    assert asked[5:] == [1200, 1000, 900, 950]
+    assert knee.qps == 950 and knee.limited_by == "slo"
+    assert knee.step is not None and knee.step.target_qps == 950
+
+
+def test_halves_when_even_the_start_rate_fails() -> None:
+    asked, knee = run(limit=30)
+    assert asked[:3] == [100, 50, 25]
+    assert knee.qps is not None and knee.qps < 30
+
+
+def test_a_generator_bound_step_ends_the_search_with_a_lower_bound() -> None:
+    asked, knee = run(limit=10_000, generator_limit=800)
+    assert asked == [100, 200, 400, 800]
+    assert knee.qps == 400 and knee.limited_by == "generator"
+
+
+def test_the_knee_is_below_the_lowest_failure_even_if_a_higher_rate_held() -> None:
+    steps = [step(100, "holds"), step(200, "misses-slo"), step(400, "holds")]
+    assert knee_of(steps).qps == 100
+    assert knee_of([step(100, "unstable")]).qps is None
+
+
+def test_fixed_rates_stop_after_the_first_that_does_not_hold() -> None:
+    measured = fixed_rates(
+        lambda r: step(r, "holds" if r < 300 else "misses-slo"), [100, 200, 400, 800]
+    )
+    assert [s.target_qps for s in measured] == [100, 200, 400]
+    assert knee_of(measured).limited_by == "slo"
