@@ -1,6 +1,6 @@
 """When a step's numbers can be trusted, and whether they hold the SLO.
 
-A step is *accepted* when its throughput and p99 have settled (over the last windows,
+A step is trusted when its throughput and p99 have settled (over the last windows,
 max/min within a tolerance) and it has enough answers for the percentile it reports:
 with n answers and none beyond the true p99, one is only (1 - 0.99**n) sure the p99
 was not missed by chance, so p99 needs about 460 answers for 99% confidence, p99.9
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 STABLE_WINDOWS = 3
 STABILITY_TOLERANCE = 0.10
 P99_SLO_MARGIN = 0.20
+ARRIVAL_NOISE_SIGMAS = 4.5
 RATE_TOLERANCE = 0.05
 """Achieved within 5% of the target counts as delivering the target."""
 LATE_SHARE_LIMIT = 0.10
@@ -50,8 +51,9 @@ def stable(windows: Sequence[WindowPoint], slo_ms: float, window_s: float) -> bo
     """Throughput and p99 settled over the last `STABLE_WINDOWS` windows.
 
     Throughput may also move by the noise of the arrivals themselves: a window that
-    should hold n Poisson arrivals holds n ± sqrt(n), so three standard deviations are
-    allowed (at 100/s in 1 s windows that is 30%, at 10,000/s 3%). p99 may also move
+    should hold n Poisson arrivals holds n ± sqrt(n), and the range of three such
+    windows exceeds 4.5 standard deviations less than 1% of the time, so that much is
+    allowed (at 200/s in 1 s windows 32%, at 10,000/s 4.5%). p99 may also move
     by up to a fifth of the SLO: a window's p99 rests on its few slowest answers, and
     what matters is the distance to the SLO, not a millisecond of timer noise."""
     last = windows[-STABLE_WINDOWS:]
@@ -59,7 +61,7 @@ def stable(windows: Sequence[WindowPoint], slo_ms: float, window_s: float) -> bo
         return False
     throughputs = [w.throughput for w in last]
     expected = sum(throughputs) / len(throughputs) * window_s
-    noise = 3 / math.sqrt(expected) if expected > 0 else 1.0
+    noise = ARRIVAL_NOISE_SIGMAS / math.sqrt(expected) if expected > 0 else 1.0
     return settled(throughputs, max(STABILITY_TOLERANCE, noise)) and settled(
         [w.p99_ms for w in last], STABILITY_TOLERANCE, slo_ms * P99_SLO_MARGIN
     )
@@ -74,10 +76,12 @@ def verdict(
     late_share: float,
     dropped: int,
     server_saturated: bool,
-    accepted: bool,
+    settled: bool,
+    enough_answers: bool,
     server_holds: bool = False,
 ) -> str:
-    """One of: holds, generator-bound, misses-slo, server-saturated, unstable.
+    """One of: holds, generator-bound, misses-slo, server-saturated, unstable (did not
+    settle), too-few-answers (not enough for a trustworthy p99).
 
     The generator is blamed, not the server, when the server was not saturated and
     either the generator could not offer the rate (sends short of target, dropped
@@ -93,6 +97,8 @@ def verdict(
         return "misses-slo"
     if achieved_qps < (1 - RATE_TOLERANCE) * target_qps:
         return "server-saturated"
-    if not accepted:
+    if not settled:
         return "unstable"
+    if not enough_answers:
+        return "too-few-answers"
     return "holds"

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from loadtests.results import StepResult
 
 GENERATOR_BOUND = "generator-bound"
+INCONCLUSIVE = ("unstable", "too-few-answers")
+LIMITS = {"generator-bound": "generator", "unstable": "unstable", "too-few-answers": "unstable"}
 MAX_HALVINGS = 4
 
 
@@ -22,27 +24,25 @@ class Knee:
     qps: float | None
     """The highest rate that held, with every lower rate holding too; None if none held."""
     limited_by: str
-    """slo (a higher rate failed), generator (a higher rate was generator-bound),
+    """slo (a higher rate missed the SLO or saturated the server), generator (a higher
+    rate was generator-bound), unstable (a higher rate gave no trustworthy answer),
     max-rate (every rate tried held) or none-held."""
     step: StepResult | None = None
     """The step at the knee."""
 
 
 def knee_of(steps: Sequence[StepResult]) -> Knee:
-    """The knee among measured steps: below the lowest rate that did not hold."""
-    failing = [s.target_qps for s in steps if not s.holds and s.verdict != GENERATOR_BOUND]
-    bound = [s.target_qps for s in steps if s.verdict == GENERATOR_BOUND]
-    ceiling = min([*failing, *bound], default=float("inf"))
-    held = [s for s in steps if s.holds and s.target_qps < ceiling]
+    """The knee among measured steps: the highest rate that held below the lowest rate
+    that did not, whatever the reason it did not. A rate measured again counts by its
+    last measurement."""
+    latest = list({s.target_qps: s for s in steps}.values())
+    ceiling = min((s for s in latest if not s.holds), key=lambda s: s.target_qps, default=None)
+    limit = ceiling.target_qps if ceiling else float("inf")
+    held = [s for s in latest if s.holds and s.target_qps < limit]
     if not held:
         return Knee(None, "none-held")
     best = max(held, key=lambda s: s.target_qps)
-    if ceiling == float("inf"):
-        limited_by = "max-rate"
-    elif failing and min(failing) == ceiling:
-        limited_by = "slo"
-    else:
-        limited_by = "generator"
+    limited_by = "max-rate" if ceiling is None else LIMITS.get(ceiling.verdict, "slo")
     return Knee(min(best.target_qps, best.client.achieved_qps), limited_by, best)
 
 
@@ -64,7 +64,11 @@ def search(
     precision: float = 0.1,
     max_steps: int = 14,
 ) -> list[StepResult]:
-    """Doubling, then bisection; returns every step measured, in order."""
+    """Doubling, then bisection; returns every step measured, in order.
+
+    A generator-bound step ends the search. An inconclusive one (unstable, too few
+    answers) is measured once more; if it stays inconclusive the search ends there
+    rather than reading it as a failure of the server."""
     steps: list[StepResult] = []
     held: float | None = None
     failed: float | None = None
@@ -73,7 +77,10 @@ def search(
     while len(steps) < max_steps:
         step = measure(rate)
         steps.append(step)
-        if step.verdict == GENERATOR_BOUND:
+        if step.verdict in INCONCLUSIVE and len(steps) < max_steps:
+            step = measure(rate)
+            steps.append(step)
+        if step.verdict == GENERATOR_BOUND or step.verdict in INCONCLUSIVE:
             break
         if step.holds:
             held = rate

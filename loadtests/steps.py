@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 GRACE_S = 0.5
 """A window is judged this long after it ends, once most of its answers are in."""
 P99_SAMPLES = min_samples(99.0)
+MAX_WAIT_FOR_ANSWERS_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,11 @@ class StepRunner:
         s = self.settings
         window_s = window_s or s.window_seconds
         n_min = max(STABLE_WINDOWS + 1, math.ceil((seconds or s.step_seconds) / window_s))
-        n_max = max(n_min, math.ceil(s.max_step_seconds / window_s)) if extend else n_min
+        # Extended for stability up to max_step_seconds, and for answers as long as the
+        # rate needs to give a p99 its 459 (bounded: a very low rate cannot have them).
+        for_answers = math.ceil(P99_SAMPLES / (rate * window_s)) + 2
+        longest = max(s.max_step_seconds, min(for_answers * window_s, MAX_WAIT_FOR_ANSWERS_S))
+        n_max = max(n_min, math.ceil(longest / window_s)) if extend else n_min
         step = self.driver.new_step()
         first = 1 if warmup else 0
         before = scrape(self.url)
@@ -183,7 +188,8 @@ class StepRunner:
             late_share=sum(w.late for w in measured) / sent if sent else 0.0,
             dropped=sum(w.dropped for w in measured),
             server_saturated=saturated,
-            accepted=result.stable and result.enough_samples,
+            settled=result.stable,
+            enough_answers=result.enough_samples,
             server_holds=split.p99_ms_at_most <= self.settings.slo_p99_ms,
         )
 

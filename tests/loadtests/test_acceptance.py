@@ -26,16 +26,16 @@ def test_stability_looks_at_the_last_three_windows() -> None:
 
 
 def test_throughput_may_move_by_the_noise_of_poisson_arrivals() -> None:
-    # 100 arrivals expected per window: +-30 is three standard deviations.
-    windows = [WindowPoint(q, 5.0, 0.0) for q in (88.0, 100.0, 112.0)]
+    # 200 arrivals expected per window, sd 14: a range of 53 is under 4.5 sd.
+    windows = [WindowPoint(q, 5.0, 0.0) for q in (230.0, 177.0, 210.0)]
     assert stable(windows, slo_ms=50.0, window_s=1.0)
-    assert not stable(windows, slo_ms=50.0, window_s=100.0)  # 10,000 expected: 3% noise
+    assert not stable(windows, slo_ms=50.0, window_s=100.0)  # 20,000 expected: 3% noise
 
 
 def judge(**changes: object) -> str:
     fields: dict[str, object] = dict(
         target_qps=400.0, achieved_qps=398.0, sent_qps=401.0, miss_ratio=0.002,
-        late_share=0.0, dropped=0, server_saturated=False, accepted=True,
+        late_share=0.0, dropped=0, server_saturated=False, settled=True, enough_answers=True,
     )  # fmt: skip
     fields.update(changes)
     return verdict(**fields)  # type: ignore[arg-type]
@@ -50,4 +50,5 @@ def test_verdicts() -> None:
     assert judge(miss_ratio=0.05) == "misses-slo"
     assert judge(sent_qps=300.0, achieved_qps=300.0, server_saturated=True) == "server-saturated"
     assert judge(achieved_qps=350.0) == "server-saturated"
-    assert judge(accepted=False) == "unstable"
+    assert judge(settled=False) == "unstable"
+    assert judge(enough_answers=False) == "too-few-answers"

@@ -29,15 +29,21 @@ def step(rate: float, verdict: str) -> StepResult:
 
 
 def run(
-    limit: float, start: float = 100, generator_limit: float = math.inf
+    limit: float,
+    start: float = 100,
+    generator_limit: float = math.inf,
+    unsettled: tuple[float, ...] = (),
 ) -> tuple[list[float], Knee]:
-    """Search against a rule that holds below `limit`; the rates asked for and the knee."""
+    """Search against a rule that holds below `limit`; the rates asked for and the knee.
+    Rates in `unsettled` are unstable the first time they are measured."""
     asked: list[float] = []
 
     def measure(rate: float) -> StepResult:
         asked.append(rate)
         if rate >= generator_limit:
             return step(rate, "generator-bound")
+        if rate in unsettled and asked.count(rate) == 1:
+            return step(rate, "unstable")
         return step(rate, "holds" if rate < limit else "misses-slo")
 
     return asked, knee_of(search(measure, start, max_rate=100_000, precision=0.1))
@@ -61,6 +67,19 @@ def test_a_generator_bound_step_ends_the_search_with_a_lower_bound() -> None:
     asked, knee = run(limit=10_000, generator_limit=800)
     assert asked == [100, 200, 400, 800]
     assert knee.qps == 400 and knee.limited_by == "generator"
+
+
+def test_an_unstable_step_is_measured_again_before_the_search_goes_on() -> None:
+    asked, knee = run(limit=1000, unsettled=(400,))
+    assert asked[:5] == [100, 200, 400, 400, 800]
+    assert knee.qps == 950
+
+
+def test_a_step_that_stays_unstable_ends_the_search() -> None:
+    steps = search(lambda r: step(r, "holds" if r < 200 else "unstable"), 100, 100_000)
+    assert [s.target_qps for s in steps] == [100, 200, 200]
+    knee = knee_of(steps)
+    assert knee.qps == 100 and knee.limited_by == "unstable"
 
 
 def test_the_knee_is_below_the_lowest_failure_even_if_a_higher_rate_held() -> None:
