@@ -79,6 +79,7 @@ def verdict(
     settled: bool,
     enough_answers: bool,
     server_holds: bool = False,
+    generator_saturated: bool = False,
 ) -> str:
     """One of: holds, generator-bound, misses-slo, server-saturated, unstable (did not
     settle), too-few-answers (not enough for a trustworthy p99).
@@ -86,11 +87,12 @@ def verdict(
     The generator is blamed, not the server, when the server was not saturated and
     either the generator could not offer the rate (sends short of target, dropped
     arrivals) or the SLO was missed only through delays outside the server: sends
-    behind schedule, or time lost around a server whose own p99 held (`server_holds`).
+    behind schedule, time lost around a server whose own p99 held (`server_holds`), or
+    a generator out of CPU (`generator_saturated`), which delays reading answers too.
     """
     could_not_offer = dropped > 0 or sent_qps < (1 - RATE_TOLERANCE) * target_qps
     missed = miss_ratio > 0.01
-    lost_outside = missed and (late_share > LATE_SHARE_LIMIT or server_holds)
+    lost_outside = missed and (late_share > LATE_SHARE_LIMIT or server_holds or generator_saturated)
     if (could_not_offer or lost_outside) and not server_saturated:
         return "generator-bound"
     if missed or dropped > 0:

@@ -32,6 +32,8 @@ GRACE_S = 0.5
 """A window is judged this long after it ends, once most of its answers are in."""
 P99_SAMPLES = min_samples(99.0)
 MAX_WAIT_FOR_ANSWERS_S = 120.0
+GENERATOR_CPU_LIMIT = 0.9
+"""A generator process using this much of a core is out of CPU (it has one thread)."""
 
 
 @dataclass(frozen=True)
@@ -172,12 +174,14 @@ class StepRunner:
         The server counts as saturated when its runners or its process are busy, when it
         sheds, or when every client connection was waiting on it (requests piling up in
         flight): the last catches a server starved of CPU by neighbours, whose own CPU
-        use then looks low."""
+        use then looks low, unless the generator itself was out of CPU, when answers
+        pile up unread on its side."""
+        generator_saturated = result.generator_cpu >= GENERATOR_CPU_LIMIT
         saturated = (
             split.utilization >= SATURATION
             or split.cpu_cores >= SATURATION * max(1.0, split.runners)
             or result.totals.shed > 0
-            or sum(w.blocked for w in measured) > 0
+            or (sum(w.blocked for w in measured) > 0 and not generator_saturated)
         )
         sent = sum(w.sent for w in measured)
         return verdict(
@@ -191,6 +195,7 @@ class StepRunner:
             settled=result.stable,
             enough_answers=result.enough_samples,
             server_holds=split.p99_ms_at_most <= self.settings.slo_p99_ms,
+            generator_saturated=generator_saturated,
         )
 
 
