@@ -54,6 +54,13 @@ def write_html(
         "was dropped, and it achieved its target within 5%. Latencies in ms.</p>",
         "<h2>Knee per target</h2>",
         _knee_table(summary),
+        "<p class='note'>Limited by: <b>slo</b>, the next rate missed the SLO or saturated "
+        "the server; <b>generator</b>, the next rate was generator-bound (the load generator "
+        "could not send on schedule or read answers in time while the server was not "
+        "saturated), so the knee is only a lower bound: add generator workers or cores; "
+        "<b>unstable</b>, the next rate gave no settled answer twice; <b>max-rate</b>, every "
+        "rate tried held. Late and dropped arrivals are counted over the whole step; the "
+        "verdict weighs those of its measured windows only.</p>",
         *(_image(p) for p in plots),
     ]
     for target in summary["variants"]:

@@ -1,9 +1,10 @@
 """The sweep's plots, as PNG files: what a reader looks at before any table.
 
 - latency.png: client percentiles (from scheduled time) against achieved QPS, one panel
-  per target, the SLO as a line and the knee marked;
+  per target, the SLO as a line and the knee marked; generator-bound steps only as
+  grey crosses, since they measure the generator;
 - queueing.png: measured batch-queue delay and the model's prediction against runner
-  utilization;
+  utilization (generator-bound steps left out: their arrivals came in bursts);
 - throughput.png: achieved against target QPS, with generator-bound steps marked;
 - stress.png / soak.png when those ran: p99 per window through overload and recovery,
   and the server's resident memory over the soak.
@@ -21,6 +22,8 @@ import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from loadtests.knee import GENERATOR_BOUND
+from loadtests.results import StepResult
 from loadtests.sweep import SweepReport, TargetReport
 
 PERCENTILE_FIELDS = (("p50_ms", "p50"), ("p90_ms", "p90"), ("p99_ms", "p99"), ("p999_ms", "p99.9"))
@@ -56,13 +59,25 @@ def _panels(count: int) -> tuple[Figure, list[Axes]]:
     return figure, list(axes[0])
 
 
+def _server_bound(target: TargetReport) -> list[StepResult]:
+    """Steps whose numbers describe the server: not those where the generator fell behind
+    (their arrivals were not the process the step asked for)."""
+    return [s for s in target.steps if s.verdict != GENERATOR_BOUND]
+
+
 def _latency(targets: list[TargetReport], slo: float) -> Figure:
     figure, axes = _panels(len(targets))
     for ax, target in zip(axes, targets, strict=True):
-        steps = sorted(target.steps, key=lambda s: s.client.achieved_qps)
+        steps = sorted(_server_bound(target), key=lambda s: s.client.achieved_qps)
         qps = [s.client.achieved_qps for s in steps]
         for field, label in PERCENTILE_FIELDS:
             ax.plot(qps, [getattr(s.client, field) for s in steps], marker="o", label=label)
+        bound = [s for s in target.steps if s.verdict == GENERATOR_BOUND]
+        if bound:
+            ax.scatter(
+                [s.client.achieved_qps for s in bound], [s.client.p99_ms for s in bound],
+                marker="x", color="grey", label="p99, generator-bound step",
+            )  # fmt: skip
         ax.axhline(slo, color="red", linestyle="--", label=f"SLO p99 {slo:g} ms")
         if target.knee.qps:
             ax.axvline(target.knee.qps, color="green", linestyle=":", label="knee")
@@ -75,7 +90,7 @@ def _latency(targets: list[TargetReport], slo: float) -> Figure:
 def _queueing(targets: list[TargetReport]) -> Figure:
     figure, axes = _panels(len(targets))
     for ax, target in zip(axes, targets, strict=True):
-        steps = sorted(target.steps, key=lambda s: s.server.utilization)
+        steps = sorted(_server_bound(target), key=lambda s: s.server.utilization)
         rho = [s.server.utilization for s in steps]
         ax.plot(rho, [s.server.queue_ms for s in steps], marker="o", label="measured")
         ax.plot(rho, [s.predicted_queue_ms for s in steps], marker="x", label="M/D/c predicted")
@@ -91,7 +106,7 @@ def _throughput(targets: list[TargetReport]) -> Figure:
         offered = [s.target_qps for s in steps]
         ax.plot(offered, offered, color="grey", linestyle="--", label="achieved = target")
         ax.plot(offered, [s.client.achieved_qps for s in steps], marker="o", label="achieved")
-        bound = [s for s in steps if s.verdict == "generator-bound"]
+        bound = [s for s in steps if s.verdict == GENERATOR_BOUND]
         if bound:
             ax.scatter(
                 [s.target_qps for s in bound],
