@@ -33,9 +33,8 @@ def add_sweep_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
     )
     add_option(sweep, "--url", required=True, help="the service, e.g. http://127.0.0.1:8000")
     add_option(
-        sweep, "--variant", action="append", default=None,
-        help=f"variant to sweep (repeat for several; '{SPLIT}' = the live split; "
-        "default: every variant in turn)",
+        sweep, "--variant", nargs="+", default=None,
+        help=f"variants to sweep in turn ('{SPLIT}' = the live split; default: every variant)",
     )  # fmt: skip
     add_option(sweep, "--rates", type=rate_list, help="fixed target rates, e.g. 100,200,400")
     add_option(sweep, "--auto", action="store_true", help="find the knee (the default)")
@@ -81,10 +80,11 @@ def plan_from_args(args: argparse.Namespace) -> SweepPlan:
 
     url = args.url.rstrip("/")
     models, weights = _service_description(url)
-    targets = args.variant or models
+    targets = _names(args.variant) or models
     unknown = [t for t in targets if t != SPLIT and t not in models]
     if unknown:
         raise UsageError(f"unknown variant(s) {unknown}; the service has {models} (or '{SPLIT}')")
+    args.auto, args.stress = _flag(args.auto), _flag(args.stress)
     if args.rates and args.auto:
         raise UsageError("--rates and --auto exclude each other")
     if args.workers < 0 or args.max_in_flight < 1 or args.rows_per_request < 1:
@@ -118,6 +118,19 @@ def plan_from_args(args: argparse.Namespace) -> SweepPlan:
         metrics_host=args.metrics_host,
         split_weights=weights,
     )
+
+
+def _names(given: list[str] | str | None) -> list[str]:
+    """Variant names from the command line (a list) or PERFSERVE_VARIANT (a,b or a b)."""
+    if given is None:
+        return []
+    parts = given if isinstance(given, list) else [given]
+    return [name for part in parts for name in part.replace(",", " ").split()]
+
+
+def _flag(value: bool | str) -> bool:
+    """A switch given on the command line (True) or as PERFSERVE_<FLAG>=1/true/yes."""
+    return value is True or str(value).lower() in ("1", "true", "yes")
 
 
 def _service_description(url: str) -> tuple[list[str], dict[str, float]]:
