@@ -67,7 +67,7 @@ def _wait_for(url: str, process: subprocess.Popen[bytes], log: Any, timeout_s: f
         time.sleep(0.1)
     log.seek(0)
     output = log.read().decode(errors="replace")
-    raise RuntimeError(f"{process.args} not ready at {url} (exit {process.poll()}):\n{output}")
+    raise RuntimeError(f"{process.args!r} not ready at {url} (exit {process.poll()}):\n{output}")
 
 
 @contextmanager
