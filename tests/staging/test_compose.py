@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from tests.utils import require_tool
-from tests.utils.stack import COMPOSE, NGINX_CONFIG, PROMETHEUS_CONFIG, ROOT
+from tests.utils.stack import COMPOSE, DATASOURCES, NGINX_CONFIG, PROMETHEUS_CONFIG, ROOT
 
 SECRETS = {"PERFSERVE_ADMIN_TOKEN": "compose-test-token-1c9e", "GRAFANA_ADMIN_PASSWORD": "pw-7d2a"}
 PINNED = re.compile(r"^[a-z0-9./-]+:v?\d+\.\d+\.\d+[a-z0-9.-]*$")
@@ -104,3 +104,12 @@ def test_service_names_match_prometheus_and_nginx(services: dict[str, dict[str, 
     assert "listen 8080;" in NGINX_CONFIG.read_text()
     assert services["lb"]["ports"] == ["127.0.0.1:8000:8080"]
     assert "container_name" not in services["service"]  # --scale needs unnamed replicas
+
+
+def test_grafana_reads_the_stacks_prometheus(services: dict[str, dict[str, Any]]) -> None:
+    datasource = yaml.safe_load(DATASOURCES.read_text())["datasources"][0]
+    assert datasource["url"] == "http://prometheus:9090"
+    assert "127.0.0.1:9090:9090" in services["prometheus"]["ports"]
+    # $__rate_interval is four times this: it must be the real scrape interval.
+    scrape = yaml.safe_load(PROMETHEUS_CONFIG.read_text())["global"]["scrape_interval"]
+    assert datasource["jsonData"]["timeInterval"] == scrape
