@@ -25,11 +25,13 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from benchmarks.competitors.launch import NAMES, competitor
 from service.build import build_store
 from service.cliutil import UsageError, add_option
 from service.process import free_port, running_server
 from service.store import StoreError, load_holdout, load_manifest
 
+COMPETITOR_VARIANT = "onnx_int8"
 WRK_SCRIPT = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -47,10 +49,11 @@ end
 
 @dataclass(frozen=True)
 class Target:
-    """One server configuration under test."""
+    """One server configuration under test, and the wrk script that posts its body."""
 
     name: str
     url: str
+    script: Path
     metrics_url: str | None = None
     variant: str | None = None
 
@@ -80,6 +83,7 @@ def run_benchmark(
     server_cpu: str,
     client_cpu: str,
     variants: list[str] | None,
+    competitors: dict[str, str],
 ) -> list[Cell]:
     wrk = shutil.which("wrk")
     if wrk is None:
@@ -90,11 +94,11 @@ def run_benchmark(
         manifest = build_store(store)
     chosen = variants or list(manifest.variants)
     row = load_holdout(store, manifest).features[0].tolist()
-    script = Path(tempfile.mkdtemp(prefix="bench-http-")) / "post.lua"
-    script.write_text(WRK_SCRIPT.format(body=json.dumps({"instances": [row]})))
+    scripts = Path(tempfile.mkdtemp(prefix="bench-http-"))
+    script = _wrk_script(scripts / "perfserve.lua", json.dumps({"instances": [row]}).encode())
     with ExitStack() as servers:
         bare = servers.enter_context(_bare_server(server_cpu))
-        targets = [Target("bare ASGI floor", f"{bare}/predict")]
+        targets = [Target("bare ASGI floor", f"{bare}/predict", script)]
         for batching, size in (("on", "64"), ("off", "1")):
             server = servers.enter_context(
                 running_server(store, options=["--max-batch-size", size], cpus=server_cpu)
@@ -103,20 +107,24 @@ def run_benchmark(
                 Target(
                     f"{name} batching {batching}",
                     f"{server.url}/models/{name}/predict",
+                    script,
                     f"{server.url}/metrics",
                     name,
                 )
                 for name in chosen
             ]
+        model = store / manifest.variants[COMPETITOR_VARIANT].path
+        for name, python in competitors.items():
+            rival = servers.enter_context(competitor(name, python, model, row, server_cpu))
+            rival_script = _wrk_script(scripts / f"{name}.lua", rival.body)
+            targets.append(Target(f"{name} ({COMPETITOR_VARIANT})", rival.url, rival_script))
         cells = {(t.name, c): Cell(t.name, c) for t in targets for c in concurrencies}
         for target in targets:  # warm every server and connection path once
-            _wrk(wrk, client_cpu, script, target.url, 8, 1)
+            _wrk(wrk, client_cpu, target.script, target.url, 8, 1)
         for round_ in range(rounds):
             for concurrency in concurrencies:
                 for target in targets:
-                    _measure(
-                        wrk, client_cpu, script, target, cells[target.name, concurrency], seconds
-                    )
+                    _measure(wrk, client_cpu, target, cells[target.name, concurrency], seconds)
             print(f"round {round_ + 1}/{rounds} done", file=sys.stderr)
     results = list(cells.values())
     out.mkdir(parents=True, exist_ok=True)
@@ -127,9 +135,9 @@ def run_benchmark(
     return results
 
 
-def _measure(wrk: str, cpu: str, script: Path, target: Target, cell: Cell, seconds: float) -> None:
+def _measure(wrk: str, cpu: str, target: Target, cell: Cell, seconds: float) -> None:
     before = _batch_totals(target)
-    reading = _wrk(wrk, cpu, script, target.url, cell.concurrency, seconds)
+    reading = _wrk(wrk, cpu, target.script, target.url, cell.concurrency, seconds)
     after = _batch_totals(target)
     seconds_run = reading["duration_us"] / 1e6
     cell.rps.append(reading["requests"] / seconds_run)
@@ -138,6 +146,11 @@ def _measure(wrk: str, cpu: str, script: Path, target: Target, cell: Cell, secon
     cell.failed += int(reading["socket_errors"] + reading["non_2xx"])
     if before and after and after[1] > before[1]:
         cell.mean_batch.append((after[0] - before[0]) / (after[1] - before[1]))
+
+
+def _wrk_script(path: Path, body: bytes) -> Path:
+    path.write_text(WRK_SCRIPT.format(body=body.decode()))
+    return path
 
 
 def _wrk(
@@ -209,6 +222,19 @@ def render(cells: list[Cell], concurrencies: list[int], variants: list[str]) -> 
                 f"| {variant} | {concurrency} | {on.median(on.rps) / off.median(off.rps):.2f}x "
                 f"| {on.median(on.p50_ms) - off.median(off.p50_ms):+.3f} |"
             )
+    rivals = sorted({c.target for c in cells if c.target.endswith(f"({COMPETITOR_VARIANT})")})
+    if rivals and COMPETITOR_VARIANT in variants:
+        lines += ["", "| server | concurrency | perfserve req/s over theirs | their p99 ms |"]
+        lines.append("| --- | --- | --- | --- |")
+        for rival in rivals:
+            for concurrency in concurrencies:
+                ours = by_key[f"{COMPETITOR_VARIANT} batching on", concurrency]
+                theirs = by_key[rival, concurrency]
+                lines.append(
+                    f"| {rival} | {concurrency} "
+                    f"| {ours.median(ours.rps) / theirs.median(theirs.rps):.1f}x "
+                    f"| {theirs.median(theirs.p99_ms):.3f} |"
+                )
     return "\n".join(lines) + "\n"
 
 
@@ -227,6 +253,14 @@ def add_bench_http_command(commands: argparse._SubParsersAction[argparse.Argumen
     add_option(bench, "--server-cpu", default="0", help="CPU list the servers are pinned to")
     add_option(bench, "--client-cpu", default="1", help="CPU list wrk is pinned to")
     add_option(bench, "--variants", help="variants to measure, comma-separated (default all)")
+    bench.add_argument(
+        "--competitor",
+        action="append",
+        default=[],
+        metavar="NAME[=PYTHON]",
+        help=f"also measure another server ({', '.join(NAMES)}) serving the onnx_int8 "
+        "artifact, run by PYTHON (a virtualenv with that framework; default this one)",
+    )
     bench.set_defaults(run=_run_command)
 
 
@@ -240,5 +274,13 @@ def _run_command(args: argparse.Namespace) -> int:
         args.server_cpu,
         args.client_cpu,
         args.variants.split(",") if args.variants else None,
+        dict(_competitor(spec) for spec in args.competitor),
     )
     return 0
+
+
+def _competitor(spec: str) -> tuple[str, str]:
+    name, _, python = spec.partition("=")
+    if name not in NAMES:
+        raise UsageError(f"unknown competitor {name!r}; known: {', '.join(NAMES)}")
+    return name, python or sys.executable

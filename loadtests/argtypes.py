@@ -1,0 +1,25 @@
+"""Argument types shared by the Locust options and the `perfserve sweep` command line."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+    return value
+
+
+def rate_list(text: str) -> list[float]:
+    """`100,200,400` as rising rates in requests per second."""
+    try:
+        rates = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"rates must look like 100,200,400, not {text!r}"
+        ) from None
+    if not rates or any(rate <= 0 for rate in rates):
+        raise argparse.ArgumentTypeError(f"rates must be positive numbers, not {text!r}")
+    return sorted(rates)

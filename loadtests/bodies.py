@@ -1,0 +1,48 @@
+"""Request bodies for load tests: real hold-out rows, and requests that must be refused.
+
+Real rows, not random numbers, so the model does the work it does in production
+(scikit-learn and onnxruntime costs do not depend on values much, but a quantized
+model's clipping paths and a tree's depth do). Bodies are encoded once, up front, so
+the generator spends its time sending, not serializing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+from service.store import load_holdout
+
+DISTINCT_BODIES = 64
+
+
+def holdout_rows(store: Path) -> np.ndarray:
+    """The store's hold-out features; what `perfserve build` kept aside for scoring."""
+    return load_holdout(store).features
+
+
+def encode_bodies(
+    rows: np.ndarray, rows_per_request: int, count: int = DISTINCT_BODIES
+) -> list[bytes]:
+    """`count` JSON bodies of `rows_per_request` consecutive hold-out rows each."""
+    n = len(rows)
+    bodies = []
+    for i in range(count):
+        picked = [rows[(i * rows_per_request + j) % n] for j in range(rows_per_request)]
+        bodies.append(orjson.dumps({"instances": np.asarray(picked).tolist()}))
+    return bodies
+
+
+def bad_bodies(n_features: int) -> dict[str, bytes]:
+    """Bodies the service must answer with a 4xx, by what is wrong with them."""
+    row = [0.5] * n_features
+    return {
+        "wrong_feature_count": orjson.dumps({"instances": [row[:-1]]}),
+        "not_a_number": orjson.dumps({"instances": [["x", *row[1:]]]}),
+        "empty": orjson.dumps({"instances": []}),
+        "malformed_json": b'{"instances": [[1, 2,',
+        "missing_instances": orjson.dumps({"rows": [row]}),
+        "non_finite": b'{"instances": [[' + b"1e999, " * (n_features - 1) + b"1]]}",
+    }

@@ -1,0 +1,53 @@
+"""What an answer means for a load test: the rules a scenario checks every response by.
+
+A bad request answered with a 4xx is the service doing its job, so it counts as a
+success; a 500 is a failure whatever was sent; a 503 is load shed, counted apart from
+errors because it is the service protecting itself, not breaking.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+
+SHED_STATUS = 503
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    outcome: str
+    """ok, shed, error or bad_input (the labels of `perfserve_loadgen_requests_total`)."""
+    failure: str | None
+    """Why the request failed, or None when it did what was expected."""
+
+
+def judge_answer(status: int, body: bytes | None, rows: int, intended_bad: bool) -> Verdict:
+    """The verdict on one answer to a request of `rows` rows (`intended_bad`: malformed)."""
+    if intended_bad:
+        if 400 <= status < 500:
+            return Verdict("bad_input", None)
+        return Verdict("error", f"bad request answered {status}; expected a 4xx")
+    if status == SHED_STATUS:
+        return Verdict("shed", "503: load shed")
+    if status == 0:
+        return Verdict("error", "no answer (connection failed or timed out)")
+    if status != 200:
+        return Verdict("error", f"answered {status}")
+    return _judge_prediction(body, rows)
+
+
+def _judge_prediction(body: bytes | None, rows: int) -> Verdict:
+    try:
+        document = orjson.loads(body or b"")
+    except orjson.JSONDecodeError:
+        return Verdict("error", "200 with a body that is not JSON")
+    predictions = document.get("predictions") if isinstance(document, dict) else None
+    if not isinstance(predictions, list) or len(predictions) != rows:
+        return Verdict("error", f"200 without {rows} predictions")
+    return Verdict("ok", None)
+
+
+def status_label(status: int) -> str:
+    """The status as counted per window: the number, or `no_answer` when there was none."""
+    return str(status) if status else "no_answer"

@@ -1,0 +1,138 @@
+"""Locust scenarios against perfserve.
+
+    locust -f loadtests/locustfile.py --host http://127.0.0.1:8000            # web UI
+    locust -f loadtests/locustfile.py --host http://127.0.0.1:8000 --headless \\
+        -u 20 -r 20 -t 30s --user-rps 5 --max-p99-ms 50                      # a CI gate
+
+Users: `SingleRowUser` (one row per request), `BatchUser` (`--batch-rows` rows) and
+`CanaryUser` (through the live split, with sticky `X-User-Id`s drawn from a population
+of `--canary-users`); name classes on the command line to run only some. Every user is
+paced at `--user-rps` (Poisson or constant gaps), and a `--bad-share` of its requests
+are malformed on purpose: those must come back 4xx. Latency is recorded from each
+request's scheduled time in an HdrHistogram; the quitting listener gates the exit code
+on `--max-fail-ratio`, `--max-p95-ms` and `--max-p99-ms`. `PERFSERVE_SHAPE` picks a load
+shape (loadtests/shapes.py). Options also read `PERFSERVE_<OPTION>`.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+
+from locust import FastHttpUser, events, task
+from locust.env import Environment
+
+from loadtests import scenario_events
+from loadtests.bodies import bad_bodies, encode_bodies
+from loadtests.checks import judge_answer
+from loadtests.pacing import Pacer
+from loadtests.shapes import shape_from_env
+
+Shape = shape_from_env()
+
+
+class PerfserveUser(FastHttpUser):
+    """A paced user that sends prediction requests and checks every answer."""
+
+    abstract = True
+    rows_per_request = 1
+
+    def on_start(self) -> None:
+        options = self.environment.parsed_options
+        self.pacer = Pacer(options.user_rps, options.arrivals)
+        self.bodies = encode_bodies(scenario_events.rows(), self.rows_per_request)
+        self.bad = list(bad_bodies(scenario_events.rows().shape[1]).values())
+        self.bad_share: float = options.bad_share
+        self.requested = options.variant or "split"
+        self.path = f"/models/{options.variant}/predict" if options.variant else "/predict"
+
+    def wait_time(self) -> float:
+        return self.pacer.wait()
+
+    def predict(self, path: str, headers: dict[str, str] | None = None) -> None:
+        """One request (malformed with probability `bad_share`), checked and recorded.
+
+        URLs are grouped by kind (`name=`), so per-variant paths share one stats line."""
+        intended_bad = random.random() < self.bad_share
+        body = random.choice(self.bad if intended_bad else self.bodies)
+        name = "/models/[variant]/predict" if path.startswith("/models/") else path
+        name = f"{name} [bad input]" if intended_bad else name
+        due = self.pacer.due
+        sent = time.perf_counter()
+        with self.client.post(
+            path,
+            data=body,  # type: ignore[arg-type]  # geventhttpclient sends bytes as they are
+            headers={"content-type": "application/json", **(headers or {})},
+            name=name,
+            catch_response=True,
+        ) as response:
+            done = time.perf_counter()
+            verdict = judge_answer(
+                response.status_code, response.content, self.rows_per_request, intended_bad
+            )
+            if verdict.failure is None:
+                response.success()
+            else:
+                response.failure(verdict.failure)
+        variant = (response.headers or {}).get("x-variant") or self.requested
+        scenario_events.record(variant, verdict.outcome, response.status_code, due, sent, done)
+
+
+class SingleRowUser(PerfserveUser):
+    """One hold-out row per request: the latency-bound, per-request-overhead case."""
+
+    weight = 3
+
+    @task
+    def single_row(self) -> None:
+        self.predict(self.path)
+
+
+class BatchUser(PerfserveUser):
+    """Several rows per request: the throughput-bound case that exercises the model."""
+
+    weight = 1
+
+    def on_start(self) -> None:
+        self.rows_per_request = self.environment.parsed_options.batch_rows
+        super().on_start()
+
+    @task
+    def batch(self) -> None:
+        self.predict(self.path)
+
+
+class CanaryUser(PerfserveUser):
+    """Traffic through the live split: each request comes from one of `--canary-users`
+    end users, whose `X-User-Id` keeps them on one variant (A/B and canary rollouts)."""
+
+    weight = 1
+
+    @task
+    def through_the_split(self) -> None:
+        population = self.environment.parsed_options.canary_users
+        user_id = f"user-{random.randrange(population)}"
+        self.predict("/predict", {"x-user-id": user_id})
+
+
+def _options(parser: Any, **_: Any) -> None:
+    scenario_events.add_options(parser)
+
+
+def _init(environment: Environment, **_: Any) -> None:
+    scenario_events.start(environment)
+
+
+def _stop(environment: Environment, **_: Any) -> None:
+    scenario_events.hand_over()
+
+
+def _gate(environment: Environment, **_: Any) -> None:
+    scenario_events.gate(environment)
+
+
+events.init_command_line_parser.add_listener(_options)
+events.init.add_listener(_init)
+events.test_stop.add_listener(_stop)
+events.quitting.add_listener(_gate)

@@ -1,0 +1,213 @@
+"""Client-side measurements: exact-enough latency histograms and counts, per time window.
+
+Locust's own statistics round response times to two significant digits and measure
+from the moment a request is sent, so a server that stalls the generator hides its
+queueing from them. Here every answer is recorded twice into HdrHistograms (1 µs to
+60 s, three significant digits, so a 50 ms p99 is exact to 50 µs): once from the time
+the request was *scheduled* (what an open-loop user would see) and once from the time
+it was actually sent. Counts are kept per time window of a step, so a sweep can judge
+stability over the last windows, and everything merges: worker processes ship their
+deltas to the controller in a compact wire form.
+
+This module does not import Locust (which monkey-patches the process at import), so
+tests and the report code can use it freely.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+import numpy as np
+from hdrh.histogram import HdrHistogram
+
+LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS = 1, 60_000_000, 3
+OUTCOMES = ("ok", "shed", "error", "bad_input")
+
+
+def new_histogram() -> HdrHistogram:
+    """Latencies in microseconds, 1 µs to 60 s, three significant digits."""
+    return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
+
+
+@cache
+def _upper_values_us() -> np.ndarray:
+    """The highest value each histogram counter stands for (same for every histogram)."""
+    h = new_histogram()
+    return np.array(
+        [h.get_highest_equivalent_value(h.get_value_from_index(i)) for i in range(h.counts_len)],
+        dtype=np.float64,
+    )
+
+
+def counts_of(histogram: HdrHistogram) -> np.ndarray:
+    return np.ctypeslib.as_array(histogram.counts).astype(np.float64)
+
+
+def percentile_ms(histogram: HdrHistogram, percentile: float) -> float:
+    """The value at `percentile` (0..100), in ms; NaN for an empty histogram.
+
+    As HdrHistogram defines it: the smallest recorded value (to the histogram's
+    precision) with at least `percentile`% of the counts at or below it."""
+    total = histogram.get_total_count()
+    if total == 0:
+        return float("nan")
+    target = max(1, int(percentile * total / 100 + 0.5))
+    cumulative = np.cumsum(counts_of(histogram))
+    index = int(np.searchsorted(cumulative, target))
+    return float(min(_upper_values_us()[index], histogram.get_max_value())) / 1000
+
+
+def count_above_ms(histogram: HdrHistogram, threshold_ms: float) -> int:
+    """How many recorded values exceed `threshold_ms` (to the histogram's precision)."""
+    above = _upper_values_us() > threshold_ms * 1000
+    return int(counts_of(histogram)[above].sum())
+
+
+def bucket_counts(histogram: HdrHistogram, bounds_s: tuple[float, ...]) -> list[int]:
+    """Cumulative counts at or below each bound (seconds): a Prometheus histogram's buckets."""
+    cumulative = np.concatenate([[0.0], np.cumsum(counts_of(histogram))])
+    positions = np.searchsorted(_upper_values_us(), np.asarray(bounds_s) * 1e6, side="right")
+    return [int(cumulative[p]) for p in positions]
+
+
+@dataclass
+class Tally:
+    """What one variant's answers looked like within one window."""
+
+    scheduled: HdrHistogram = field(default_factory=new_histogram)
+    """Latency of successful answers from the scheduled send time (µs)."""
+    sent: HdrHistogram = field(default_factory=new_histogram)
+    """Latency of successful answers from the actual send time (µs)."""
+    outcomes: Counter[str] = field(default_factory=Counter)
+    statuses: Counter[str] = field(default_factory=Counter)
+
+    def add(self, other: Tally) -> None:
+        self.scheduled.add(other.scheduled)
+        self.sent.add(other.sent)
+        self.outcomes.update(other.outcomes)
+        self.statuses.update(other.statuses)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "scheduled": self.scheduled.encode(),
+            "sent": self.sent.encode(),
+            "outcomes": dict(self.outcomes),
+            "statuses": dict(self.statuses),
+        }
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> Tally:
+        return cls(
+            _decode(data["scheduled"]),
+            _decode(data["sent"]),
+            Counter(data["outcomes"]),
+            Counter(data["statuses"]),
+        )
+
+
+def _decode(encoded: bytes) -> HdrHistogram:
+    """Decoded into a fresh histogram, so that every histogram has the same geometry."""
+    histogram = new_histogram()
+    if HdrHistogram.decode(encoded).get_total_count():
+        histogram.decode_and_add(encoded)
+    return histogram
+
+
+@dataclass
+class Window:
+    """One window of one step: answers by variant (keyed by scheduled time), and sends,
+    late sends, dropped arrivals and completions (keyed by when they happened)."""
+
+    tallies: dict[str, Tally] = field(default_factory=dict)
+    sent: int = 0
+    late: int = 0
+    dropped: int = 0
+    completed: int = 0
+
+    def tally(self, variant: str) -> Tally:
+        found = self.tallies.get(variant)
+        if found is None:
+            found = self.tallies[variant] = Tally()
+        return found
+
+    def add(self, other: Window) -> None:
+        for variant, tally in other.tallies.items():
+            self.tally(variant).add(tally)
+        self.sent += other.sent
+        self.late += other.late
+        self.dropped += other.dropped
+        self.completed += other.completed
+
+    def merged_tally(self) -> Tally:
+        total = Tally()
+        for tally in self.tallies.values():
+            total.add(tally)
+        return total
+
+
+WindowKey = tuple[int, int]
+"""(step id, window index within the step)."""
+
+
+class Recorder:
+    """Collects measurements by window; `take()` hands over what was recorded since."""
+
+    def __init__(self) -> None:
+        self.windows: dict[WindowKey, Window] = {}
+
+    def window(self, key: WindowKey) -> Window:
+        found = self.windows.get(key)
+        if found is None:
+            found = self.windows[key] = Window()
+        return found
+
+    def answer(
+        self,
+        key: WindowKey,
+        variant: str,
+        outcome: str,
+        status: str,
+        from_scheduled_s: float,
+        from_sent_s: float,
+    ) -> None:
+        """One finished request; latencies are recorded for successful answers only, so a
+        fast refusal cannot make the percentiles look better (failures are counted)."""
+        tally = self.window(key).tally(variant)
+        tally.outcomes[outcome] += 1
+        tally.statuses[status] += 1
+        if outcome in ("ok", "bad_input"):
+            tally.scheduled.record_value(max(1, round(from_scheduled_s * 1e6)))
+            tally.sent.record_value(max(1, round(from_sent_s * 1e6)))
+
+    def take(self) -> dict[WindowKey, Window]:
+        taken, self.windows = self.windows, {}
+        return taken
+
+    def merge(self, windows: dict[WindowKey, Window]) -> None:
+        for key, window in windows.items():
+            self.window(key).add(window)
+
+
+def windows_to_wire(windows: dict[WindowKey, Window]) -> list[dict[str, Any]]:
+    """A msgpack-friendly form, for Locust's messages between workers and master."""
+    return [
+        {
+            "key": list(key),
+            "tallies": {v: t.to_wire() for v, t in w.tallies.items()},
+            "counts": [w.sent, w.late, w.dropped, w.completed],
+        }
+        for key, w in windows.items()
+    ]
+
+
+def windows_from_wire(items: list[dict[str, Any]]) -> dict[WindowKey, Window]:
+    windows: dict[WindowKey, Window] = {}
+    for item in items:
+        sent, late, dropped, completed = item["counts"]
+        tallies = {v: Tally.from_wire(t) for v, t in item["tallies"].items()}
+        step, index = item["key"]
+        windows[(step, index)] = Window(tallies, sent, late, dropped, completed)
+    return windows

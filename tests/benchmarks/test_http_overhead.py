@@ -1,0 +1,39 @@
+"""`perfserve bench-http` end to end, kept tiny: it runs, measures and writes its table."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from benchmarks.http_overhead import run_benchmark
+from tests.utils import require_tool
+
+
+def test_bench_http_measures_floor_variant_and_a_competitor(store: Path, tmp_path: Path) -> None:
+    require_tool("wrk")
+    cells = run_benchmark(
+        store,
+        tmp_path,
+        concurrencies=[4],
+        seconds=1,
+        rounds=1,
+        server_cpu="0",
+        client_cpu="1",
+        variants=["onnx_int8"],
+        competitors={"naive-fastapi": sys.executable},
+    )
+    targets = {cell.target for cell in cells}
+    assert targets == {
+        "bare ASGI floor",
+        "onnx_int8 batching on",
+        "onnx_int8 batching off",
+        "naive-fastapi (onnx_int8)",
+    }
+    assert all(cell.rps[0] > 0 and cell.failed == 0 for cell in cells)
+    batched = next(c for c in cells if c.target == "onnx_int8 batching on")
+    assert batched.mean_batch and batched.mean_batch[0] >= 1
+    saved = json.loads((tmp_path / "bench-http.json").read_text())
+    assert len(saved) == 4
+    table = (tmp_path / "bench-http.md").read_text()
+    assert "| onnx_int8 | 4 |" in table and "perfserve req/s over theirs" in table
