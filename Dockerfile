@@ -21,8 +21,11 @@ WORKDIR /opt/perfserve
 # The README's command: train, convert, quantize and score every variant once, here,
 # so that every replica serves the same store and starts without training.
 RUN perfserve build
+# Where the compose file's Locust commands look for it (the modules it imports are
+# installed with the project).
+COPY loadtests/locustfile.py loadtests/
 
-# Runtime stage: the virtualenv and the store, no compilers or build caches.
+# Runtime stage: the virtualenv, the store and the locustfile; no build caches.
 FROM ${PYTHON_IMAGE}
 RUN useradd --system --user-group --uid 10001 --no-create-home --home-dir /opt/perfserve perfserve
 COPY --from=build /opt/venv /opt/venv

@@ -14,11 +14,13 @@ import shlex
 import subprocess
 import sys
 import tomllib
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+
+import yaml
 
 from service.process import ServerProcess, free_port, wait_ready
 from service.store import load_manifest
-from tests.utils.stack import DOCKERFILE, README, ROOT
+from tests.utils.stack import COMPOSE, DOCKERFILE, README, ROOT
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -39,6 +41,11 @@ def last_stage() -> list[tuple[str, str]]:
     steps = instructions()
     start = max(i for i, (keyword, _) in enumerate(steps) if keyword == "FROM")
     return steps[start:]
+
+
+def first_stage() -> list[tuple[str, str]]:
+    steps = instructions()
+    return steps[: max(i for i, (keyword, _) in enumerate(steps) if keyword == "FROM")]
 
 
 def exec_form(arguments: str) -> list[str]:
@@ -138,3 +145,26 @@ def test_the_images_commands_build_serve_and_pass_the_healthcheck(tmp_path: Path
         assert server.stop() == 0, server.log()
     probed = subprocess.run(probe, env=env, capture_output=True, text=True, timeout=30)
     assert probed.returncode != 0  # and unhealthy once the server is gone
+
+
+def test_the_locustfile_is_where_the_compose_commands_look() -> None:
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    wanted = set()
+    for name in ("locust-master", "locust-worker"):
+        command = services[name]["command"]
+        wanted.add(command[command.index("-f") + 1])
+    placed, workdir = set(), "/"
+    for keyword, arguments in first_stage():
+        if keyword == "WORKDIR":
+            workdir = arguments
+        elif keyword == "COPY":
+            *sources, destination = arguments.split()
+            target = PurePosixPath(workdir, destination)
+            for source in sources:
+                into = destination.endswith("/")
+                placed.add(target / PurePosixPath(source).name if into else target)
+    runtime_workdir = [a for k, a in last_stage() if k == "WORKDIR"][-1]
+    assert ("COPY", f"--from=build {runtime_workdir} {runtime_workdir}") in last_stage()
+    for path in wanted:
+        assert (ROOT / path).is_file()
+        assert PurePosixPath(runtime_workdir, path) in placed, f"{path} is not in the image"
