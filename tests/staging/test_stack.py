@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
@@ -117,25 +118,27 @@ def drive(lb: str, replicas: Sequence[str], store: Path, loadgen: str) -> None:
         ["--master-port", master_port, "--store", str(store)],
     )
     with ExitStack() as stack:
+        logs = [stack.enter_context(tempfile.TemporaryFile()) for _ in range(2)]
         processes = [
             stack.enter_context(
-                subprocess.Popen(
-                    command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-                )
+                subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
             )
-            for command in (master, worker)
+            for command, log in zip((master, worker), logs, strict=True)
         ]
         try:
             wait_for_traffic(f"http://{loadgen}/metrics")
             time.sleep(LOCUST_SECONDS / 2)
             apply_split(replicas, CANARY, ADMIN_TOKEN)
-            outputs = [process.communicate(timeout=LOCUST_SECONDS + 60)[0] for process in processes]
+            for process in processes:
+                process.wait(timeout=LOCUST_SECONDS + 60)
         finally:
             for process in processes:
                 if process.poll() is None:
                     process.kill()
-    assert processes[0].returncode == 0, outputs[0]  # the locustfile's gate: failures < 1%
-    assert processes[1].returncode == 0, outputs[1]
+        for process, log in zip(processes, logs, strict=True):
+            log.seek(0)
+            # The locustfile's gate: under 1% failures.
+            assert process.returncode == 0, log.read().decode(errors="replace")
 
 
 def wait_for_traffic(metrics_url: str, timeout_s: float = 60.0) -> None:
