@@ -16,6 +16,13 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from benchmarks.commands import (
+    add_bench_command,
+    add_capacity_command,
+    add_compare_command,
+    add_decide_command,
+    add_history_command,
+)
 from benchmarks.http_overhead import add_bench_http_command
 from service.cliutil import UsageError, add_option, env_name
 from service.settings import Settings
@@ -31,6 +38,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_serve_command(commands)
     add_demo_command(commands)
     add_bench_http_command(commands)
+    # Offline benchmark, decisions and capacity planning (benchmarks/commands.py).
+    add_bench_command(commands)
+    add_decide_command(commands)
+    add_capacity_command(commands)
+    add_compare_command(commands)
+    add_history_command(commands)
     args = parser.parse_args(argv)
     try:
         return int(args.run(args) or 0)

@@ -1,0 +1,303 @@
+"""The benchmark subcommands of `perfserve`: bench, decide, capacity, compare, history."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from benchmarks.options import (
+    add_measurement_options,
+    delays,
+    measure,
+    name_list,
+    record,
+)
+from service.cliutil import UsageError, add_option
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    from benchmarks.bench import VariantSpec
+    from service.store import Manifest
+
+    Commands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
+
+
+def add_bench_command(commands: Commands) -> None:
+    bench = commands.add_parser(
+        "bench",
+        help="benchmark the store's variants: quality, speed, resources, operators",
+        description="Measure every variant (or --variants) on the store's hold-out: quality, "
+        "latency per batch size with 95% CIs, throughput, memory, CPU and energy, operator "
+        "breakdown; compare each with a baseline; write CSVs, JSON, a plot and a report.",
+    )
+    add_measurement_options(bench, runs=30, batch_sizes="1,8,64")
+    add_option(bench, "--variants", type=name_list, help="variants to measure (default: all)")
+    add_option(
+        bench, "--baseline", help="variant the others are compared with (default: reference)"
+    )
+    add_option(
+        bench,
+        "--headline-batch-size",
+        type=int,
+        help="batch size of the dashboard, plot and decisions (default: the first)",
+    )
+    add_option(
+        bench,
+        "--weights",
+        default="accuracy=0.4,latency=0.3,memory=0.15,energy=0.15",
+        help="composite score weights",
+    )
+    add_option(
+        bench,
+        "--inject-latency-ms",
+        type=delays,
+        default={},
+        help="sensitivity check: add latency to variants, e.g. onnx_int8=2",
+    )
+    add_option(bench, "--out", type=Path, default=Path("reports/bench"), help="output folder")
+    bench.add_argument(
+        "--fail-on-regression",
+        action="store_true",
+        help="exit 1 when the history flags a regression (for CI)",
+    )
+    bench.set_defaults(run=run_bench_command)
+
+
+def run_bench_command(args: argparse.Namespace) -> int:
+    from benchmarks.bench import default_specs
+    from benchmarks.report import write_outputs
+    from benchmarks.score import parse_weights
+    from service.store import load_manifest
+
+    manifest = load_manifest(args.store)
+    weights = parse_weights(args.weights)
+    specs = default_specs(args.store, manifest, args.variants)
+    unknown = set(args.inject_latency_ms) - {spec.name for spec in specs}
+    if unknown:
+        raise UsageError(f"--inject-latency-ms names variants not benchmarked: {sorted(unknown)}")
+    specs = [replace(spec, delay_s=args.inject_latency_ms.get(spec.name, 0.0)) for spec in specs]
+    summary = measure(args, manifest, specs, args.baseline, weights, args.headline_batch_size)
+    paths = write_outputs(summary, args.out)
+    print(paths["report"].read_text())
+    print(f"results in {args.out}/")
+    steady = record(args, "bench", summary, list(paths.values()))
+    return 1 if args.fail_on_regression and not steady else 0
+
+
+def add_decide_command(commands: Commands) -> None:
+    decide = commands.add_parser(
+        "decide",
+        help="pick a variant: hard limits from a requirements file, then an objective",
+        description="Filter the benched variants by hard limits (p95 latency, accuracy, "
+        "memory, throughput, energy), rank the rest by an objective, and say why each "
+        "rejected variant failed. Exit 1 when no variant meets the limits.",
+    )
+    add_option(decide, "--requirements", type=Path, required=True, help="requirements YAML")
+    add_option(decide, "--bench", type=Path, default=Path("reports/bench"), help="bench folder")
+    decide.set_defaults(run=run_decide_command)
+
+
+def run_decide_command(args: argparse.Namespace) -> int:
+    from benchmarks.decide import decide, load_requirements, render_decision
+    from benchmarks.figures import figures_from_summary, load_summary
+
+    requirements = load_requirements(args.requirements)
+    figures = figures_from_summary(load_summary(args.bench), requirements.batch_size)
+    decision = decide(figures, requirements)
+    print(render_decision(decision, figures[0].batch_size))
+    return 0 if decision.choice else 1
+
+
+def add_capacity_command(commands: Commands) -> None:
+    capacity = commands.add_parser(
+        "capacity",
+        help="replicas for a peak load: utilization, queueing delay, memory and storage",
+        description="From a peak QPS, a safety factor and each variant's measured capacity "
+        "(bench throughput, or a sweep's knee), plan replicas with an M/M/c queue (Erlang C) "
+        "and Little's law.",
+    )
+    add_option(capacity, "--peak-qps", type=float, required=True, help="expected peak requests/s")
+    add_option(capacity, "--bench", type=Path, help="bench folder (throughput, memory, size)")
+    add_option(capacity, "--sweep", type=Path, help="sweep folder (knee QPS per variant)")
+    add_option(capacity, "--safety-factor", type=float, default=1.5, help="headroom on the peak")
+    add_option(capacity, "--target-utilization", type=float, default=0.7, help="per replica, 0..1")
+    add_option(capacity, "--batch-size", type=int, help="bench batch size to plan with")
+    add_option(capacity, "--rows-per-request", type=int, default=1, help="rows in one request")
+    add_option(
+        capacity,
+        "--request-overhead-ms",
+        type=float,
+        default=0.0,
+        help="with --bench: per-request cost outside the model (HTTP, parsing), e.g. 0.15",
+    )
+    add_option(capacity, "--memory-budget-mb", type=float, help="memory of one replica")
+    add_option(capacity, "--storage-budget-mb", type=float, help="disk for model artifacts")
+    capacity.set_defaults(run=run_capacity_command)
+
+
+def run_capacity_command(args: argparse.Namespace) -> int:
+    from benchmarks.capacity import from_bench, from_sweep, plan_capacity, render_plans
+    from benchmarks.figures import load_summary
+
+    if args.bench is None and args.sweep is None:
+        args.bench = Path("reports/bench")
+    if args.rows_per_request < 1 or args.request_overhead_ms < 0:
+        raise UsageError("--rows-per-request must be at least 1, --request-overhead-ms >= 0")
+    bench = (
+        from_bench(
+            load_summary(args.bench),
+            args.batch_size,
+            args.rows_per_request,
+            args.request_overhead_ms / 1000,
+        )
+        if args.bench
+        else []
+    )
+    figures, notes = bench, list[str]()
+    if args.sweep is not None:
+        figures, notes = from_sweep(_read_sweep(args.sweep), bench)
+    if not figures:
+        raise UsageError("no variant has a measured capacity: " + "; ".join(notes))
+    try:
+        plans = [
+            plan_capacity(
+                f,
+                args.peak_qps,
+                args.safety_factor,
+                args.target_utilization,
+                _mib(args.memory_budget_mb),
+                _mib(args.storage_budget_mb),
+            )
+            for f in figures
+        ]
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    print(render_plans(plans, args.peak_qps, args.safety_factor, args.target_utilization))
+    print("\n".join(notes))
+    return 0
+
+
+def _read_sweep(folder: Path) -> dict[str, Any]:
+    path = folder / "summary.json"
+    if not path.is_file():
+        raise UsageError(
+            f"no sweep results at {folder} (missing summary.json); run `perfserve sweep`"
+        )
+    sweep: dict[str, Any] = json.loads(path.read_text())
+    if "slo_p99_ms" not in sweep or not isinstance(sweep.get("variants"), dict):
+        raise UsageError(f"{path} lacks slo_p99_ms or variants: not a sweep summary")
+    return sweep
+
+
+def _mib(value: float | None) -> int | None:
+    return None if value is None else int(value * 2**20)
+
+
+def add_compare_command(commands: Commands) -> None:
+    compare = commands.add_parser(
+        "compare",
+        help="promotion gate: candidate vs baseline; exit 1 on reject",
+        description="Bench a baseline and a candidate side by side on the same hold-out and "
+        "apply the promotion rules (defaults, a --rules YAML, then flags). Exit 0 to promote, "
+        "1 to reject.",
+    )
+    add_option(compare, "--baseline", required=True, help="the variant in service now")
+    add_option(compare, "--candidate", required=True, help="the variant to promote")
+    add_option(
+        compare,
+        "--candidate-store",
+        type=Path,
+        help="the candidate's store, for a new model version (default: --store)",
+    )
+    add_measurement_options(compare, runs=30, batch_sizes="1")
+    add_option(compare, "--rules", type=Path, help="promotion rules YAML")
+    for rule in fields(_rules_type()):
+        flag = "--" + rule.name.replace("_", "-")
+        add_option(
+            compare, flag, type=float, help=f"rule, overrides --rules (default {rule.default})"
+        )
+    add_option(compare, "--out", type=Path, default=Path("reports/compare"), help="output folder")
+    compare.set_defaults(run=run_compare_command)
+
+
+def _rules_type() -> type:
+    from benchmarks.compare import Rules
+
+    return Rules
+
+
+def run_compare_command(args: argparse.Namespace) -> int:
+    from benchmarks.compare import gate, load_rules, render_gate
+    from benchmarks.report import write_outputs
+    from benchmarks.score import DEFAULT_WEIGHTS
+    from service.store import load_manifest
+
+    rules = load_rules(
+        args.rules, {rule.name: getattr(args, rule.name) for rule in fields(_rules_type())}
+    )
+    manifest = load_manifest(args.store)
+    baseline, candidate = _compare_specs(args, manifest)
+    summary = measure(
+        args, manifest, [baseline, candidate], baseline.name, dict(DEFAULT_WEIGHTS), None
+    )
+    result = gate(summary, baseline.name, candidate.name, rules)
+    paths = write_outputs(summary, args.out)
+    verdict = {"promote": result.promote, "reasons": result.reasons, "table": result.table}
+    (args.out / "compare.json").write_text(json.dumps(verdict, indent=2))
+    print(render_gate(result, baseline.name, candidate.name))
+    record(
+        args,
+        "compare",
+        summary,
+        [*paths.values(), args.out / "compare.json"],
+        accepted=result.promote,
+        extra={"verdict": "promote" if result.promote else "reject", "reasons": result.reasons},
+    )
+    return 0 if result.promote else 1
+
+
+def _compare_specs(args: argparse.Namespace, manifest: Manifest) -> tuple[VariantSpec, VariantSpec]:
+    """The two variants; the candidate may come from another store with the same hold-out."""
+    from benchmarks.bench import default_specs
+    from service.store import load_manifest
+
+    (baseline,) = default_specs(args.store, manifest, [args.baseline])
+    store = args.candidate_store or args.store
+    other = manifest if store == args.store else load_manifest(store)
+    if other.holdout.sha256 != manifest.holdout.sha256 or other.task != manifest.task:
+        raise UsageError(
+            f"{store} has another hold-out set or task than {args.store}; a comparison needs "
+            "the same rows (build it with --data on the same hold-out CSV)"
+        )
+    (candidate,) = default_specs(store, other, [args.candidate])
+    if candidate.name == baseline.name:
+        candidate = replace(candidate, name=f"{candidate.name}@candidate")
+    return baseline, candidate
+
+
+def add_history_command(commands: Commands) -> None:
+    history = commands.add_parser(
+        "history",
+        help="list recorded bench/compare results, or accept one as the new baseline",
+    )
+    add_option(history, "--history", type=Path, default=Path("reports/history"), help="folder")
+    history.add_argument("action", nargs="?", choices=["list", "accept"], default="list")
+    history.add_argument("record", nargs="?", help="record id (for accept)")
+    history.set_defaults(run=run_history_command)
+
+
+def run_history_command(args: argparse.Namespace) -> int:
+    from benchmarks import history
+
+    if args.action == "accept":
+        if not args.record:
+            raise UsageError("accept needs a record id (see `perfserve history`)")
+        found = history.accept(args.history, args.record)
+        print(f"accepted {found.id}: later runs on this machine are checked against it")
+        return 0
+    print(history.describe(history.records(args.history)))
+    return 0

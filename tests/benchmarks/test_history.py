@@ -1,0 +1,70 @@
+"""History: the first record is the baseline, a later slower or less accurate run is a
+regression that is not accepted until someone accepts it."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks import history
+from service.cli import main
+
+
+def _slower(summary: dict[str, Any], variant: str, factor: float) -> dict[str, Any]:
+    changed = copy.deepcopy(summary)
+    for cell in changed["variants"][variant]["batches"].values():
+        cell["run_means_ms"] = [value * factor for value in cell["run_means_ms"]]
+    return changed
+
+
+def test_a_later_slower_run_is_flagged_against_the_accepted_baseline(
+    tmp_path: Path, bench_summary: dict[str, Any]
+) -> None:
+    first = history.record(tmp_path, "bench", bench_summary)
+    assert first.data["accepted"] and first.data["baseline_id"] is None
+    env = bench_summary["environment"]
+    folder = tmp_path / env["machine_fingerprint"] / bench_summary["model_version"]
+    assert first.path.parent == folder / env["code_revision"]
+
+    same = history.record(tmp_path, "bench", bench_summary)
+    assert same.data["accepted"] and same.data["regressions"] == []
+    assert same.data["baseline_id"] == first.id
+
+    slower = history.record(tmp_path, "bench", _slower(bench_summary, "onnx_int8", 3.0))
+    assert not slower.data["accepted"]
+    assert slower.data["baseline_id"] == same.id
+    regressions = slower.data["regressions"]
+    assert regressions and all(text.startswith("onnx_int8 at batch") for text in regressions)
+    # The rejected run is not the new baseline: the next run is held to the last accepted.
+    assert history.last_accepted(tmp_path, env["machine_fingerprint"]).id == same.id  # type: ignore[union-attr]
+    history.accept(tmp_path, slower.id)
+    assert history.last_accepted(tmp_path, env["machine_fingerprint"]).id == slower.id  # type: ignore[union-attr]
+
+
+def test_quality_loss_is_a_regression(bench_summary: dict[str, Any]) -> None:
+    worse = copy.deepcopy(bench_summary)
+    worse["variants"]["onnx_fp32"]["quality"]["accuracy"] -= 0.01
+    regressions = history.find_regressions(bench_summary, worse)
+    assert regressions == [
+        f"onnx_fp32: accuracy {bench_summary['variants']['onnx_fp32']['quality']['accuracy']:.4f}"
+        f" -> {worse['variants']['onnx_fp32']['quality']['accuracy']:.4f}"
+    ]
+
+
+def test_a_small_slowdown_is_within_the_session_margin(bench_summary: dict[str, Any]) -> None:
+    assert history.find_regressions(bench_summary, _slower(bench_summary, "onnx_int8", 1.05)) == []
+
+
+def test_history_command_lists_and_accepts(
+    tmp_path: Path, bench_summary: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    history.record(tmp_path, "bench", bench_summary)
+    flagged = history.record(tmp_path, "bench", _slower(bench_summary, "sklearn_fp32", 3.0))
+    assert main(["history", "--history", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert flagged.id in out and "regression: sklearn_fp32" in out
+    assert main(["history", "--history", str(tmp_path), "accept", flagged.id]) == 0
+    assert main(["history", "--history", str(tmp_path), "accept", "nope"]) == 2
