@@ -12,7 +12,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,mlflow]'
 	touch $(STAMP)
 
 store: $(STAMP)
@@ -32,6 +32,12 @@ unit: $(STAMP)
 	$(BIN)/pytest
 
 test: lint typecheck unit
+
+# The staging stack's Prometheus (config and rules) against a `perfserve serve` on :8000
+# and a load generator's metrics on :9465, without Docker. Needs a prometheus binary.
+.PHONY: prometheus
+prometheus: $(STAMP)
+	$(BIN)/python -m staging.prometheus --service 127.0.0.1:8000 --loadgen 127.0.0.1:9465 --run
 
 clean:
 	rm -rf $(VENV) $(STORE) reports .mypy_cache .ruff_cache .pytest_cache

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from service.metrics import exposition
+from service.metrics import exposition, workers_with_all_variants
 from service.routing import TrafficSplit, UnknownVariant
 from service.state import Service
 
@@ -48,10 +48,14 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz", response_model=None)
 def readyz(service: ServiceDep) -> dict[str, Any] | JSONResponse:
-    """Ready once every variant is loaded and warmed; 503 before that or if loading failed."""
+    """Ready once every variant is loaded and warmed, in every worker; 503 before that or if
+    loading failed."""
     if not service.ready:
         detail = f"loading failed: {service.load_error}" if service.load_error else "loading"
         return JSONResponse({"detail": detail}, status_code=503)
+    workers = service.settings.workers
+    if workers > 1 and (loaded := workers_with_all_variants(service.names)) < workers:
+        return JSONResponse({"detail": f"{loaded} of {workers} workers loaded"}, status_code=503)
     return {"status": "ready", "variants": service.names}
 
 

@@ -191,6 +191,14 @@ def exposition(registry: CollectorRegistry) -> bytes:
     return generate_latest(registry)
 
 
+def workers_with_all_variants(variants: list[str]) -> int:
+    """With several workers, how many have loaded every variant (from the shared gauges)."""
+    merged = CollectorRegistry()
+    multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+    counts = [merged.get_sample_value("perfserve_runners", {"variant": v}) or 0 for v in variants]
+    return int(min(counts, default=0))
+
+
 class SiblingWorkersCollector:
     """`process_*` memory and CPU summed over every worker of this server.
 

@@ -13,6 +13,7 @@ import orjson
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+MIN_TOKEN_LENGTH = 12
 PLACEHOLDER_TOKENS = {"changeme", "change-me", "secret", "admin", "token", "password"}
 
 
@@ -20,7 +21,10 @@ class Settings(BaseSettings):
     """Service configuration; inconsistent values are refused at start-up."""
 
     model_config = SettingsConfigDict(
-        env_prefix="PERFSERVE_", extra="ignore", use_attribute_docstrings=True
+        env_prefix="PERFSERVE_",
+        extra="ignore",
+        use_attribute_docstrings=True,
+        env_ignore_empty=True,  # `PERFSERVE_X=` means unset, never an empty value
     )
 
     store: Path = Path("model_store")
@@ -114,8 +118,13 @@ class Settings(BaseSettings):
     @field_validator("admin_token")
     @classmethod
     def _refuse_placeholder_token(cls, token: SecretStr | None) -> SecretStr | None:
-        if token is not None and token.get_secret_value().lower() in PLACEHOLDER_TOKENS:
+        if token is None:
+            return None
+        secret = token.get_secret_value()
+        if secret.lower() in PLACEHOLDER_TOKENS:
             raise ValueError("admin_token is a placeholder; choose a real secret")
+        if len(secret) < MIN_TOKEN_LENGTH:
+            raise ValueError(f"admin_token must have at least {MIN_TOKEN_LENGTH} characters")
         return token
 
     @field_validator("traffic")

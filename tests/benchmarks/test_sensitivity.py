@@ -66,5 +66,5 @@ def test_the_gate_rejects_the_slowed_candidate(slowed: dict[str, Any]) -> None:
 def test_two_identical_variants_are_not_different(store: Path, manifest: Manifest) -> None:
     summary = _bench(store, manifest, delay_s=0.0)
     (comparison,) = summary["comparisons"]
-    assert comparison["verdict"] == "no detectable difference"
+    assert comparison["verdict"] == "no detectable difference", comparison
     assert gate(summary, "a", "b", Rules()).promote

@@ -29,8 +29,8 @@ async def _burst(
 
 
 def test_overload_sheds_fast_while_admitted_requests_succeed(store: Path, holdout: Dataset) -> None:
-    # Each batch takes 50 ms and holds one request; only 2 may wait.
-    options = ["--max-batch-size", "1", "--max-queue", "2", "--inject-latency-ms", "50"]
+    # Each batch takes 200 ms and holds one request; only 2 may wait.
+    options = ["--max-batch-size", "1", "--max-queue", "2", "--inject-latency-ms", "200"]
     with running_server(store, options=[*options, "--inference", "thread"]) as server:
         results = asyncio.run(_burst(server.url, body(holdout.features[:1]), 40))
         metrics = httpx.get(f"{server.url}/metrics").text
@@ -41,11 +41,11 @@ def test_overload_sheds_fast_while_admitted_requests_succeed(store: Path, holdou
     shed = [(seconds, response) for status, seconds, response in results if status == 503]
     assert all(response.headers["retry-after"] == "1" for _, response in shed)
     assert all("at capacity" in response.json()["detail"] for _, response in shed)
-    # Refusals never wait behind the 50 ms model calls: the server answered every one in
+    # Refusals never wait behind the 200 ms model calls: the server answered every one in
     # under half a model call (its own histogram, which includes waiting for the client's
     # body), and clients had them all before the last admitted answer.
     shed_count = samples(metrics, "perfserve_request_duration_seconds_count")
-    shed_fast = samples(metrics, "perfserve_request_duration_seconds_bucket", le="0.025")
+    shed_fast = samples(metrics, "perfserve_request_duration_seconds_bucket", le="0.1")
     assert shed_count == shed_fast == len(shed)
     slowest_admitted = max(seconds for status, seconds, _ in results if status == 200)
     assert max(seconds for seconds, _ in shed) < slowest_admitted

@@ -26,6 +26,8 @@ def test_traffic_also_reads_json() -> None:
     ("values", "message"),
     [
         ({"admin_token": "changeme"}, "placeholder"),
+        ({"admin_token": ""}, "at least 12 characters"),
+        ({"admin_token": "short"}, "at least 12 characters"),
         ({"max_batch_size": 0}, "greater than or equal to 1"),
         ({"traffic": "a=-1"}, "must not be negative"),
         ({"traffic": "a=x"}, "traffic must look like"),
@@ -35,3 +37,8 @@ def test_traffic_also_reads_json() -> None:
 def test_unsafe_or_inconsistent_values_are_refused(values: dict[str, object], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         Settings(**values)  # type: ignore[arg-type]
+
+
+def test_an_empty_environment_variable_means_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PERFSERVE_ADMIN_TOKEN", "")
+    assert Settings().admin_token is None  # so `PUT /traffic` stays disabled

@@ -1,0 +1,223 @@
+"""The staging stack on loopback, as compose runs it but without Docker.
+
+Two replicas of the real service behind nginx (the project's config), a real Prometheus
+with the project's config and rules (targets rewritten to the test's ports, scraping
+every second), and traffic across two variants with a canary split change applied to
+both replicas in the middle. Then every query the dashboard runs, its variables, its
+annotation and every recording rule must return data for what happened.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from service.process import free_port, running_server
+from service.routing import TrafficSplit
+from staging.traffic import apply_split
+from tests.utils import ADMIN_TOKEN, require_tool
+from tests.utils.stack import (
+    COMPOSE,
+    ROOT,
+    RULES,
+    as_promql,
+    load_dashboard,
+    panel_queries,
+    query_range,
+    running_nginx,
+    running_prometheus,
+    with_data,
+)
+
+pytestmark = pytest.mark.slow
+
+# Grafana's $__rate_interval for 1 s scrapes is 4 s (four scrapes); one more second keeps
+# two samples in every window when a scrape is late on a busy machine.
+RATE_INTERVAL = "5s"
+TRAFFIC_VARIANTS = {"sklearn_fp32", "onnx_int8"}
+CANARY = TrafficSplit(weights={"sklearn_fp32": 0.5, "onnx_int8": 0.5}, shadow="onnx_fp32")
+LOCUST_SECONDS = 16
+
+
+@dataclass(frozen=True)
+class StackRun:
+    prometheus: str
+    replicas: list[str]
+    loadgen: str
+    start: float
+    end: float
+
+    def series(self, expr: str) -> list[dict[str, Any]]:
+        return with_data(query_range(self.prometheus, expr, self.start, self.end))
+
+
+@pytest.fixture(scope="module")
+def run(store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackRun]:
+    require_tool("prometheus")
+    require_tool("nginx")
+    options = ["--admin-token", ADMIN_TOKEN, "--traffic", "sklearn_fp32=0.7,onnx_int8=0.3"]
+    with ExitStack() as stack:
+        servers = [stack.enter_context(running_server(store, options=options)) for _ in range(2)]
+        replicas = [server.url.removeprefix("http://") for server in servers]
+        lb = stack.enter_context(running_nginx(replicas, tmp_path_factory.mktemp("nginx")))
+        loadgen = f"127.0.0.1:{free_port()}"
+        prometheus = stack.enter_context(
+            running_prometheus(
+                {"perfserve": replicas, "loadgen": [loadgen]},
+                tmp_path_factory.mktemp("prometheus"),
+            )
+        )
+        start = time.time()
+        drive(lb, [server.url for server in servers], store, loadgen)
+        time.sleep(3)  # the last scrapes and rule evaluations
+        yield StackRun(prometheus, replicas, loadgen, start, time.time())
+
+
+def locust_command(service: str, replace: dict[str, str], extra: Sequence[str]) -> list[str]:
+    """The compose file's command for a Locust service, with its compose-only addresses
+    replaced; run from the project folder, as the image runs it from its WORKDIR."""
+    command: list[str] = yaml.safe_load(COMPOSE.read_text())["services"][service]["command"]
+    assert command[0] == "locust"
+    return (
+        [str(Path(sys.executable).parent / "locust")]
+        + [replace.get(part, part) for part in command[1:]]
+        + list(extra)
+    )
+
+
+def drive(lb: str, replicas: Sequence[str], store: Path, loadgen: str) -> None:
+    """A short headless Locust run through the load balancer, with the compose file's
+    master and one worker: every user class of the project's locustfile at 10 requests/s
+    each (5% malformed on purpose), and the canary split applied to both replicas once
+    traffic flows."""
+    host, port = loadgen.split(":")
+    master_port = str(free_port())
+    master = locust_command(
+        "locust-master",
+        {"http://lb:8080": lb},
+        ["--headless", "-u", "8", "-r", "8", "-t", f"{LOCUST_SECONDS}s", "--expect-workers", "1",
+         "--master-bind-host", "127.0.0.1", "--master-bind-port", master_port,
+         "--user-rps", "10", "--bad-share", "0.05", "--store", str(store),
+         "--metrics-host", host, "--metrics-port", port, "--only-summary"],
+    )  # fmt: skip
+    worker = locust_command(
+        "locust-worker",
+        {"locust-master": "127.0.0.1"},
+        ["--master-port", master_port, "--store", str(store)],
+    )
+    with ExitStack() as stack:
+        logs = [stack.enter_context(tempfile.TemporaryFile()) for _ in range(2)]
+        processes = [
+            stack.enter_context(
+                subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+            )
+            for command, log in zip((master, worker), logs, strict=True)
+        ]
+        try:
+            wait_for_traffic(f"http://{loadgen}/metrics")
+            time.sleep(LOCUST_SECONDS / 2)
+            apply_split(replicas, CANARY, ADMIN_TOKEN)
+            for process in processes:
+                process.wait(timeout=LOCUST_SECONDS + 60)
+        finally:
+            for process in processes:
+                if process.poll() is None:
+                    process.kill()
+        for process, log in zip(processes, logs, strict=True):
+            log.seek(0)
+            # The locustfile's gate: under 1% failures.
+            assert process.returncode == 0, log.read().decode(errors="replace")
+
+
+def wait_for_traffic(metrics_url: str, timeout_s: float = 60.0) -> None:
+    """Until the load generator says it offers a rate (Locust takes seconds to start)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            text = httpx.get(metrics_url, timeout=1.0).text
+        except httpx.TransportError:
+            text = ""
+        if re.search(r"^perfserve_loadgen_target_rps [1-9]", text, re.MULTILINE):
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"no load generated within {timeout_s} s")
+
+
+def test_every_replica_and_the_load_generator_were_scraped(run: StackRun) -> None:
+    up = {(s["metric"]["job"], s["metric"]["instance"]) for s in run.series("up == 1")}
+    expected = {("perfserve", replica) for replica in run.replicas} | {("loadgen", run.loadgen)}
+    assert expected <= up
+
+
+def test_every_dashboard_query_returns_data(run: StackRun) -> None:
+    """What a user would see empty is listed, with the PromQL Grafana sent."""
+    empty, partial = [], []
+    for query in panel_queries(load_dashboard()):
+        expr = as_promql(query.expr, RATE_INTERVAL)
+        series = run.series(expr)
+        if not series:
+            empty.append(f"{query.panel}: {expr}")
+            continue
+        if "{{variant}}" in query.legend and "shadow" not in expr:
+            seen = {s["metric"].get("variant") for s in series}
+            if not seen >= TRAFFIC_VARIANTS:
+                partial.append(f"{query.panel}: variants {seen}: {expr}")
+        if "{{instance}}" in query.legend or query.panel.startswith("annotation"):
+            seen = {s["metric"].get("instance") for s in series}
+            if set(run.replicas) != seen:
+                partial.append(f"{query.panel}: instances {seen}: {expr}")
+    assert not empty, "panels without data:\n" + "\n".join(empty)
+    assert not partial, "panels missing a variant or a replica:\n" + "\n".join(partial)
+
+
+def test_variables_offer_every_variant_and_replica(run: StackRun) -> None:
+    for variable in load_dashboard()["templating"]["list"]:
+        metric, label = variable["definition"].removeprefix("label_values(").rstrip(")").split(", ")
+        values = httpx.get(
+            f"{run.prometheus}/api/v1/label/{label}/values", params={"match[]": metric}
+        ).json()["data"]
+        expected = set(run.replicas) if label == "instance" else TRAFFIC_VARIANTS | {"onnx_fp32"}
+        assert set(values) == expected, variable["name"]
+
+
+def test_every_recording_rule_records_data(run: StackRun) -> None:
+    records = [
+        rule["record"]
+        for path in RULES
+        for group in yaml.safe_load(path.read_text())["groups"]
+        for rule in group["rules"]
+        if "record" in rule
+    ]
+    assert records
+    for record in records:
+        series = run.series(record)
+        assert series, f"{record} recorded nothing"
+        if record.startswith("variant:"):
+            assert {s["metric"]["variant"] for s in series} >= TRAFFIC_VARIANTS, record
+
+
+def test_every_rule_evaluates_cleanly_and_replicas_agree_on_the_split(run: StackRun) -> None:
+    groups = httpx.get(f"{run.prometheus}/api/v1/rules").json()["data"]["groups"]
+    evaluated = [rule for group in groups for rule in group["rules"]]
+    assert len(evaluated) == sum(
+        len(group["rules"])
+        for path in RULES
+        for group in yaml.safe_load(path.read_text())["groups"]
+    )
+    for rule in evaluated:
+        assert rule["health"] == "ok", f"{rule['name']}: {rule.get('lastError')}"
+    # The split was applied to both replicas at once, so the divergence alert is quiet.
+    diverged = next(rule for rule in evaluated if rule["name"] == "PerfserveSplitDiverged")
+    assert diverged["state"] == "inactive"
