@@ -54,7 +54,7 @@ def add_sweep_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
     add_option(sweep, "--soak-rate", type=positive_float, help="hold this rate (soak)")
     add_option(sweep, "--soak-seconds", type=positive_float, default=600.0, help="soak length")
     add_option(sweep, "--metrics-port", type=int, default=DEFAULT_PORT, help="0: no metrics")
-    add_option(sweep, "--metrics-host", default="0.0.0.0", help="generator metrics interface")
+    add_option(sweep, "--metrics-host", default="127.0.0.1", help="generator metrics interface")
     add_option(sweep, "--out", type=Path, default=Path("reports/sweep"), help="report folder")
     sweep.set_defaults(run=run_sweep_command)
 

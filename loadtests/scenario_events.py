@@ -47,7 +47,7 @@ def add_options(parser: Any) -> None:
     option("--canary-users", type=int, default=1000, help="distinct X-User-Id values")
     option("--variant", default="", help="send to /models/VARIANT/predict instead of /predict")
     option("--metrics-port", type=int, default=DEFAULT_PORT, help="generator metrics; 0: off")
-    option("--metrics-host", default="0.0.0.0", help="interface for the generator metrics")
+    option("--metrics-host", default="127.0.0.1", help="interface for the generator metrics")
     option("--max-fail-ratio", type=float, default=0.01, help="gate: highest fail ratio")
     option("--max-p95-ms", type=float, default=None, help="gate: highest p95 (scheduled time)")
     option("--max-p99-ms", type=float, default=None, help="gate: highest p99 (scheduled time)")

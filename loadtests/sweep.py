@@ -41,7 +41,7 @@ class SweepPlan:
     workers: int = 0
     max_in_flight: int = 256
     metrics_port: int = 0
-    metrics_host: str = "0.0.0.0"
+    metrics_host: str = "127.0.0.1"
     split_weights: dict[str, float] = field(default_factory=dict)
     """The live split when the run started (for the report)."""
 
