@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from benchmarks.figures import figures_from_summary
+from loadtests.theory import erlang_c
 
 TAIL = 0.99
 
@@ -52,20 +53,6 @@ class Plan:
     max_concurrent_per_replica: int | None
     """Inferences one replica can run at once within the memory budget (None: no budget)."""
     replicas_in_storage: int | None
-
-
-def erlang_c(servers: int, offered_load: float) -> float:
-    """Probability that an arrival waits in M/M/c with `offered_load` = lambda / mu Erlangs.
-
-    Computed through the Erlang B recursion, which stays finite for any number of servers.
-    """
-    if offered_load >= servers:
-        return 1.0
-    blocking = 1.0
-    for k in range(1, servers + 1):
-        blocking = offered_load * blocking / (k + offered_load * blocking)
-    rho = offered_load / servers
-    return blocking / (1 - rho * (1 - blocking))
 
 
 def replicas_for(design_qps: float, service_rate: float, target_utilization: float) -> int:

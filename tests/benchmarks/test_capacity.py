@@ -11,7 +11,6 @@ import pytest
 
 from benchmarks.capacity import (
     ReplicaFigures,
-    erlang_c,
     from_bench,
     plan_capacity,
     replicas_for,
@@ -19,16 +18,6 @@ from benchmarks.capacity import (
 from service.cli import main
 
 MIB = 2**20
-
-
-def test_erlang_c_matches_textbook_values() -> None:
-    # One server: the chance to wait is the utilization itself (M/M/1).
-    assert erlang_c(1, 0.6) == pytest.approx(0.6)
-    # Two servers, one Erlang: (1/(2!(1-1/2))) / (1 + 1 + 1/(2!(1-1/2))) = 1/3.
-    assert erlang_c(2, 1.0) == pytest.approx(1 / 3)
-    assert erlang_c(3, 3.0) == 1.0  # saturated: everyone waits
-    # Many servers stay finite (the recursion never forms a^c / c!).
-    assert 0 <= erlang_c(500, 450.0) < 1
 
 
 def test_replicas_keep_utilization_under_the_target() -> None:

@@ -16,6 +16,12 @@ def test_erlang_c_two_servers() -> None:
     assert math.isclose(erlang_c(2, 1.0), 1 / 3)
 
 
+def test_erlang_c_saturated_and_large() -> None:
+    assert erlang_c(3, 3.0) == 1.0  # saturated: everyone waits
+    # Many servers stay finite (the recursion never forms a^c / c!).
+    assert 0 <= erlang_c(500, 450.0) < 1
+
+
 def test_md1_wait_is_half_the_mm1_wait() -> None:
     service, rho = 0.002, 0.8
     md1 = rho * service / (2 * (1 - rho))
