@@ -7,7 +7,9 @@ errors because it is the service protecting itself, not breaking.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
@@ -51,3 +53,41 @@ def _judge_prediction(body: bytes | None, rows: int) -> Verdict:
 def status_label(status: int) -> str:
     """The status as counted per window: the number, or `no_answer` when there was none."""
     return str(status) if status else "no_answer"
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    verdict: Verdict
+    status: int
+    variant: str | None
+    """The variant that answered (`X-Variant`), if the answer says."""
+    done: float
+    """`time.perf_counter()` when the answer had arrived."""
+
+
+def post_checked(
+    client: Any,
+    path: str,
+    body: bytes,
+    headers: dict[str, str],
+    rows: int,
+    intended_bad: bool = False,
+    name: str | None = None,
+) -> Answer:
+    """POST one prediction body with a FastHttpUser's client, judge the answer, and mark
+    it as a success or a failure in Locust's statistics."""
+    with client.post(
+        path,
+        data=body,  # geventhttpclient sends bytes as they are
+        headers={"content-type": "application/json", **headers},
+        name=name,
+        catch_response=True,
+    ) as response:
+        done = time.perf_counter()
+        verdict = judge_answer(response.status_code, response.content, rows, intended_bad)
+        if verdict.failure is None:
+            response.success()
+        else:
+            response.failure(verdict.failure)
+    variant = (response.headers or {}).get("x-variant")
+    return Answer(verdict, response.status_code, variant, done)

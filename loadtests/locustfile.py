@@ -25,7 +25,7 @@ from locust.env import Environment
 
 from loadtests import scenario_events
 from loadtests.bodies import bad_bodies, encode_bodies
-from loadtests.checks import judge_answer
+from loadtests.checks import post_checked
 from loadtests.pacing import Pacer
 from loadtests.shapes import shape_from_env
 
@@ -60,23 +60,13 @@ class PerfserveUser(FastHttpUser):
         name = f"{name} [bad input]" if intended_bad else name
         due = self.pacer.due
         sent = time.perf_counter()
-        with self.client.post(
-            path,
-            data=body,  # type: ignore[arg-type]  # geventhttpclient sends bytes as they are
-            headers={"content-type": "application/json", **(headers or {})},
-            name=name,
-            catch_response=True,
-        ) as response:
-            done = time.perf_counter()
-            verdict = judge_answer(
-                response.status_code, response.content, self.rows_per_request, intended_bad
-            )
-            if verdict.failure is None:
-                response.success()
-            else:
-                response.failure(verdict.failure)
-        variant = (response.headers or {}).get("x-variant") or self.requested
-        scenario_events.record(variant, verdict.outcome, response.status_code, due, sent, done)
+        answer = post_checked(
+            self.client, path, body, headers or {}, self.rows_per_request, intended_bad, name
+        )
+        variant = answer.variant or self.requested
+        scenario_events.record(
+            variant, answer.verdict.outcome, answer.status, due, sent, answer.done
+        )
 
 
 class SingleRowUser(PerfserveUser):

@@ -29,7 +29,7 @@ from locust.runners import MasterRunner
 
 from loadtests import SPLIT
 from loadtests.arrivals import ArrivalProcess, arrival_times
-from loadtests.checks import judge_answer, status_label
+from loadtests.checks import post_checked, status_label
 from loadtests.harness import Harness
 from loadtests.pacing import LATE_TOLERANCE_S
 
@@ -133,31 +133,17 @@ class Generator:
         sending.sent += 1
         sending.late += sent - due > LATE_TOLERANCE_S
         try:
-            with user.client.post(
-                path,
-                data=body,  # type: ignore[arg-type]  # geventhttpclient sends bytes as they are
-                headers={"content-type": "application/json", **headers},
-                catch_response=True,
-            ) as response:
-                done = time.perf_counter()
-                verdict = judge_answer(
-                    response.status_code, response.content, self.rows_per_request, False
-                )
-                if verdict.failure is None:
-                    response.success()
-                else:
-                    response.failure(verdict.failure)
+            answer = post_checked(user.client, path, body, headers, self.rows_per_request)
         finally:
             self.harness.in_flight -= 1
-        recorder.window(self.window(plan, done)).completed += 1
-        variant = (response.headers or {}).get("x-variant") or self.target
+        recorder.window(self.window(plan, answer.done)).completed += 1
         recorder.answer(
             self.window(plan, due),
-            variant,
-            verdict.outcome,
-            status_label(response.status_code),
-            done - due,
-            done - sent,
+            answer.variant or self.target,
+            answer.verdict.outcome,
+            status_label(answer.status),
+            answer.done - due,
+            answer.done - sent,
         )
 
 
