@@ -74,7 +74,7 @@ class OnnxRunner:
 
 class SlowedRunner:
     """Fault injection: a runner whose every call takes `delay_s` longer, holding the runner
-    busy as a heavier model would (the event loop stays free)."""
+    busy as a heavier model would (with `--inference inline`, the event loop too)."""
 
     def __init__(self, inner: Runner, delay_s: float) -> None:
         self.inner = inner
