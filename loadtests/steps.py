@@ -102,7 +102,7 @@ class StepRunner:
             answers = result_answers(measured)
             self.progress(
                 f"  {self.target} {phase} {rate:,.0f}/s  {windows * window_s:4.0f}s  "
-                f"achieved {points[-1].throughput:,.0f}/s  p99 {points[-1].p99_ms:.2f} ms  "
+                f"achieved {points[-1].throughput:,.0f}/s  p99 {_p99_text(points[-1].p99_ms)}  "
                 f"answers {answers}  {'settled' if settled else 'settling'}"
             )
             if (settled and answers >= P99_SAMPLES) or windows >= n_max:
@@ -212,3 +212,9 @@ def _cpu_seconds(processes: list[psutil.Process]) -> dict[int, float]:
             continue
         seconds[process.pid] = times.user + times.system
     return seconds
+
+
+def _p99_text(p99_ms: float) -> str:
+    """A window's p99 for the progress line. Latencies are filed under their scheduled
+    time, so the newest window has none while every answer takes longer than a window."""
+    return "pending (no answer yet)" if math.isnan(p99_ms) else f"{p99_ms:.2f} ms"
