@@ -26,6 +26,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.competitors.launch import NAMES, competitor
+from benchmarks.options import int_list, name_list
 from service.build import build_store
 from service.cliutil import UsageError, add_option
 from service.process import free_port, running_server
@@ -247,12 +248,23 @@ def add_bench_http_command(commands: argparse._SubParsersAction[argparse.Argumen
     )
     add_option(bench, "--store", type=Path, default=Path("model_store"), help="store folder")
     add_option(bench, "--out", type=Path, default=Path("reports/bench-http"), help="results")
-    add_option(bench, "--concurrency", default="1,16,64", help="connections, comma-separated")
+    add_option(
+        bench,
+        "--concurrency",
+        type=int_list,
+        default="1,16,64",
+        help="connections, comma-separated",
+    )
     add_option(bench, "--seconds", type=float, default=5.0, help="length of each cell")
     add_option(bench, "--rounds", type=int, default=3, help="interleaved rounds (medians)")
     add_option(bench, "--server-cpu", default="0", help="CPU list the servers are pinned to")
     add_option(bench, "--client-cpu", default="1", help="CPU list wrk is pinned to")
-    add_option(bench, "--variants", help="variants to measure, comma-separated (default all)")
+    add_option(
+        bench,
+        "--variants",
+        type=name_list,
+        help="variants to measure, comma-separated (default all)",
+    )
     bench.add_argument(
         "--competitor",
         action="append",
@@ -268,12 +280,12 @@ def _run_command(args: argparse.Namespace) -> int:
     run_benchmark(
         args.store,
         args.out,
-        [int(c) for c in args.concurrency.split(",")],
+        args.concurrency,
         args.seconds,
         args.rounds,
         args.server_cpu,
         args.client_cpu,
-        args.variants.split(",") if args.variants else None,
+        args.variants or None,
         dict(_competitor(spec) for spec in args.competitor),
     )
     return 0

@@ -6,7 +6,10 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 from benchmarks.http_overhead import run_benchmark
+from service.cli import main
 from tests.utils import require_tool
 
 
@@ -37,3 +40,10 @@ def test_bench_http_measures_floor_variant_and_a_competitor(store: Path, tmp_pat
     assert len(saved) == 4
     table = (tmp_path / "bench-http.md").read_text()
     assert "| onnx_int8 | 4 |" in table and "perfserve req/s over theirs" in table
+
+
+def test_a_malformed_concurrency_list_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["bench-http", "--concurrency", "1,x"])
+    assert exited.value.code == 2
+    assert "'1,x' is not a comma-separated list of integers" in capsys.readouterr().err
