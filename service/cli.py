@@ -16,9 +16,9 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from benchmarks.capacity_command import add_capacity_command
 from benchmarks.commands import (
     add_bench_command,
-    add_capacity_command,
     add_compare_command,
     add_decide_command,
     add_history_command,
@@ -40,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_demo_command(commands)
     add_sweep_command(commands)
     add_bench_http_command(commands)
-    # Offline benchmark, decisions and capacity planning (benchmarks/commands.py).
+    # Offline benchmark, decisions and capacity planning (benchmarks/*command*.py).
     add_bench_command(commands)
     add_decide_command(commands)
     add_capacity_command(commands)
