@@ -173,7 +173,10 @@ def from_sweep(
 ) -> tuple[list[ReplicaFigures], list[str]]:
     """Service rates from a sweep's knees; memory and size from the bench when given.
 
-    Returns the figures and one note per variant without a knee (it never held the SLO).
+    Returns the figures and notes: a variant without a knee (it never held the SLO), and a
+    knee that is only a lower bound because something other than the server's SLO ended
+    the search (a saturated generator, an unstable step, the top of the rates tried); the
+    replicas planned from such a knee are then more than the server needs.
     """
     slo = sweep["slo_p99_ms"]
     variants = sweep["variants"]
@@ -186,6 +189,12 @@ def from_sweep(
         if knee is None or knee <= 0:
             notes.append(f"{name}: no knee in the sweep (never held the {slo} ms p99 SLO)")
             continue
+        limited_by = row.get("knee_limited_by", "slo")
+        if limited_by != "slo":
+            notes.append(
+                f"{name}: the knee {knee:,.0f} QPS is a lower bound (limited by {limited_by}, "
+                "not the SLO), so these replicas are an upper bound"
+            )
         other = measured.get(name)
         figures.append(
             ReplicaFigures(
