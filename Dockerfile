@@ -12,6 +12,8 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY perfserve perfserve
+COPY common common
 COPY service service
 COPY loadtests loadtests
 COPY benchmarks benchmarks

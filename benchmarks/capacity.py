@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from benchmarks.figures import figures_from_summary
-from loadtests.theory import erlang_c
+from common.queueing import erlang_c
 
 TAIL = 0.99
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from service.cliutil import UsageError, add_option
+from common.usage import UsageError, add_option
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -15,13 +15,11 @@ if TYPE_CHECKING:
     Commands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
 
 
-def add_capacity_command(commands: Commands) -> None:
-    capacity = commands.add_parser(
-        "capacity",
-        help="replicas for a peak load: utilization, queueing delay, memory and storage",
-        description="From a peak QPS, a safety factor and each variant's measured capacity "
+def add_capacity_arguments(capacity: argparse.ArgumentParser) -> None:
+    capacity.description = (
+        "From a peak QPS, a safety factor and each variant's measured capacity "
         "(bench throughput, or a sweep's knee), plan replicas with an M/M/c queue (Erlang C) "
-        "and Little's law.",
+        "and Little's law."
     )
     add_option(capacity, "--peak-qps", type=float, required=True, help="expected peak requests/s")
     add_option(capacity, "--bench", type=Path, help="bench folder (throughput, memory, size)")

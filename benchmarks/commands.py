@@ -17,7 +17,7 @@ from benchmarks.options import (
     name_list,
     record,
 )
-from service.cliutil import UsageError, add_option
+from common.usage import UsageError, add_option
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -28,13 +28,11 @@ if TYPE_CHECKING:
     Commands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
 
 
-def add_bench_command(commands: Commands) -> None:
-    bench = commands.add_parser(
-        "bench",
-        help="benchmark the store's variants: quality, speed, resources, operators",
-        description="Measure every variant (or --variants) on the store's hold-out: quality, "
+def add_bench_arguments(bench: argparse.ArgumentParser) -> None:
+    bench.description = (
+        "Measure every variant (or --variants) on the store's hold-out: quality, "
         "latency per batch size with 95% CIs, throughput, memory, CPU and energy, operator "
-        "breakdown; compare each with a baseline; write CSVs, JSON, a plot and a report.",
+        "breakdown; compare each with a baseline; write CSVs, JSON, a plot and a report."
     )
     add_measurement_options(bench, runs=30, batch_sizes="1,8,64")
     add_option(bench, "--variants", type=name_list, help="variants to measure (default: all)")
@@ -90,13 +88,11 @@ def run_bench_command(args: argparse.Namespace) -> int:
     return 1 if args.fail_on_regression and not steady else 0
 
 
-def add_decide_command(commands: Commands) -> None:
-    decide = commands.add_parser(
-        "decide",
-        help="pick a variant: hard limits from a requirements file, then an objective",
-        description="Filter the benched variants by hard limits (p95 latency, accuracy, "
+def add_decide_arguments(decide: argparse.ArgumentParser) -> None:
+    decide.description = (
+        "Filter the benched variants by hard limits (p95 latency, accuracy, "
         "memory, throughput, energy), rank the rest by an objective, and say why each "
-        "rejected variant failed. Exit 1 when no variant meets the limits.",
+        "rejected variant failed. Exit 1 when no variant meets the limits."
     )
     add_option(decide, "--requirements", type=Path, required=True, help="requirements YAML")
     add_option(decide, "--bench", type=Path, default=Path("reports/bench"), help="bench folder")
@@ -114,13 +110,11 @@ def run_decide_command(args: argparse.Namespace) -> int:
     return 0 if decision.choice else 1
 
 
-def add_compare_command(commands: Commands) -> None:
-    compare = commands.add_parser(
-        "compare",
-        help="promotion gate: candidate vs baseline; exit 1 on reject",
-        description="Bench a baseline and a candidate side by side on the same hold-out and "
+def add_compare_arguments(compare: argparse.ArgumentParser) -> None:
+    compare.description = (
+        "Bench a baseline and a candidate side by side on the same hold-out and "
         "apply the promotion rules (defaults, a --rules YAML, then flags). Exit 0 to promote, "
-        "1 to reject.",
+        "1 to reject."
     )
     add_option(compare, "--baseline", required=True, help="the variant in service now")
     add_option(compare, "--candidate", required=True, help="the variant to promote")
@@ -196,11 +190,7 @@ def _compare_specs(args: argparse.Namespace, manifest: Manifest) -> tuple[Varian
     return baseline, candidate
 
 
-def add_history_command(commands: Commands) -> None:
-    history = commands.add_parser(
-        "history",
-        help="list recorded bench/compare results, or accept one as the new baseline",
-    )
+def add_history_arguments(history: argparse.ArgumentParser) -> None:
     add_option(history, "--history", type=Path, default=Path("reports/history"), help="folder")
     history.add_argument("action", nargs="?", choices=["list", "accept"], default="list")
     history.add_argument("record", nargs="?", help="record id (for accept)")

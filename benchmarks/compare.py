@@ -26,7 +26,7 @@ import yaml
 
 from benchmarks.figures import figures_from_summary, headline_metric
 from benchmarks.statistics import ALPHA
-from service.cliutil import UsageError
+from common.usage import UsageError
 
 MIB = 2**20
 

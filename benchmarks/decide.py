@@ -25,7 +25,7 @@ import yaml
 
 from benchmarks.figures import VariantFigures
 from benchmarks.score import DEFAULT_WEIGHTS, DIMENSIONS, composite_scores
-from service.cliutil import UsageError
+from common.usage import UsageError
 
 MIB = 2**20
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from benchmarks.figures import headline_metric
 from benchmarks.statistics import ALPHA, mann_whitney_p
-from service.cliutil import UsageError
+from common.usage import UsageError
 
 DEFAULT_HISTORY = Path("reports/history")
 # Two sessions drift apart more than two interleaved runs do: a wider margin than a bench's.

@@ -27,9 +27,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.competitors.launch import NAMES, competitor
 from benchmarks.options import int_list, name_list
+from common.processes import free_port, running_server
+from common.usage import UsageError, add_option
 from service.build import build_store
-from service.cliutil import UsageError, add_option
-from service.process import free_port, running_server
 from service.store import StoreError, load_holdout, load_manifest
 
 COMPETITOR_VARIANT = "onnx_int8"
@@ -239,13 +239,9 @@ def render(cells: list[Cell], concurrencies: list[int], variants: list[str]) -> 
     return "\n".join(lines) + "\n"
 
 
-def add_bench_http_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    bench = commands.add_parser(
-        "bench-http",
-        help="requests/s and latency over HTTP against the bare-ASGI floor (needs wrk)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def add_bench_http_arguments(bench: argparse.ArgumentParser) -> None:
+    bench.description = __doc__
+    bench.formatter_class = argparse.RawDescriptionHelpFormatter
     add_option(bench, "--store", type=Path, default=Path("model_store"), help="store folder")
     add_option(bench, "--out", type=Path, default=Path("reports/bench-http"), help="results")
     add_option(

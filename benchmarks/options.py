@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from service.cliutil import UsageError, add_option
+from common.usage import UsageError, add_option
 
 if TYPE_CHECKING:
     from benchmarks.bench import VariantSpec

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from service.cliutil import UsageError
+from common.usage import UsageError
 
 EXPERIMENT = "perfserve"
 

@@ -7,13 +7,15 @@ last, so they do not take each other's core; each variant gets a short knee sear
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from pathlib import Path
 
-from loadtests.steps import StepSettings
+from common.processes import running_server
+from common.usage import add_option
+from loadtests.sweep.steps import StepSettings
 from service.build import build_store
-from service.process import running_server
 from service.store import StoreError, load_manifest
 
 DEMO_STEPS = StepSettings(
@@ -36,9 +38,9 @@ def run_demo(store: Path, out: Path) -> int:
             os.sched_setaffinity(0, {generator_cpu})
         import locust  # noqa: F401  (gevent's monkey-patching, before the sweep's imports)
 
-        from loadtests.outputs import write_outputs
-        from loadtests.sweep import SweepPlan, run_sweep
-        from loadtests.text import knee_table
+        from loadtests.report.outputs import write_outputs
+        from loadtests.report.text import knee_table
+        from loadtests.sweep.runner import SweepPlan, run_sweep
 
         plan = SweepPlan(
             url=server.url,
@@ -63,3 +65,13 @@ def _cores() -> tuple[str | None, int | None]:
     if len(cpus) < 2:
         return None, None
     return str(cpus[0]), cpus[-1]
+
+
+def add_demo_arguments(demo: argparse.ArgumentParser) -> None:
+    add_option(demo, "--store", type=Path, default=Path("model_store"), help="store folder")
+    add_option(demo, "--out", type=Path, default=Path("reports/demo"), help="report folder")
+    demo.set_defaults(run=run_demo_command)
+
+
+def run_demo_command(args: argparse.Namespace) -> int:
+    return run_demo(args.store, args.out)

@@ -11,7 +11,7 @@ paced at `--user-rps` (Poisson or constant gaps), and a `--bad-share` of its req
 are malformed on purpose: those must come back 4xx. Latency is recorded from each
 request's scheduled time in an HdrHistogram; the quitting listener gates the exit code
 on `--max-fail-ratio`, `--max-p95-ms` and `--max-p99-ms`. `PERFSERVE_SHAPE` picks a load
-shape (loadtests/shapes.py). Options also read `PERFSERVE_<OPTION>`.
+shape (loadtests/scenarios/shapes.py). Options also read `PERFSERVE_<OPTION>`.
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from typing import Any
 from locust import FastHttpUser, events, task
 from locust.env import Environment
 
-from loadtests import scenario_events
 from loadtests.bodies import bad_bodies, encode_bodies
 from loadtests.checks import post_checked
-from loadtests.pacing import Pacer
-from loadtests.shapes import shape_from_env
+from loadtests.scenarios import events as scenario_events
+from loadtests.scenarios.pacing import Pacer
+from loadtests.scenarios.shapes import shape_from_env
 
 Shape = shape_from_env()
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from common.processes import ServerProcess, running_server
 from service.build import build_store
-from service.process import ServerProcess, running_server
 from service.store import Dataset, Manifest, load_holdout, load_manifest
 from tests.utils import ADMIN_TOKEN
 

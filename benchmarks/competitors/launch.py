@@ -17,8 +17,8 @@ from pathlib import Path
 
 import httpx
 
-from service.cliutil import UsageError
-from service.process import free_port
+from common.processes import free_port
+from common.usage import UsageError
 
 HERE = Path(__file__).parent
 REPOSITORY = HERE.parents[1]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from service.cli import main
+from perfserve.cli import main
 
 TINY = ["--batch-sizes", "1", "--runs", "8", "--min-block-ms", "5", "--warmup", "2"]
 

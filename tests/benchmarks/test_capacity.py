@@ -15,7 +15,7 @@ from benchmarks.capacity import (
     plan_capacity,
     replicas_for,
 )
-from service.cli import main
+from perfserve.cli import main
 
 MIB = 2**20
 

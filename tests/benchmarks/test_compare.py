@@ -12,9 +12,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from benchmarks.compare import Rules, load_rules
+from common.usage import UsageError
+from perfserve.cli import main
 from service.build import build_store, reference_data
-from service.cli import main
-from service.cliutil import UsageError
 from service.store import Dataset
 
 FAST = ["--runs", "6", "--min-block-ms", "5", "--warmup", "2"]

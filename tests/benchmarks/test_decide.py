@@ -11,8 +11,8 @@ import pytest
 from benchmarks.decide import Requirements, decide, load_requirements, parse_requirements
 from benchmarks.figures import VariantFigures
 from benchmarks.score import best_by_dimension, composite_scores, parse_weights
-from service.cli import main
-from service.cliutil import UsageError
+from common.usage import UsageError
+from perfserve.cli import main
 
 MIB = 2**20
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from benchmarks import history
-from service.cli import main
+from perfserve.cli import main
 
 
 def _slower(summary: dict[str, Any], variant: str, factor: float) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.http_overhead import run_benchmark
-from service.cli import main
+from perfserve.cli import main
 from tests.utils import require_tool
 
 

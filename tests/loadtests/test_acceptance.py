@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from loadtests.acceptance import WindowPoint, min_samples, settled, stable, verdict
+from loadtests.sweep.acceptance import WindowPoint, min_samples, settled, stable, verdict
 
 
 def test_p99_needs_about_460_answers_for_99_percent_confidence() -> None:

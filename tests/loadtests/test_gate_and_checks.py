@@ -6,7 +6,7 @@ import orjson
 
 from loadtests.bodies import bad_bodies
 from loadtests.checks import judge_answer
-from loadtests.gate import Limits, gate_failures
+from loadtests.scenarios.gate import Limits, gate_failures
 
 ANSWER = orjson.dumps({"variant": "onnx_int8", "predictions": [1, 0], "probabilities": None})
 

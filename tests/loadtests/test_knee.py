@@ -9,9 +9,9 @@ import math
 from dataclasses import fields
 from typing import Any
 
-from loadtests.knee import Knee, fixed_rates, knee_of, search
-from loadtests.results import ClientSide, StepResult, Totals
-from loadtests.server_metrics import ServerSplit
+from loadtests.sweep.knee import Knee, fixed_rates, knee_of, search
+from loadtests.sweep.results import ClientSide, StepResult, Totals
+from loadtests.sweep.server_metrics import ServerSplit
 
 NAN = math.nan
 

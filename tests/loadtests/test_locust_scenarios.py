@@ -14,7 +14,7 @@ from threading import Thread
 import httpx
 import pytest
 
-from service.process import ServerProcess, free_port
+from common.processes import ServerProcess, free_port
 
 LOCUSTFILE = str(Path(__file__).parents[2] / "loadtests" / "locustfile.py")
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from service.process import ServerProcess, running_server
+from common.processes import ServerProcess, running_server
 from tests.utils import run_perfserve
 
 SLOW = ["--inference", "thread", "--max-batch-size", "1"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from service.process import ServerProcess
+from common.processes import ServerProcess
 
 ROW = [1.0] * 30
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from service.process import running_server
+from common.processes import running_server
 from service.store import Dataset
 from tests.utils import ADMIN, body
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.process import ServerProcess, running_server
+from common.processes import ServerProcess, running_server
 from service.store import Dataset
 from tests.utils import body, require_tool
 

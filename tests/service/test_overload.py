@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.process import running_server
+from common.processes import running_server
 from service.store import Dataset
 from tests.utils import body
 

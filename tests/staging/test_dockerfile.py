@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
-from service.process import ServerProcess, free_port, wait_ready
+from common.processes import ServerProcess, free_port, wait_ready
 from service.store import load_manifest
 from tests.utils.stack import COMPOSE, DOCKERFILE, README, ROOT
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from service.process import ServerProcess
+from common.processes import ServerProcess
 from service.store import Dataset
 from tests.utils import body, require_tool
 from tests.utils.stack import nginx_config, running_nginx

@@ -24,7 +24,7 @@ import httpx
 import pytest
 import yaml
 
-from service.process import free_port, running_server
+from common.processes import free_port, running_server
 from service.routing import TrafficSplit
 from staging.traffic import apply_split
 from tests.utils import ADMIN_TOKEN, require_tool

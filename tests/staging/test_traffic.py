@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from service.process import ServerProcess
+from common.processes import ServerProcess
 from service.routing import TrafficSplit
 from staging.traffic import apply_split, main, replica_urls
 from tests.utils import ADMIN_TOKEN

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from service.process import free_port
+from common.processes import free_port
 from staging.prometheus import prometheus_command, write_local_config
 
 ROOT = Path(__file__).resolve().parents[2]

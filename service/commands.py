@@ -1,4 +1,6 @@
-"""The `perfserve` command line: one console script, one subcommand per job."""
+"""The service's own subcommands of `perfserve`: build the model store, and serve it.
+
+Imported by the command line (perfserve/cli.py) only when one of them runs."""
 
 from __future__ import annotations
 
@@ -7,61 +9,20 @@ import logging
 import os
 import shutil
 import signal
-import sys
 import tempfile
 import types
 import typing
-from collections.abc import Sequence
 from pathlib import Path
 
-from pydantic import ValidationError
-
-from benchmarks.capacity_command import add_capacity_command
-from benchmarks.commands import (
-    add_bench_command,
-    add_compare_command,
-    add_decide_command,
-    add_history_command,
-)
-from benchmarks.http_overhead import add_bench_http_command
-from loadtests.commands import add_sweep_command
-from service.cliutil import UsageError, add_option, env_name
+from common.usage import UsageError, add_option, env_name
 from service.settings import Settings
-from service.store import Manifest, StoreError, load_manifest
+from service.store import Manifest, load_manifest
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="perfserve", description="HTTP inference service with load testing built in."
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    add_build_command(commands)
-    add_serve_command(commands)
-    add_demo_command(commands)
-    add_sweep_command(commands)
-    add_bench_http_command(commands)
-    # Offline benchmark, decisions and capacity planning (benchmarks/*command*.py).
-    add_bench_command(commands)
-    add_decide_command(commands)
-    add_capacity_command(commands)
-    add_compare_command(commands)
-    add_history_command(commands)
-    args = parser.parse_args(argv)
-    try:
-        return int(args.run(args) or 0)
-    except (UsageError, StoreError, ValidationError) as error:
-        print(f"perfserve {args.command}: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-
-
-def add_build_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    build = commands.add_parser(
-        "build",
-        help="build the model store: sklearn_fp32, onnx_fp32, onnx_int8 and a manifest",
-        description="Train the reference model (or take yours), convert it to ONNX, quantize "
-        "it to int8, score every variant on the hold-out set, and write the store.",
+def add_build_arguments(build: argparse.ArgumentParser) -> None:
+    build.description = (
+        "Train the reference model (or take yours), convert it to ONNX, quantize "
+        "it to int8, score every variant on the hold-out set, and write the store."
     )
     add_option(build, "--store", type=Path, default=Path("model_store"), help="store folder")
     add_option(build, "--model", type=Path, help="your fitted scikit-learn pipeline (joblib)")
@@ -101,12 +62,8 @@ def describe_store(store: Path, manifest: Manifest) -> str:
     return "\n".join(lines)
 
 
-def add_serve_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    serve = commands.add_parser(
-        "serve",
-        help="serve every variant of the store over HTTP",
-        description="Every option also reads PERFSERVE_<OPTION>; the command line wins.",
-    )
+def add_serve_arguments(serve: argparse.ArgumentParser) -> None:
+    serve.description = "Every option also reads PERFSERVE_<OPTION>; the command line wins."
     for name, field in Settings.model_fields.items():
         if name == "split_file":
             continue  # internal: set below for several workers
@@ -178,19 +135,3 @@ def _is_bool(annotation: object) -> bool:
     if annotation is bool:
         return True
     return isinstance(annotation, types.UnionType) and bool in typing.get_args(annotation)
-
-
-def add_demo_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    demo = commands.add_parser(
-        "demo",
-        help="build the store if needed, start the service, run a short sweep and report",
-    )
-    add_option(demo, "--store", type=Path, default=Path("model_store"), help="store folder")
-    add_option(demo, "--out", type=Path, default=Path("reports/demo"), help="report folder")
-    demo.set_defaults(run=run_demo)
-
-
-def run_demo(args: argparse.Namespace) -> int:
-    from loadtests.demo import run_demo as demo
-
-    return demo(args.store, args.out)

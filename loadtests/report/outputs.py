@@ -13,11 +13,11 @@ import math
 from pathlib import Path
 from typing import Any
 
-from loadtests.endurance import SoakReport, StressReport
-from loadtests.html_report import write_html
-from loadtests.plots import write_plots
-from loadtests.results import StepResult
-from loadtests.sweep import SweepReport, TargetReport, describe_plan
+from loadtests.report.html import write_html
+from loadtests.report.plots import write_plots
+from loadtests.sweep.endurance import SoakReport, StressReport
+from loadtests.sweep.results import StepResult
+from loadtests.sweep.runner import SweepReport, TargetReport, describe_plan
 
 SERVER_COLUMNS = (
     "requests", "ok", "queue_ms", "infer_ms_per_batch", "mean_batch_rows", "utilization",

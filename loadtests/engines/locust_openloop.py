@@ -9,7 +9,7 @@ and measured from their scheduled time anyway. Arrivals still unsent when their 
 ends are counted as dropped.
 
 This file is also the locustfile of sweep workers (`perfserve sweep --workers N` starts
-`locust -f loadtests/openloop.py --worker`); the controller sends them the request
+`locust -f loadtests/engines/locust_openloop.py --worker`); the controller sends them the request
 bodies, then one plan per step (rate, arrival process, step and window clock).
 """
 
@@ -31,7 +31,7 @@ from loadtests import SPLIT
 from loadtests.arrivals import ArrivalProcess, arrival_times
 from loadtests.checks import post_checked, status_label
 from loadtests.harness import Harness
-from loadtests.pacing import LATE_TOLERANCE_S
+from loadtests.scenarios.pacing import LATE_TOLERANCE_S
 
 SETUP, PLAN = "perfserve_setup", "perfserve_plan"
 USER_POPULATION = 10_000

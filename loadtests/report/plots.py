@@ -22,9 +22,9 @@ import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from loadtests.knee import GENERATOR_BOUND
-from loadtests.results import StepResult
-from loadtests.sweep import SweepReport, TargetReport
+from loadtests.sweep.knee import GENERATOR_BOUND
+from loadtests.sweep.results import StepResult
+from loadtests.sweep.runner import SweepReport, TargetReport
 
 PERCENTILE_FIELDS = (("p50_ms", "p50"), ("p90_ms", "p90"), ("p99_ms", "p99"), ("p999_ms", "p99.9"))
 

@@ -1,8 +1,8 @@
 """`perfserve sweep`: each target in turn, its knee, and optionally stress and a soak.
 
 A target is one variant (`POST /models/{variant}/predict`) or the live traffic split
-(`POST /predict`, sticky user ids). The generator (loadtests/driver.py) is started once
-and reused for every target; its metrics are served for the whole run.
+(`POST /predict`, sticky user ids). The generator (loadtests/engines/locust_engine.py)
+is started once and reused for every target; its metrics are served for the whole run.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from typing import Any
 
 from loadtests import SPLIT
 from loadtests.bodies import encode_bodies, holdout_rows
-from loadtests.driver import Driver
-from loadtests.endurance import SoakReport, StressReport, soak, stress
-from loadtests.knee import Knee, fixed_rates, knee_of, search
+from loadtests.engines.locust_engine import Driver
 from loadtests.loadgen_metrics import LoadgenMetrics
-from loadtests.results import StepResult
-from loadtests.steps import StepRunner, StepSettings
+from loadtests.sweep.endurance import SoakReport, StressReport, soak, stress
+from loadtests.sweep.knee import Knee, fixed_rates, knee_of, search
+from loadtests.sweep.results import StepResult
+from loadtests.sweep.steps import StepRunner, StepSettings
 
 
 @dataclass(frozen=True)

@@ -13,23 +13,21 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from common.usage import UsageError, add_option
 from loadtests import SPLIT
 from loadtests.argtypes import positive_float, rate_list
 from loadtests.arrivals import ARRIVAL_PROCESSES
 from loadtests.loadgen_metrics import DEFAULT_PORT
-from service.cliutil import UsageError, add_option
 
 if TYPE_CHECKING:
-    from loadtests.sweep import SweepPlan
+    from loadtests.sweep.runner import SweepPlan
 
 
-def add_sweep_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    sweep = commands.add_parser(
-        "sweep",
-        help="drive a running service at rising QPS with open-loop arrivals; find the knee",
-        description="Steps of rising target QPS against one variant, several in turn, or the "
+def add_sweep_arguments(sweep: argparse.ArgumentParser) -> None:
+    sweep.description = (
+        "Steps of rising target QPS against one variant, several in turn, or the "
         "live split; reports the highest QPS that holds the p99 SLO, with the server's side "
-        "of every step, and writes steps.csv, summary.json, plots and report.html.",
+        "of every step, and writes steps.csv, summary.json, plots and report.html."
     )
     add_option(sweep, "--url", required=True, help="the service, e.g. http://127.0.0.1:8000")
     add_option(
@@ -63,9 +61,9 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     plan = plan_from_args(args)
     import locust  # noqa: F401  (gevent's monkey-patching, before the sweep's imports)
 
-    from loadtests.outputs import write_outputs
-    from loadtests.sweep import run_sweep
-    from loadtests.text import knee_table
+    from loadtests.report.outputs import write_outputs
+    from loadtests.report.text import knee_table
+    from loadtests.sweep.runner import run_sweep
 
     report = run_sweep(plan, lambda line: print(line, file=sys.stderr, flush=True))
     write_outputs(report, args.out)
@@ -75,8 +73,8 @@ def run_sweep_command(args: argparse.Namespace) -> int:
 
 
 def plan_from_args(args: argparse.Namespace) -> SweepPlan:
-    from loadtests.steps import StepSettings
-    from loadtests.sweep import SweepPlan
+    from loadtests.sweep.runner import SweepPlan
+    from loadtests.sweep.steps import StepSettings
 
     url = args.url.rstrip("/")
     models, weights = _service_description(url)

@@ -18,15 +18,15 @@ from typing import TYPE_CHECKING
 
 import psutil
 
-from loadtests.acceptance import SATURATION, STABLE_WINDOWS, min_samples, stable, verdict
+from common.queueing import little_disagreement, predicted_queue_s
 from loadtests.arrivals import ArrivalProcess, squared_cv
 from loadtests.recorder import Window
-from loadtests.results import StepResult, client_side, totals, window_points
-from loadtests.server_metrics import GaugeSampler, ServerSplit, scrape, server_split
-from loadtests.theory import little_disagreement, predicted_queue_s
+from loadtests.sweep.acceptance import SATURATION, STABLE_WINDOWS, min_samples, stable, verdict
+from loadtests.sweep.results import StepResult, client_side, totals, window_points
+from loadtests.sweep.server_metrics import GaugeSampler, ServerSplit, scrape, server_split
 
 if TYPE_CHECKING:
-    from loadtests.driver import Driver
+    from loadtests.engines.locust_engine import Driver
 
 GRACE_S = 0.5
 """A window is judged this long after it ends, once most of its answers are in."""

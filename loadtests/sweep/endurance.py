@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from loadtests.results import StepResult
-from loadtests.steps import StepRunner
+from loadtests.sweep.results import StepResult
+from loadtests.sweep.steps import StepRunner
 
 STRESS_FACTORS = (1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0)
 BROKEN_FAILURE_SHARE = 0.5

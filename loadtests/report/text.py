@@ -9,7 +9,7 @@ from hdrh.histogram import HdrHistogram
 from loadtests.recorder import percentile_ms
 
 if TYPE_CHECKING:
-    from loadtests.sweep import SweepReport
+    from loadtests.sweep.runner import SweepReport
 
 PERCENTILES = (50.0, 90.0, 95.0, 99.0, 99.9)
 

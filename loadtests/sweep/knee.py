@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from loadtests.results import StepResult
+from loadtests.sweep.results import StepResult
 
 GENERATOR_BOUND = "generator-bound"
 INCONCLUSIVE = ("unstable", "too-few-answers")

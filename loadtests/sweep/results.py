@@ -6,9 +6,9 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 
-from loadtests.acceptance import WindowPoint
 from loadtests.recorder import Tally, Window, count_above_ms, percentile_ms
-from loadtests.server_metrics import ServerSplit
+from loadtests.sweep.acceptance import WindowPoint
+from loadtests.sweep.server_metrics import ServerSplit
 
 
 @dataclass

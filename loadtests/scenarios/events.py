@@ -20,12 +20,12 @@ from loadtests.argtypes import positive_float
 from loadtests.arrivals import ARRIVAL_PROCESSES
 from loadtests.bodies import holdout_rows
 from loadtests.checks import status_label
-from loadtests.gate import Limits, gate_failures
 from loadtests.harness import Harness
 from loadtests.loadgen_metrics import DEFAULT_PORT, LoadgenMetrics
-from loadtests.pacing import LATE_TOLERANCE_S
 from loadtests.recorder import percentile_ms
-from loadtests.text import latency_line
+from loadtests.report.text import latency_line
+from loadtests.scenarios.gate import Limits, gate_failures
+from loadtests.scenarios.pacing import LATE_TOLERANCE_S
 
 SCENARIO_WINDOW = (0, 0)
 """Scenario runs are not stepped: everything goes into one window."""

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from loadtests.sweep import SweepReport
+from loadtests.sweep.runner import SweepReport
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }

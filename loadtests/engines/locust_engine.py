@@ -19,11 +19,11 @@ import locust
 import psutil
 from locust.env import Environment
 
-from loadtests import openloop
+from common.processes import free_port
+from loadtests.engines import locust_openloop as openloop
+from loadtests.engines.locust_openloop import PLAN, SETUP, OpenLoopUser, Plan, plan_message
 from loadtests.harness import Harness
 from loadtests.loadgen_metrics import LoadgenMetrics
-from loadtests.openloop import PLAN, SETUP, OpenLoopUser, Plan, plan_message
-from service.process import free_port
 
 START_DELAY_S = 0.2
 """A plan starts this long after it is sent, so every worker starts its clock together."""

@@ -1,0 +1,1 @@
+"""Helpers that the service and the tools built on it share: usage errors, processes, queueing."""

@@ -1,0 +1,1 @@
+"""Load generator engines for `perfserve sweep`: each offers a rate and hands back windows."""

@@ -1,0 +1,1 @@
+"""The QPS sweep: steps, their acceptance, the knee search, the server side, stress and soak."""

@@ -1,0 +1,3 @@
+from perfserve.cli import main
+
+raise SystemExit(main())

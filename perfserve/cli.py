@@ -1,0 +1,148 @@
+"""The `perfserve` command line: one console script, one subcommand per job.
+
+It sits on top of service/, loadtests/ and benchmarks/ and imports a command's module
+only when that command runs, so `perfserve serve` loads the service and nothing of the
+tools built on it, and a command whose extra is not installed says which one to add.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import metadata
+
+from common.usage import UsageError
+
+
+@dataclass(frozen=True)
+class Command:
+    summary: str
+    module: str
+    configure: str
+    extra: str | None = None
+    """The install extra the command needs beyond the serving install."""
+
+
+COMMANDS: dict[str, Command] = {
+    "build": Command(
+        "build the model store: sklearn_fp32, onnx_fp32, onnx_int8 and a manifest",
+        "service.commands",
+        "add_build_arguments",
+        extra="build",
+    ),
+    "serve": Command(
+        "serve every variant of the store over HTTP", "service.commands", "add_serve_arguments"
+    ),
+    "demo": Command(
+        "build the store if needed, start the service, run a short sweep and report",
+        "loadtests.demo",
+        "add_demo_arguments",
+        extra="loadtest",
+    ),
+    "sweep": Command(
+        "drive a running service at rising QPS with open-loop arrivals; find the knee",
+        "loadtests.sweep.command",
+        "add_sweep_arguments",
+        extra="loadtest",
+    ),
+    "bench-http": Command(
+        "requests/s and latency over HTTP against the bare-ASGI floor (needs wrk)",
+        "benchmarks.http_overhead",
+        "add_bench_http_arguments",
+        extra="bench",
+    ),
+    "bench": Command(
+        "benchmark the store's variants: quality, speed, resources, operators",
+        "benchmarks.commands",
+        "add_bench_arguments",
+        extra="bench",
+    ),
+    "decide": Command(
+        "pick a variant: hard limits from a requirements file, then an objective",
+        "benchmarks.commands",
+        "add_decide_arguments",
+        extra="bench",
+    ),
+    "capacity": Command(
+        "replicas for a peak load: utilization, queueing delay, memory and storage",
+        "benchmarks.capacity_command",
+        "add_capacity_arguments",
+        extra="bench",
+    ),
+    "compare": Command(
+        "promotion gate: candidate vs baseline; exit 1 on reject",
+        "benchmarks.commands",
+        "add_compare_arguments",
+        extra="bench",
+    ),
+    "history": Command(
+        "list recorded bench/compare results, or accept one as the new baseline",
+        "benchmarks.commands",
+        "add_history_arguments",
+        extra="bench",
+    ),
+}
+
+
+def version() -> str:
+    try:
+        return metadata.version("perfserve")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def build_parser(chosen: str | None) -> argparse.ArgumentParser:
+    """Every command is listed; only the chosen one's module is imported for its options."""
+    parser = argparse.ArgumentParser(
+        prog="perfserve", description="HTTP inference service with load testing built in."
+    )
+    parser.add_argument("--version", action="version", version=f"perfserve {version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, command in COMMANDS.items():
+        sub = commands.add_parser(name, help=command.summary, description=command.summary)
+        if name == chosen:
+            configure = getattr(import_command(name, command), command.configure)
+            configure(sub)
+    return parser
+
+
+def import_command(name: str, command: Command) -> object:
+    try:
+        return importlib.import_module(command.module)
+    except ModuleNotFoundError as missing:
+        if command.extra is None or (missing.name or "").split(".")[0] in _OWN_PACKAGES:
+            raise
+        raise SystemExit(
+            f"perfserve {name}: needs the '{command.extra}' extra ({missing.name} is not "
+            f"installed): pip install 'perfserve[{command.extra}]'"
+        ) from None
+
+
+_OWN_PACKAGES = {"service", "loadtests", "benchmarks", "common", "staging", "perfserve"}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    chosen = next((arg for arg in args_list if not arg.startswith("-")), None)
+    parser = build_parser(chosen if chosen in COMMANDS else None)
+    if not args_list:
+        parser.print_help()
+        return 0
+    args = parser.parse_args(args_list)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    from pydantic import ValidationError
+
+    from service.store import StoreError
+
+    try:
+        return int(args.run(args) or 0)
+    except (UsageError, StoreError, ValidationError) as error:
+        print(f"perfserve {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
