@@ -20,7 +20,7 @@ import threadpoolctl
 from service.batching import BatchResult, MicroBatcher, QueueFull, ShuttingDown
 from service.metrics import Metrics
 from service.routing import Router, SharedSplitFile, TrafficSplit
-from service.runtimes import Runner, SlowedRunner, open_runner
+from service.runtimes import Runner, SlowedRunner, open_variant
 from service.settings import Settings
 from service.store import Manifest, StoreError, VariantInfo, load_holdout, load_manifest
 
@@ -156,11 +156,8 @@ class Service:
         for name in self.names:
             info = self.manifest.variants[name]
             before = process.memory_info().rss
-            runner: Runner = open_runner(
-                settings.store / info.path,
-                info.format,
-                self.manifest.task,
-                settings.runtime_threads,
+            runner: Runner = open_variant(
+                settings.store, info, self.manifest.task, settings.runtime_threads
             )
             _warm_up(runner, holdout, settings.max_batch_size)
             memory = max(0, process.memory_info().rss - before)
