@@ -32,7 +32,7 @@ def unguarded(store: Path) -> Iterator[ServerProcess]:
 
 def _absurd(holdout: Dataset, value: float) -> list[float]:
     """A hold-out row with `value` as its mean smoothness (training range 0.05 to 0.16)."""
-    row = holdout.features[0].astype(float).tolist()
+    row: list[float] = holdout.features[0].astype(float).tolist()
     row[4] = value
     return row
 
