@@ -13,6 +13,7 @@ import numpy as np
 
 from benchmarks.bench import BenchResult
 from benchmarks.figures import figures_from_summary, headline_metric
+from benchmarks.precision import fastest_by_batch_size
 from benchmarks.resources import proxy_joules
 from benchmarks.score import best_by_dimension, composite_scores
 from benchmarks.statistics import (
@@ -89,6 +90,11 @@ def summarize(
     for name, score in scores.items():
         summary["variants"][name]["score"] = score
     summary["best"] = best_by_dimension(figures, scores)
+    reference = result.quality.get(manifest.reference)
+    summary["fastest_by_batch_size"] = fastest_by_batch_size(
+        summary,
+        reference.metrics if reference else manifest.variants[manifest.reference].metrics,
+    )
     return summary
 
 
@@ -120,6 +126,8 @@ def _variant(result: BenchResult, name: str) -> dict[str, Any]:
     return {
         "format": spec.info.format,
         "precision": spec.info.precision,
+        "method": spec.info.method,
+        "batch_independent": quality.batch_independent,
         "model_version": spec.info.model_version,
         "file_size_bytes": spec.info.file_size_bytes,
         "injected_delay_ms": spec.delay_s * 1000,
