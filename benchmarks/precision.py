@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from benchmarks.bench import VariantSpec
 from service.int8 import MAX_ACCURACY_DROP, MIN_AGREEMENT
 from service.store import Manifest, StoreError, VariantInfo
@@ -58,24 +60,39 @@ def label(variant: dict[str, Any]) -> str:
 def fastest_by_batch_size(
     summary: dict[str, Any], reference: dict[str, float]
 ) -> list[dict[str, Any]]:
-    """Per batch size: each variant's mean µs per call, whether its quality equals the
-    reference's (within the build's bounds) and whether it is batch-independent, and the
-    fastest variant that is both."""
+    """Per batch size: each variant's median µs per call over the runs, whether its quality
+    equals the reference's (within the build's bounds) and whether it is batch-independent;
+    the fastest variant that is both, and the others that are within noise of it.
+
+    "Within noise": run by run, the variant's time over the fastest's (runs are taken
+    side by side, so shared load cancels), median ratio under 1 + the bench's min effect.
+    """
+    min_effect = summary["plan"]["min_effect"]
     rows = []
     for size in summary["plan"]["batch_sizes"]:
-        entries = []
-        for name, variant in summary["variants"].items():
-            entries.append(
-                {
-                    "variant": name,
-                    "precision_method": label(variant),
-                    "per_call_us": variant["batches"][str(size)]["per_call_ms"]["mean"] * 1000,
-                    "equal_quality": _equal_quality(variant, reference),
-                    "batch_independent": variant["batch_independent"],
-                }
-            )
+        runs = {
+            name: np.asarray(variant["batches"][str(size)]["run_means_ms"]) * 1000
+            for name, variant in summary["variants"].items()
+        }
+        entries = [
+            {
+                "variant": name,
+                "precision_method": label(variant),
+                "per_call_us": float(np.median(runs[name])),
+                "equal_quality": _equal_quality(variant, reference),
+                "batch_independent": variant["batch_independent"],
+            }
+            for name, variant in summary["variants"].items()
+        ]
         eligible = [e for e in entries if e["equal_quality"] and e["batch_independent"]]
         fastest = min(eligible, key=lambda e: e["per_call_us"]) if eligible else None
+        tied = [
+            e["variant"]
+            for e in eligible
+            if fastest is not None
+            and e is not fastest
+            and np.median(runs[e["variant"]] / runs[fastest["variant"]]) < 1 + min_effect
+        ]
         rows.append(
             {
                 "batch_size": size,
@@ -83,6 +100,7 @@ def fastest_by_batch_size(
                 "fastest_precision_method": None
                 if fastest is None
                 else fastest["precision_method"],
+                "within_noise": tied,
                 "variants": entries,
             }
         )
@@ -90,8 +108,8 @@ def fastest_by_batch_size(
 
 
 def render(rows: list[dict[str, Any]]) -> list[str]:
-    """The table as Markdown lines: µs per call, `*` fastest, `q` quality outside bounds,
-    `b` answers depend on batch-mates."""
+    """The table as Markdown lines: median µs per call, `*` fastest, `~` within noise of
+    it, `q` quality outside bounds, `b` answers depend on batch-mates."""
     names = [entry["variant"] for entry in rows[0]["variants"]]
     lines = [
         "| batch | fastest at equal quality | " + " | ".join(names) + " |",
@@ -101,10 +119,13 @@ def render(rows: list[dict[str, Any]]) -> list[str]:
         cells = []
         for entry in row["variants"]:
             marks = "*" if entry["variant"] == row["fastest"] else ""
+            marks += "~" if entry["variant"] in row["within_noise"] else ""
             marks += "" if entry["equal_quality"] else " q"
             marks += "" if entry["batch_independent"] else " b"
             cells.append(f"{entry['per_call_us']:.1f}{marks}")
         fastest = row["fastest_precision_method"] or "none qualifies"
+        if row["within_noise"]:
+            fastest += f" (~ {len(row['within_noise'])} within noise)"
         lines.append(f"| {row['batch_size']} | {fastest} | " + " | ".join(cells) + " |")
     return lines
 

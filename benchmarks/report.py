@@ -200,9 +200,10 @@ def render_report(summary: dict[str, Any]) -> str:
         "",
         "## Fastest precision and method per batch size",
         "",
-        "Mean µs per call; `*` fastest among variants of equal quality (within the build's "
-        "bounds) whose answers do not depend on batch-mates; `q` quality outside the bounds; "
-        "`b` answers change with batch-mates (never served).",
+        "Median µs per call over the runs; `*` fastest among variants of equal quality "
+        "(within the build's bounds) whose answers do not depend on batch-mates; `~` within "
+        "noise of it (paired run by run, median ratio under 1 + min effect); `q` quality "
+        "outside the bounds; `b` answers change with batch-mates (never served).",
         "",
         *render_precision_table(summary["fastest_by_batch_size"]),
     ]
