@@ -3,8 +3,9 @@
 The batcher merges concurrent requests into one model call, so a request's batch-mates are
 other clients' rows, outliers included (a x100 unit mistake, rows of 1000s or 1e30). Each
 hold-out row is answered alone, then inside mixed batches, through the runners and through
-HTTP; labels must be equal and probabilities within TOLERANCE (float32 rounding of a
-different matrix shape; in practice they are bit-for-bit equal).
+HTTP; labels must be equal and probabilities within TOLERANCE (the ONNX variants are
+bit-for-bit equal; scikit-learn differs by one float32 step, 1.2e-7, because BLAS sums a
+one-row product in another order).
 """
 
 from __future__ import annotations
