@@ -1,0 +1,1 @@
+"""Canary rollouts that decide for themselves: weight steps, a statistical judge, rollback."""
