@@ -104,19 +104,30 @@ def shadow(draw: Draw) -> ShadowWindow:
     )
 
 
+@dataclass(frozen=True)
+class Sizes:
+    """One window's shape: the candidate's requests, shadow comparisons, and how many
+    times the candidate's requests the baseline serves (1: a 50% step, 19: a 5% step)."""
+
+    requests: int
+    comparisons: int
+    baseline_factor: int
+
+
+def window_sizes(policy: JudgePolicy, scale: int, baseline_factor: int) -> Sizes:
+    """`scale` times the least data on which every gate decides."""
+    needed = required_samples(policy)
+    requests = max(needed["latency"], needed["errors"], needed["slo"])
+    return Sizes(scale * requests, scale * needed["predictions"], baseline_factor)
+
+
 def trial(
-    fixture: Fixture,
-    policy: JudgePolicy,
-    baseline_factor: int,
-    fault: Fault,
-    rng: np.random.Generator,
+    fixture: Fixture, policy: JudgePolicy, sizes: Sizes, fault: Fault, rng: np.random.Generator
 ) -> list[str]:
     """Failed gates of one judgement on fresh bootstrap windows (empty: not failed)."""
-    needed = required_samples(policy)
-    n = max(needed["latency"], needed["errors"], needed["slo"])
-    b_index = rng.integers(0, fixture.baseline.seconds.size, n * baseline_factor)
-    c_index = rng.integers(0, fixture.candidate.seconds.size, n)
-    rows = rng.integers(0, fixture.baseline_scores.size, needed["predictions"])
+    b_index = rng.integers(0, fixture.baseline.seconds.size, sizes.requests * sizes.baseline_factor)
+    c_index = rng.integers(0, fixture.candidate.seconds.size, sizes.requests)
+    rows = rng.integers(0, fixture.baseline_scores.size, sizes.comparisons)
     draw = fault(
         Draw(
             fixture.candidate.seconds[c_index],
@@ -203,14 +214,19 @@ def clopper_pearson_upper(failures: int, trials: int, confidence: float = 0.95) 
 
 
 def run(
-    fixture: Fixture, policy: JudgePolicy, trials: int, factors: Sequence[int], seed: int
+    fixture: Fixture,
+    policy: JudgePolicy,
+    trials: int,
+    factors: Sequence[int],
+    scale: int,
+    seed: int,
 ) -> str:
-    needed = required_samples(policy)
+    shapes = [window_sizes(policy, scale, factor) for factor in factors]
+    medians = [float(np.median(v.seconds)) * 1e3 for v in (fixture.baseline, fixture.candidate)]
     lines = [
-        f"windows: {max(needed['latency'], needed['errors'], needed['slo'])} candidate "
-        f"requests, {needed['predictions']} shadow comparisons; {trials} trials per cell; "
-        f"baseline medians {np.median(fixture.baseline.seconds) * 1e3:.3f} ms / "
-        f"twin {np.median(fixture.candidate.seconds) * 1e3:.3f} ms",
+        f"windows: {shapes[0].requests} candidate requests, {shapes[0].comparisons} shadow "
+        f"comparisons; {trials} trials per cell; medians {medians[0]:.3f} ms (baseline) "
+        f"and {medians[1]:.3f} ms (twin)",
         "",
         "| candidate | gate expected | "
         + " | ".join(f"fail rate, baseline {f}x" for f in factors)
@@ -219,9 +235,9 @@ def run(
     ]
     for name, gate, fault in scenarios(fixture):
         cells = []
-        for factor in factors:
+        for sizes in shapes:
             rng = np.random.default_rng(seed)
-            failed = [trial(fixture, policy, factor, fault, rng) for _ in range(trials)]
+            failed = [trial(fixture, policy, sizes, fault, rng) for _ in range(trials)]
             count = sum(1 for gates in failed if gates)
             if gate is None:
                 cells.append(
@@ -248,6 +264,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=(1, 19),
         help="baseline sizes as multiples of the candidate's (1: a 50%% step, 19: a 5%% step)",
     )
+    parser.add_argument(
+        "--scale", type=_positive, default=1, help="windows this many times the required size"
+    )
     parser.add_argument("--record", action="store_true", help="record the fixture anew")
     parser.add_argument("--requests", type=_positive, default=3000, help="per variant, --record")
     parser.add_argument("--concurrency", type=_positive, default=8, help="clients, --record")
@@ -258,7 +277,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"recorded {args.data / LATENCY_FILE} and {args.data / SCORES_FILE}")
         return 0
     policy = JudgePolicy()
-    print(run(load_fixture(args.data), policy, args.trials, args.baseline_factors, args.seed))
+    fixture = load_fixture(args.data)
+    print(run(fixture, policy, args.trials, args.baseline_factors, args.scale, args.seed))
     return 0
 
 

@@ -83,9 +83,10 @@ class JudgePolicy:
     min_latency_shift_s: float = 0.0005
     """Absolute floor for the shift and the tail growth: below half a millisecond no user
     notices, however significant."""
-    latency_superiority: float = 0.6
-    """P(candidate slower than baseline) the rank test must detect at `power`; the shift
-    it means in milliseconds depends on the spread (docs/ROLLOUT.md measures it)."""
+    latency_superiority: float = 0.55
+    """P(candidate slower than baseline) the rank test must detect at `power`: a 10%
+    shift of log-normal latencies with sigma 0.5, about x1.2 on the recorded ones (how
+    much a shift moves it depends on the spread; docs/ROLLOUT.md)."""
     tail_quantile: float = 0.99
     max_tail_ratio: float = 1.20
     """Candidate p99 over baseline p99 that fails the gate (with a significant test)."""
@@ -216,14 +217,14 @@ def latency_gate(
         and relative > policy.max_latency_increase
         and shift > policy.min_latency_shift_s
     ):
-        limit = f"> {policy.max_latency_increase:.0%} and p < {alpha:.2g}"
+        limit = f"> {policy.max_latency_increase:.0%} and p < {alpha:.3g}"
         return GateVerdict("latency", "fail", f"candidate slower: {shift_text} {limit}", figures)
     if (
         tail_p < alpha
         and ratio > policy.max_tail_ratio
         and c_tail - b_tail > policy.min_latency_shift_s
     ):
-        limit = f"> {policy.max_tail_ratio:.2f} and p < {alpha:.2g}"
+        limit = f"> {policy.max_tail_ratio:.2f} and p < {alpha:.3g}"
         return GateVerdict("latency", "fail", f"tail grew: {tail_text} {limit}", figures)
     return GateVerdict("latency", "pass", f"{shift_text}; {tail_text}", figures)
 
@@ -262,7 +263,7 @@ def errors_gate(
         if p < policy.test_alpha and c_rate - b_rate > policy.error_allowance:
             failed.append(text)
     if failed:
-        limit = f"excess > {policy.error_allowance:.1%} and p < {policy.test_alpha:.2g}"
+        limit = f"excess > {policy.error_allowance:.1%} and p < {policy.test_alpha:.3g}"
         return GateVerdict("errors", "fail", f"{'; '.join(failed)}: {limit}", figures)
     return GateVerdict("errors", "pass", "; ".join(parts), figures)
 
@@ -302,7 +303,7 @@ def predictions_gate(shadow: ShadowWindow | None, policy: JudgePolicy) -> GateVe
     )
     shift_text = f"scores PSI {index:.3f} (limit {policy.psi_limit}), KS D={ks_d:.3f} p={ks_p:.2g}"
     if binom_p < alpha:
-        return GateVerdict("predictions", "fail", f"{agree_text} < {alpha:.2g}", figures)
+        return GateVerdict("predictions", "fail", f"{agree_text} < {alpha:.3g}", figures)
     if ks_p < alpha and index > policy.psi_limit:
         return GateVerdict("predictions", "fail", f"score shift: {shift_text}", figures)
     return GateVerdict("predictions", "pass", f"{agree_text}; {shift_text}", figures)
@@ -338,9 +339,9 @@ def slo_gate(candidate: VariantWindow, policy: JudgePolicy) -> GateVerdict:
         f"error rate {rate:.2%} (max {policy.max_error_rate:.1%}, binomial p={error_p:.2g})"
     )
     if slow_p < alpha:
-        return GateVerdict("slo", "fail", f"{tail_text} over the SLO, p < {alpha:.2g}", figures)
+        return GateVerdict("slo", "fail", f"{tail_text} over the SLO, p < {alpha:.3g}", figures)
     if error_p < alpha:
-        return GateVerdict("slo", "fail", f"{error_text} over the limit, p < {alpha:.2g}", figures)
+        return GateVerdict("slo", "fail", f"{error_text} over the limit, p < {alpha:.3g}", figures)
     return GateVerdict("slo", "pass", f"{tail_text}; {error_text}", figures)
 
 

@@ -16,6 +16,7 @@ import pytest
 from service.rollout.judge import (
     GateVerdict,
     JudgePolicy,
+    Outcome,
     ShadowWindow,
     VariantWindow,
     combine,
@@ -201,8 +202,8 @@ def test_without_shadow_traffic_predictions_are_inconclusive_unless_not_required
 
 
 def test_combine_fail_beats_inconclusive_beats_pass() -> None:
-    def gate(outcome: str) -> GateVerdict:
-        return GateVerdict("latency", outcome, "", {})  # type: ignore[arg-type]
+    def gate(outcome: Outcome) -> GateVerdict:
+        return GateVerdict("latency", outcome, "", {})
 
     assert combine([gate("pass"), gate("inconclusive"), gate("fail")]) == "fail"
     assert combine([gate("pass"), gate("inconclusive")]) == "inconclusive"
