@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -175,9 +175,16 @@ def wider_tail(factor: float) -> Fault:
 
 
 def errors(rate: float) -> Fault:
+    """Failed requests on top of the answered ones, a share `rate` of all requests, so the
+    latency gates keep their answers and only the errors gate sees a change."""
+
     def fault(draw: Draw, rng: np.random.Generator) -> Draw:
-        failed = rng.random(draw.status.size) < rate
-        return replace(draw, status=np.where(failed, 500, draw.status))
+        failed = int(rng.binomial(draw.status.size, rate / (1.0 - rate)))
+        return replace(
+            draw,
+            seconds=np.concatenate([draw.seconds, np.full(failed, np.nan)]),
+            status=np.concatenate([draw.status, np.full(failed, 500)]),
+        )
 
     return fault
 
@@ -220,7 +227,8 @@ def run(
     factors: Sequence[int],
     scale: int,
     seed: int,
-) -> str:
+) -> Iterator[str]:
+    """The table, line by line as each row is measured."""
     shapes = [window_sizes(policy, scale, factor) for factor in factors]
     medians = [float(np.median(v.seconds)) * 1e3 for v in (fixture.baseline, fixture.candidate)]
     lines = [
@@ -233,6 +241,7 @@ def run(
         + " |",
         "| --- | --- |" + " --- |" * len(factors),
     ]
+    yield from lines
     for name, gate, fault in scenarios(fixture):
         cells = []
         for sizes in shapes:
@@ -247,8 +256,7 @@ def run(
             else:
                 right = sum(1 for gates in failed if gate in gates)
                 cells.append(f"{count / trials:.1%} (by {gate}: {right / trials:.1%})")
-        lines.append(f"| {name} | {gate or 'none'} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        yield f"| {name} | {gate or 'none'} | " + " | ".join(cells) + " |"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -278,7 +286,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     policy = JudgePolicy()
     fixture = load_fixture(args.data)
-    print(run(fixture, policy, args.trials, args.baseline_factors, args.scale, args.seed))
+    for line in run(fixture, policy, args.trials, args.baseline_factors, args.scale, args.seed):
+        print(line, flush=True)
     return 0
 
 

@@ -22,6 +22,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from types import MappingProxyType
 from typing import Literal
 
 import numpy as np
@@ -107,6 +108,26 @@ class JudgePolicy:
     require_shadow: bool = True
     """Without shadow traffic the predictions gate is inconclusive (True) or left out."""
 
+    def __post_init__(self) -> None:
+        """Refuse a policy no sample size could satisfy, naming the field."""
+        detect, tail = self.detect_factor, 1.0 - self.tail_quantile
+        bounds = [
+            ("family_alpha", self.family_alpha, 0.0, 1.0),
+            ("power", self.power, 0.5, 1.0),
+            ("latency_superiority", self.latency_superiority, 0.5, 1.0),
+            ("tail_quantile", self.tail_quantile, 0.0, 1.0),
+            ("score_shift_detect", self.score_shift_detect, 0.0, 1.0),
+            ("score_bins", self.score_bins, 1.0, math.inf),
+            ("detect_factor", detect, 1.0, math.inf),
+            ("detect_factor x (1 - tail_quantile)", detect * tail, 0.0, 1.0),
+            ("detect_factor x error_allowance", detect * self.error_allowance, 0.0, 1.0),
+            ("detect_factor x allowed_disagreement", detect * self.allowed_disagreement, 0.0, 1.0),
+            ("detect_factor x max_error_rate", detect * self.max_error_rate, 0.0, 1.0),
+        ]
+        for name, value, low, high in bounds:
+            if not low < value < high:
+                raise ValueError(f"{name} must be in ({low:g}, {high:g}), got {value:g}")
+
     @property
     def test_alpha(self) -> float:
         return self.family_alpha / TESTS
@@ -166,12 +187,13 @@ def required_samples(policy: JudgePolicy) -> Mapping[str, int]:
     slo_tail_n = _smallest_n(lambda n: _binomial_power(n, tail, detect * tail, alpha), power)
     limit = policy.max_error_rate
     slo_errors_n = _smallest_n(lambda n: _binomial_power(n, limit, detect * limit, alpha), power)
-    return {
+    needed = {
         "latency": max(shift_n, tail_n),
         "errors": errors_n,
         "predictions": max(disagree_n, ks_n),
         "slo": max(slo_tail_n, slo_errors_n),
     }
+    return MappingProxyType(needed)  # cached and shared: read-only
 
 
 def latency_gate(

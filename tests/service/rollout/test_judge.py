@@ -8,7 +8,9 @@ have; every draw is seeded so a run is repeatable, and windows hold exactly the 
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -242,3 +244,22 @@ def test_at_the_required_size_a_rate_test_has_its_stated_power(gate: str) -> Non
             result = predictions_gate(ShadowWindow(n, events, zeros, zeros), POLICY)
         caught += result.outcome == "fail"
     assert caught / 300 >= 0.72
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"family_alpha": 0.0}, "family_alpha"),
+        ({"latency_superiority": 0.5}, "latency_superiority"),
+        ({"error_allowance": 0.4}, "detect_factor x error_allowance"),
+    ],
+)
+def test_a_policy_no_sample_size_can_satisfy_is_refused(change: dict[str, Any], named: str) -> None:
+    with pytest.raises(ValueError, match=f"^{re.escape(named)} must be in"):
+        replace(POLICY, **change)
+
+
+def test_required_samples_cannot_be_changed_by_a_caller() -> None:
+    """The mapping is cached per policy and shared by every caller."""
+    with pytest.raises(TypeError):
+        required_samples(POLICY)["latency"] = 1  # type: ignore[index]
