@@ -86,7 +86,7 @@ class JudgePolicy:
     notices, however significant."""
     latency_superiority: float = 0.55
     """P(candidate slower than baseline) the rank test must detect at `power`: a 10%
-    shift of log-normal latencies with sigma 0.5, about x1.2 on the recorded ones (how
+    shift of log-normal latencies with sigma 0.5, about x1.15 on the recorded ones (how
     much a shift moves it depends on the spread; docs/ROLLOUT.md)."""
     tail_quantile: float = 0.99
     max_tail_ratio: float = 1.20
