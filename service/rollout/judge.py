@@ -19,14 +19,16 @@ Why these tests, and what the rollout tools this replaces get wrong, is in docs/
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from types import MappingProxyType
 from typing import Literal
 
 import numpy as np
-from scipy import special, stats
+from scipy import stats
+
+from service.rollout.power import binomial_power, fisher_power, smallest_n
 
 Outcome = Literal["pass", "fail", "inconclusive"]
 GATES = ("latency", "errors", "predictions", "slo")
@@ -172,21 +174,19 @@ def required_samples(policy: JudgePolicy) -> Mapping[str, int]:
     z = stats.norm.isf(alpha) + stats.norm.isf(1.0 - power)
     # Noether (1987): n per group for Mann-Whitney to detect P(C > B) = p at this power.
     shift_n = math.ceil(z**2 / (6.0 * (policy.latency_superiority - 0.5) ** 2))
-    tail_n = _smallest_n(lambda n: _fisher_power(n, tail, detect * tail, alpha), power)
+    tail_n = smallest_n(lambda n: fisher_power(n, tail, detect * tail, alpha), power)
     # The error gate must catch errors on a candidate whose baseline has none (kayenta#426).
-    errors_n = _smallest_n(
-        lambda n: _fisher_power(n, 0.0, detect * policy.error_allowance, alpha), power
+    errors_n = smallest_n(
+        lambda n: fisher_power(n, 0.0, detect * policy.error_allowance, alpha), power
     )
     disagree = policy.allowed_disagreement
-    disagree_n = _smallest_n(
-        lambda n: _binomial_power(n, disagree, detect * disagree, alpha), power
-    )
+    disagree_n = smallest_n(lambda n: binomial_power(n, disagree, detect * disagree, alpha), power)
     # Two-sample KS: the n at which a distance of `score_shift_detect` becomes significant.
     ks_c = math.sqrt(-math.log(alpha / 2.0) / 2.0)
     ks_n = math.ceil(2.0 * (ks_c / policy.score_shift_detect) ** 2)
-    slo_tail_n = _smallest_n(lambda n: _binomial_power(n, tail, detect * tail, alpha), power)
+    slo_tail_n = smallest_n(lambda n: binomial_power(n, tail, detect * tail, alpha), power)
     limit = policy.max_error_rate
-    slo_errors_n = _smallest_n(lambda n: _binomial_power(n, limit, detect * limit, alpha), power)
+    slo_errors_n = smallest_n(lambda n: binomial_power(n, limit, detect * limit, alpha), power)
     needed = {
         "latency": max(shift_n, tail_n),
         "errors": errors_n,
@@ -413,53 +413,3 @@ def _fisher_greater(c_events: int, c_total: int, b_events: int, b_total: int) ->
     """One-sided Fisher exact p: the candidate has the larger share of events."""
     table = [[c_events, c_total - c_events], [b_events, b_total - b_events]]
     return float(stats.fisher_exact(table, alternative="greater").pvalue)
-
-
-def _binomial_power(n: int, p0: float, p1: float, alpha: float) -> float:
-    """Power of the exact one-sided binomial test of rate p0 when the true rate is p1."""
-    critical = stats.binom.isf(alpha, n, p0) + 1  # smallest count with P(X >= count) <= alpha
-    return float(stats.binom.sf(critical - 1, n, p1))
-
-
-def _fisher_power(n: int, p0: float, p1: float, alpha: float) -> float:
-    """Power of the one-sided Fisher test with n requests per variant, baseline rate p0,
-    candidate rate p1: summed exactly over both variants' likely event counts.
-
-    Given k events in all, the candidate's share is hypergeometric; its tail sums are
-    computed for every k at once from log-binomials, which is what makes the sample-size
-    search quick.
-    """
-    b = np.arange(int(stats.binom.isf(1e-6, n, p0)) + 2)
-    c = np.arange(int(stats.binom.isf(1e-6, n, p1)) + 2)
-    k, x = np.ogrid[: c.size + b.size, : c.size + b.size]
-    possible = (x <= k) & (x <= n) & (k - x <= n)
-    with np.errstate(invalid="ignore"):
-        log_pmf = _log_choose(n, x) + _log_choose(n, k - x) - _log_choose(2 * n, k)
-    pmf = np.where(possible, np.exp(np.where(possible, log_pmf, 0.0)), 0.0)
-    tail = np.cumsum(pmf[:, ::-1], axis=1)[:, ::-1]  # P(candidate holds >= x of k events)
-    p_values = tail[c[:, None] + b[None, :], c[:, None]]
-    weights = np.outer(stats.binom.pmf(c, n, p1), stats.binom.pmf(b, n, p0))
-    return float(weights[p_values < alpha].sum())
-
-
-def _log_choose(total: int | np.ndarray, chosen: np.ndarray) -> np.ndarray:
-    return np.asarray(
-        special.gammaln(total + 1)
-        - special.gammaln(chosen + 1)
-        - special.gammaln(total - chosen + 1)
-    )
-
-
-def _smallest_n(power_at: Callable[[int], float], target: float, limit: int = 1 << 22) -> int:
-    """The smallest n whose power reaches target, by doubling then bisection (power of a
-    discrete test saws slightly with n; this finds a point on its rising edge)."""
-    high = 1
-    while power_at(high) < target:
-        high *= 2
-        if high > limit:
-            raise ValueError("the policy's effects cannot be detected with any sample size")
-    low = high // 2
-    while high - low > 1:
-        middle = (low + high) // 2
-        low, high = (low, middle) if power_at(middle) >= target else (middle, high)
-    return high
