@@ -1,1 +1,2 @@
-"""Canary rollouts that decide for themselves: weight steps, a statistical judge, rollback."""
+"""Canary rollouts: the plan, the evidence every replica records, the controller and its
+admin endpoints, and the statistical judge they consult."""
