@@ -31,7 +31,6 @@ from scipy import stats
 from service.rollout.power import binomial_power, fisher_power, smallest_n
 
 Outcome = Literal["pass", "fail", "inconclusive"]
-GATES = ("latency", "errors", "predictions", "slo")
 TESTS = 8
 """Statistical tests that can fail a judgement (Bonferroni divisor): latency shift and
 tail, errors, shed, disagreement, score shift, SLO p99, SLO error rate."""
@@ -141,7 +140,8 @@ def judge(
     shadow: ShadowWindow | None,
     policy: JudgePolicy,
 ) -> list[GateVerdict]:
-    """Every gate's verdict on the candidate, in the order of `GATES`."""
+    """Every gate's verdict on the candidate: latency, errors, predictions (left out when
+    there is no shadow traffic and `policy.require_shadow` is off), slo."""
     verdicts = [latency_gate(baseline, candidate, policy), errors_gate(baseline, candidate, policy)]
     if shadow is not None or policy.require_shadow:
         verdicts.append(predictions_gate(shadow, policy))
