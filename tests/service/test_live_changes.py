@@ -81,7 +81,8 @@ async def _slow_requests(url: str, payload: dict[str, object]) -> list[int]:
 def test_sigterm_finishes_admitted_requests_then_exits_cleanly(
     store: Path, holdout: Dataset
 ) -> None:
-    options = ["--inject-latency-ms", "100", "--max-batch-size", "1", "--inference", "thread"]
+    options = ["--allow-faults", "--inject", "onnx_fp32:latency-ms=100", "--max-batch-size", "1"]
+    options += ["--inference", "thread"]
     with running_server(store, options=options) as server:
 
         async def scenario() -> list[int]:
