@@ -85,18 +85,18 @@ class Router:
         self.split = split
         self._names: list[str] = []
         self._bounds: list[float] = []
-        self._weights: list[float] = []
+        self._sticky: list[StickyDraw] = []
         self.update(split)
 
     def update(self, split: TrafficSplit) -> None:
         """Swap in a new split; requests already routed keep their variant."""
         self.check(split)
         names = [name for name, weight in split.weights.items() if weight > 0]
-        weights = [split.weights[name] for name in names]
-        bounds = list(accumulate(weights))
+        bounds = list(accumulate(split.weights[name] for name in names))
         bounds[-1] = 1.0  # rounding must never leave a gap at the top
+        sticky = [StickyDraw(name, split.weights[name]) for name in names]
         # One assignment, so a concurrent request sees the old split or the new, never a mix.
-        self._names, self._bounds, self._weights, self.split = names, bounds, weights, split
+        self._names, self._bounds, self._sticky, self.split = names, bounds, sticky, split
 
     def check(self, split: TrafficSplit) -> None:
         """Raise UnknownVariant if the split names a variant this router cannot serve."""
@@ -107,9 +107,9 @@ class Router:
 
     def choose(self, user_id: bytes | None = None) -> str:
         """The variant for one request; stable for a given `user_id`."""
-        names = self._names
         if user_id:
-            return sticky_choice(user_id, names, self._weights)
+            return sticky_choice(self._sticky, user_id)
+        names = self._names
         point = self._random.random()
         return names[min(bisect_right(self._bounds, point), len(names) - 1)]
 
@@ -117,20 +117,30 @@ class Router:
         return self.split.weights.get(variant, 0.0)
 
 
-def sticky_choice(user_id: bytes, names: list[str], weights: list[float]) -> str:
-    """Weighted rendezvous hashing: the variant with the smallest -ln(u)/weight wins, where
-    u is the user's uniform draw for that variant. Those are exponential races, so a
-    variant wins with probability weight / total, exactly."""
-    best, best_score = names[0], math.inf
-    for name, weight in zip(names, weights, strict=True):
-        score = -math.log(user_point(user_id, name)) / weight
+def sticky_choice(draws: list[StickyDraw], user_id: bytes) -> str:
+    """The variant whose draw scores lowest for this user (see StickyDraw)."""
+    best, best_score = draws[0].name, math.inf
+    for draw in draws:
+        score = draw.score(user_id)
         if score < best_score:
-            best, best_score = name, score
+            best, best_score = draw.name, score
     return best
 
 
-def user_point(user_id: bytes, variant: str) -> float:
-    """The user's draw for one variant, in (0, 1): uniform, the same in every process and
-    run, independent between variants."""
-    digest = hashlib.blake2b(variant.encode() + b"\0" + user_id, digest_size=8).digest()
-    return (int.from_bytes(digest, "big") + 0.5) / 2**64
+class StickyDraw:
+    """One variant's side of weighted rendezvous hashing: a user's score is -ln(u) / weight,
+    u the user's uniform draw for this variant, and the lowest score wins. Scores are
+    exponential races, so a variant wins with probability weight / total, exactly."""
+
+    def __init__(self, name: str, weight: float) -> None:
+        self.name = name
+        self._inverse_weight = 1.0 / weight
+        # Hashing continues from the variant's prefix: draws are independent per variant
+        # and the same in every process and run.
+        self._prefix = hashlib.blake2b(name.encode() + b"\0", digest_size=8)
+
+    def score(self, user_id: bytes) -> float:
+        digest = self._prefix.copy()
+        digest.update(user_id)
+        u = (int.from_bytes(digest.digest(), "big") + 0.5) / 2**64  # in (0, 1)
+        return -math.log(u) * self._inverse_weight
