@@ -15,8 +15,10 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from common.usage import UsageError, add_option, env_name
-from service.settings import Settings
+from service.settings import Settings, describe_error
 from service.store import Manifest, load_manifest
 
 
@@ -86,7 +88,10 @@ def run_serve(args: argparse.Namespace) -> int:
         for name in Settings.model_fields
         if getattr(args, name, None) is not None
     }
-    settings = Settings(**given)
+    try:
+        settings = Settings(**given)
+    except ValidationError as error:
+        raise UsageError(describe_error(error, options=True)) from None
     load_manifest(settings.store)  # a missing store fails here, with what to run
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service.faults import Faults, parse_faults
@@ -169,3 +169,14 @@ class Settings(BaseSettings):
         if self.inject and not self.allow_faults:
             raise ValueError("--inject needs --allow-faults (or PERFSERVE_ALLOW_FAULTS=1)")
         return self
+
+
+def describe_error(error: ValidationError, options: bool = False) -> str:
+    """A validation error's first problem in one line, without the value given (it may be
+    a secret): `traffic: ...`, or with `options`, `--traffic: ...`."""
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    if options and where:
+        where = "--" + where.replace("_", "-")
+    message = str(first["msg"]).removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message

@@ -24,7 +24,7 @@ from service.faults import FaultyRunner, latency_s
 from service.metrics import Metrics
 from service.routing import Router, TrafficSplit, UnknownVariant
 from service.runtimes import Runner, open_runner
-from service.settings import Settings
+from service.settings import Settings, describe_error
 from service.shared_split import SharedSplit
 from service.store import Manifest, StoreError, VariantInfo, load_holdout, load_manifest
 
@@ -83,7 +83,14 @@ class Service:
     def set_split(self, split: TrafficSplit) -> int:
         """Apply a new split here and in every process following the split file; its
         version. Raises UnknownVariant for a variant this service does not serve."""
-        return self.split.set(split)
+        version = self.split.set(split)
+        log.warning(
+            "traffic split version %d set: weights %s, shadow %s",
+            version,
+            split.weights,
+            split.shadow,
+        )
+        return version
 
     def mirror(self, served: str, rows: np.ndarray, primary: asyncio.Future[BatchResult]) -> None:
         """Send a copy of the rows to the shadow variant, if any, when it has room."""
@@ -136,8 +143,10 @@ class Service:
         path = self.settings.split_file
         try:
             from_file = self.split.start(self.router.split)
+        except ValidationError as error:
+            raise UsageError(f"--split-file {path}: {describe_error(error)}") from None
         except (OSError, ValueError) as error:
-            raise UsageError(f"--split-file {path}: {_one_line(error)}") from None
+            raise UsageError(f"--split-file {path}: {error}") from None
         if from_file and self.settings.traffic is not None:
             log.warning("following the split in %s; --traffic is ignored", path)
 
@@ -196,9 +205,7 @@ class Service:
         for name in self.names:
             self.metrics.traffic_weight.labels(name).set(split.weights.get(name, 0.0))
         self.metrics.split_version.set(version)
-        log.warning(
-            "traffic split version %d: weights %s, shadow %s", version, split.weights, split.shadow
-        )
+        log.info("following traffic split version %d", version)
 
     def _publish_variants(self) -> None:
         for name, variant in self.variants.items():
@@ -219,12 +226,3 @@ def _warm_up(runner: Runner, holdout: np.ndarray, max_batch_size: int) -> None:
         rows = np.resize(holdout, (size, holdout.shape[1])).astype(np.float32)
         for _ in range(3):
             runner.predict(rows)
-
-
-def _one_line(error: Exception) -> str:
-    """A validation error's first message, without pydantic's multi-line dump."""
-    if isinstance(error, ValidationError):
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        return f"{where}: {first['msg']}" if where else str(first["msg"])
-    return str(error)

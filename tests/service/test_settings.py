@@ -21,7 +21,7 @@ def test_environment_variables_configure_the_service(monkeypatch: pytest.MonkeyP
 def test_faults_read_repeated_or_comma_joined(monkeypatch: pytest.MonkeyPatch) -> None:
     given = ["onnx_int8:latency-ms=5,error-rate=0.1", "onnx_fp32:flip-rate=1"]
     expected = {"onnx_int8": {"latency-ms": 5, "error-rate": 0.1}, "onnx_fp32": {"flip-rate": 1}}
-    assert Settings(inject=given, allow_faults=True).inject == expected  # type: ignore[arg-type]
+    assert Settings(inject=given, allow_faults=True).inject == expected
     monkeypatch.setenv("PERFSERVE_INJECT", ",".join(given))
     monkeypatch.setenv("PERFSERVE_ALLOW_FAULTS", "1")
     assert Settings().inject == expected
