@@ -36,11 +36,12 @@ def check_weights(weights: Mapping[str, float]) -> None:
 
 
 def normalise(weights: Mapping[str, float]) -> dict[str, float]:
-    """Shares summing to 1; scaled by the largest weight first, so 1e308s cannot overflow."""
-    largest = max(weights.values())
-    scaled = {name: w / largest for name, w in weights.items()}
-    total = sum(scaled.values())
-    return {name: w / total for name, w in scaled.items()}
+    """Shares summing to 1; when the sum overflows (1e308s), scaled by the largest first."""
+    if not math.isfinite(sum(weights.values())):
+        largest = max(weights.values())
+        weights = {name: w / largest for name, w in weights.items()}
+    total = sum(weights.values())
+    return {name: w / total for name, w in weights.items()}
 
 
 class TrafficSplit(BaseModel):
