@@ -111,6 +111,8 @@ def put_traffic(split: TrafficSplit, service: ServiceDep) -> dict[str, Any]:
         version = service.set_split(split)
     except UnknownVariant as error:
         raise HTTPException(422, str(error)) from None
+    except OSError as error:  # e.g. a read-only volume: the split stays as it was
+        raise HTTPException(503, f"the split file cannot be written: {error.strerror}") from None
     answer = {**split.model_dump(), "version": version, "variants": service.names}
     if split.rescaled_from is not None:
         answer["normalized_from"] = split.rescaled_from

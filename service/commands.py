@@ -122,6 +122,12 @@ def _serve_workers(settings: Settings, given: dict[str, Any], common: dict[str, 
     a shared folder (prometheus_client multiprocess mode), the split through a file."""
     import uvicorn
 
+    from service.metrics import Metrics, new_registry
+    from service.state import Service
+
+    # What every worker would refuse (variants, split, faults) is refused here, once, in
+    # one line: uvicorn restarts a worker that fails to start, without end.
+    Service(settings, Metrics(new_registry()))
     shared = Path(tempfile.mkdtemp(prefix="perfserve-"))
     (shared / "metrics").mkdir()
     os.environ.update({env_name(name): _env_value(value) for name, value in given.items()})

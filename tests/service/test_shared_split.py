@@ -4,6 +4,7 @@ within the stated delay, report one version, and a replica started later joins i
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import time
 from contextlib import AbstractContextManager
@@ -56,7 +57,8 @@ def split_version(server: ServerProcess) -> float | None:
 def test_replicas_follow_a_change_made_on_either_and_a_late_one_joins(
     store: Path, holdout: Dataset, tmp_path: Path
 ) -> None:
-    split_file = tmp_path / "traffic.json"
+    (tmp_path / "volume").mkdir()
+    split_file = tmp_path / "volume" / "traffic.json"
     canary = {"weights": {"sklearn_fp32": 0.8, "onnx_int8": 0.2}}
     everything = {"weights": {"onnx_int8": 1.0}, "shadow": "onnx_fp32"}
     with replica(store, split_file) as a, replica(store, split_file) as b:
@@ -81,6 +83,12 @@ def test_replicas_follow_a_change_made_on_either_and_a_late_one_joins(
         # A replica started now takes the file's split, not the one it was given.
         with replica(store, split_file, "--traffic", "sklearn_fp32=1") as late:
             assert traffic(late) == traffic(a)
+
+        # Without the volume a change cannot be shared: refused, and the split stays.
+        shutil.rmtree(split_file.parent)
+        refused = httpx.put(f"{a.url}/traffic", json=canary, headers=ADMIN)
+        assert refused.status_code == 503 and "split file" in refused.json()["detail"]
+        assert traffic(a)["version"] == 3
     print(f"followed within {followed_b:.3f} s and {followed_a:.3f} s (poll {POLL_S} s)")
 
 

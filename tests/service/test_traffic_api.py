@@ -63,6 +63,7 @@ def test_rescaled_weights_are_reported_and_versions_increase(server: ServerProce
         ([], {"PERFSERVE_TRAFFIC": "=1"}, "names must not be empty"),
         (["--traffic", "sklearn_fp32=0.9,onnx_int9=0.1"], {}, "onnx_int9"),
         (["--shadow", "onnx_int9"], {}, "onnx_int9"),
+        (["--workers", "2", "--traffic", "onnx_int9=1"], {}, "onnx_int9"),
     ],
 )
 def test_a_bad_start_up_split_is_one_error_not_a_traceback(
