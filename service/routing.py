@@ -1,11 +1,11 @@
 """Traffic split between variants: weighted, sticky per user, changeable at run time.
 
-A request with `X-User-Id` is placed by weighted rendezvous hashing: each variant draws
-a score from a hash of (user, variant) scaled by its weight, and the best score wins.
-The user's draw for a variant never changes, so when the candidate's weight rises (and
-the others' fall) its score rises and theirs fall: users only ever move onto the
-candidate, never off it, and the order in which a split lists its variants does not
-matter. Requests without an id are split at random.
+A request with `X-User-Id` is placed by weighted rendezvous hashing: each variant scores
+the user from a hash of (user, variant) and its weight, and the lowest score wins. The
+hash never changes, so when the candidate's weight rises and the baseline's falls, the
+candidate's scores only improve and the baseline's only worsen: users move from the
+baseline onto the candidate, never back, whatever order a split lists its variants in.
+Requests without an id are split at random.
 """
 
 from __future__ import annotations
