@@ -165,7 +165,7 @@ class SharedSplit:
                 continue
             try:
                 await asyncio.to_thread(self.sync)
-            except ValueError as error:  # a torn or hand-edited file must not stop serving
+            except (OSError, ValueError) as error:  # a bad file must not stop serving
                 log.warning("ignoring traffic split file %s: %s", self.file.path, error)
 
     def _apply_stored(self, data: bytes) -> None:
