@@ -7,8 +7,8 @@ Each trial draws one analysis window from samples recorded on a real `perfserve 
 (benchmarks/judge_record.py): two identical variants for latency and status, a healthy
 conversion (sklearn_fp32 vs onnx_int8) for shadow scores. Windows hold the samples
 `required_samples` asks for (times `--scale`, 1 by default: the least data on which the
-judge decides, where its power is the lowest). Faults are injected into the candidate's draw: extra latency, a
-wider tail with the median unchanged, errors, flipped predictions.
+judge decides, where its power is the lowest). Faults are injected into the candidate's
+draw: extra latency, a wider tail with the median unchanged, errors, flipped predictions.
 """
 
 from __future__ import annotations
