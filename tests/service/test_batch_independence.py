@@ -29,6 +29,7 @@ from tests.utils import body
 
 TOLERANCE = 1e-6
 SEED = 3
+VARIANTS = ["sklearn_fp32", "onnx_fp32", "onnx_int8"]
 
 
 def _alone(runner: Runner, rows: np.ndarray) -> list[Prediction]:
@@ -63,7 +64,7 @@ def _assert_same(alone: Prediction, mixed: Prediction, position: int, row: int) 
         )
 
 
-@pytest.mark.parametrize("variant", ["sklearn_fp32", "onnx_fp32", "onnx_int8"])
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_each_rows_answer_is_the_same_alone_and_in_mixed_batches(
     store: Path, manifest: Manifest, holdout: Dataset, variant: str
 ) -> None:
@@ -104,7 +105,8 @@ def test_the_dynamic_method_fails_this_check_and_is_not_served(
 def merging_server(store: Path) -> Iterator[ServerProcess]:
     """Outliers reach the models (no range refusal); every model call takes 5 ms longer,
     so that concurrent requests queue behind it and merge, whatever the client's pace."""
-    options = ["--max-feature-range-factor", "0", "--inject-latency-ms", "5"]
+    slow = ",".join(f"{variant}:latency-ms=5" for variant in VARIANTS)
+    options = ["--max-feature-range-factor", "0", "--allow-faults", "--inject", slow]
     with running_server(store, options=options) as running:
         yield running
 
@@ -143,7 +145,7 @@ def _batches_and_rows(server: ServerProcess, variant: str) -> tuple[float, float
     return values.get("count", 0.0), values.get("sum", 0.0)
 
 
-@pytest.mark.parametrize("variant", ["sklearn_fp32", "onnx_fp32", "onnx_int8"])
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_concurrent_requests_merged_into_batches_get_their_own_answers(
     merging_server: ServerProcess, holdout: Dataset, variant: str
 ) -> None:
