@@ -85,6 +85,12 @@ def summarize(
         for spec in plan.variants
     )
     summary["warnings"] = _too_few_runs(plan.runs) + [text for text in noisy if text]
+    summary["warnings"] += [
+        f"{name}: a row's answer changes with its batch-mates; the batcher would let one "
+        "request change another's answer, so do not serve it whatever its score"
+        for name, quality in result.quality.items()
+        if not quality.batch_independent
+    ]
     figures = figures_from_summary(summary, headline)
     scores = composite_scores(figures, weights)
     for name, score in scores.items():

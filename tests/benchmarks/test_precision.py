@@ -48,3 +48,4 @@ def test_bench_measures_every_int8_method_and_names_the_fastest_per_batch_size(
     assert "## Fastest precision and method per batch size" in report
     assert "| batch | fastest at equal quality | sklearn_fp32 |" in report
     assert " b |" in report  # dynamic int8 marked as batch-dependent
+    assert "- int8_dynamic: a row's answer changes with its batch-mates" in report
