@@ -224,10 +224,12 @@ class MicroBatcher:
                 raise RuntimeError(
                     f"model returned {len(prediction.labels)} answers for {len(rows)} rows"
                 )
+        except asyncio.CancelledError:
+            # `close` gave up waiting for this batch: its requests must not wait forever.
+            _fail(batch, ShuttingDown(self.name))
+            raise
         except Exception as error:
-            for pending in batch:
-                if not pending.future.done():
-                    pending.future.set_exception(BatchFailed(f"{type(error).__name__}: {error}"))
+            _fail(batch, BatchFailed(f"{type(error).__name__}: {error}"))
             return
         finally:
             self._executing = False
@@ -273,3 +275,10 @@ class MicroBatcher:
             if not pending.future.done():
                 pending.future.set_result(result)
             offset = end
+
+
+def _fail(batch: list[PendingRequest], error: Exception) -> None:
+    """Answer every request of the batch with `error` (an error reaches all of them)."""
+    for pending in batch:
+        if not pending.future.done():
+            pending.future.set_exception(error)
