@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
-from common.processes import running_server
+from common.processes import LOAD_FAILED, running_server
 from service.build import build_from_files, build_store, reference_data
 from service.convert import INTEGER_OPERATORS
 from service.quality import quality_metrics
@@ -29,6 +31,7 @@ from service.store import (
     sha256_of,
     write_csv_dataset,
 )
+from tests.utils.inprocess import started
 
 
 def test_manifest_describes_every_variant(store: Path, manifest: Manifest) -> None:
@@ -192,14 +195,33 @@ def test_a_tampered_artifact_is_refused_before_it_is_loaded(
         open_variant(copy, info, "classification")
 
 
+@pytest.mark.integration
 def test_a_server_on_a_tampered_store_never_turns_ready(store: Path, tmp_path: Path) -> None:
     copy = _copy_store(store, tmp_path)
     joblib.dump({"not": "the model"}, copy / "sklearn_fp32/model.joblib")
     with (
         pytest.raises(RuntimeError, match="does not match the sha256 in the manifest"),
-        running_server(copy, ready_timeout_s=10),
+        running_server(copy),  # stops as soon as /readyz says loading failed
     ):
         pass
+
+
+async def test_an_app_on_a_tampered_store_says_why_it_is_not_ready(
+    store: Path, tmp_path: Path
+) -> None:
+    copy = _copy_store(store, tmp_path)
+    joblib.dump({"not": "the model"}, copy / "sklearn_fp32/model.joblib")
+    async with started(copy) as app:
+        deadline = time.monotonic() + 30
+        while app.service.load_error is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        ready = await app.client.get("/readyz")
+        refused = await app.client.post("/predict", json={"instances": [[1.0] * 30]})
+    assert ready.status_code == 503
+    assert ready.json()["detail"].startswith(LOAD_FAILED)  # what `running_server` stops at
+    assert "does not match the sha256 in the manifest" in ready.json()["detail"]
+    assert refused.status_code == 503
+    assert "does not match the sha256" in refused.json()["detail"]
 
 
 def test_the_manifest_records_why_it_serves_its_int8_method(manifest: Manifest) -> None:
