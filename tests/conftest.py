@@ -10,6 +10,7 @@ marked here. In the fast lane, a test that starts a process anyway fails and say
 
 from __future__ import annotations
 
+import multiprocessing.process
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -25,8 +26,9 @@ from service.store import Dataset, Manifest, load_holdout, load_manifest
 from tests.utils import ADMIN_TOKEN
 from tests.utils.inprocess import serving
 
-# Fixtures that start a server process: every test using one is an integration test.
-PROCESS_FIXTURES = {"server"}
+# Fixtures that start processes (a server; a bench, which measures cold starts in fresh
+# processes): every test using one, directly or through another fixture, is integration.
+PROCESS_FIXTURES = {"server", "bench_result"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -57,15 +59,18 @@ def _processes_refused(item: pytest.Item) -> Iterator[None]:
         yield
         return
 
-    def refuse(self: subprocess.Popen[Any], args: Any, *rest: Any, **options: Any) -> None:
-        raise RuntimeError(f"{item.nodeid} starts a process ({args!r}): mark it integration")
+    def refuse(*args: Any, **options: Any) -> None:
+        raise RuntimeError(f"{item.nodeid} starts a process: mark it integration")
 
-    start = subprocess.Popen.__init__
-    subprocess.Popen.__init__ = refuse  # type: ignore[method-assign]
+    starts = [(subprocess.Popen, "__init__"), (multiprocessing.process.BaseProcess, "start")]
+    originals = [getattr(owner, name) for owner, name in starts]
+    for owner, name in starts:
+        setattr(owner, name, refuse)
     try:
         yield
     finally:
-        subprocess.Popen.__init__ = start  # type: ignore[method-assign]
+        for (owner, name), original in zip(starts, originals, strict=True):
+            setattr(owner, name, original)
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ from perfserve.cli import main
 from tests.utils import require_tool
 
 
+@pytest.mark.integration
 def test_bench_http_measures_floor_variant_and_a_competitor(store: Path, tmp_path: Path) -> None:
     require_tool("wrk")
     cells = run_benchmark(

@@ -7,8 +7,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from common.processes import ServerProcess, running_server
 from tests.utils import run_perfserve
+
+pytestmark = pytest.mark.integration  # real servers under generated load
 
 SLOW = ["--inference", "thread", "--max-batch-size", "1"]
 

@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from common.processes import ServerProcess, running_server
@@ -84,6 +85,7 @@ def test_promtool_accepts_the_exposition(server: ServerProcess) -> None:
     assert checked.returncode == 0, checked.stdout.decode() + checked.stderr.decode()
 
 
+@pytest.mark.integration
 def test_several_workers_add_up(store: Path, holdout: Dataset) -> None:
     with running_server(store, options=["--workers", "2"]) as server, httpx.Client() as client:
         for _ in range(60):
