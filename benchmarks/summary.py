@@ -14,7 +14,7 @@ import numpy as np
 from benchmarks.bench import BenchResult
 from benchmarks.figures import figures_from_summary, headline_metric
 from benchmarks.resources import proxy_joules
-from benchmarks.score import best_by_dimension, composite_scores
+from benchmarks.score import best_by_dimension, composite_scores, scoring_weights
 from benchmarks.statistics import (
     ALPHA,
     MIN_EFFECT,
@@ -85,7 +85,11 @@ def summarize(
     )
     summary["warnings"] = _too_few_runs(plan.runs) + [text for text in noisy if text]
     figures = figures_from_summary(summary, headline)
-    scores = composite_scores(figures, weights)
+    used, dropped = scoring_weights(weights, result.energy_measured)
+    if dropped:
+        summary["warnings"].append(dropped)
+        summary["plan"]["weights"] = used
+    scores = composite_scores(figures, used)
     for name, score in scores.items():
         summary["variants"][name]["score"] = score
     summary["best"] = best_by_dimension(figures, scores)
