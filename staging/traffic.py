@@ -13,14 +13,15 @@ one per replica), then reads each one back.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
-
-import httpx
 
 from service.routing import TrafficSplit
 
@@ -46,16 +47,14 @@ def apply_split(urls: Sequence[str], split: TrafficSplit, token: str) -> dict[st
     """
     applied: dict[str, Any] = {}
     failed: list[str] = []
-    body = split.model_dump()
-    headers = {"Authorization": f"Bearer {token}"}
-    with httpx.Client(timeout=5.0) as client:
-        for url in urls:
-            try:
-                response = client.put(f"{url}/traffic", json=body, headers=headers)
-                response.raise_for_status()
-                applied[url] = client.get(f"{url}/traffic").json()
-            except httpx.HTTPError as error:
-                failed.append(f"{url}: {_reason(error)}")
+    body = split.model_dump_json().encode()
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    for url in urls:
+        try:
+            _call(urllib.request.Request(f"{url}/traffic", body, headers, method="PUT"))
+            applied[url] = _call(urllib.request.Request(f"{url}/traffic"))
+        except OSError as error:
+            failed.append(f"{url}: {_reason(error)}")
     if failed:
         raise RuntimeError("the split did not reach every replica:\n  " + "\n  ".join(failed))
     return applied
@@ -63,13 +62,18 @@ def apply_split(urls: Sequence[str], split: TrafficSplit, token: str) -> dict[st
 
 def current_splits(urls: Sequence[str]) -> dict[str, Any]:
     """What each replica serves now."""
-    with httpx.Client(timeout=5.0) as client:
-        return {url: client.get(f"{url}/traffic").json() for url in urls}
+    return {url: _call(urllib.request.Request(f"{url}/traffic")) for url in urls}
 
 
-def _reason(error: httpx.HTTPError) -> str:
-    if isinstance(error, httpx.HTTPStatusError):
-        return f"{error.response.status_code} {error.response.text}"
+def _call(request: urllib.request.Request) -> Any:
+    """The JSON answer; the standard library only, as the serving image has no HTTP client."""
+    with urllib.request.urlopen(request, timeout=5.0) as response:
+        return json.loads(response.read())
+
+
+def _reason(error: OSError) -> str:
+    if isinstance(error, urllib.error.HTTPError):
+        return f"{error.code} {error.read().decode(errors='replace')}"
     return f"{type(error).__name__}: {error}"
 
 
@@ -98,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not token:
                 raise RuntimeError(f"set {TOKEN_VARIABLE} to the service's admin token")
             result = apply_split(urls, TrafficSplit.model_validate_json(args.split), token)
-    except (OSError, RuntimeError, ValueError, httpx.HTTPError) as error:
+    except (OSError, RuntimeError, ValueError) as error:
         print(f"staging.traffic: {error}", file=sys.stderr)
         return 1
     for url, split in result.items():
