@@ -58,7 +58,10 @@ CMD ["locust", "-f", "loadtests/locustfile.py"]
 
 # Runtime stage: the serving install and the store; no build tools, no load tools.
 FROM ${PYTHON_IMAGE} AS runtime
-RUN useradd --system --user-group --uid 10001 --no-create-home --home-dir /opt/perfserve perfserve
+RUN useradd --system --user-group --uid 10001 --no-create-home --home-dir /opt/perfserve perfserve \
+    && install -d -o perfserve -g perfserve /var/lib/perfserve/split
+# ^ where the compose file mounts the volume that holds the replicas' shared traffic split;
+# a new named volume takes this directory's owner, so the service can write the split.
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /opt/perfserve /opt/perfserve
 ENV PATH=/opt/venv/bin:$PATH \
