@@ -27,7 +27,7 @@ from cloudcoil.models.keda import v1alpha1 as keda
 from cloudcoil.models.prometheus_operator import v1 as monitoring
 from pydantic import BaseModel
 
-from service.routing import TrafficSplit
+from service.shared_split import StoredSplit
 from service.store import Manifest
 from tests.utils.stack import ROOT
 
@@ -177,7 +177,7 @@ def test_every_replica_follows_the_split_in_the_config_map(manifest: Manifest) -
         v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == mount["name"]
     )
     config = rendered["ConfigMap", volume["configMap"]["name"]]
-    split = TrafficSplit.model_validate_json(config["data"][split_file.name])
+    split = StoredSplit.model_validate_json(config["data"][split_file.name])  # as replicas read it
     assert set(split.weights) <= set(manifest.variants)
 
 
