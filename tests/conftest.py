@@ -23,7 +23,7 @@ import pytest
 from common.processes import ServerProcess, running_server
 from service.build import build_store
 from service.store import Dataset, Manifest, load_holdout, load_manifest
-from tests.utils import ADMIN_TOKEN
+from tests.utils import ADMIN, ADMIN_TOKEN
 from tests.utils.inprocess import serving
 
 # Fixtures that start processes (a server; a bench, which measures cold starts in fresh
@@ -90,13 +90,23 @@ def holdout(store: Path) -> Dataset:
     return load_holdout(store)
 
 
-@pytest.fixture(scope="module")
-def server(store: Path) -> Iterator[ServerProcess]:
-    """A server with every variant, an admin token and a fixed routing seed."""
+@pytest.fixture(scope="session")
+def shared_server(store: Path) -> Iterator[ServerProcess]:
+    """One server process for the whole session (each start costs seconds, more on a
+    loaded machine); tests reach it through `server`."""
     with running_server(
         store, options=["--admin-token", ADMIN_TOKEN, "--routing-seed", "7"]
     ) as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+def server(shared_server: ServerProcess) -> ServerProcess:
+    """A server with every variant, an admin token and a fixed routing seed, its traffic
+    split back to the start-up one for each module (tests read metrics as deltas)."""
+    start_up = {"weights": {"sklearn_fp32": 1.0}, "shadow": None}
+    httpx.put(f"{shared_server.url}/traffic", json=start_up, headers=ADMIN).raise_for_status()
+    return shared_server
 
 
 @pytest.fixture(params=["app", pytest.param("server", marks=pytest.mark.integration)])
