@@ -56,7 +56,10 @@ async def test_take_batch_separates_requests_past_their_deadline() -> None:
 
 
 def make_batcher(
-    runner: Runner, registry: CollectorRegistry | None = None, **limits: float
+    runner: Runner,
+    registry: CollectorRegistry | None = None,
+    inline: bool = False,
+    **limits: float,
 ) -> MicroBatcher:
     settings: dict[str, float] = {
         "max_batch_size": 64,
@@ -71,6 +74,7 @@ def make_batcher(
         max_batch_size=int(settings["max_batch_size"]),
         max_batch_delay_s=settings["max_batch_delay_s"],
         max_queue=int(settings["max_queue"]),
+        inline=inline,
     )
     batcher.start()
     return batcher
@@ -272,16 +276,7 @@ async def test_inline_batches_run_on_the_event_loop_and_others_on_the_runner_thr
 ) -> None:
     runner = GatedRunner()
     runner.gate.set()
-    batcher = MicroBatcher(
-        "test",
-        runner,
-        Metrics(CollectorRegistry()).for_variant("test"),
-        max_batch_size=8,
-        max_batch_delay_s=0.002,
-        max_queue=8,
-        inline=inline,
-    )
-    batcher.start()
+    batcher = make_batcher(runner, inline=inline)
     await batcher.submit(numbered(0), FAR)
     on_loop = runner.threads == {threading.get_ident()}
     assert on_loop == inline
