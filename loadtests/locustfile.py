@@ -17,6 +17,7 @@ shape (loadtests/scenarios/shapes.py). Options also read `PERFSERVE_<OPTION>`.
 from __future__ import annotations
 
 import random
+import sys
 import time
 from typing import Any
 
@@ -29,7 +30,11 @@ from loadtests.scenarios import events as scenario_events
 from loadtests.scenarios.pacing import Pacer
 from loadtests.scenarios.shapes import shape_from_env
 
-Shape = shape_from_env()
+try:
+    Shape = shape_from_env()
+except ValueError as error:  # a bad PERFSERVE_SHAPE*: one line and exit 2, not a traceback
+    print(f"locust -f {__file__}: error: {error}", file=sys.stderr)
+    raise SystemExit(2) from None
 
 
 class PerfserveUser(FastHttpUser):

@@ -113,7 +113,9 @@ class Settings(BaseSettings):
         try:
             return {name.strip(): float(weight) for name, weight in pairs}
         except ValueError:
-            raise ValueError(f"traffic must look like a=0.9,b=0.1, not {value!r}") from None
+            raise ValueError(
+                "must look like name=weight,... e.g. sklearn_fp32=0.9,onnx_int8=0.1"
+            ) from None
 
     @field_validator("admin_token")
     @classmethod
