@@ -131,3 +131,13 @@ events.init_command_line_parser.add_listener(_options)
 events.init.add_listener(_init)
 events.test_stop.add_listener(_stop)
 events.quitting.add_listener(_gate)
+
+
+if __name__ == "__main__":
+    # `locust -f loadtests/locustfile.py --help` cannot list this file's options: Locust
+    # prints its help before it imports a locustfile (locust issue #2917). Run as
+    # `python -m loadtests.locustfile`, the listener above is registered first, so Locust's
+    # own help comes out with this file's options in it.
+    from locust.argument_parser import get_parser
+
+    get_parser().parse_args(["--help"])
