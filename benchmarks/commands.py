@@ -255,5 +255,9 @@ def run_history_command(args: argparse.Namespace) -> int:
         found = history.accept(args.history, args.record)
         print(f"accepted {found.id}: later runs on this machine are checked against it")
         return 0
-    print(history.describe(history.records(args.history)))
+    found = history.records(args.history)
+    if not found:
+        print(f"no records in {args.history}: `perfserve bench` and `compare` record there")
+        return 0
+    print(history.describe(found))
     return 0

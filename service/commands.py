@@ -9,6 +9,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import tempfile
 import types
 import typing
@@ -104,6 +105,7 @@ def run_serve(args: argparse.Namespace) -> int:
             )
         ) from None
     check_variants(settings, load_manifest(settings.store))  # a missing store fails here too
+    check_address(settings.host, settings.port)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
     )
@@ -153,6 +155,20 @@ def check_variants(settings: Settings, manifest: Manifest) -> None:
         raise UsageError(
             f"--shadow {settings.shadow}: not a loaded variant; choose among {', '.join(loaded)}"
         )
+
+
+def check_address(host: str, port: int) -> None:
+    """Bind the address once before starting: a port in use or a foreign interface is one
+    line here, and the ready line can never come from another server on that port."""
+    try:
+        with socket.create_server((host, port), reuse_port=False) as _:
+            pass
+    except OSError as error:
+        raise UsageError(
+            f"--host {host} --port {port}: cannot listen there "
+            f"({os.strerror(error.errno) if error.errno else error}); "
+            "choose another port, or an interface of this machine"
+        ) from None
 
 
 def _serve_counting_drain(app: object, common: dict[str, object]) -> int:

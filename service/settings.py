@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     inject_latency_ms: float = Field(0.0, ge=0)
     """Fault injection: extra compute time per model call, to rehearse a slower model."""
 
-    log_level: str = "warning"
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "warning"
     """Log level of the service and uvicorn."""
 
     access_log: bool = False

@@ -191,6 +191,8 @@ def plan_from_args(args: argparse.Namespace) -> SweepPlan:
     from loadtests.sweep.steps import StepSettings
 
     url = args.url.rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise UsageError(f"--url {url}: must start with http:// or https://, e.g. http://{url}")
     models, weights = _service_description(url)
     targets = _names(args.variant) or models
     unknown = [t for t in targets if t != SPLIT and t not in models]

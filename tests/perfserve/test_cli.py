@@ -5,6 +5,7 @@ with exit status 2 and never a traceback."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,7 @@ BAD_INVOCATIONS: list[tuple[str, list[str], dict[str, str], list[str]]] = [
     ("serve", ["--max-batch-size", "0"], {}, ["--max-batch-size", "'0'", "1"]),
     ("serve", [], {"PERFSERVE_PORT": "abc"}, ["PERFSERVE_PORT", "'abc'", "integer"]),
     ("serve", ["--store", "no-such-store"], {}, ["no-such-store", "perfserve build"]),
+    ("serve", ["--log-level", "loud"], {}, ["--log-level", "'loud'", "'debug'"]),
     ("serve", ["--bogus"], {}, ["unrecognized arguments: --bogus"]),
     ("build", ["--model", "model.joblib"], {}, ["--model, --data and --target"]),
     ("demo", ["--out"], {}, ["--out", "expected one argument"]),
@@ -43,6 +45,7 @@ BAD_INVOCATIONS: list[tuple[str, list[str], dict[str, str], list[str]]] = [
     ("sweep", ["--url", UNUSED_URL, "--rates", "abc"], {}, ["--rates", "'abc'", "100,200,400"]),
     ("sweep", ["--url", UNUSED_URL, "--step-seconds", "-1"], {}, ["--step-seconds", "positive"]),
     ("sweep", ["--url", UNUSED_URL], {}, [UNUSED_URL]),
+    ("sweep", ["--url", "127.0.0.1:9"], {}, ["--url", "127.0.0.1:9", "http://"]),
     (
         "sweep",
         ["--url", UNUSED_URL],
@@ -110,6 +113,18 @@ def test_a_bad_invocation_is_one_line_and_exit_2(
     for word in words:
         assert word in lines[0]
     assert "errors.pydantic.dev" not in lines[0]
+
+
+def test_a_port_in_use_is_one_line_and_exit_2(store: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = str(taken.getsockname()[1])
+        result = run_perfserve("serve", "--store", str(store), "--port", port)
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"perfserve serve: error: --host 127.0.0.1 --port {port}: cannot listen there "
+        "(Address already in use); choose another port, or an interface of this machine\n"
+    )
+    assert "ready" not in result.stdout
 
 
 @pytest.mark.parametrize(
