@@ -255,9 +255,9 @@ def run_history_command(args: argparse.Namespace) -> int:
         found = history.accept(args.history, args.record)
         print(f"accepted {found.id}: later runs on this machine are checked against it")
         return 0
-    found = history.records(args.history)
-    if not found:
+    recorded = history.records(args.history)
+    if not recorded:
         print(f"no records in {args.history}: `perfserve bench` and `compare` record there")
         return 0
-    print(history.describe(found))
+    print(history.describe(recorded))
     return 0
