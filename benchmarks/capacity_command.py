@@ -125,6 +125,11 @@ def run_capacity_command(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise UsageError(str(error)) from None
     print(render_plans(plans, args.peak_qps, args.safety_factor, args.target_utilization))
+    notes.append(
+        f"assumed: Poisson arrivals and exponential service times (M/M/c), "
+        f"{args.rows_per_request} row(s) per request, each replica one `perfserve serve` "
+        "process as measured"
+    )
     print("\n".join(notes))
     return 0
 

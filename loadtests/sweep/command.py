@@ -197,7 +197,10 @@ def plan_from_args(args: argparse.Namespace) -> SweepPlan:
     targets = _names(args.variant) or models
     unknown = [t for t in targets if t != SPLIT and t not in models]
     if unknown:
-        raise UsageError(f"unknown variant(s) {unknown}; the service has {models} (or '{SPLIT}')")
+        raise UsageError(
+            f"--variant {','.join(unknown)}: not served by {url}; choose among "
+            f"{', '.join(models)}, or '{SPLIT}' for the live split"
+        )
     args.auto, args.stress = _flag(args.auto), _flag(args.stress)
     if args.rates and args.auto:
         raise UsageError("--rates and --auto exclude each other")

@@ -30,7 +30,7 @@ def test_traffic_also_reads_json() -> None:
         ({"admin_token": "short"}, "at least 12 characters"),
         ({"max_batch_size": 0}, "greater than or equal to 1"),
         ({"traffic": "a=-1"}, "must not be negative"),
-        ({"traffic": "a=x"}, "traffic must look like"),
+        ({"traffic": "a=x"}, "must look like name=weight"),
         ({"variants": "onnx_fp32", "shadow": "onnx_int8"}, "not among the loaded variants"),
     ],
 )
