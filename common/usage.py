@@ -79,9 +79,10 @@ def validation_message(error: ValidationError, label: Callable[[str], str] = fla
         if not problem["loc"]:
             parts.append(message)
             continue
-        name = str(problem["loc"][0])
+        name, *inside = (str(part) for part in problem["loc"])
+        where = ".".join([label(name), *inside])
         shown = "" if _secret(name) else f" {str(problem['input'])!r}"
-        parts.append(f"{label(name)}{shown}: {message}")
+        parts.append(f"{where}{shown}: {message}")
     return "; ".join(parts)
 
 

@@ -14,6 +14,7 @@ import tempfile
 import types
 import typing
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -76,12 +77,12 @@ def add_serve_arguments(serve: argparse.ArgumentParser) -> None:
         "PERFSERVE_<OPTION>; the command line wins."
     )
     for name, field in Settings.model_fields.items():
-        if name == "split_file":
-            continue  # internal: set below for several workers
         flag = "--" + name.replace("_", "-")
         default = "unset" if field.default is None else field.default
         help_text = f"{field.description} (default: {default}; env {env_name(name)})"
-        if _is_bool(field.annotation):
+        if name == "inject":
+            serve.add_argument(flag, action="append", metavar="VARIANT:KIND=VALUE", help=help_text)
+        elif _is_bool(field.annotation):
             serve.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
         else:
             serve.add_argument(flag, metavar=name.upper(), help=help_text)
@@ -104,7 +105,7 @@ def run_serve(args: argparse.Namespace) -> int:
                 error, lambda name: flag_name(name) if name in given else env_name(name)
             )
         ) from None
-    check_variants(settings, load_manifest(settings.store))  # a missing store fails here too
+    load_manifest(settings.store)  # a missing store fails here, with what to run
     check_address(settings.host, settings.port)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
@@ -132,29 +133,6 @@ def run_serve(args: argparse.Namespace) -> int:
     _serve_workers(settings, given, common)
     print(stopped_line(settings, None), flush=True)
     return 0
-
-
-def check_variants(settings: Settings, manifest: Manifest) -> None:
-    """Names in --variants, --traffic and --shadow must be variants the server will load:
-    said here, as one line, rather than as a traceback from inside the app."""
-    available = list(manifest.variants)
-    loaded = settings.variants or available
-    unknown = [name for name in loaded if name not in available]
-    if unknown:
-        raise UsageError(
-            f"--variants {','.join(unknown)}: not in the store {settings.store}; "
-            f"it has {', '.join(available)}"
-        )
-    for name, weight in (settings.traffic or {}).items():
-        if name not in loaded:
-            raise UsageError(
-                f"--traffic {name}={weight:g} names a variant that is not loaded; "
-                f"choose among {', '.join(loaded)}"
-            )
-    if settings.shadow is not None and settings.shadow not in loaded:
-        raise UsageError(
-            f"--shadow {settings.shadow}: not a loaded variant; choose among {', '.join(loaded)}"
-        )
 
 
 def check_address(host: str, port: int) -> None:
@@ -189,15 +167,22 @@ def _serve_counting_drain(app: object, common: dict[str, object]) -> int:
     return server.drained
 
 
-def _serve_workers(settings: Settings, given: dict[str, str], common: dict[str, object]) -> None:
+def _serve_workers(settings: Settings, given: dict[str, Any], common: dict[str, object]) -> None:
     """Several worker processes: settings travel as environment variables, metrics through
     a shared folder (prometheus_client multiprocess mode), the split through a file."""
     import uvicorn
 
+    from service.metrics import Metrics, new_registry
+    from service.state import Service
+
+    # What every worker would refuse (variants, split, faults) is refused here, once, in
+    # one line: uvicorn restarts a worker that fails to start, without end.
+    Service(settings, Metrics(new_registry()))
     shared = Path(tempfile.mkdtemp(prefix="perfserve-"))
     (shared / "metrics").mkdir()
-    os.environ.update({env_name(name): str(value) for name, value in given.items()})
-    os.environ[env_name("split_file")] = str(shared / "traffic.json")
+    os.environ.update({env_name(name): _env_value(value) for name, value in given.items()})
+    if settings.split_file is None:
+        os.environ[env_name("split_file")] = str(shared / "traffic.json")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(shared / "metrics")
     try:
         uvicorn.run(
@@ -208,6 +193,11 @@ def _serve_workers(settings: Settings, given: dict[str, str], common: dict[str, 
         )
     finally:
         shutil.rmtree(shared, ignore_errors=True)
+
+
+def _env_value(value: object) -> str:
+    """An option's value as its environment variable spells it (lists comma-joined)."""
+    return ",".join(value) if isinstance(value, list) else str(value)
 
 
 def _is_bool(annotation: object) -> bool:
