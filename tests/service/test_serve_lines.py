@@ -33,7 +33,8 @@ def _inflight(server: ServerProcess) -> float:
 def test_ready_and_stopped_lines(store: Path, holdout: Dataset) -> None:
     options = [
         "--admin-token", ADMIN_TOKEN, "--traffic", "sklearn_fp32=0.9,onnx_int8=0.1",
-        "--shadow", "onnx_fp32", "--inject-latency-ms", "300", "--max-batch-size", "1",
+        "--shadow", "onnx_fp32", "--allow-faults", "--inject", "onnx_int8:latency-ms=300",
+        "--max-batch-size", "1",
     ]  # fmt: skip
     with running_server(store, options=options) as server:
         ready = _wait_for_line(server, "perfserve serve: ready")
