@@ -80,10 +80,17 @@ def add_capacity_arguments(capacity: argparse.ArgumentParser) -> None:
         type=float,
         help="Disk for model artifacts, in MiB.",
     )
+    add_option(
+        capacity,
+        "--trough-qps",
+        type=float,
+        help="Quietest expected requests/s: it may raise the autoscaler's minimum replicas.",
+    )
     capacity.set_defaults(run=run_capacity_command)
 
 
 def run_capacity_command(args: argparse.Namespace) -> int:
+    from benchmarks.autoscaling import render_bounds, replica_bounds
     from benchmarks.capacity import from_bench, from_sweep, plan_capacity, render_plans
     from benchmarks.figures import load_summary
 
@@ -93,6 +100,10 @@ def run_capacity_command(args: argparse.Namespace) -> int:
         raise UsageError(f"--rows-per-request {args.rows_per_request}: must be at least 1")
     if args.request_overhead_ms is not None and args.request_overhead_ms < 0:
         raise UsageError(f"--request-overhead-ms {args.request_overhead_ms:g}: must be >= 0")
+    if args.trough_qps is not None and not 0 < args.trough_qps <= args.peak_qps:
+        raise UsageError(
+            f"--trough-qps {args.trough_qps:g}: must be positive and at most --peak-qps"
+        )
     bench, notes = [], list[str]()
     if args.bench:
         summary = load_summary(args.bench)
@@ -125,6 +136,8 @@ def run_capacity_command(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise UsageError(str(error)) from None
     print(render_plans(plans, args.peak_qps, args.safety_factor, args.target_utilization))
+    bounds = [replica_bounds(p, args.target_utilization, args.trough_qps) for p in plans]
+    print(render_bounds(bounds))
     notes.append(
         f"assumed: Poisson arrivals and exponential service times (M/M/c), "
         f"{args.rows_per_request} row(s) per request, each replica one `perfserve serve` "

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from benchmarks.options import (
+    DEFAULT_HISTORY,
     add_measurement_options,
     delays,
     measure,
@@ -69,6 +70,12 @@ def add_bench_arguments(bench: argparse.ArgumentParser) -> None:
         bench, "--out", type=Path, default=Path("reports/bench"), help="Folder for the results."
     )
     bench.add_argument(
+        "--int8-methods",
+        action="store_true",
+        help="also measure every int8 method the build wrote (dynamic, per row, static), "
+        "as int8_<method>",
+    )
+    bench.add_argument(
         "--fail-on-regression",
         action="store_true",
         help="Exit 1 when the history flags a regression (for CI).",
@@ -85,6 +92,10 @@ def run_bench_command(args: argparse.Namespace) -> int:
     manifest = load_manifest(args.store)
     weights = parse_weights(args.weights)
     specs = default_specs(args.store, manifest, args.variants)
+    if args.int8_methods:
+        from benchmarks.precision import int8_method_specs
+
+        specs += int8_method_specs(specs, manifest)
     unknown = set(args.inject_latency_ms) - {spec.name for spec in specs}
     if unknown:
         raise UsageError(f"--inject-latency-ms names variants not benchmarked: {sorted(unknown)}")
@@ -232,7 +243,7 @@ def add_history_arguments(history: argparse.ArgumentParser) -> None:
         history,
         "--history",
         type=Path,
-        default=Path("reports/history"),
+        default=DEFAULT_HISTORY,
         help="Folder the bench and compare commands record into.",
     )
     history.add_argument(

@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from benchmarks.figures import VariantFigures
-from benchmarks.score import DEFAULT_WEIGHTS, DIMENSIONS, composite_scores
+from benchmarks.score import DEFAULT_WEIGHTS, DIMENSIONS, composite_scores, scoring_weights
 from common.usage import UsageError
 
 MIB = 2**20
@@ -67,6 +67,8 @@ class Decision:
     objective: str
     unit: str
     """What the ranked values are measured in."""
+    notes: list[str] = field(default_factory=list)
+    """What the ranking could not use, e.g. energy without a readable counter."""
 
     @property
     def choice(self) -> str | None:
@@ -127,9 +129,12 @@ def decide(
         if reasons:
             rejected[f.variant] = reasons
     passing = [f for f in figures if f.variant not in rejected]
+    notes: list[str] = []
     if requirements.objective == "score":
+        weights, dropped = scoring_weights(requirements.weights, energy_estimate is None)
+        notes += [dropped] if dropped else []
         # Scored among the survivors only: a rejected variant must not stretch the scale.
-        scores = composite_scores(passing, requirements.weights) if passing else {}
+        scores = composite_scores(passing, weights) if passing else {}
         ranked = sorted(scores.items(), key=lambda item: -item[1])
         unit = SCORE_UNIT
     else:
@@ -138,7 +143,7 @@ def decide(
             ((f.variant, value(f)) for f in passing),
             key=lambda item: -item[1] if higher else item[1],
         )
-    return Decision(ranked, rejected, requirements.objective, unit)
+    return Decision(ranked, rejected, requirements.objective, unit, notes)
 
 
 def _estimated(how: str | None) -> str:
@@ -179,4 +184,5 @@ def render_decision(decision: Decision, batch_size: int) -> str:
     for name, reasons in decision.rejected.items():
         lines.append(f"rejected {name}:")
         lines += [f"  - {reason}" for reason in reasons]
+    lines += [f"note: {note}" for note in decision.notes]
     return "\n".join(lines)

@@ -8,6 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 from common.usage import UsageError, add_option
 
+# Where bench and compare record their results, and where `perfserve history` reads them.
+DEFAULT_HISTORY = Path("reports/history")
+
 if TYPE_CHECKING:
     from benchmarks.bench import VariantSpec
     from service.store import Manifest
@@ -94,7 +97,7 @@ def add_measurement_options(parser: argparse.ArgumentParser, runs: int, batch_si
         parser,
         "--history",
         type=Path,
-        default=Path("reports/history"),
+        default=DEFAULT_HISTORY,
         help="Folder where results are recorded and checked for regressions.",
     )
     add_option(

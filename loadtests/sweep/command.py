@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from common.slo import SLO_P99_MS
 from common.usage import UsageError, add_option
 from loadtests import SPLIT
 from loadtests.argtypes import positive_float, rate_list
@@ -56,7 +57,7 @@ def add_sweep_arguments(sweep: argparse.ArgumentParser) -> None:
         sweep,
         "--slo-p99-ms",
         type=positive_float,
-        default=50.0,
+        default=SLO_P99_MS,
         help="p99 latency SLO in ms that a step must hold.",
     )
     add_option(
