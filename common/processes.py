@@ -62,7 +62,8 @@ def running_server(
     does not steal its core.
     """
     port = port or free_port()
-    command = [sys.executable, "-m", "perfserve", "serve", "--store", str(store), "--port", str(port)]
+    command = [sys.executable, "-m", "perfserve", "serve", "--store", str(store)]
+    command += ["--port", str(port)]
     command += list(options)
     if cpus is not None:
         command = ["taskset", "-c", cpus, *command]
@@ -79,6 +80,34 @@ def running_server(
     finally:
         server.stop()
         log_path.unlink(missing_ok=True)
+
+
+@contextmanager
+def running_bare_server(cpus: str | None = None, ready_timeout_s: float = 10.0) -> Iterator[str]:
+    """The HTTP-stack floor (benchmarks/bare_asgi.py: uvicorn, uvloop, httptools, no
+    framework, no model) on loopback; its URL. Any POST gets a fixed one-prediction answer."""
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", "benchmarks.bare_asgi:app", "--port", str(port)]
+    command += ["--loop", "uvloop", "--http", "httptools", "--no-access-log"]
+    command += ["--log-level", "warning"]
+    if cpus is not None:
+        command = ["taskset", "-c", cpus, *command]
+    process = subprocess.Popen(command)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + ready_timeout_s
+        while True:
+            try:
+                httpx.post(f"{url}/predict", content=b"{}", timeout=1.0)
+                break
+            except httpx.TransportError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the bare ASGI server did not start") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait()
 
 
 def wait_ready(server: ServerProcess, timeout_s: float) -> None:

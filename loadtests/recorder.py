@@ -84,12 +84,16 @@ class Tally:
     """Latency of successful answers from the scheduled send time (µs)."""
     sent: HdrHistogram = field(default_factory=new_histogram)
     """Latency of successful answers from the actual send time (µs)."""
+    outside: HdrHistogram = field(default_factory=new_histogram)
+    """Latency from the scheduled time minus the server's own `Server-Timing` total (µs),
+    for the answers that carried one: the wire, both HTTP stacks and the generator."""
     outcomes: Counter[str] = field(default_factory=Counter)
     statuses: Counter[str] = field(default_factory=Counter)
 
     def add(self, other: Tally) -> None:
         self.scheduled.add(other.scheduled)
         self.sent.add(other.sent)
+        self.outside.add(other.outside)
         self.outcomes.update(other.outcomes)
         self.statuses.update(other.statuses)
 
@@ -97,6 +101,7 @@ class Tally:
         return {
             "scheduled": self.scheduled.encode(),
             "sent": self.sent.encode(),
+            "outside": self.outside.encode(),
             "outcomes": dict(self.outcomes),
             "statuses": dict(self.statuses),
         }
@@ -106,6 +111,7 @@ class Tally:
         return cls(
             _decode(data["scheduled"]),
             _decode(data["sent"]),
+            _decode(data["outside"]),
             Counter(data["outcomes"]),
             Counter(data["statuses"]),
         )
@@ -183,15 +189,19 @@ class Recorder:
         status: str,
         from_scheduled_s: float,
         from_sent_s: float,
+        server_s: float | None = None,
     ) -> None:
         """One finished request; latencies are recorded for successful answers only, so a
-        fast refusal cannot make the percentiles look better (failures are counted)."""
+        fast refusal cannot make the percentiles look better (failures are counted).
+        `server_s` is the server's own time for it (`Server-Timing` total), if known."""
         tally = self.window(key).tally(variant)
         tally.outcomes[outcome] += 1
         tally.statuses[status] += 1
         if outcome in ("ok", "bad_input"):
             tally.scheduled.record_value(max(1, round(from_scheduled_s * 1e6)))
             tally.sent.record_value(max(1, round(from_sent_s * 1e6)))
+            if server_s is not None:
+                tally.outside.record_value(max(1, round((from_scheduled_s - server_s) * 1e6)))
 
     def take(self) -> dict[WindowKey, Window]:
         taken, self.windows = self.windows, {}

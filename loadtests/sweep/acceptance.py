@@ -80,20 +80,25 @@ def verdict(
     enough_answers: bool,
     server_holds: bool = False,
     generator_saturated: bool = False,
+    beyond_ceiling: bool = False,
 ) -> str:
     """One of: holds, generator-bound, misses-slo, server-saturated, unstable (did not
     settle), too-few-answers (not enough for a trustworthy p99).
 
-    The generator is blamed, not the server, when the server was not saturated and
-    either the generator could not offer the rate (sends short of target, dropped
-    arrivals) or the SLO was missed only through delays outside the server: sends
-    behind schedule, time lost around a server whose own p99 held (`server_holds`), or
-    a generator out of CPU (`generator_saturated`), which delays reading answers too.
+    A step that fell short (sends short of target, dropped arrivals) or missed the SLO
+    is the generator's, whatever the server did, when the generator was out of breath:
+    out of CPU (`generator_saturated`, which delays reading answers too), sending behind
+    schedule by its own doing (`late_share`, sends that waited for a connection left
+    out), or offered above its calibrated ceiling (`beyond_ceiling`). Then the server
+    may have held more, and the knee is only a lower bound. Without that, a step that
+    fell short is still the generator's when the server was not saturated, and so is a
+    missed SLO that the server's own p99 held (`server_holds`: time lost outside it).
     """
     could_not_offer = dropped > 0 or sent_qps < (1 - RATE_TOLERANCE) * target_qps
     missed = miss_ratio > 0.01
-    lost_outside = missed and (late_share > LATE_SHARE_LIMIT or server_holds or generator_saturated)
-    if (could_not_offer or lost_outside) and not server_saturated:
+    out_of_breath = generator_saturated or late_share > LATE_SHARE_LIMIT or beyond_ceiling
+    lost_outside = (could_not_offer or (missed and server_holds)) and not server_saturated
+    if ((could_not_offer or missed) and out_of_breath) or lost_outside:
         return "generator-bound"
     if missed or dropped > 0:
         return "misses-slo"

@@ -49,7 +49,13 @@ def test_verdicts() -> None:
     assert judge(miss_ratio=0.05, server_holds=True) == "generator-bound"
     assert judge(miss_ratio=0.05) == "misses-slo"
     assert judge(miss_ratio=0.05, generator_saturated=True) == "generator-bound"
-    assert judge(miss_ratio=0.05, generator_saturated=True, server_saturated=True) == "misses-slo"
+    # A generator out of breath cannot tell a saturated server's tail from its own.
+    assert judge(miss_ratio=0.05, generator_saturated=True, server_saturated=True) == (
+        "generator-bound"
+    )
+    assert judge(miss_ratio=0.05, beyond_ceiling=True, server_saturated=True) == "generator-bound"
+    assert judge(beyond_ceiling=True) == "holds"
+    assert judge(late_share=0.3) == "holds"
     assert judge(sent_qps=300.0, achieved_qps=300.0, server_saturated=True) == "server-saturated"
     assert judge(achieved_qps=350.0) == "server-saturated"
     assert judge(settled=False) == "unstable"

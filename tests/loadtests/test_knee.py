@@ -24,7 +24,7 @@ def step(rate: float, verdict: str) -> StepResult:
     server = ServerSplit(**unknown | {"statuses": {}, "rejected": {}})
     return StepResult(
         "onnx_int8", 1, "sweep", rate, 5.0, 1.0, 4, client, Totals(), server,
-        NAN, NAN, 0.1, True, True, verdict,
+        NAN, NAN, 0.1, 0.0, True, True, verdict,
     )  # fmt: skip
 
 
