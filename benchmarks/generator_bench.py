@@ -1,0 +1,237 @@
+"""`perfserve bench-generator`: how much each sweep engine can offer, and what it adds.
+
+In one run, with the server pinned to one core and the generator to another, for each
+engine (native, locust): its ceiling against the bare-ASGI floor (the highest constant
+rate it offers with under 1% of its sends late by its own doing, loadtests/sweep/
+calibration.py), and one step at `--rate` against a perfserve variant: latency from
+schedule, the part of it outside the server's own `Server-Timing` total (what the wire,
+both HTTP stacks and the generator add), and the server's CPU per request. With `--k6`,
+k6's constant-arrival-rate executor (an open-loop generator we did not write) runs the
+same step, as a reference for the server's CPU per request. Each engine runs in a
+process of its own (Locust patches the process it runs in with gevent); rounds are
+interleaved and the table shows medians over rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+from common.processes import running_server
+from common.usage import UsageError, add_option
+from loadtests.argtypes import positive_float
+from loadtests.engines.base import ENGINES
+from service.store import StoreError, load_holdout, load_manifest
+
+CEILING_START_QPS = 500.0
+STEP_WINDOW_S = 1.0
+K6_SCRIPT = """
+import http from 'k6/http';
+export const options = {{
+  scenarios: {{ open: {{
+    executor: 'constant-arrival-rate', rate: {rate}, timeUnit: '1s', duration: '{seconds}s',
+    preAllocatedVUs: 64, maxVUs: 256,
+  }} }},
+  summaryTrendStats: ['p(50)', 'p(99)'],
+}};
+const body = open('{body}');
+export default function () {{
+  http.post('{url}', body, {{ headers: {{ 'content-type': 'application/json' }} }});
+}}
+"""
+
+
+def measure_engine(
+    engine: str, store: Path, variant: str, rate: float, seconds: float, server_cpu: str
+) -> dict[str, Any]:
+    """One engine's ceiling and its step at `rate`; runs in the engine's own process."""
+    if engine == "locust":
+        import locust  # noqa: F401  (gevent's monkey-patching, before the sweep's imports)
+    from loadtests.bodies import encode_bodies, holdout_rows
+    from loadtests.loadgen_metrics import LoadgenMetrics
+    from loadtests.sweep.calibration import calibrate
+    from loadtests.sweep.runner import SweepPlan, start_engine
+    from loadtests.sweep.steps import StepRunner, StepSettings
+
+    settings = StepSettings(
+        step_seconds=seconds, window_seconds=STEP_WINDOW_S, max_step_seconds=seconds,
+        arrivals="constant",
+    )  # fmt: skip
+    plan = SweepPlan("", [variant], [rate], settings, store, engine=engine)  # type: ignore[arg-type]
+    bodies = encode_bodies(holdout_rows(store), 1)
+    calibration = calibrate(
+        lambda url: start_engine(plan, url, LoadgenMetrics()), bodies, server_cpu,
+        start_qps=CEILING_START_QPS,
+    )  # fmt: skip
+    at_ceiling = [p for p in calibration.points if p.rate == calibration.ceiling_qps]
+    with running_server(store, cpus=server_cpu) as server:
+        driver = start_engine(plan, server.url, LoadgenMetrics())
+        try:
+            driver.setup(bodies, 1, variant)
+            runner = StepRunner(driver, server.url, variant, [variant], settings, lambda _: None)
+            runner.run(rate, extend=False)  # warm connections and caches
+            step = runner.run(rate, extend=False)
+        finally:
+            driver.close()
+    return {
+        "ceiling_qps": calibration.ceiling_qps,
+        "late_share_at_ceiling": at_ceiling[0].own_late_share if at_ceiling else None,
+        "cpu_at_ceiling": at_ceiling[0].generator_cpu if at_ceiling else None,
+        "sent_qps": step.client.sent_qps,
+        "p50_ms": step.client.p50_ms,
+        "p99_ms": step.client.p99_ms,
+        "outside_p50_ms": step.client.outside_p50_ms,
+        "outside_p99_ms": step.client.outside_p99_ms,
+        "late_share": step.generator_late_share,
+        "generator_cpu": step.generator_cpu,
+        "server_us_per_request": 1e6
+        * step.server.cpu_cores
+        * step.duration_s
+        / max(1.0, step.server.requests),
+    }
+
+
+def measure_k6(
+    k6: str, store: Path, variant: str, rate: float, seconds: float, cpus: tuple[str, str]
+) -> dict[str, Any]:
+    """k6 at `rate` against the same server: its latency (from send) and the server's CPU
+    per request, read from the server process itself."""
+    row = load_holdout(store).features[0].tolist()
+    with tempfile.TemporaryDirectory() as folder, running_server(store, cpus=cpus[0]) as server:
+        body = Path(folder, "body.json")
+        body.write_text(json.dumps({"instances": [row]}))
+        script = Path(folder, "open.js")
+        url = f"{server.url}/models/{variant}/predict"
+        script.write_text(K6_SCRIPT.format(rate=round(rate), seconds=seconds, body=body, url=url))
+        summary = Path(folder, "summary.json")
+        command = ["taskset", "-c", cpus[1], k6, "run", "--quiet", "--summary-export"]
+        command += [str(summary), str(script)]
+        process = psutil.Process(server.process.pid)
+        before, requests_before = sum(process.cpu_times()[:2]), _served(server.url)
+        subprocess.run(command, check=True, capture_output=True)
+        after, requests = sum(process.cpu_times()[:2]), _served(server.url) - requests_before
+        metrics = json.loads(summary.read_text())["metrics"]
+    duration = metrics["http_req_duration"]
+    return {
+        "sent_qps": metrics["http_reqs"]["rate"],
+        "p50_ms": duration["p(50)"],
+        "p99_ms": duration["p(99)"],
+        "server_us_per_request": 1e6 * (after - before) / max(1.0, requests),
+    }
+
+
+def _served(url: str) -> float:
+    """Requests the server answered so far (one scrape, outside the timed run's CPU)."""
+    text = httpx.get(f"{url}/metrics", timeout=5).text
+    return sum(
+        float(line.rpartition(" ")[2])
+        for line in text.splitlines()
+        if line.startswith("perfserve_request_duration_seconds_count{")
+    )
+
+
+def run_benchmark(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
+    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in args.engines}
+    if args.k6:
+        rounds["k6"] = []
+    for number in range(args.rounds):
+        print(f"round {number + 1}/{args.rounds}", file=sys.stderr, flush=True)
+        for engine in args.engines:
+            command = [sys.executable, "-m", "benchmarks.generator_bench", engine]
+            command += [str(args.store), args.variant, str(args.rate), str(args.seconds)]
+            command += [args.server_cpu, args.generator_cpu]
+            done = subprocess.run(command, check=True, capture_output=True, text=True)
+            rounds[engine].append(json.loads(done.stdout.splitlines()[-1]))
+        if args.k6:
+            cpus = (args.server_cpu, args.generator_cpu)
+            rounds["k6"].append(
+                measure_k6(args.k6, args.store, args.variant, args.rate, args.seconds, cpus)
+            )
+    return rounds
+
+
+COLUMNS = (
+    ("ceiling_qps", "ceiling/s", "{:,.0f}"),
+    ("late_share_at_ceiling", "late@ceil", "{:.2%}"),
+    ("cpu_at_ceiling", "cpu@ceil", "{:.2f}"),
+    ("sent_qps", "sent/s", "{:,.0f}"),
+    ("p50_ms", "p50 ms", "{:.3f}"),
+    ("p99_ms", "p99 ms", "{:.3f}"),
+    ("outside_p50_ms", "added p50", "{:.3f}"),
+    ("outside_p99_ms", "added p99", "{:.3f}"),
+    ("late_share", "late", "{:.2%}"),
+    ("server_us_per_request", "server µs/req", "{:.0f}"),
+)
+
+
+def render(rounds: dict[str, list[dict[str, Any]]], rate: float) -> str:
+    lines = [
+        f"ceiling: against the bare-ASGI floor; the rest: one step at {rate:,.0f}/s "
+        "(added = latency from schedule minus the server's Server-Timing total; k6 times "
+        "from send)",
+        f"{'engine':<8}" + "".join(f"{title:>14}" for _, title, _ in COLUMNS),
+    ]
+    for name, results in rounds.items():
+        cells = []
+        for key, _, form in COLUMNS:
+            values = [r[key] for r in results if r.get(key) is not None]
+            cells.append(form.format(statistics.median(values)) if values else "-")
+        lines.append(f"{name:<8}" + "".join(f"{cell:>14}" for cell in cells))
+    return "\n".join(lines)
+
+
+def add_bench_generator_arguments(bench: argparse.ArgumentParser) -> None:
+    add_option(bench, "--store", type=Path, default=Path("model_store"), help="model store")
+    add_option(bench, "--variant", default="onnx_int8", help="variant for the latency step")
+    add_option(bench, "--rate", type=positive_float, default=1000.0, help="latency step rate")
+    add_option(bench, "--seconds", type=positive_float, default=6.0, help="latency step length")
+    add_option(bench, "--rounds", type=int, default=1, help="interleaved rounds (medians)")
+    add_option(bench, "--engines", nargs="+", choices=ENGINES, default=list(ENGINES))
+    add_option(bench, "--server-cpu", default="0", help="CPU list the servers are pinned to")
+    add_option(bench, "--generator-cpu", default="1", help="CPU list the generator is pinned to")
+    add_option(bench, "--k6", help="path of a k6 binary: add k6 as a reference")
+    add_option(bench, "--out", type=Path, help="also write the rounds as JSON here")
+    bench.set_defaults(run=run_command)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    try:
+        manifest = load_manifest(args.store)
+    except StoreError as error:
+        raise UsageError(f"--store: {error} (run `perfserve build` first)") from None
+    if args.variant not in manifest.variants:
+        raise UsageError(f"--variant must be one of {list(manifest.variants)}")
+    if args.rounds < 1:
+        raise UsageError("--rounds must be >= 1")
+    print(f"load average before: {os.getloadavg()}", file=sys.stderr)
+    rounds = run_benchmark(args)
+    print(render(rounds, args.rate))
+    print(f"load average after: {os.getloadavg()}")
+    if args.out:
+        args.out.write_text(json.dumps(rounds, indent=2))
+    return 0
+
+
+def main(argv: list[str]) -> None:
+    """One engine's measurement, pinned to the generator CPU, as one JSON line."""
+    engine, store, variant, rate, seconds, server_cpu, generator_cpu = argv
+    os.sched_setaffinity(0, {int(c) for c in generator_cpu.split(",")})
+    started = time.monotonic()
+    result = measure_engine(engine, Path(store), variant, float(rate), float(seconds), server_cpu)
+    result["seconds"] = time.monotonic() - started
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
