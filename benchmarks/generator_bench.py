@@ -131,6 +131,22 @@ def measure_k6(
     }
 
 
+def scrape_cost_ms(store: Path, server_cpu: str, scrapes: int = 50) -> float:
+    """Server CPU per `/metrics` scrape, once every variant has answered (the sweep's
+    gauge sampler pays this on the server's core each time it reads)."""
+    row = load_holdout(store).features[0].tolist()
+    with running_server(store, cpus=server_cpu) as server, httpx.Client() as client:
+        for variant in load_manifest(store).variants:
+            for _ in range(20):
+                client.post(f"{server.url}/models/{variant}/predict", json={"instances": [row]})
+        process = psutil.Process(server.process.pid)
+        before = sum(process.cpu_times()[:2])
+        for _ in range(scrapes):
+            client.get(f"{server.url}/metrics")
+        spent: float = sum(process.cpu_times()[:2]) - before
+        return 1000 * spent / scrapes
+
+
 def _served(url: str) -> float:
     """Requests the server answered so far (one scrape, outside the timed run's CPU)."""
     text = httpx.get(f"{url}/metrics", timeout=5).text
@@ -217,6 +233,7 @@ def run_command(args: argparse.Namespace) -> int:
     print(f"load average before: {os.getloadavg()}", file=sys.stderr)
     rounds = run_benchmark(args)
     print(render(rounds, args.rate))
+    print(f"server CPU per /metrics scrape: {scrape_cost_ms(args.store, args.server_cpu):.1f} ms")
     print(f"load average after: {os.getloadavg()}")
     if args.out:
         args.out.write_text(json.dumps(rounds, indent=2))

@@ -107,7 +107,7 @@ def test_stress_breaks_the_service_and_times_its_recovery_then_a_soak(
         summary = sweep(
             slow.url, store, tmp_path, "--variant", "onnx_int8", "--rates", "100",
             "--step-seconds", "2", "--window-seconds", "0.5", "--max-step-seconds", "6",
-            "--slo-p99-ms", "200", "--stress", "--soak-rate", "50", "--soak-seconds", "3",
+            "--slo-p99-ms", "200", "--stress", "--soak-rate", "50", "--soak-seconds", "4",
         )  # fmt: skip
     target = summary["variants"]["onnx_int8"]
     stress = target["stress"]
@@ -118,7 +118,7 @@ def test_stress_breaks_the_service_and_times_its_recovery_then_a_soak(
     assert stress["recovery_s"] is not None
     soak = target["soak"]
     assert soak["rss_start_mb"] > 10
-    assert len(soak["rss_mb"]) >= 6
+    assert len(soak["rss_mb"]) >= 3  # sampled once a second
     assert {p.name for p in tmp_path.glob("*.png")} >= {"stress.png", "soak.png"}
 
 
