@@ -164,22 +164,23 @@ class Generator:
 
     def _on(self, request: Request, response: Response) -> None:
         """Record one answer (or one request that got none)."""
-        done = response.done
+        done, due = response.done, request.due
         sent = request.sent or done
-        step = request.step
-        recorder = self.recorder
-        sending = recorder.window(self._key(step, sent))
+        plan, start = self.plans[request.step]
+        step, width = plan.step, plan.window_s
+        window = self.recorder.window
+        sending = window((step, max(0, int((sent - start) // width))))
         sending.sent += 1
-        sending.late += sent - request.due > LATE_TOLERANCE_S
-        recorder.window(self._key(step, done)).completed += 1
+        sending.late += sent - due > LATE_TOLERANCE_S
+        window((step, max(0, int((done - start) // width)))).completed += 1
         status = response.status
         verdict = judge_answer(status, response.body, self.rows_per_request, False)
-        recorder.answer(
-            self._key(step, request.due),
+        self.recorder.answer(
+            (step, max(0, int((due - start) // width))),
             response.variant or self.target,
             verdict.outcome,
             status_label(status),
-            done - request.due,
+            done - due,
             done - sent,
             response.server_s,
         )
