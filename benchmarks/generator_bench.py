@@ -7,7 +7,9 @@ calibration.py), and one step at `--rate` against a perfserve variant: latency f
 schedule, the part of it outside the server's own `Server-Timing` total (what the wire,
 both HTTP stacks and the generator add), and the server's CPU per request. With `--k6`,
 k6's constant-arrival-rate executor (an open-loop generator we did not write) runs the
-same step, as a reference for the server's CPU per request. Each engine runs in a
+same step, as a reference for the server's CPU per request; with `--knee-slo-ms` too,
+the native sweep's knee for `--variant` is set beside k6's, found by bisection on the
+same server (constant arrivals on both sides). Each engine runs in a
 process of its own (Locust patches the process it runs in with gevent); rounds are
 interleaved and the table shows medians over rounds.
 """
@@ -35,6 +37,7 @@ from loadtests.engines.base import ENGINES
 from service.store import StoreError, load_holdout, load_manifest
 
 CEILING_START_QPS = 500.0
+KNEE_PRECISION = 0.1
 STEP_WINDOW_S = 1.0
 K6_SCRIPT = """
 import http from 'k6/http';
@@ -105,30 +108,97 @@ def measure_engine(
 def measure_k6(
     k6: str, store: Path, variant: str, rate: float, seconds: float, cpus: tuple[str, str]
 ) -> dict[str, Any]:
-    """k6 at `rate` against the same server: its latency (from send) and the server's CPU
+    """k6 at `rate` against a fresh server: its latency (from send) and the server's CPU
     per request, read from the server process itself."""
+    with running_server(store, cpus=cpus[0]) as server:
+        process = psutil.Process(server.process.pid)
+        before, requests_before = sum(process.cpu_times()[:2]), _served(server.url)
+        result = run_k6(k6, server.url, store, variant, rate, seconds, cpus[1])
+        after, requests = sum(process.cpu_times()[:2]), _served(server.url) - requests_before
+    result["server_us_per_request"] = 1e6 * (after - before) / max(1.0, requests)
+    return result
+
+
+def run_k6(
+    k6: str, url: str, store: Path, variant: str, rate: float, seconds: float, cpu: str
+) -> dict[str, Any]:
+    """One k6 constant-arrival-rate run: achieved rate, p50 and p99 from send, and the
+    iterations it could not start on time (no free virtual user: dropped)."""
     row = load_holdout(store).features[0].tolist()
-    with tempfile.TemporaryDirectory() as folder, running_server(store, cpus=cpus[0]) as server:
+    with tempfile.TemporaryDirectory() as folder:
         body = Path(folder, "body.json")
         body.write_text(json.dumps({"instances": [row]}))
         script = Path(folder, "open.js")
-        url = f"{server.url}/models/{variant}/predict"
-        script.write_text(K6_SCRIPT.format(rate=round(rate), seconds=seconds, body=body, url=url))
+        target = f"{url}/models/{variant}/predict"
+        script.write_text(
+            K6_SCRIPT.format(rate=round(rate), seconds=round(seconds), body=body, url=target)
+        )
         summary = Path(folder, "summary.json")
-        command = ["taskset", "-c", cpus[1], k6, "run", "--quiet", "--summary-export"]
+        command = ["taskset", "-c", cpu, k6, "run", "--quiet", "--summary-export"]
         command += [str(summary), str(script)]
-        process = psutil.Process(server.process.pid)
-        before, requests_before = sum(process.cpu_times()[:2]), _served(server.url)
         subprocess.run(command, check=True, capture_output=True)
-        after, requests = sum(process.cpu_times()[:2]), _served(server.url) - requests_before
         metrics = json.loads(summary.read_text())["metrics"]
     duration = metrics["http_req_duration"]
     return {
         "sent_qps": metrics["http_reqs"]["rate"],
         "p50_ms": duration["p(50)"],
         "p99_ms": duration["p(99)"],
-        "server_us_per_request": 1e6 * (after - before) / max(1.0, requests),
+        "dropped": metrics.get("dropped_iterations", {}).get("count", 0),
+        "failed": metrics["http_req_failed"]["passes"],
     }
+
+
+def k6_knee(k6: str, url: str, args: argparse.Namespace, slo_ms: float) -> list[dict[str, Any]]:
+    """k6's knee by the sweep's own search rule (doubling, then bisection to 10%): a rate
+    holds when k6 achieved it within 5%, dropped nothing, failed nothing and its p99
+    stayed within the SLO."""
+    runs: list[dict[str, Any]] = []
+    held, failed, rate = 0.0, None, args.knee_start_rate
+    while rate <= args.knee_max_rate:
+        run = run_k6(k6, url, args.store, args.variant, rate, args.knee_seconds, args.generator_cpu)
+        run["rate"] = rate
+        run["holds"] = (
+            run["sent_qps"] >= 0.95 * rate and not run["dropped"] and not run["failed"]
+            and run["p99_ms"] <= slo_ms
+        )  # fmt: skip
+        runs.append(run)
+        print(f"  k6 {rate:,.0f}/s: p99 {run['p99_ms']:.2f} ms, holds {run['holds']}",
+              file=sys.stderr, flush=True)  # fmt: skip
+        if run["holds"]:
+            held = rate
+        else:
+            failed = rate
+        if failed is None:
+            rate *= 2
+        elif held == 0 or (failed - held) / held <= KNEE_PRECISION:
+            break
+        else:
+            rate = round((held + failed) / 2)
+    return runs
+
+
+def compare_knees(args: argparse.Namespace) -> str:
+    """The native sweep's knee and k6's, on one server, one SLO, constant arrivals."""
+    slo = args.knee_slo_ms
+    with running_server(args.store, cpus=args.server_cpu) as server:
+        with tempfile.TemporaryDirectory() as out:
+            command = [sys.executable, "-m", "perfserve", "sweep", "--url", server.url]
+            command += ["--store", str(args.store), "--variant", args.variant, "--out", out]
+            command += ["--slo-p99-ms", str(slo), "--arrivals", "constant", "--metrics-port", "0"]
+            command += ["--step-seconds", str(args.knee_seconds), "--precision", "0.1"]
+            command += ["--start-rate", str(args.knee_start_rate)]
+            command += ["--generator-cpus", args.generator_cpu]
+            subprocess.run(command, check=True, capture_output=True)
+            found = json.loads(Path(out, "summary.json").read_text())["variants"][args.variant]
+        runs = k6_knee(args.k6, server.url, args, slo)
+    ours = found["knee_qps"]
+    theirs = max((r["rate"] for r in runs if r["holds"]), default=None)
+    lines = [f"knee of {args.variant} at p99 <= {slo:g} ms, constant arrivals:"]
+    lines.append(f"  native sweep: {ours} (limited by {found['knee_limited_by']})")
+    lines.append(f"  k6 bisection: {theirs}")
+    if ours and theirs:
+        lines.append(f"  native / k6: {ours / theirs:.2f}")
+    return "\n".join(lines)
 
 
 def scrape_cost_ms(store: Path, server_cpu: str, scrapes: int = 50) -> float:
@@ -217,7 +287,10 @@ def add_bench_generator_arguments(bench: argparse.ArgumentParser) -> None:
     add_option(bench, "--server-cpu", default="0", help="CPU list the servers are pinned to")
     add_option(bench, "--generator-cpu", default="1", help="CPU list the generator is pinned to")
     add_option(bench, "--k6", help="path of a k6 binary: add k6 as a reference")
-    add_option(bench, "--out", type=Path, help="also write the rounds as JSON here")
+    add_option(bench, "--knee-slo-ms", type=positive_float, help="with --k6: compare knees")
+    add_option(bench, "--knee-seconds", type=positive_float, default=8.0, help="knee step")
+    add_option(bench, "--knee-start-rate", type=positive_float, default=1000.0, help="knee")
+    add_option(bench, "--knee-max-rate", type=positive_float, default=64_000.0, help="knee")
     bench.set_defaults(run=run_command)
 
 
@@ -228,15 +301,18 @@ def run_command(args: argparse.Namespace) -> int:
         raise UsageError(f"--store: {error} (run `perfserve build` first)") from None
     if args.variant not in manifest.variants:
         raise UsageError(f"--variant must be one of {list(manifest.variants)}")
-    if args.rounds < 1:
-        raise UsageError("--rounds must be >= 1")
+    if args.rounds < 0:
+        raise UsageError("--rounds must be >= 0 (0: only the knee comparison)")
+    if args.knee_slo_ms and not args.k6:
+        raise UsageError("--knee-slo-ms needs --k6 (the independent generator)")
     print(f"load average before: {os.getloadavg()}", file=sys.stderr)
-    rounds = run_benchmark(args)
-    print(render(rounds, args.rate))
-    print(f"server CPU per /metrics scrape: {scrape_cost_ms(args.store, args.server_cpu):.1f} ms")
+    if args.rounds:
+        print(render(run_benchmark(args), args.rate))
+        cost = scrape_cost_ms(args.store, args.server_cpu)
+        print(f"server CPU per /metrics scrape: {cost:.1f} ms")
+    if args.knee_slo_ms:
+        print(compare_knees(args))
     print(f"load average after: {os.getloadavg()}")
-    if args.out:
-        args.out.write_text(json.dumps(rounds, indent=2))
     return 0
 
 
