@@ -38,6 +38,7 @@ from service.store import StoreError, load_holdout, load_manifest
 
 CEILING_START_QPS = 500.0
 KNEE_PRECISION = 0.1
+KNEE_MAX_RUNS = 14
 STEP_WINDOW_S = 1.0
 K6_SCRIPT = """
 import http from 'k6/http';
@@ -149,12 +150,13 @@ def run_k6(
 
 
 def k6_knee(k6: str, url: str, args: argparse.Namespace, slo_ms: float) -> list[dict[str, Any]]:
-    """k6's knee by the sweep's own search rule (doubling, then bisection to 10%): a rate
+    """k6's knee by the sweep's own search rule (doubling, or halving while even the start
+    fails, then bisection to 10%): a rate
     holds when k6 achieved it within 5%, dropped nothing, failed nothing and its p99
     stayed within the SLO."""
     runs: list[dict[str, Any]] = []
     held, failed, rate = 0.0, None, args.knee_start_rate
-    while rate <= args.knee_max_rate:
+    while rate <= args.knee_max_rate and len(runs) < KNEE_MAX_RUNS:
         run = run_k6(k6, url, args.store, args.variant, rate, args.knee_seconds, args.generator_cpu)
         run["rate"] = rate
         run["holds"] = (
@@ -170,7 +172,9 @@ def k6_knee(k6: str, url: str, args: argparse.Namespace, slo_ms: float) -> list[
             failed = rate
         if failed is None:
             rate *= 2
-        elif held == 0 or (failed - held) / held <= KNEE_PRECISION:
+        elif held == 0:
+            rate /= 2
+        elif (failed - held) / held <= KNEE_PRECISION:
             break
         else:
             rate = round((held + failed) / 2)
