@@ -81,16 +81,19 @@ def verdict(
     server_holds: bool = False,
     generator_saturated: bool = False,
     beyond_ceiling: bool = False,
+    server_failed: bool = False,
 ) -> str:
     """One of: holds, generator-bound, misses-slo, server-saturated, unstable (did not
     settle), too-few-answers (not enough for a trustworthy p99).
 
     A step that fell short (sends short of target, dropped arrivals) or missed the SLO
-    is the generator's, whatever the server did, when the generator was out of breath:
-    out of CPU (`generator_saturated`, which delays reading answers too), sending behind
-    schedule by its own doing (`late_share`, sends that waited for a connection left
-    out), or offered above its calibrated ceiling (`beyond_ceiling`). Then the server
-    may have held more, and the knee is only a lower bound. Without that, a step that
+    is the generator's when the generator was out of breath: out of CPU
+    (`generator_saturated`, which delays reading answers too), sending behind schedule
+    by its own doing (`late_share`, sends that waited for a connection left out), or
+    offered above its calibrated ceiling (`beyond_ceiling`); then the server may have
+    held more, and the knee is only a lower bound. Unless the server was saturated and
+    failed by its own measure (`server_failed`: its own p99 over the SLO, or it shed):
+    that tail is the server's, however busy the generator was. Without that, a step that
     fell short is still the generator's when the server was not saturated, and so is a
     missed SLO that the server's own p99 held (`server_holds`: time lost outside it).
     """
@@ -98,7 +101,8 @@ def verdict(
     missed = miss_ratio > 0.01
     out_of_breath = generator_saturated or late_share > LATE_SHARE_LIMIT or beyond_ceiling
     lost_outside = (could_not_offer or (missed and server_holds)) and not server_saturated
-    if ((could_not_offer or missed) and out_of_breath) or lost_outside:
+    servers_own = server_saturated and server_failed
+    if ((could_not_offer or missed) and out_of_breath and not servers_own) or lost_outside:
         return "generator-bound"
     if missed or dropped > 0:
         return "misses-slo"

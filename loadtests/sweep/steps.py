@@ -196,6 +196,7 @@ class StepRunner:
             or (sum(w.blocked for w in measured) > 0 and not generator_saturated)
         )
         ceiling = self.settings.generator_ceiling_qps
+        server_holds = split.p99_ms_at_most <= self.settings.slo_p99_ms
         return verdict(
             target_qps=result.target_qps,
             achieved_qps=result.client.achieved_qps,
@@ -206,9 +207,10 @@ class StepRunner:
             server_saturated=saturated,
             settled=result.stable,
             enough_answers=result.enough_samples,
-            server_holds=split.p99_ms_at_most <= self.settings.slo_p99_ms,
+            server_holds=server_holds,
             generator_saturated=generator_saturated,
             beyond_ceiling=ceiling is not None and result.target_qps > CEILING_SHARE * ceiling,
+            server_failed=not server_holds or result.totals.shed > 0,
         )
 
 

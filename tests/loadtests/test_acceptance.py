@@ -49,11 +49,15 @@ def test_verdicts() -> None:
     assert judge(miss_ratio=0.05, server_holds=True) == "generator-bound"
     assert judge(miss_ratio=0.05) == "misses-slo"
     assert judge(miss_ratio=0.05, generator_saturated=True) == "generator-bound"
-    # A generator out of breath cannot tell a saturated server's tail from its own.
+    # A generator out of breath is blamed, even beside a busy server, unless the server
+    # failed by its own measure (its own p99 over the SLO, or it shed).
     assert judge(miss_ratio=0.05, generator_saturated=True, server_saturated=True) == (
         "generator-bound"
     )
     assert judge(miss_ratio=0.05, beyond_ceiling=True, server_saturated=True) == "generator-bound"
+    saturated_and_slow = dict(server_saturated=True, server_failed=True)
+    assert judge(miss_ratio=0.05, generator_saturated=True, **saturated_and_slow) == "misses-slo"
+    assert judge(miss_ratio=0.05, late_share=0.3, server_failed=True) == "generator-bound"
     assert judge(beyond_ceiling=True) == "holds"
     assert judge(late_share=0.3) == "holds"
     assert judge(sent_qps=300.0, achieved_qps=300.0, server_saturated=True) == "server-saturated"
