@@ -34,6 +34,7 @@ from common.processes import running_server
 from common.usage import UsageError, add_option
 from loadtests.argtypes import positive_float
 from loadtests.engines.base import ENGINES
+from loadtests.sweep.knee import climb
 from service.store import StoreError, load_holdout, load_manifest
 
 CEILING_START_QPS = 500.0
@@ -151,34 +152,22 @@ def run_k6(
 
 def k6_knee(k6: str, url: str, args: argparse.Namespace, slo_ms: float) -> list[dict[str, Any]]:
     """k6's knee by the sweep's own search rule (doubling, or halving while even the start
-    fails, then bisection to 10%): a rate
-    holds when k6 achieved it within 5%, dropped nothing, failed nothing and its p99
-    stayed within the SLO."""
-    runs: list[dict[str, Any]] = []
-    held, failed, rate = 0.0, None, args.knee_start_rate
-    while rate <= args.knee_max_rate and len(runs) < KNEE_MAX_RUNS:
+    fails, then bisection to 10%): a rate holds when k6 achieved it within 5%, dropped
+    nothing, failed nothing and its p99 stayed within the SLO."""
+
+    def at(rate: float) -> dict[str, Any]:
         run = run_k6(k6, url, args.store, args.variant, rate, args.knee_seconds, args.generator_cpu)
         run["rate"] = rate
         run["holds"] = (
             run["sent_qps"] >= 0.95 * rate and not run["dropped"] and not run["failed"]
             and run["p99_ms"] <= slo_ms
         )  # fmt: skip
-        runs.append(run)
         print(f"  k6 {rate:,.0f}/s: p99 {run['p99_ms']:.2f} ms, holds {run['holds']}",
               file=sys.stderr, flush=True)  # fmt: skip
-        if run["holds"]:
-            held = rate
-        else:
-            failed = rate
-        if failed is None:
-            rate *= 2
-        elif held == 0:
-            rate /= 2
-        elif (failed - held) / held <= KNEE_PRECISION:
-            break
-        else:
-            rate = round((held + failed) / 2)
-    return runs
+        return run
+
+    start, top = args.knee_start_rate, args.knee_max_rate
+    return climb(at, lambda r: bool(r["holds"]), start, top, KNEE_PRECISION, KNEE_MAX_RUNS)[1]
 
 
 def compare_knees(args: argparse.Namespace) -> str:

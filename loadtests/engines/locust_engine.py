@@ -19,7 +19,7 @@ import locust
 import psutil
 from locust.env import Environment
 
-from common.processes import free_port
+from common.processes import free_port, wait_or_kill
 from loadtests.arrivals import ArrivalProcess
 from loadtests.engines import locust_openloop as openloop
 from loadtests.engines.base import START_DELAY_S, Plan
@@ -101,11 +101,7 @@ class Driver:
         if runner is not None:
             runner.quit()
         for process in self._processes:
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            wait_or_kill(process, 10)
 
     def _send(self, kind: str, data: dict[str, object]) -> None:
         runner = self.environment.runner

@@ -22,6 +22,7 @@ from typing import Any
 
 import psutil
 
+from common.processes import wait_or_kill
 from loadtests.arrivals import ArrivalProcess
 from loadtests.engines.base import START_DELAY_S, Plan
 from loadtests.loadgen_metrics import LoadgenMetrics
@@ -119,11 +120,7 @@ class NativeEngine:
             with contextlib.suppress(OSError):
                 link.send(("quit", None))
         for process in self._processes:
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            wait_or_kill(process, 10)
         for link in self._links:
             link.close()
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from common.processes import running_bare_server
 from loadtests.engines.base import Engine
+from loadtests.sweep.knee import climb
 from loadtests.sweep.results import own_late_share
 
 OWN_LATE_LIMIT = 0.01
@@ -26,6 +27,7 @@ SHORTFALL = 0.05
 START_QPS, MAX_QPS = 2000.0, 128_000.0
 STEP_S, WINDOW_S = 2.0, 0.5
 PRECISION = 0.1
+MAX_POINTS = 12
 DRAIN_S = 10.0
 
 
@@ -71,21 +73,9 @@ def calibrate(
 def search_ceiling(
     measure_at: Callable[[float], CalibrationPoint], start_qps: float, max_qps: float
 ) -> Calibration:
-    points: list[CalibrationPoint] = []
-    held, failed, rate = 0.0, None, start_qps
-    while rate <= max_qps:
-        point = measure_at(rate)
-        points.append(point)
-        if point.keeps_up:
-            held = rate
-        else:
-            failed = rate
-        if failed is None:
-            rate *= 2
-        elif held == 0 or (failed - held) / held <= PRECISION:
-            break
-        else:
-            rate = round((held + failed) / 2)
+    held, points = climb(
+        measure_at, lambda p: p.keeps_up, start_qps, max_qps, PRECISION, MAX_POINTS
+    )
     return Calibration(held, points)
 
 
