@@ -207,7 +207,7 @@ class StepRunner:
             server_saturated=saturated,
             settled=result.stable,
             enough_answers=result.enough_samples,
-            server_holds=server_holds,
+            sent_miss_ratio=result.client.sent_miss_ratio,
             generator_saturated=generator_saturated,
             beyond_ceiling=ceiling is not None and result.target_qps > CEILING_SHARE * ceiling,
             server_failed=not server_holds or result.totals.shed > 0,
