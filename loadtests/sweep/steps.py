@@ -187,14 +187,16 @@ class StepRunner:
         sheds, or when every client connection was waiting on it (requests piling up in
         flight): the last catches a server starved of CPU by neighbours, whose own CPU
         use then looks low, unless the generator itself was out of CPU, when answers
-        pile up unread on its side."""
+        pile up unread on its side. The server owns a miss beside a generator out of
+        breath only when it was busy and failed by its own measures (a stalled
+        generator's burst also fills every connection)."""
         generator_saturated = result.generator_cpu >= GENERATOR_CPU_LIMIT
-        saturated = (
+        busy = (
             split.utilization >= SATURATION
             or split.cpu_cores >= SATURATION * max(1.0, split.runners)
             or result.totals.shed > 0
-            or (sum(w.blocked for w in measured) > 0 and not generator_saturated)
         )
+        saturated = busy or (sum(w.blocked for w in measured) > 0 and not generator_saturated)
         ceiling = self.settings.generator_ceiling_qps
         server_holds = split.p99_ms_at_most <= self.settings.slo_p99_ms
         return verdict(
@@ -210,7 +212,7 @@ class StepRunner:
             sent_miss_ratio=result.client.sent_miss_ratio,
             generator_saturated=generator_saturated,
             beyond_ceiling=ceiling is not None and result.target_qps > CEILING_SHARE * ceiling,
-            server_failed=not server_holds or result.totals.shed > 0,
+            server_failed=busy and (not server_holds or result.totals.shed > 0),
         )
 
 
