@@ -145,3 +145,19 @@ def test_an_unknown_variant_is_a_usage_error(server: ServerProcess, store: Path)
     done = run_perfserve("sweep", "--url", server.url, "--variant", "nope", "--store", str(store))
     assert done.returncode == 2
     assert "unknown variant" in done.stderr
+
+
+def test_calibrate_measures_the_generator_against_the_bare_floor_first(
+    server: ServerProcess, store: Path, tmp_path: Path
+) -> None:
+    summary = sweep(
+        server.url, store, tmp_path, "--variant", "onnx_int8", "--rates", "100",
+        "--step-seconds", "2", "--window-seconds", "0.5", "--max-step-seconds", "4",
+        "--slo-p99-ms", "500", "--calibrate",
+    )  # fmt: skip
+    # Its ceiling depends on the machine's load; that it was measured and recorded does not.
+    assert summary["generator_ceiling_qps"] >= 0
+    target = summary["variants"]["onnx_int8"]
+    lower_bound = target["knee_limited_by"] in ("generator", "unstable", "max-rate")
+    assert target["knee_is_lower_bound"] == lower_bound
+    assert "generator_late_share" in target["steps"][0]
