@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -78,7 +79,7 @@ class NativeEngine:
         start = time.time() + START_DELAY_S
         plan = Plan(step, rate, process, start, window_s, self.generators, seed=step)
         for index, link in enumerate(self._links):
-            link.send(("plan", {"plan": plan.__dict__, "index": index}))
+            link.send(("plan", {"plan": asdict(plan), "index": index}))
         self.metrics.target_rps.set(rate)
         return start
 
