@@ -250,6 +250,7 @@ COLUMNS = (
     ("outside_p50_ms", "added p50", "{:.3f}"),
     ("outside_p99_ms", "added p99", "{:.3f}"),
     ("late_share", "late", "{:.2%}"),
+    ("generator_cpu", "gen cores", "{:.3f}"),
     ("server_us_per_request", "server µs/req", "{:.0f}"),
 )
 
