@@ -294,7 +294,9 @@ def run_command(args: argparse.Namespace) -> int:
     except StoreError as error:
         raise UsageError(f"--store: {error} (run `perfserve build` first)") from None
     if args.variant not in manifest.variants:
-        raise UsageError(f"--variant must be one of {list(manifest.variants)}")
+        raise UsageError(
+            f"--variant {args.variant!r}: not in the store; one of {list(manifest.variants)}"
+        )
     if args.rounds < 0:
         raise UsageError("--rounds must be >= 0 (0: only the knee comparison)")
     if args.knee_slo_ms and not args.k6:
