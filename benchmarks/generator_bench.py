@@ -272,19 +272,28 @@ def render(rounds: dict[str, list[dict[str, Any]]], rate: float) -> str:
 
 
 def add_bench_generator_arguments(bench: argparse.ArgumentParser) -> None:
-    add_option(bench, "--store", type=Path, default=Path("model_store"), help="model store")
-    add_option(bench, "--variant", default="onnx_int8", help="variant for the latency step")
-    add_option(bench, "--rate", type=positive_float, default=1000.0, help="latency step rate")
-    add_option(bench, "--seconds", type=positive_float, default=6.0, help="latency step length")
-    add_option(bench, "--rounds", type=int, default=1, help="interleaved rounds (medians)")
-    add_option(bench, "--engines", nargs="+", choices=ENGINES, default=list(ENGINES))
-    add_option(bench, "--server-cpu", default="0", help="CPU list the servers are pinned to")
-    add_option(bench, "--generator-cpu", default="1", help="CPU list the generator is pinned to")
-    add_option(bench, "--k6", help="path of a k6 binary: add k6 as a reference")
-    add_option(bench, "--knee-slo-ms", type=positive_float, help="with --k6: compare knees")
-    add_option(bench, "--knee-seconds", type=positive_float, default=8.0, help="knee step")
-    add_option(bench, "--knee-start-rate", type=positive_float, default=1000.0, help="knee")
-    add_option(bench, "--knee-max-rate", type=positive_float, default=64_000.0, help="knee")
+    bench.description = (
+        "Each sweep engine's ceiling against the bare ASGI floor and, at --rate against "
+        "--variant, the latency it reports and how much of it is outside the server; k6 "
+        "beside them with --k6, and a knee cross-check with --knee-slo-ms."
+    )
+    options: list[tuple[str, dict[str, Any], str]] = [
+        ("--store", {"type": Path, "default": Path("model_store")}, "Model store to serve."),
+        ("--variant", {"default": "onnx_int8"}, "Variant of the latency step and the knee."),
+        ("--rate", {"type": positive_float, "default": 1000.0}, "Latency step rate, req/s."),
+        ("--seconds", {"type": positive_float, "default": 6.0}, "Latency step length, s."),
+        ("--rounds", {"type": int, "default": 1}, "Interleaved rounds (0: only the knees)."),
+        ("--engines", {"nargs": "+", "choices": ENGINES, "default": list(ENGINES)}, "Engines."),
+        ("--server-cpu", {"default": "0"}, "CPU list the servers are pinned to."),
+        ("--generator-cpu", {"default": "1"}, "CPU list the generators are pinned to."),
+        ("--k6", {}, "Path of a k6 binary, to run k6 beside the engines."),
+        ("--knee-slo-ms", {"type": positive_float}, "With --k6: compare knees at this SLO."),
+        ("--knee-seconds", {"type": positive_float, "default": 8.0}, "Knee step length, s."),
+        ("--knee-start-rate", {"type": positive_float, "default": 1000.0}, "First knee rate."),
+        ("--knee-max-rate", {"type": positive_float, "default": 64_000.0}, "Top knee rate."),
+    ]
+    for name, settings, text in options:
+        add_option(bench, name, help=text, **settings)
     bench.set_defaults(run=run_command)
 
 
