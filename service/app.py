@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from service.admin import ManagementGuard
 from service.api import router
 from service.metrics import Metrics, new_registry
 from service.openapi import document_predict
@@ -36,7 +37,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     api.include_router(router)
     api.add_exception_handler(Exception, _internal_error)
     document_predict(api)
-    return PredictEndpoint(service, api)
+    return PredictEndpoint(service, ManagementGuard(service, api))
 
 
 async def _internal_error(request: Request, error: Exception) -> JSONResponse:

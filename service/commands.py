@@ -67,6 +67,10 @@ def add_serve_arguments(serve: argparse.ArgumentParser) -> None:
     for name, field in Settings.model_fields.items():
         if name == "split_file":
             continue  # internal: set below for several workers
+        if name == "admin_token":
+            # Accepted only to refuse it with a reason: argv is readable by every local user.
+            serve.add_argument("--admin-token", help=argparse.SUPPRESS)
+            continue
         flag = "--" + name.replace("_", "-")
         if _is_bool(field.annotation):
             serve.add_argument(flag, action=argparse.BooleanOptionalAction, help=field.description)
@@ -78,6 +82,11 @@ def add_serve_arguments(serve: argparse.ArgumentParser) -> None:
 def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    if args.admin_token is not None:
+        raise UsageError(
+            "--admin-token would show the token to every local user (ps); "
+            "set PERFSERVE_ADMIN_TOKEN or use --admin-token-file"
+        )
     given = {
         name: getattr(args, name)
         for name in Settings.model_fields
@@ -96,7 +105,11 @@ def run_serve(args: argparse.Namespace) -> int:
         lifespan="on",
         access_log=settings.access_log,
         log_level=settings.log_level,
-        timeout_graceful_shutdown=int(settings.graceful_shutdown_s),
+        limit_concurrency=settings.limit_concurrency,
+        timeout_keep_alive=settings.keep_alive_s,
+        # uvicorn's annotation says int, but it only ever waits with it: whole seconds
+        # would turn 0.5 into 0, which uvicorn reads as "wait forever".
+        timeout_graceful_shutdown=settings.graceful_shutdown_s,
     )
     # uvicorn re-raises SIGTERM once its graceful shutdown is over; by then every admitted
     # request has been answered, so the process should exit 0, not die of the signal.

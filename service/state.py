@@ -17,8 +17,15 @@ import numpy as np
 import psutil
 import threadpoolctl
 
-from service.batching import BatchResult, MicroBatcher, QueueFull, ShuttingDown
+from service.batching import (
+    BatchResult,
+    MicroBatcher,
+    QueueFull,
+    ShuttingDown,
+    VariantUnavailable,
+)
 from service.metrics import Metrics
+from service.receiving import BodyDeadlines
 from service.routing import Router, SharedSplitFile, TrafficSplit
 from service.runtimes import Runner, SlowedRunner, open_runner
 from service.settings import Settings
@@ -27,6 +34,9 @@ from service.store import Manifest, StoreError, VariantInfo, load_holdout, load_
 log = logging.getLogger("perfserve")
 
 SPLIT_POLL_S = 0.2
+# How often deadlines nothing else watches are enforced: slow bodies, requests stuck
+# behind a hung model call. A late answer comes at most this much after its deadline.
+WATCHDOG_PERIOD_S = 0.1
 
 
 @dataclass
@@ -47,6 +57,7 @@ class Service:
         self.router = Router(self.names, self._initial_split(), settings.routing_seed)
         self.split_file = SharedSplitFile(settings.split_file) if settings.split_file else None
         self.variants: dict[str, LoadedVariant] = {}
+        self.body_deadlines = BodyDeadlines(settings.body_timeout_s)
         self.ready = False
         self.load_error: str | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -62,15 +73,26 @@ class Service:
         """Begin loading in the background; called from the app's lifespan."""
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._load(), name="load-models"))
+        self._tasks.append(loop.create_task(self._watchdog(), name="watchdog"))
         if self.split_file is not None:
             self._tasks.append(loop.create_task(self._follow_split_file(), name="follow-split"))
 
+    @property
+    def unavailable(self) -> list[str]:
+        """Loaded variants that cannot answer now, each with the reason."""
+        return [
+            f"{name}: {reason}"
+            for name, variant in self.variants.items()
+            if (reason := variant.batcher.unavailable) is not None
+        ]
+
     async def stop(self) -> None:
-        """Finish admitted requests, then release the runners."""
+        """Finish admitted requests, then release the runners: every batcher at once,
+        within one shared grace period."""
         for task in self._tasks:
             task.cancel()
-        for variant in self.variants.values():
-            await variant.batcher.close(self.settings.graceful_shutdown_s)
+        grace = self.settings.graceful_shutdown_s
+        await asyncio.gather(*(v.batcher.close(grace) for v in self.variants.values()))
 
     def set_split(self, split: TrafficSplit) -> None:
         """Apply a new split here and, with several workers, in every worker."""
@@ -87,7 +109,7 @@ class Service:
         deadline = time.perf_counter() + self.settings.request_timeout_ms / 1000
         try:
             copy = self.variants[shadow].batcher.submit(rows, deadline)
-        except (QueueFull, ShuttingDown):
+        except (QueueFull, ShuttingDown, VariantUnavailable):
             return  # the shadow must never slow or fail the served request
         asyncio.get_running_loop().create_task(self._compare(shadow, primary, copy))
 
@@ -133,6 +155,8 @@ class Service:
                 max_batch_size=self.settings.max_batch_size,
                 max_batch_delay_s=self.settings.max_batch_delay_ms / 1000,
                 max_queue=self.settings.max_queue,
+                # A model call longer than a request may wait can no longer answer anyone.
+                hung_after_s=self.settings.request_timeout_ms / 1000,
                 inline=self.inline,
             )
             batcher.start()
@@ -181,6 +205,17 @@ class Service:
             self.metrics.model_info.labels(
                 name, info.model_version, info.format, info.precision
             ).set(1)
+
+    async def _watchdog(self) -> None:
+        while True:
+            await asyncio.sleep(WATCHDOG_PERIOD_S)
+            now = time.perf_counter()
+            try:
+                self.body_deadlines.sweep(now)
+                for variant in self.variants.values():
+                    variant.batcher.reap(now)
+            except Exception:  # the watchdog must outlive any bug it runs into
+                log.exception("watchdog pass failed")
 
     async def _follow_split_file(self) -> None:
         assert self.split_file is not None

@@ -67,9 +67,12 @@ class StackRun:
 def run(store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackRun]:
     require_tool("prometheus")
     require_tool("nginx")
-    options = ["--admin-token", ADMIN_TOKEN, "--traffic", "sklearn_fp32=0.7,onnx_int8=0.3"]
+    options = ["--traffic", "sklearn_fp32=0.7,onnx_int8=0.3"]
+    env = {"PERFSERVE_ADMIN_TOKEN": ADMIN_TOKEN}
     with ExitStack() as stack:
-        servers = [stack.enter_context(running_server(store, options=options)) for _ in range(2)]
+        servers = [
+            stack.enter_context(running_server(store, options=options, env=env)) for _ in range(2)
+        ]
         replicas = [server.url.removeprefix("http://") for server in servers]
         lb = stack.enter_context(running_nginx(replicas, tmp_path_factory.mktemp("nginx")))
         loadgen = f"127.0.0.1:{free_port()}"

@@ -13,6 +13,8 @@ import pytest
 
 ADMIN_TOKEN = "test-admin-token-4f1c"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+# The token reaches a server through its environment: a command line is public.
+ADMIN_ENV = {"PERFSERVE_ADMIN_TOKEN": ADMIN_TOKEN}
 
 
 def body(rows: np.ndarray) -> dict[str, Any]:
@@ -30,7 +32,10 @@ def run_perfserve(*args: str, timeout_s: float = 300.0) -> subprocess.CompletedP
     """`perfserve ARGS` in a fresh process (the sweep imports Locust, which patches the
     process it runs in with gevent: never this one)."""
     return subprocess.run(
-        [sys.executable, "-m", "perfserve", *args], capture_output=True, text=True, timeout=timeout_s
+        [sys.executable, "-m", "perfserve", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
     )
 
 
