@@ -32,8 +32,12 @@ def served(store: Path) -> Iterator[tuple[str, Service]]:
     app = create_app(settings)
     assert isinstance(app, PredictEndpoint)
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=settings.port, loop="uvloop", log_level="warning"
-    )  # type: ignore[arg-type]
+        app,
+        host="127.0.0.1",
+        port=settings.port,
+        loop="uvloop",
+        log_level="warning",
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
