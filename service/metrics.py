@@ -216,7 +216,12 @@ def forget_dead_workers() -> None:
     histograms keep the dead worker's share: totals must never go backwards.
     """
     folder = os.environ["PROMETHEUS_MULTIPROC_DIR"]
-    living = {child.pid for child in psutil.Process(os.getppid()).children()}
+    living = set()
+    for child in psutil.Process(os.getppid()).children():
+        # A killed worker stays a zombie child until the supervisor reaps it.
+        with suppress(psutil.NoSuchProcess):
+            if child.status() != psutil.STATUS_ZOMBIE:
+                living.add(child.pid)
     for name in os.listdir(folder):
         match = LIVE_GAUGE_FILE.fullmatch(name)
         if match is not None and int(match[1]) not in living:
