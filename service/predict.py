@@ -31,7 +31,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-JSON_HEADER = (b"content-type", b"application/json")
+JSON_TYPE = b"application/json"
+JSON_HEADER = (b"content-type", JSON_TYPE)
 CLOSE_HEADER = (b"connection", b"close")
 # Refusals sent before the whole body was read: the connection cannot carry another request.
 CLOSING_STATUSES = frozenset((408, 413))
@@ -102,7 +103,7 @@ class PredictEndpoint:
             detail = service.load_error or "models are still loading"
             raise Reject(503, "not_ready", f"not ready: {detail}", retry_after=1)
         forced, user_id, length, content_type = _routing_headers(headers)
-        if content_type is not None and not _is_json(content_type):
+        if content_type is not None and content_type != JSON_TYPE and not _is_json(content_type):
             raise Reject(415, "invalid_input", "send the body as Content-Type: application/json")
         variant = variant or forced or service.router.choose(user_id)
         if variant not in service.variants:
