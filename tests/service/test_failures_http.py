@@ -41,17 +41,12 @@ def served(store: Path) -> Iterator[tuple[str, Service]]:
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    url = f"http://127.0.0.1:{settings.port}"
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
+    while not (server.started and app.service.ready):  # listening, models loaded
+        assert thread.is_alive() and time.monotonic() < deadline
+        time.sleep(0.05)
     try:
-        yield url, app.service
+        yield f"http://127.0.0.1:{settings.port}", app.service
     finally:
         server.should_exit = True
         thread.join(20)
