@@ -78,13 +78,15 @@ def take_batch(
     queue: deque[PendingRequest], max_rows: int, now: float
 ) -> tuple[list[PendingRequest], list[PendingRequest]]:
     """Pop whole requests from the head, up to `max_rows` rows (always at least one
-    request), and separately the requests whose deadline passed while they waited."""
+    request), and separately those not worth computing: their deadline passed while they
+    waited, or nobody awaits the answer any more (answered by the watchdog, or cancelled
+    when shutdown ran out of grace)."""
     batch: list[PendingRequest] = []
     expired: list[PendingRequest] = []
     rows = 0
     while queue:
         head = queue[0]
-        if head.deadline <= now:
+        if head.deadline <= now or head.future.done():
             expired.append(queue.popleft())
             continue
         size = len(head.rows)

@@ -53,6 +53,13 @@ async def test_take_batch_separates_requests_past_their_deadline() -> None:
     assert batch == [on_time] and expired == [late]
 
 
+async def test_take_batch_skips_requests_nobody_awaits() -> None:
+    abandoned, waiting = pending(1), pending(1)
+    abandoned.future.cancel()
+    batch, expired = take_batch(deque([abandoned, waiting]), max_rows=8, now=0.0)
+    assert batch == [waiting] and expired == [abandoned]
+
+
 def make_batcher(runner: Runner, **limits: float) -> MicroBatcher:
     settings: dict[str, float] = {
         "max_batch_size": 64,
