@@ -82,6 +82,8 @@ def add_serve_arguments(serve: argparse.ArgumentParser) -> None:
 def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from service.connections import HeaderDeadlineProtocol
+
     if args.admin_token is not None:
         raise UsageError(
             "--admin-token would show the token to every local user (ps); "
@@ -101,7 +103,7 @@ def run_serve(args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=HeaderDeadlineProtocol,  # httptools, with a deadline on request headers
         lifespan="on",
         access_log=settings.access_log,
         log_level=settings.log_level,

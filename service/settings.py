@@ -69,9 +69,9 @@ class Settings(BaseSettings):
     (the bound on what slow or idle clients can pin)."""
 
     keep_alive_s: int = Field(5, ge=1, le=300)
-    """Seconds an idle keep-alive connection stays open; a proxy in front must close its
-    idle upstream connections sooner (nginx: keepalive_timeout 4s), or it reuses a
-    connection the service is closing and answers 502."""
+    """Seconds an idle keep-alive connection stays open, and a request's headers may take
+    to arrive. A proxy in front must close its idle upstream connections sooner (nginx:
+    keepalive_timeout 4s), or it reuses a connection the service is closing: 502."""
 
     request_timeout_ms: float = Field(2000.0, gt=0)
     """A request still queued after this long gets 504 instead of a late answer."""

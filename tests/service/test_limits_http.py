@@ -20,6 +20,7 @@ from service.store import Dataset
 from tests.utils import ADMIN, ADMIN_TOKEN, body, run_perfserve
 
 BODY_TIMEOUT_S = 1.0
+KEEP_ALIVE_S = 2
 LIMIT_CONCURRENCY = 32
 WRONG_TOKEN = "wrong-token-0c5e91d7"
 
@@ -33,6 +34,7 @@ def server(store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Se
         *("--admin-token-file", str(token_file)),
         *("--body-timeout-s", str(BODY_TIMEOUT_S)),
         *("--limit-concurrency", str(LIMIT_CONCURRENCY)),
+        *("--keep-alive-s", str(KEEP_ALIVE_S)),
     ]
     with running_server(store, options=options) as running:
         yield running
@@ -159,11 +161,33 @@ def test_an_unknown_variant_is_not_echoed_whole(server: ServerProcess, holdout: 
     assert refused.status_code == 404 and len(refused.content) < 300
 
 
+def test_slow_headers_are_cut_off(server: ServerProcess) -> None:
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port(server)), timeout=15) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\n")
+        try:
+            for byte in b"Host: a-very-slow-client\r\n":
+                sock.sendall(bytes([byte]))
+                time.sleep(0.2)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # closed by the server while we trickled
+        sock.settimeout(15)
+        try:
+            answer = sock.recv(1024)
+        except ConnectionResetError:
+            answer = b""  # closed with our last bytes unread
+        assert answer == b""  # closed, never answered
+    assert KEEP_ALIVE_S <= time.monotonic() - started < KEEP_ALIVE_S + 10
+
+
 def test_idle_connections_are_bounded(server: ServerProcess) -> None:
     idle = [socket.create_connection(("127.0.0.1", port(server))) for _ in range(LIMIT_CONCURRENCY)]
     try:
         time.sleep(0.3)
         assert httpx.get(f"{server.url}/healthz").status_code == 503
+        for sock in idle:  # a connection that never sends its headers is closed
+            sock.settimeout(KEEP_ALIVE_S + 10)
+            assert sock.recv(1024) == b""
     finally:
         for sock in idle:
             sock.close()
