@@ -141,15 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return int(args.run(args) or 0)
-    except ValidationError as error:
-        # Only where and what: pydantic's own text repeats the value, which may be a secret.
-        problems = (
-            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}"
-            for e in error.errors(include_input=False, include_url=False)
-        )
-        print(f"perfserve {args.command}: error: {'; '.join(problems)}", file=sys.stderr)
-        return 2
-    except (UsageError, StoreError) as error:
+    except (UsageError, StoreError, ValidationError) as error:
         print(f"perfserve {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -125,6 +125,7 @@ class MicroBatcher:
         max_queue: int,
         hung_after_s: float = float("inf"),
         inline: bool = False,
+        added_latency_s: float = 0.0,
     ) -> None:
         self.name = name
         self.runner = runner
@@ -134,6 +135,8 @@ class MicroBatcher:
         self.max_queue = max_queue
         self.hung_after_s = hung_after_s
         self.inline = inline
+        self.added_latency_s = added_latency_s
+        """Injected fault: every batch takes this much longer (see service/faults.py)."""
         self.closed = False
         self.failure: str | None = None
         self._queue: deque[PendingRequest] = deque()
@@ -275,13 +278,19 @@ class MicroBatcher:
     async def _execute(self, batch: list[PendingRequest]) -> None:
         rows = batch[0].rows if len(batch) == 1 else np.concatenate([p.rows for p in batch])
         self._batch_started = started = time.perf_counter()
+        slept = 0.0
         try:
+            if self.added_latency_s:
+                # A wait that leaves the event loop, and so other variants, running.
+                await asyncio.sleep(self.added_latency_s)
+                slept = time.perf_counter() - started
             if self.inline:
                 prediction, infer_s = self._timed_predict(rows)
             else:
                 prediction, infer_s = await asyncio.get_running_loop().run_in_executor(
                     self._executor, self._timed_predict, rows
                 )
+            infer_s += slept  # the injected wait counts as the model's compute
         finally:
             self._batch_started = None
         if len(prediction.labels) != len(rows):

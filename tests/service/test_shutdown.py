@@ -17,7 +17,8 @@ from tests.utils import body
 def test_a_grace_under_a_second_still_lets_admitted_requests_finish(
     store: Path, holdout: Dataset
 ) -> None:
-    options = ["--graceful-shutdown-s", "0.9", "--inject-latency-ms", "300"]
+    options = ["--graceful-shutdown-s", "0.9", "--allow-faults"]
+    options += ["--inject", "sklearn_fp32:latency-ms=300"]
     options += ["--inference", "thread"]
     with running_server(store, options=options) as server:
         answers: list[httpx.Response] = []

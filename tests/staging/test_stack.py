@@ -2,8 +2,9 @@
 
 Two replicas of the real service behind nginx (the project's config), a real Prometheus
 with the project's config and rules (targets rewritten to the test's ports, scraping
-every second), and traffic across two variants with a canary split change applied to
-both replicas in the middle. Then every query the dashboard runs, its variables, its
+every second), and traffic across two variants with a canary split change sent once
+through the load balancer in the middle, which both replicas follow through their shared
+split file. Then every query the dashboard runs, its variables, its
 annotation and every recording rule must return data for what happened.
 """
 
@@ -67,7 +68,8 @@ class StackRun:
 def run(store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackRun]:
     require_tool("prometheus")
     require_tool("nginx")
-    options = ["--traffic", "sklearn_fp32=0.7,onnx_int8=0.3"]
+    split_file = tmp_path_factory.mktemp("split") / "traffic.json"  # compose's shared volume
+    options = ["--traffic", "sklearn_fp32=0.7,onnx_int8=0.3", "--split-file", str(split_file)]
     env = {"PERFSERVE_ADMIN_TOKEN": ADMIN_TOKEN}
     with ExitStack() as stack:
         servers = [
@@ -103,8 +105,8 @@ def locust_command(service: str, replace: dict[str, str], extra: Sequence[str]) 
 def drive(lb: str, replicas: Sequence[str], store: Path, loadgen: str) -> None:
     """A short headless Locust run through the load balancer, with the compose file's
     master and one worker: every user class of the project's locustfile at 10 requests/s
-    each (5% malformed on purpose), and the canary split applied to both replicas once
-    traffic flows."""
+    each (5% malformed on purpose), and the canary split sent through the load balancer
+    once traffic flows."""
     host, port = loadgen.split(":")
     master_port = str(free_port())
     master = locust_command(
@@ -131,7 +133,7 @@ def drive(lb: str, replicas: Sequence[str], store: Path, loadgen: str) -> None:
         try:
             wait_for_traffic(f"http://{loadgen}/metrics")
             time.sleep(LOCUST_SECONDS / 2)
-            apply_split(replicas, CANARY, ADMIN_TOKEN)
+            apply_split(lb, CANARY, ADMIN_TOKEN, replicas)
             for process in processes:
                 process.wait(timeout=LOCUST_SECONDS + 60)
         finally:
@@ -221,6 +223,6 @@ def test_every_rule_evaluates_cleanly_and_replicas_agree_on_the_split(run: Stack
     )
     for rule in evaluated:
         assert rule["health"] == "ok", f"{rule['name']}: {rule.get('lastError')}"
-    # The split was applied to both replicas at once, so the divergence alert is quiet.
+    # Both replicas follow one split file, so the divergence alert is quiet.
     diverged = next(rule for rule in evaluated if rule["name"] == "PerfserveSplitDiverged")
     assert diverged["state"] == "inactive"
