@@ -76,6 +76,12 @@ class Settings(BaseSettings):
     to arrive. A proxy in front must close its idle upstream connections sooner (nginx:
     keepalive_timeout 4s), or it reuses a connection the service is closing: 502."""
 
+    max_feature_range_factor: float = Field(1000.0, ge=0)
+    """Refuse (422) a feature beyond its training minimum or maximum by more than this many
+    times its training span; 0 turns the check off. The default refuses only values no
+    measurement of that feature could take (1e30, 3e38), never drift or a x100 unit
+    mistake; set 10 to refuse those too."""
+
     request_timeout_ms: float = Field(2000.0, gt=0)
     """A request still queued after this long gets 504 instead of a late answer."""
 
