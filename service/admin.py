@@ -32,12 +32,12 @@ def admin_refusal(token: SecretStr | None, authorization: str | None) -> Reject 
     """Why `authorization` does not allow an admin change, or None when it does.
     The message never repeats what the client sent."""
     if token is None:
-        return Reject(403, "admin_disabled", DISABLED)
+        return Reject(403, "unauthorized", DISABLED)
     scheme, _, given = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not given:
-        return Reject(401, "no_token", "missing admin token (Authorization: Bearer ...)")
+        return Reject(401, "unauthorized", "missing admin token (Authorization: Bearer ...)")
     if not secrets.compare_digest(given.encode(), token.get_secret_value().encode()):
-        return Reject(401, "wrong_token", "wrong admin token")
+        return Reject(401, "unauthorized", "wrong admin token")
     return None
 
 
@@ -63,6 +63,7 @@ class ManagementGuard:
                 receive, self.max_body, time.perf_counter()
             )
         except Reject as reject:
+            self.service.metrics.rejected.labels(reject.reason).inc()
             return await _refuse(reject, scope, receive, send)
         await self.app(scope, _replay(body, receive), send)
 
@@ -75,7 +76,7 @@ class ManagementGuard:
             client = scope.get("client") or ("?", 0)
             path = str(scope["path"])[:100]
             log.warning(
-                "refused %s %r from %s: %s", scope["method"], path, client[0], refusal.reason
+                "refused %s %r from %s: %s", scope["method"], path, client[0], refusal.message
             )
             raise refusal
 

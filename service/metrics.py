@@ -142,7 +142,8 @@ class Metrics:
         self.rejected = Counter(
             "perfserve_rejected_requests",
             "Requests refused or failed: queue_full, deadline, invalid_input, too_large, "
-            "unknown_variant, not_ready, shutting_down, model_error, unavailable, slow_client.",
+            "unknown_variant, not_ready, shutting_down, model_error, unavailable, slow_client, "
+            "unauthorized (an admin request without the right token).",
             ["reason"],
             registry=registry,
         )

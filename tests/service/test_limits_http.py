@@ -112,7 +112,9 @@ def test_an_admin_request_without_the_token_is_refused_before_its_body(
     status, _, _ = exchange(server, post_head("/rollout/start", 10_000_000))
     assert status == 401  # any state-changing route, even one FastAPI does not know
     log = server.log()
-    assert "refused PUT '/traffic'" in log and "wrong_token" in log
+    assert "refused PUT '/traffic' from 127.0.0.1: wrong admin token" in log
+    metrics = httpx.get(f"{server.url}/metrics").text
+    assert 'perfserve_rejected_requests_total{reason="unauthorized"} 2.0' in metrics
     assert WRONG_TOKEN not in log
 
 
