@@ -281,9 +281,10 @@ class MicroBatcher:
         slept = 0.0
         try:
             if self.added_latency_s:
-                # A wait that leaves the event loop, and so other variants, running.
-                await asyncio.sleep(self.added_latency_s)
-                slept = time.perf_counter() - started
+                # A wait that leaves the event loop, and so other variants, running; again
+                # for what is left, as uvloop's millisecond timers may fire a little early.
+                while (slept := time.perf_counter() - started) < self.added_latency_s:
+                    await asyncio.sleep(self.added_latency_s - slept)
             if self.inline:
                 prediction, infer_s = self._timed_predict(rows)
             else:
