@@ -23,7 +23,7 @@ import pytest
 from common.processes import ServerProcess, running_server
 from service.build import build_store
 from service.store import Dataset, Manifest, load_holdout, load_manifest
-from tests.utils import ADMIN, ADMIN_TOKEN
+from tests.utils import ADMIN, ADMIN_ENV, ADMIN_TOKEN
 from tests.utils.inprocess import serving
 
 # Fixtures that start processes (a server; a bench, which measures cold starts in fresh
@@ -94,9 +94,7 @@ def holdout(store: Path) -> Dataset:
 def shared_server(store: Path) -> Iterator[ServerProcess]:
     """One server process for the whole session (each start costs seconds, more on a
     loaded machine); tests reach it through `server`."""
-    with running_server(
-        store, options=["--admin-token", ADMIN_TOKEN, "--routing-seed", "7"]
-    ) as running:
+    with running_server(store, options=["--routing-seed", "7"], env=ADMIN_ENV) as running:
         yield running
 
 
