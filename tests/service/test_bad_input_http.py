@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httpx
 import pytest
+
+from common.processes import ServerProcess
 
 ROW = [1.0] * 30
 
@@ -47,20 +47,20 @@ async def test_too_many_rows_is_413(client: httpx.AsyncClient) -> None:
     assert "too many rows: 1025" in response.json()["detail"]
 
 
-async def test_an_oversized_body_is_refused_before_it_is_parsed(client: httpx.AsyncClient) -> None:
+def test_an_oversized_body_is_refused_before_it_is_parsed(server: ServerProcess) -> None:
     huge = b'{"instances": [' + b"[" + b"1," * 3_000_000 + b"1]]}"
-    response = await client.post("/predict", content=huge)
+    response = httpx.post(f"{server.url}/predict", content=huge)
     assert response.status_code == 413
     assert "exceeds" in response.json()["detail"]
 
 
-async def test_an_oversized_chunked_body_is_refused_too(client: httpx.AsyncClient) -> None:
-    async def chunks() -> AsyncIterator[bytes]:
+def test_an_oversized_chunked_body_is_refused_too(server: ServerProcess) -> None:
+    def chunks() -> object:
         yield b'{"instances": [['
         for _ in range(600):
             yield b"1.0," * 2000
 
-    response = await client.post("/predict", content=chunks())
+    response = httpx.post(f"{server.url}/predict", content=chunks())  # type: ignore[arg-type]
     assert response.status_code == 413
 
 
