@@ -33,6 +33,7 @@ from service.build import build_store
 from service.store import StoreError, load_holdout, load_manifest
 
 COMPETITOR_VARIANT = "onnx_int8"
+BASELINE = " (baseline)"
 WRK_SCRIPT = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -85,6 +86,7 @@ def run_benchmark(
     client_cpu: str,
     variants: list[str] | None,
     competitors: dict[str, str],
+    baseline: Path | None = None,
 ) -> list[Cell]:
     wrk = shutil.which("wrk")
     if wrk is None:
@@ -94,26 +96,36 @@ def run_benchmark(
     except StoreError:
         manifest = build_store(store)
     chosen = variants or list(manifest.variants)
+    store = store.resolve()  # a baseline server runs in its own checkout
     row = load_holdout(store, manifest).features[0].tolist()
     scripts = Path(tempfile.mkdtemp(prefix="bench-http-"))
     script = _wrk_script(scripts / "perfserve.lua", json.dumps({"instances": [row]}).encode())
     with ExitStack() as servers:
         bare = servers.enter_context(_bare_server(server_cpu))
         targets = [Target("bare ASGI floor", f"{bare}/predict", script)]
+        builds: list[tuple[str, Path | None]] = [("", None)]
+        if baseline is not None:
+            builds.append((BASELINE, baseline.resolve()))
         for batching, size in (("on", "64"), ("off", "1")):
-            server = servers.enter_context(
-                running_server(store, options=["--max-batch-size", size], cpus=server_cpu)
-            )
-            targets += [
-                Target(
-                    f"{name} batching {batching}",
-                    f"{server.url}/models/{name}/predict",
-                    script,
-                    f"{server.url}/metrics",
-                    name,
+            for suffix, checkout in builds:
+                server = servers.enter_context(
+                    running_server(
+                        store,
+                        options=["--max-batch-size", size],
+                        cpus=server_cpu,
+                        checkout=checkout,
+                    )
                 )
-                for name in chosen
-            ]
+                targets += [
+                    Target(
+                        f"{name} batching {batching}{suffix}",
+                        f"{server.url}/models/{name}/predict",
+                        script,
+                        f"{server.url}/metrics",
+                        name,
+                    )
+                    for name in chosen
+                ]
         model = store / manifest.variants[COMPETITOR_VARIANT].path
         for name, python in competitors.items():
             rival = servers.enter_context(competitor(name, python, model, row, server_cpu))
@@ -223,6 +235,7 @@ def render(cells: list[Cell], concurrencies: list[int], variants: list[str]) -> 
                 f"| {variant} | {concurrency} | {on.median(on.rps) / off.median(off.rps):.2f}x "
                 f"| {on.median(on.p50_ms) - off.median(off.p50_ms):+.3f} |"
             )
+    lines += _against_baseline(cells, by_key)
     rivals = sorted({c.target for c in cells if c.target.endswith(f"({COMPETITOR_VARIANT})")})
     if rivals and COMPETITOR_VARIANT in variants:
         lines += ["", "| server | concurrency | perfserve req/s over theirs | their p99 ms |"]
@@ -237,6 +250,26 @@ def render(cells: list[Cell], concurrencies: list[int], variants: list[str]) -> 
                     f"| {theirs.median(theirs.p99_ms):.3f} |"
                 )
     return "\n".join(lines) + "\n"
+
+
+def _against_baseline(cells: list[Cell], by_key: dict[tuple[str, int], Cell]) -> list[str]:
+    """This checkout against the baseline's, target by target, within the same rounds."""
+    pairs = [
+        (cell, by_key[cell.target + BASELINE, cell.concurrency])
+        for cell in cells
+        if (cell.target + BASELINE, cell.concurrency) in by_key
+    ]
+    if not pairs:
+        return []
+    lines = ["", "| target | concurrency | req/s over baseline | p99 minus baseline (ms) |"]
+    lines.append("| --- | --- | --- | --- |")
+    for ours, theirs in pairs:
+        lines.append(
+            f"| {ours.target} | {ours.concurrency} "
+            f"| {ours.median(ours.rps) / theirs.median(theirs.rps):.2f}x "
+            f"| {ours.median(ours.p99_ms) - theirs.median(theirs.p99_ms):+.3f} |"
+        )
+    return lines
 
 
 def add_bench_http_arguments(bench: argparse.ArgumentParser) -> None:
@@ -261,6 +294,13 @@ def add_bench_http_arguments(bench: argparse.ArgumentParser) -> None:
         type=name_list,
         help="variants to measure, comma-separated (default all)",
     )
+    add_option(
+        bench,
+        "--baseline",
+        type=Path,
+        help="also serve the same variants from another checkout of perfserve (an earlier "
+        "commit) and compare this one against it, target by target",
+    )
     bench.add_argument(
         "--competitor",
         action="append",
@@ -273,6 +313,8 @@ def add_bench_http_arguments(bench: argparse.ArgumentParser) -> None:
 
 
 def _run_command(args: argparse.Namespace) -> int:
+    if args.baseline is not None and not (args.baseline / "service").is_dir():
+        raise UsageError(f"--baseline: {args.baseline} is not a checkout of perfserve")
     run_benchmark(
         args.store,
         args.out,
@@ -283,6 +325,7 @@ def _run_command(args: argparse.Namespace) -> int:
         args.client_cpu,
         args.variants or None,
         dict(_competitor(spec) for spec in args.competitor),
+        args.baseline,
     )
     return 0
 

@@ -55,11 +55,13 @@ def running_server(
     env: dict[str, str] | None = None,
     cpus: str | None = None,
     ready_timeout_s: float = 60.0,
+    checkout: Path | None = None,
 ) -> Iterator[ServerProcess]:
     """A `perfserve serve` on loopback, ready to answer; stopped on exit.
 
     `cpus` pins the server with taskset (e.g. "0"), so a load generator pinned elsewhere
-    does not steal its core.
+    does not steal its core. `checkout` serves the code of another copy of the project
+    (an earlier commit, to compare against) with this environment's packages.
     """
     port = port or free_port()
     command = [
@@ -78,8 +80,11 @@ def running_server(
     with tempfile.NamedTemporaryFile(prefix="perfserve-", suffix=".log", delete=False) as log:
         log_path = Path(log.name)
     with log_path.open("wb") as log_file:
+        environment = {**os.environ, **(env or {})}
+        if checkout is not None:  # `python -m` puts the working folder first on the path
+            environment["PYTHONPATH"] = str(checkout)
         process = subprocess.Popen(
-            command, stdout=log_file, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+            command, stdout=log_file, stderr=subprocess.STDOUT, env=environment, cwd=checkout
         )
     server = ServerProcess(f"http://127.0.0.1:{port}", process, log_path)
     try:
