@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from service.batching import BatchFailed, DeadlineExceeded, QueueFull, ShuttingDown
+from service.metrics import FoldedCounter, FoldedHistogram
 from service.payload import Reject, encode_error, encode_prediction, parse_instances
 from service.state import Service
 
@@ -40,6 +41,12 @@ class PredictEndpoint:
         self.max_body = settings.max_body_bytes
         self.max_rows = settings.max_request_rows
         self.n_features = service.manifest.n_features
+        self.inflight = 0
+        """Prediction requests inside the server now; the gauge reads it at each flush."""
+        metrics = service.metrics
+        metrics.folding.gauge(metrics.inflight, lambda: self.inflight)
+        self._durations: dict[tuple[str, int], FoldedHistogram] = {}
+        self._rejections: dict[str, FoldedCounter] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -56,8 +63,7 @@ class PredictEndpoint:
         self, scope: Scope, receive: Receive, send: Send, variant: str | None
     ) -> None:
         started = time.perf_counter()
-        metrics = self.service.metrics
-        metrics.inflight.inc()
+        self.inflight += 1
         try:
             try:
                 if scope["method"] != "POST":
@@ -71,7 +77,7 @@ class PredictEndpoint:
                     headers.append((b"retry-after", str(reject.retry_after).encode()))
                 if status == 405:
                     headers.append((b"allow", b"POST"))
-                metrics.rejected.labels(reject.reason).inc()
+                self._rejected(reject.reason).inc()
             await _send(send, status, body, headers)
             loaded = self.service.variants.get(variant) if variant else None
             if loaded is not None:
@@ -79,9 +85,25 @@ class PredictEndpoint:
                 if status == 200:
                     loaded.batcher.metrics.request_ok.observe(elapsed)
                 else:
-                    metrics.request_duration.labels(variant, str(status)).observe(elapsed)
+                    self._duration(loaded.info.name, status).observe(elapsed)
         finally:
-            metrics.inflight.dec()
+            self.inflight -= 1
+
+    def _duration(self, variant: str, status: int) -> FoldedHistogram:
+        """The request-duration histogram of one variant and status, folded."""
+        key = (variant, status)
+        if (folded := self._durations.get(key)) is None:
+            metrics = self.service.metrics
+            child = metrics.request_duration.labels(variant, str(status))
+            folded = self._durations[key] = metrics.folding.histogram(child)
+        return folded
+
+    def _rejected(self, reason: str) -> FoldedCounter:
+        if (folded := self._rejections.get(reason)) is None:
+            metrics = self.service.metrics
+            folded = metrics.folding.counter(metrics.rejected.labels(reason))
+            self._rejections[reason] = folded
+        return folded
 
     def _route(self, headers: list[tuple[bytes, bytes]], variant: str | None) -> tuple[str, int]:
         """The variant to serve (path, then X-Variant, then the split) and the body length."""

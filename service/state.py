@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from common.usage import UsageError
 from service.batching import BatchResult, MicroBatcher, QueueFull, ShuttingDown
 from service.faults import FaultyRunner, latency_s
-from service.metrics import Metrics
+from service.metrics import FLUSH_INTERVAL_S, Metrics
 from service.routing import Router, TrafficSplit, UnknownVariant
 from service.runtimes import Runner, open_runner
 from service.settings import Settings, describe_error
@@ -69,6 +69,7 @@ class Service:
         """Begin loading in the background; called from the app's lifespan."""
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._load(), name="load-models"))
+        self._tasks.append(loop.create_task(self._flush_metrics(), name="flush-metrics"))
         if self.split.file is not None:
             follow = self.split.follow(self.settings.split_poll_s)
             self._tasks.append(loop.create_task(follow, name="follow-split"))
@@ -79,6 +80,13 @@ class Service:
             task.cancel()
         for variant in self.variants.values():
             await variant.batcher.close(self.settings.graceful_shutdown_s)
+        self.metrics.folding.flush()
+
+    async def _flush_metrics(self) -> None:
+        """Publish the folded hot-path metrics (see `service.metrics.Folding`)."""
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL_S)
+            self.metrics.folding.flush()
 
     def set_split(self, split: TrafficSplit) -> int:
         """Apply a new split here and in every process following the split file; its
