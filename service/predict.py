@@ -28,6 +28,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 JSON_HEADER = (b"content-type", b"application/json")
 MODEL_PREFIX, PREDICT_SUFFIX = "/models/", "/predict"
+# Formatted straight to bytes: no str to build and encode per answer.
+SERVER_TIMING = b"queue;dur=%.3f, infer;dur=%.3f, total;dur=%.3f"
 
 
 class PredictEndpoint:
@@ -74,7 +76,7 @@ class PredictEndpoint:
             except Reject as reject:
                 status, body, headers = reject.status, encode_error(reject.message), []
                 if reject.retry_after is not None:
-                    headers.append((b"retry-after", str(reject.retry_after).encode()))
+                    headers.append((b"retry-after", b"%d" % reject.retry_after))
                 if status == 405:
                     headers.append((b"allow", b"POST"))
                 self._rejected(reject.reason).inc()
@@ -152,11 +154,12 @@ class PredictEndpoint:
         )
         done = time.perf_counter()
         batcher.metrics.postprocess.observe(done - answered)
-        timing = (
-            f"queue;dur={result.queue_s * 1000:.3f}, infer;dur={result.infer_s * 1000:.3f}, "
-            f"total;dur={(done - started) * 1000:.3f}"
+        timing = SERVER_TIMING % (
+            result.queue_s * 1000,
+            result.infer_s * 1000,
+            (done - started) * 1000,
         )
-        return body, [(b"x-variant", variant.encode()), (b"server-timing", timing.encode())]
+        return body, [loaded.tag, (b"server-timing", timing)]
 
 
 def _at_capacity(variant: str) -> Reject:
@@ -201,7 +204,7 @@ async def _send(send: Send, status: int, body: bytes, headers: list[tuple[bytes,
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [JSON_HEADER, (b"content-length", str(len(body)).encode()), *headers],
+            "headers": [JSON_HEADER, (b"content-length", b"%d" % len(body)), *headers],
         }
     )
     await send({"type": "http.response.body", "body": body})

@@ -37,6 +37,10 @@ class LoadedVariant:
     batcher: MicroBatcher
     memory_bytes: int
 
+    def __post_init__(self) -> None:
+        self.tag = (b"x-variant", self.info.name.encode())
+        """The answer's `X-Variant` header, encoded once."""
+
 
 class Service:
     """Everything a request handler needs, created once per process."""
