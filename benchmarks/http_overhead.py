@@ -99,9 +99,9 @@ def run_benchmark(
     store = store.resolve()  # a baseline server runs in its own checkout
     row = load_holdout(store, manifest).features[0].tolist()
     scripts = Path(tempfile.mkdtemp(prefix="bench-http-"))
-    script = _wrk_script(scripts / "perfserve.lua", json.dumps({"instances": [row]}).encode())
+    script = write_wrk_script(scripts / "perfserve.lua", json.dumps({"instances": [row]}).encode())
     with ExitStack() as servers:
-        bare = servers.enter_context(_bare_server(server_cpu))
+        bare = servers.enter_context(bare_server(server_cpu))
         targets = [Target("bare ASGI floor", f"{bare}/predict", script)]
         builds: list[tuple[str, Path | None]] = [("", None)]
         if baseline is not None:
@@ -129,11 +129,11 @@ def run_benchmark(
         model = store / manifest.variants[COMPETITOR_VARIANT].path
         for name, python in competitors.items():
             rival = servers.enter_context(competitor(name, python, model, row, server_cpu))
-            rival_script = _wrk_script(scripts / f"{name}.lua", rival.body)
+            rival_script = write_wrk_script(scripts / f"{name}.lua", rival.body)
             targets.append(Target(f"{name} ({COMPETITOR_VARIANT})", rival.url, rival_script))
         cells = {(t.name, c): Cell(t.name, c) for t in targets for c in concurrencies}
         for target in targets:  # warm every server and connection path once
-            _wrk(wrk, client_cpu, target.script, target.url, 8, 1)
+            run_wrk(wrk, client_cpu, target.script, target.url, 8, 1)
         for round_ in range(rounds):
             for concurrency in concurrencies:
                 for target in targets:
@@ -150,7 +150,7 @@ def run_benchmark(
 
 def _measure(wrk: str, cpu: str, target: Target, cell: Cell, seconds: float) -> None:
     before = _batch_totals(target)
-    reading = _wrk(wrk, cpu, target.script, target.url, cell.concurrency, seconds)
+    reading = run_wrk(wrk, cpu, target.script, target.url, cell.concurrency, seconds)
     after = _batch_totals(target)
     seconds_run = reading["duration_us"] / 1e6
     cell.rps.append(reading["requests"] / seconds_run)
@@ -161,12 +161,12 @@ def _measure(wrk: str, cpu: str, target: Target, cell: Cell, seconds: float) -> 
         cell.mean_batch.append((after[0] - before[0]) / (after[1] - before[1]))
 
 
-def _wrk_script(path: Path, body: bytes) -> Path:
+def write_wrk_script(path: Path, body: bytes) -> Path:
     path.write_text(WRK_SCRIPT.format(body=body.decode()))
     return path
 
 
-def _wrk(
+def run_wrk(
     wrk: str, cpu: str, script: Path, url: str, concurrency: int, seconds: float
 ) -> dict[str, float]:
     command = ["taskset", "-c", cpu, wrk, "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s"]
@@ -189,7 +189,7 @@ def _batch_totals(target: Target) -> tuple[float, float] | None:
 
 
 @contextmanager
-def _bare_server(cpu: str) -> Iterator[str]:
+def bare_server(cpu: str) -> Iterator[str]:
     port = free_port()
     command = ["taskset", "-c", cpu, sys.executable, "-m", "uvicorn", "benchmarks.bare_asgi:app"]
     command += ["--port", str(port), "--loop", "uvloop", "--http", "httptools"]

@@ -54,6 +54,12 @@ COMMANDS: dict[str, Command] = {
         "add_bench_http_arguments",
         extra="bench",
     ),
+    "bench-overload": Command(
+        "goodput at three times capacity under k6's open-loop arrivals; cost of a refusal",
+        "benchmarks.overload",
+        "add_bench_overload_arguments",
+        extra="bench",
+    ),
     "bench": Command(
         "benchmark the store's variants: quality, speed, resources, operators",
         "benchmarks.commands",
