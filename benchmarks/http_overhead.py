@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import httpx
+import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.competitors.launch import NAMES, competitor
@@ -58,6 +59,8 @@ class Target:
     script: Path
     metrics_url: str | None = None
     variant: str | None = None
+    pid: int | None = None
+    """The server's process, whose CPU time per request the cell reports."""
 
 
 @dataclass
@@ -71,6 +74,9 @@ class Cell:
     p99_ms: list[float] = field(default_factory=list)
     failed: int = 0
     mean_batch: list[float] = field(default_factory=list)
+    cpu_us: list[float] = field(default_factory=list)
+    """Server CPU time per request: unlike req/s, it holds on a machine busy with other
+    work, which takes the server's core away but does not make its requests costlier."""
 
     def median(self, values: list[float]) -> float:
         return statistics.median(values) if values else float("nan")
@@ -101,8 +107,8 @@ def run_benchmark(
     scripts = Path(tempfile.mkdtemp(prefix="bench-http-"))
     script = write_wrk_script(scripts / "perfserve.lua", json.dumps({"instances": [row]}).encode())
     with ExitStack() as servers:
-        bare = servers.enter_context(bare_server(server_cpu))
-        targets = [Target("bare ASGI floor", f"{bare}/predict", script)]
+        bare, bare_pid = servers.enter_context(bare_server(server_cpu))
+        targets = [Target("bare ASGI floor", f"{bare}/predict", script, pid=bare_pid)]
         builds: list[tuple[str, Path | None]] = [("", None)]
         if baseline is not None:
             builds.append((BASELINE, baseline.resolve()))
@@ -123,6 +129,7 @@ def run_benchmark(
                         script,
                         f"{server.url}/metrics",
                         name,
+                        server.process.pid,
                     )
                     for name in chosen
                 ]
@@ -150,8 +157,12 @@ def run_benchmark(
 
 def _measure(wrk: str, cpu: str, target: Target, cell: Cell, seconds: float) -> None:
     before = _batch_totals(target)
+    cpu_before = _cpu_seconds(target.pid)
     reading = run_wrk(wrk, cpu, target.script, target.url, cell.concurrency, seconds)
+    cpu_after = _cpu_seconds(target.pid)
     after = _batch_totals(target)
+    if cpu_before is not None and cpu_after is not None and reading["requests"]:
+        cell.cpu_us.append((cpu_after - cpu_before) / reading["requests"] * 1e6)
     seconds_run = reading["duration_us"] / 1e6
     cell.rps.append(reading["requests"] / seconds_run)
     cell.p50_ms.append(reading["p50_us"] / 1000)
@@ -176,6 +187,14 @@ def run_wrk(
     return reading
 
 
+def _cpu_seconds(pid: int | None) -> float | None:
+    """User and system CPU time of a server process so far."""
+    if pid is None:
+        return None
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
 def _batch_totals(target: Target) -> tuple[float, float] | None:
     """(rows, batches) executed so far for the target's variant, from `/metrics`."""
     if target.metrics_url is None:
@@ -189,7 +208,8 @@ def _batch_totals(target: Target) -> tuple[float, float] | None:
 
 
 @contextmanager
-def bare_server(cpu: str) -> Iterator[str]:
+def bare_server(cpu: str) -> Iterator[tuple[str, int]]:
+    """The floor's URL and process id."""
     port = free_port()
     command = ["taskset", "-c", cpu, sys.executable, "-m", "uvicorn", "benchmarks.bare_asgi:app"]
     command += ["--port", str(port), "--loop", "uvloop", "--http", "httptools"]
@@ -203,7 +223,7 @@ def bare_server(cpu: str) -> Iterator[str]:
                 break
             except httpx.TransportError:
                 time.sleep(0.1)
-        yield url
+        yield url, process.pid
     finally:
         process.terminate()
         process.wait()
@@ -213,17 +233,24 @@ def render(cells: list[Cell], concurrencies: list[int], variants: list[str]) -> 
     """A Markdown table of medians, then the ratios the targets are stated in."""
     by_key = {(c.target, c.concurrency): c for c in cells}
     lines = [
-        "| target | concurrency | req/s | p50 ms | p99 ms | of floor | mean batch | failed |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| target | concurrency | req/s | p50 ms | p99 ms | of floor | server CPU µs/request "
+        "| floor's CPU over this | mean batch | failed |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for cell in cells:
         floor = by_key["bare ASGI floor", cell.concurrency]
         share = cell.median(cell.rps) / floor.median(floor.rps)
         batch = f"{cell.median(cell.mean_batch):.1f}" if cell.mean_batch else ""
+        cpu = f"{cell.median(cell.cpu_us):.1f}" if cell.cpu_us else ""
+        cpu_share = (
+            f"{floor.median(floor.cpu_us) / cell.median(cell.cpu_us):.0%}"
+            if cell.cpu_us and floor.cpu_us
+            else ""
+        )
         lines.append(
             f"| {cell.target} | {cell.concurrency} | {cell.median(cell.rps):,.0f} "
             f"| {cell.median(cell.p50_ms):.3f} | {cell.median(cell.p99_ms):.3f} "
-            f"| {share:.0%} | {batch} | {cell.failed} |"
+            f"| {share:.0%} | {cpu} | {cpu_share} | {batch} | {cell.failed} |"
         )
     lines += ["", "| variant | concurrency | batching on / off (req/s) | p50 on minus off (ms) |"]
     lines.append("| --- | --- | --- | --- |")
@@ -261,12 +288,17 @@ def _against_baseline(cells: list[Cell], by_key: dict[tuple[str, int], Cell]) ->
     ]
     if not pairs:
         return []
-    lines = ["", "| target | concurrency | req/s over baseline | p99 minus baseline (ms) |"]
-    lines.append("| --- | --- | --- | --- |")
+    lines = [
+        "",
+        "| target | concurrency | req/s over baseline | CPU µs/request, baseline → this "
+        "| p99 minus baseline (ms) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for ours, theirs in pairs:
         lines.append(
             f"| {ours.target} | {ours.concurrency} "
             f"| {ours.median(ours.rps) / theirs.median(theirs.rps):.2f}x "
+            f"| {theirs.median(theirs.cpu_us):.1f} → {ours.median(ours.cpu_us):.1f} "
             f"| {ours.median(ours.p99_ms) - theirs.median(theirs.p99_ms):+.3f} |"
         )
     return lines

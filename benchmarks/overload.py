@@ -6,9 +6,9 @@ For each case (a variant and its batch size), one server pinned to one core, and
 2. one k6 run with constant-arrival-rate scenarios (new requests at a fixed rate whatever
    the answers, each on a connection of its own among up to `--vus`): `before` at half
    the capacity, `overload` at `--factor` times it, `after` at half again;
-3. the cost of a refusal: wrk against the same variant with its queue always full (a
-   one-second model call injected, one request admitted), against the bare-ASGI floor
-   in the same run, and against `--baseline`'s server if given.
+3. the cost of a refusal in server CPU time: wrk against the same variant with its
+   queue always full (a one-second model call injected, one request admitted), beside
+   the bare-ASGI floor in the same run, and `--baseline`'s server if given.
 
 It reports successful answers per second during the overload as a share of the capacity,
 the refusals (503 with and without Retry-After), other 5xx and connection errors, the
@@ -29,6 +29,8 @@ import tempfile
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+import psutil
 
 from benchmarks.http_overhead import bare_server, run_wrk, write_wrk_script
 from common.processes import running_server
@@ -109,7 +111,7 @@ class Outcome:
     p99_before_ms: float
     p99_after_ms: list[float]
     normal_from_s: int | None
-    refusal_rps: dict[str, float] = field(default_factory=dict)
+    refusal_cpu_us: dict[str, float] = field(default_factory=dict)
 
     @property
     def goodput_share(self) -> float:
@@ -151,7 +153,7 @@ def run_overload(args: argparse.Namespace) -> list[Outcome]:
             capacity = reading["requests"] / (reading["duration_us"] / 1e6)
             metrics = _k6(k6, args, work, url, body, capacity)
         outcome = _outcome(name, capacity, args, metrics)
-        outcome.refusal_rps = _refusal_rates(wrk, args, script, case)
+        outcome.refusal_cpu_us = _refusal_costs(wrk, args, script, case)
         outcomes.append(outcome)
         print(f"{name} done", file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -235,16 +237,18 @@ def _outcome(
     )
 
 
-def _refusal_rates(
+def _refusal_costs(
     wrk: str, args: argparse.Namespace, script: Path, case: Case
 ) -> dict[str, float]:
-    """503s per second with the queue always full, beside the floor's 200s per second."""
+    """Server CPU µs per answer with the queue always full (every answer a 503), beside
+    the floor's per 200, medians over rounds. CPU time rather than answers per second:
+    it holds on a machine where other work takes turns on the server's core."""
     options = ["--variants", case.variant, "--max-batch-size", "1", "--max-queue", "1"]
     options += ["--allow-faults", "--inject", f"{case.variant}:latency-ms=1000"]
     options += ["--inference", "thread"]
-    targets: dict[str, str] = {}
+    targets: dict[str, tuple[str, int]] = {}
     with ExitStack() as servers:
-        targets["bare ASGI floor (200)"] = f"{servers.enter_context(bare_server(args.server_cpu))}"
+        targets["bare ASGI floor (200)"] = servers.enter_context(bare_server(args.server_cpu))
         builds = [("this checkout", None)]
         if args.baseline is not None:
             builds.append(("baseline", args.baseline.resolve()))
@@ -254,10 +258,12 @@ def _refusal_rates(
                     args.store.resolve(), options=options, cpus=args.server_cpu, checkout=checkout
                 )
             )
-            targets[f"{label} (503)"] = server.url
-        rates: dict[str, list[float]] = {label: [] for label in targets}
+            targets[f"{label} (503)"] = (server.url, server.process.pid)
+        costs: dict[str, list[float]] = {label: [] for label in targets}
         for _ in range(args.rounds):
-            for label, base in targets.items():
+            for label, (base, pid) in targets.items():
+                process = psutil.Process(pid)
+                before = sum(process.cpu_times()[:2])
                 reading = run_wrk(
                     wrk,
                     args.client_cpu,
@@ -266,8 +272,9 @@ def _refusal_rates(
                     CAPACITY_CONNECTIONS,
                     args.seconds,
                 )
-                rates[label].append(reading["requests"] / (reading["duration_us"] / 1e6))
-    return {label: statistics.median(values) for label, values in rates.items()}
+                used = sum(process.cpu_times()[:2]) - before
+                costs[label].append(used / max(1, reading["requests"]) * 1e6)
+    return {label: statistics.median(values) for label, values in costs.items()}
 
 
 def render(outcomes: list[Outcome], factor: float) -> str:
@@ -291,11 +298,11 @@ def render(outcomes: list[Outcome], factor: float) -> str:
     lines += ["", "| case | p99 per second after the overload (ms) |", "| --- | --- |"]
     for o in outcomes:
         lines.append(f"| {o.case} | {', '.join(f'{v:.1f}' for v in o.p99_after_ms)} |")
-    lines += ["", "| case | server | answers/s with the queue always full | µs each |"]
-    lines.append("| --- | --- | --- | --- |")
+    lines += ["", "| case | server, queue always full | server CPU µs per answer |"]
+    lines.append("| --- | --- | --- |")
     for o in outcomes:
-        for label, rate in o.refusal_rps.items():
-            lines.append(f"| {o.case} | {label} | {rate:,.0f} | {1e6 / rate:.1f} |")
+        for label, cost in o.refusal_cpu_us.items():
+            lines.append(f"| {o.case} | {label} | {cost:.1f} |")
     return "\n".join(lines) + "\n"
 
 
