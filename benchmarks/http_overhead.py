@@ -26,10 +26,10 @@ import httpx
 import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
-from benchmarks.competitors.launch import NAMES, competitor
+from benchmarks.competitor_servers import NAMES, competitor
 from benchmarks.options import int_list, name_list
 from common.processes import free_port, running_server
-from common.usage import UsageError, add_option
+from common.usage import RawDescriptionHelpFormatter, UsageError, add_option
 from service.build import build_store
 from service.store import StoreError, load_holdout, load_manifest
 
@@ -102,11 +102,18 @@ def run_benchmark(
     except StoreError:
         manifest = build_store(store)
     chosen = variants or list(manifest.variants)
+    unknown = [name for name in chosen if name not in manifest.variants]
+    if unknown:
+        raise UsageError(
+            f"--variants {','.join(unknown)}: not in the store {store}; "
+            f"it has {', '.join(manifest.variants)}"
+        )
     store = store.resolve()  # a baseline server runs in its own checkout
     row = load_holdout(store, manifest).features[0].tolist()
-    scripts = Path(tempfile.mkdtemp(prefix="bench-http-"))
-    script = write_wrk_script(scripts / "perfserve.lua", json.dumps({"instances": [row]}).encode())
     with ExitStack() as servers:
+        scripts = Path(servers.enter_context(tempfile.TemporaryDirectory(prefix="bench-http-")))
+        body = json.dumps({"instances": [row]}).encode()
+        script = write_wrk_script(scripts / "perfserve.lua", body)
         bare, bare_pid = servers.enter_context(bare_server(server_cpu))
         targets = [Target("bare ASGI floor", f"{bare}/predict", script, pid=bare_pid)]
         builds: list[tuple[str, Path | None]] = [("", None)]
@@ -306,40 +313,54 @@ def _against_baseline(cells: list[Cell], by_key: dict[tuple[str, int], Cell]) ->
 
 def add_bench_http_arguments(bench: argparse.ArgumentParser) -> None:
     bench.description = __doc__
-    bench.formatter_class = argparse.RawDescriptionHelpFormatter
-    add_option(bench, "--store", type=Path, default=Path("model_store"), help="store folder")
-    add_option(bench, "--out", type=Path, default=Path("reports/bench-http"), help="results")
+    bench.formatter_class = RawDescriptionHelpFormatter
+    add_option(
+        bench,
+        "--store",
+        type=Path,
+        default=Path("model_store"),
+        help="Model store to serve; built there first if it is missing.",
+    )
+    add_option(
+        bench,
+        "--out",
+        type=Path,
+        default=Path("reports/bench-http"),
+        help="Folder for the results.",
+    )
     add_option(
         bench,
         "--concurrency",
         type=int_list,
         default="1,16,64",
-        help="connections, comma-separated",
+        help="Open connections wrk keeps, comma-separated: one cell each.",
     )
-    add_option(bench, "--seconds", type=float, default=5.0, help="length of each cell")
-    add_option(bench, "--rounds", type=int, default=3, help="interleaved rounds (medians)")
-    add_option(bench, "--server-cpu", default="0", help="CPU list the servers are pinned to")
-    add_option(bench, "--client-cpu", default="1", help="CPU list wrk is pinned to")
+    add_option(bench, "--seconds", type=float, default=5.0, help="Length of each cell, in seconds.")
+    add_option(
+        bench, "--rounds", type=int, default=3, help="Interleaved rounds; medians are reported."
+    )
+    add_option(bench, "--server-cpu", default="0", help="CPU list the servers are pinned to.")
+    add_option(bench, "--client-cpu", default="1", help="CPU list wrk is pinned to.")
     add_option(
         bench,
         "--variants",
         type=name_list,
-        help="variants to measure, comma-separated (default all)",
+        help="Variants to measure, comma-separated (default: all).",
     )
     add_option(
         bench,
         "--baseline",
         type=Path,
-        help="also serve the same variants from another checkout of perfserve (an earlier "
-        "commit) and compare this one against it, target by target",
+        help="Also serve the same variants from another checkout of perfserve (an earlier "
+        "commit) and compare this one against it, target by target.",
     )
     bench.add_argument(
         "--competitor",
         action="append",
         default=[],
         metavar="NAME[=PYTHON]",
-        help=f"also measure another server ({', '.join(NAMES)}) serving the onnx_int8 "
-        "artifact, run by PYTHON (a virtualenv with that framework; default this one)",
+        help=f"Also measure another server ({', '.join(NAMES)}) serving the onnx_int8 "
+        "artifact, run by PYTHON (a virtualenv with that framework; default: this one).",
     )
     bench.set_defaults(run=_run_command)
 

@@ -34,7 +34,7 @@ import psutil
 
 from benchmarks.http_overhead import bare_server, run_wrk, write_wrk_script
 from common.processes import running_server
-from common.usage import UsageError, add_option
+from common.usage import RawDescriptionHelpFormatter, UsageError, add_option
 from service.build import build_store
 from service.store import StoreError, load_holdout, load_manifest
 
@@ -139,23 +139,12 @@ def run_overload(args: argparse.Namespace) -> list[Outcome]:
         )
     row = load_holdout(args.store, manifest).features[0].tolist()
     body = json.dumps({"instances": [row]})
-    work = Path(tempfile.mkdtemp(prefix="bench-overload-"))
-    script = write_wrk_script(work / "predict.lua", body.encode())
     outcomes = []
-    for case in args.case:
-        name = f"{case.variant} max batch {case.max_batch_size}"
-        options = ["--variants", case.variant, "--max-batch-size", str(case.max_batch_size)]
-        options += ["--max-queue", str(args.max_queue)]
-        with running_server(args.store, options=options, cpus=args.server_cpu) as server:
-            url = f"{server.url}/models/{case.variant}/predict"
-            run_wrk(wrk, args.client_cpu, script, url, 8, 1)  # warm up
-            reading = run_wrk(wrk, args.client_cpu, script, url, CAPACITY_CONNECTIONS, args.seconds)
-            capacity = reading["requests"] / (reading["duration_us"] / 1e6)
-            metrics = _k6(k6, args, work, url, body, capacity)
-        outcome = _outcome(name, capacity, args, metrics)
-        outcome.refusal_cpu_us = _refusal_costs(wrk, args, script, case)
-        outcomes.append(outcome)
-        print(f"{name} done", file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="bench-overload-") as folder:
+        work = Path(folder)
+        script = write_wrk_script(work / "predict.lua", body.encode())
+        for case in args.case:
+            outcomes.append(_run_case(args, wrk, k6, work, script, body, case))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench-overload.json").write_text(
         json.dumps([asdict(o) for o in outcomes], indent=2)
@@ -164,6 +153,24 @@ def run_overload(args: argparse.Namespace) -> list[Outcome]:
     (args.out / "bench-overload.md").write_text(report)
     print(report)
     return outcomes
+
+
+def _run_case(
+    args: argparse.Namespace, wrk: str, k6: str, work: Path, script: Path, body: str, case: Case
+) -> Outcome:
+    name = f"{case.variant} max batch {case.max_batch_size}"
+    options = ["--variants", case.variant, "--max-batch-size", str(case.max_batch_size)]
+    options += ["--max-queue", str(args.max_queue)]
+    with running_server(args.store, options=options, cpus=args.server_cpu) as server:
+        url = f"{server.url}/models/{case.variant}/predict"
+        run_wrk(wrk, args.client_cpu, script, url, 8, 1)  # warm up
+        reading = run_wrk(wrk, args.client_cpu, script, url, CAPACITY_CONNECTIONS, args.seconds)
+        capacity = reading["requests"] / (reading["duration_us"] / 1e6)
+        metrics = _k6(k6, args, work, url, body, capacity)
+    outcome = _outcome(name, capacity, args, metrics)
+    outcome.refusal_cpu_us = _refusal_costs(wrk, args, script, case)
+    print(f"{name} done", file=sys.stderr)
+    return outcome
 
 
 def _tool(name: str) -> str:
@@ -308,31 +315,48 @@ def render(outcomes: list[Outcome], factor: float) -> str:
 
 def add_bench_overload_arguments(bench: argparse.ArgumentParser) -> None:
     bench.description = __doc__
-    bench.formatter_class = argparse.RawDescriptionHelpFormatter
-    add_option(bench, "--store", type=Path, default=Path("model_store"), help="store folder")
-    add_option(bench, "--out", type=Path, default=Path("reports/bench-overload"), help="results")
+    bench.formatter_class = RawDescriptionHelpFormatter
+    add_option(
+        bench,
+        "--store",
+        type=Path,
+        default=Path("model_store"),
+        help="Model store to serve; built there first if it is missing.",
+    )
+    add_option(
+        bench,
+        "--out",
+        type=Path,
+        default=Path("reports/bench-overload"),
+        help="Folder for the results.",
+    )
     bench.add_argument(
         "--case",
         type=parse_case,
         action="append",
         metavar="VARIANT[:MAX_BATCH_SIZE]",
-        help="a variant and its batch size (repeat; default sklearn_fp32:1 and onnx_int8:64)",
+        help="A variant and its batch size; repeat for several (default: sklearn_fp32:1 and "
+        "onnx_int8:64).",
     )
-    add_option(bench, "--factor", type=float, default=3.0, help="offered load over capacity")
-    add_option(bench, "--vus", type=int, default=1000, help="most connections k6 may hold")
-    add_option(bench, "--max-queue", type=int, default=1024, help="the server's --max-queue")
-    add_option(bench, "--seconds", type=float, default=5.0, help="each wrk measurement")
-    add_option(bench, "--rounds", type=int, default=3, help="rounds of the refusal cost")
-    add_option(bench, "--quiet-seconds", type=int, default=5, help="half capacity before")
-    add_option(bench, "--overload-seconds", type=int, default=10, help="overload length")
-    add_option(bench, "--after-seconds", type=int, default=8, help="half capacity after")
-    add_option(bench, "--server-cpu", default="0", help="CPU list the servers are pinned to")
-    add_option(bench, "--client-cpu", default="1", help="CPU list wrk and k6 are pinned to")
+    add_option(bench, "--factor", type=float, default=3.0, help="Offered load over capacity.")
+    add_option(bench, "--vus", type=int, default=1000, help="Most connections k6 may hold.")
+    add_option(bench, "--max-queue", type=int, default=1024, help="The server's --max-queue.")
+    add_option(bench, "--seconds", type=float, default=5.0, help="Length of each wrk measurement.")
+    add_option(bench, "--rounds", type=int, default=3, help="Rounds of the refusal cost.")
+    add_option(
+        bench, "--quiet-seconds", type=int, default=5, help="Seconds at half capacity before."
+    )
+    add_option(bench, "--overload-seconds", type=int, default=10, help="Seconds of overload.")
+    add_option(
+        bench, "--after-seconds", type=int, default=8, help="Seconds at half capacity after."
+    )
+    add_option(bench, "--server-cpu", default="0", help="CPU list the servers are pinned to.")
+    add_option(bench, "--client-cpu", default="1", help="CPU list wrk and k6 are pinned to.")
     add_option(
         bench,
         "--baseline",
         type=Path,
-        help="also measure the refusal cost of another checkout of perfserve",
+        help="Also measure the refusal cost of another checkout of perfserve.",
     )
     bench.set_defaults(run=_run_command)
 

@@ -13,13 +13,14 @@ import sys
 from pathlib import Path
 
 from common.processes import running_server
+from common.slo import SLO_P99_MS
 from common.usage import add_option
 from loadtests.sweep.steps import StepSettings
 from service.build import build_store
 from service.store import StoreError, load_manifest
 
 DEMO_STEPS = StepSettings(
-    slo_p99_ms=50.0, step_seconds=3.0, window_seconds=1.0, max_step_seconds=5.0
+    slo_p99_ms=SLO_P99_MS, step_seconds=3.0, window_seconds=1.0, max_step_seconds=5.0
 )
 START_RATE, MAX_RATE, PRECISION = 200.0, 3200.0, 0.25
 
@@ -68,8 +69,25 @@ def _cores() -> tuple[str | None, int | None]:
 
 
 def add_demo_arguments(demo: argparse.ArgumentParser) -> None:
-    add_option(demo, "--store", type=Path, default=Path("model_store"), help="store folder")
-    add_option(demo, "--out", type=Path, default=Path("reports/demo"), help="report folder")
+    demo.description = (
+        "Build the model store if it is missing, start `perfserve serve` on a free loopback "
+        "port, run a short knee search on every variant (a minute or two), print the knee "
+        "table, write the report, and stop the service."
+    )
+    add_option(
+        demo,
+        "--store",
+        type=Path,
+        default=Path("model_store"),
+        help="Model store to serve; built there first if it is missing.",
+    )
+    add_option(
+        demo,
+        "--out",
+        type=Path,
+        default=Path("reports/demo"),
+        help="Folder for report.html, summary.json, steps.csv and the plots.",
+    )
     demo.set_defaults(run=run_demo_command)
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from benchmarks.decide import Requirements, decide, load_requirements, parse_requirements
 from benchmarks.figures import VariantFigures
-from benchmarks.score import best_by_dimension, composite_scores, parse_weights
+from benchmarks.score import best_by_dimension, composite_scores, parse_weights, scoring_weights
 from common.usage import UsageError
 from perfserve.cli import main
 
@@ -47,8 +47,10 @@ def test_limits_reject_with_the_limit_and_the_figure() -> None:
     )
     assert decision.ranked == [("fast_big", 0.2)]
     assert decision.rejected == {
-        "accurate_slow": ["max_p95_latency_ms: 3 ms p95 latency is above the maximum of 1"],
-        "cheap_sloppy": ["min_accuracy: 0.9 accuracy is below the minimum of 0.93"],
+        "accurate_slow": [
+            "max_p95_latency_ms: p95 latency per call 3 ms is above the maximum of 1 ms"
+        ],
+        "cheap_sloppy": ["min_accuracy: accuracy 0.9 is below the minimum of 0.93"],
     }
     assert decision.choice == "fast_big"
 
@@ -59,7 +61,20 @@ def test_every_broken_limit_is_listed() -> None:
     assert [name for name, _ in decision.ranked] == ["cheap_sloppy"]
     assert len(decision.rejected["accurate_slow"]) == 2  # throughput 500/s and 2 mJ
     assert decision.rejected["fast_big"] == [
-        "max_memory_mb: 100 MiB memory is above the maximum of 50"
+        "max_memory_mb: memory 100 MiB is above the maximum of 50 MiB"
+    ]
+
+
+def test_a_rejection_on_estimated_energy_says_so() -> None:
+    limits = {"max_energy_mj_per_sample": 1.0, "max_memory_mb": 50}
+    how = "CPU-time proxy: no readable RAPL counter"
+    decision = decide(TABLE, Requirements(limits=limits, objective="energy"), how)
+    assert decision.rejected["accurate_slow"] == [
+        "max_energy_mj_per_sample: energy 2 mJ/sample is above the maximum of 1 mJ/sample "
+        f"(an estimate, not a measurement: {how})"
+    ]
+    assert decision.rejected["fast_big"] == [  # judged on memory alone: no estimate named
+        "max_memory_mb: memory 100 MiB is above the maximum of 50 MiB"
     ]
 
 
@@ -123,6 +138,22 @@ def test_requirement_and_weight_mistakes_are_usage_errors(tmp_path: Path) -> Non
     path.write_text("limits: [1, 2")
     with pytest.raises(UsageError):
         load_requirements(path)
+
+
+def test_without_an_energy_counter_the_score_drops_energy_and_says_so() -> None:
+    weights = parse_weights("latency=1,energy=1")
+    assert scoring_weights(weights, energy_measured=True) == (weights, None)
+    kept, note = scoring_weights(weights, energy_measured=False)
+    assert kept["energy"] == 0.0 and kept["latency"] == 1.0
+    assert note is not None and "CPU time twice" in note
+    # Energy ranks these rows like latency does: weighted, it would double latency's say.
+    requirements = parse_requirements({"weights": {"latency": 1, "energy": 1}})
+    estimated = decide(TABLE, requirements, energy_estimate="CPU-time proxy")
+    latency_only = decide(TABLE, parse_requirements({"weights": {"latency": 1}}))
+    assert estimated.ranked == latency_only.ranked
+    assert estimated.notes == [note]
+    with pytest.raises(UsageError, match="energy is the only weighted dimension"):
+        scoring_weights(parse_weights("energy=1"), energy_measured=False)
 
 
 def test_decide_command_on_a_real_bench(
