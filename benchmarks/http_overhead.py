@@ -311,9 +311,8 @@ def _against_baseline(cells: list[Cell], by_key: dict[tuple[str, int], Cell]) ->
     return lines
 
 
-def add_bench_http_arguments(bench: argparse.ArgumentParser) -> None:
-    bench.description = __doc__
-    bench.formatter_class = RawDescriptionHelpFormatter
+def add_pinned_bench_options(bench: argparse.ArgumentParser, out: Path, client: str) -> None:
+    """The store, the results folder and the two CPU lists every HTTP benchmark takes."""
     add_option(
         bench,
         "--store",
@@ -321,13 +320,15 @@ def add_bench_http_arguments(bench: argparse.ArgumentParser) -> None:
         default=Path("model_store"),
         help="Model store to serve; built there first if it is missing.",
     )
-    add_option(
-        bench,
-        "--out",
-        type=Path,
-        default=Path("reports/bench-http"),
-        help="Folder for the results.",
-    )
+    add_option(bench, "--out", type=Path, default=out, help="Folder for the results.")
+    add_option(bench, "--server-cpu", default="0", help="CPU list the servers are pinned to.")
+    add_option(bench, "--client-cpu", default="1", help=f"CPU list {client} is pinned to.")
+
+
+def add_bench_http_arguments(bench: argparse.ArgumentParser) -> None:
+    bench.description = __doc__
+    bench.formatter_class = RawDescriptionHelpFormatter
+    add_pinned_bench_options(bench, Path("reports/bench-http"), "wrk")
     add_option(
         bench,
         "--concurrency",
@@ -339,8 +340,6 @@ def add_bench_http_arguments(bench: argparse.ArgumentParser) -> None:
     add_option(
         bench, "--rounds", type=int, default=3, help="Interleaved rounds; medians are reported."
     )
-    add_option(bench, "--server-cpu", default="0", help="CPU list the servers are pinned to.")
-    add_option(bench, "--client-cpu", default="1", help="CPU list wrk is pinned to.")
     add_option(
         bench,
         "--variants",

@@ -32,7 +32,12 @@ from pathlib import Path
 
 import psutil
 
-from benchmarks.http_overhead import bare_server, run_wrk, write_wrk_script
+from benchmarks.http_overhead import (
+    add_pinned_bench_options,
+    bare_server,
+    run_wrk,
+    write_wrk_script,
+)
 from common.processes import running_server
 from common.usage import RawDescriptionHelpFormatter, UsageError, add_option
 from service.build import build_store
@@ -316,20 +321,7 @@ def render(outcomes: list[Outcome], factor: float) -> str:
 def add_bench_overload_arguments(bench: argparse.ArgumentParser) -> None:
     bench.description = __doc__
     bench.formatter_class = RawDescriptionHelpFormatter
-    add_option(
-        bench,
-        "--store",
-        type=Path,
-        default=Path("model_store"),
-        help="Model store to serve; built there first if it is missing.",
-    )
-    add_option(
-        bench,
-        "--out",
-        type=Path,
-        default=Path("reports/bench-overload"),
-        help="Folder for the results.",
-    )
+    add_pinned_bench_options(bench, Path("reports/bench-overload"), "wrk and k6")
     bench.add_argument(
         "--case",
         type=parse_case,
@@ -350,8 +342,6 @@ def add_bench_overload_arguments(bench: argparse.ArgumentParser) -> None:
     add_option(
         bench, "--after-seconds", type=int, default=8, help="Seconds at half capacity after."
     )
-    add_option(bench, "--server-cpu", default="0", help="CPU list the servers are pinned to.")
-    add_option(bench, "--client-cpu", default="1", help="CPU list wrk and k6 are pinned to.")
     add_option(
         bench,
         "--baseline",
