@@ -46,23 +46,19 @@ class ServerProcess:
         return self.process.returncode
 
 
-@contextmanager
-def running_server(
+def start_server(
     store: Path,
     *,
     port: int | None = None,
     options: Sequence[str] = (),
     env: dict[str, str] | None = None,
     cpus: str | None = None,
-    ready_timeout_s: float = 60.0,
     checkout: Path | None = None,
-) -> Iterator[ServerProcess]:
-    """A `perfserve serve` on loopback, ready to answer; stopped on exit.
+) -> ServerProcess:
+    """Start a `perfserve serve` on loopback without waiting for it; the caller stops it.
 
-    `cpus` pins the server with taskset (e.g. "0"), so a load generator pinned elsewhere
-    does not steal its core. `checkout` serves the code of another copy of the project
-    (an earlier commit, to compare against) with this environment's packages.
-    """
+    `checkout` serves the code of another copy of the project (an earlier commit, to
+    compare against) with this environment's packages."""
     port = port or free_port()
     command = [
         sys.executable,
@@ -87,12 +83,32 @@ def running_server(
             command, stdout=log_file, stderr=subprocess.STDOUT, env=environment, cwd=checkout
         )
     server = ServerProcess(f"http://127.0.0.1:{port}", process, log_path)
+    return server
+
+
+@contextmanager
+def running_server(
+    store: Path,
+    *,
+    port: int | None = None,
+    options: Sequence[str] = (),
+    env: dict[str, str] | None = None,
+    cpus: str | None = None,
+    ready_timeout_s: float = 60.0,
+    checkout: Path | None = None,
+) -> Iterator[ServerProcess]:
+    """A `perfserve serve` on loopback, ready to answer; stopped on exit.
+
+    `cpus` pins the server with taskset (e.g. "0"), so a load generator pinned elsewhere
+    does not steal its core; `checkout` as for `start_server`.
+    """
+    server = start_server(store, port=port, options=options, env=env, cpus=cpus, checkout=checkout)
     try:
         wait_ready(server, ready_timeout_s)
         yield server
     finally:
         server.stop()
-        log_path.unlink(missing_ok=True)
+        server.log_path.unlink(missing_ok=True)
 
 
 def wait_ready(server: ServerProcess, timeout_s: float) -> None:
