@@ -16,9 +16,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -28,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.competitor_servers import NAMES, competitor
 from benchmarks.options import int_list, name_list
-from common.processes import free_port, running_server
+from common.processes import running_bare_server, running_server
 from common.usage import RawDescriptionHelpFormatter, UsageError, add_option
 from service.build import build_store
 from service.store import StoreError, load_holdout, load_manifest
@@ -114,8 +112,9 @@ def run_benchmark(
         scripts = Path(servers.enter_context(tempfile.TemporaryDirectory(prefix="bench-http-")))
         body = json.dumps({"instances": [row]}).encode()
         script = write_wrk_script(scripts / "perfserve.lua", body)
-        bare, bare_pid = servers.enter_context(bare_server(server_cpu))
-        targets = [Target("bare ASGI floor", f"{bare}/predict", script, pid=bare_pid)]
+        bare = servers.enter_context(running_bare_server(server_cpu))
+        floor = Target("bare ASGI floor", f"{bare}/predict", script, pid=serving_child_pid(bare))
+        targets = [floor]
         builds: list[tuple[str, Path | None]] = [("", None)]
         if baseline is not None:
             builds.append((BASELINE, baseline.resolve()))
@@ -214,26 +213,16 @@ def _batch_totals(target: Target) -> tuple[float, float] | None:
     return totals["perfserve_batch_size_sum"], totals["perfserve_batch_size_count"]
 
 
-@contextmanager
-def bare_server(cpu: str) -> Iterator[tuple[str, int]]:
-    """The floor's URL and process id."""
-    port = free_port()
-    command = ["taskset", "-c", cpu, sys.executable, "-m", "uvicorn", "benchmarks.bare_asgi:app"]
-    command += ["--port", str(port), "--loop", "uvloop", "--http", "httptools"]
-    command += ["--no-access-log", "--log-level", "warning"]
-    process = subprocess.Popen(command)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                httpx.post(f"{url}/predict", content=b"{}")
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        yield url, process.pid
-    finally:
-        process.terminate()
-        process.wait()
+def serving_child_pid(url: str) -> int | None:
+    """The id of this process's child serving on `url`'s port (the floor's uvicorn, which
+    `running_bare_server` starts without handing out its process)."""
+    port = url.rsplit(":", 1)[1]
+    for child in psutil.Process().children(recursive=True):
+        with suppress(psutil.Error):
+            command = child.cmdline()
+            if "--port" in command and command[command.index("--port") + 1 :][:1] == [port]:
+                return int(child.pid)
+    return None
 
 
 def render(cells: list[Cell], concurrencies: list[int], variants: list[str]) -> str:

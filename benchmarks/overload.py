@@ -34,11 +34,11 @@ import psutil
 
 from benchmarks.http_overhead import (
     add_pinned_bench_options,
-    bare_server,
     run_wrk,
+    serving_child_pid,
     write_wrk_script,
 )
-from common.processes import running_server
+from common.processes import running_bare_server, running_server
 from common.usage import RawDescriptionHelpFormatter, UsageError, add_option
 from service.build import build_store
 from service.store import StoreError, load_holdout, load_manifest
@@ -260,7 +260,11 @@ def _refusal_costs(
     options += ["--inference", "thread"]
     targets: dict[str, tuple[str, int]] = {}
     with ExitStack() as servers:
-        targets["bare ASGI floor (200)"] = servers.enter_context(bare_server(args.server_cpu))
+        bare = servers.enter_context(running_bare_server(args.server_cpu))
+        bare_pid = serving_child_pid(bare)
+        if bare_pid is None:
+            raise RuntimeError("the bare ASGI server's process was not found")
+        targets["bare ASGI floor (200)"] = (bare, bare_pid)
         builds = [("this checkout", None)]
         if args.baseline is not None:
             builds.append(("baseline", args.baseline.resolve()))

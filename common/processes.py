@@ -38,12 +38,17 @@ class ServerProcess:
         """SIGTERM, as an orchestrator would, and wait for the exit code."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            wait_or_kill(self.process, timeout_s)
         return self.process.returncode
+
+
+def wait_or_kill(process: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """Wait for a process told to stop; kill it if it has not within `timeout_s`."""
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def start_server(
@@ -109,6 +114,34 @@ def running_server(
     finally:
         server.stop()
         server.log_path.unlink(missing_ok=True)
+
+
+@contextmanager
+def running_bare_server(cpus: str | None = None, ready_timeout_s: float = 10.0) -> Iterator[str]:
+    """The HTTP-stack floor (benchmarks/bare_asgi.py: uvicorn, uvloop, httptools, no
+    framework, no model) on loopback; its URL. Any POST gets a fixed one-prediction answer."""
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", "benchmarks.bare_asgi:app", "--port", str(port)]
+    command += ["--loop", "uvloop", "--http", "httptools", "--no-access-log"]
+    command += ["--log-level", "warning"]
+    if cpus is not None:
+        command = ["taskset", "-c", cpus, *command]
+    process = subprocess.Popen(command)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + ready_timeout_s
+        while True:
+            try:
+                httpx.post(f"{url}/predict", content=b"{}", timeout=1.0)
+                break
+            except httpx.TransportError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the bare ASGI server did not start") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait()
 
 
 def wait_ready(server: ServerProcess, timeout_s: float) -> None:

@@ -64,8 +64,11 @@ BAD_INVOCATIONS: list[tuple[str, list[str], dict[str, str], list[str]]] = [
         {"PERFSERVE_STEP_SECONDS": "abc"},
         ["PERFSERVE_STEP_SECONDS", "'abc'", "number"],
     ),
+    ("sweep", ["--url", UNUSED_URL, "--engine", "fast"], {}, ["--engine", "'fast'", "native"]),
+    ("sweep", ["--url", UNUSED_URL, "--generator-cpus", "99"], {}, ["--generator-cpus", "'99'"]),
     ("bench-http", ["--concurrency", "x"], {}, ["--concurrency", "'x'", "integers"]),
     ("bench-overload", ["--case", "onnx_int8:x"], {}, ["--case", "'onnx_int8:x'", "VARIANT"]),
+    ("bench-generator", ["--variant", "onnx_int9"], {}, ["--variant", "onnx_int9", "onnx_int8"]),
     ("bench", ["--runs", "1"], {}, ["--runs"]),
     ("bench", ["--variants", "onnx_int9"], {}, ["onnx_int9", "sklearn_fp32"]),
     ("bench", ["--batch-sizes", "1,x"], {}, ["--batch-sizes", "'1,x'"]),
@@ -77,7 +80,7 @@ BAD_INVOCATIONS: list[tuple[str, list[str], dict[str, str], list[str]]] = [
     ("history", ["frob"], {}, ["'frob'", "list", "accept"]),
     ("history", ["accept"], {}, ["record id"]),
 ]
-NEEDS_A_STORE = {"serve", "bench", "compare"}
+NEEDS_A_STORE = {"serve", "bench", "compare", "bench-generator"}
 
 
 def _argv(command: str, args: list[str], store: Path) -> list[str]:
