@@ -39,7 +39,7 @@ def run_demo(store: Path, out: Path) -> int:
         import locust  # noqa: F401  (gevent's monkey-patching, before the sweep's imports)
 
         from loadtests.report.outputs import write_outputs
-        from loadtests.report.text import knee_table
+        from loadtests.report.text import answers, knee_table
         from loadtests.sweep.runner import SweepPlan, run_sweep
 
         plan = SweepPlan(
@@ -53,8 +53,9 @@ def run_demo(store: Path, out: Path) -> int:
             precision=PRECISION,
         )
         report = run_sweep(plan, lambda line: print(line, file=sys.stderr, flush=True))
-    write_outputs(report, out)
+    document = write_outputs(report, out)
     print(knee_table(report))
+    print(answers(document))
     print(f"report: {out / 'report.html'} (with steps.csv, summary.json and the plots)")
     return 0
 

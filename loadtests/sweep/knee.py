@@ -17,6 +17,7 @@ GENERATOR_BOUND = "generator-bound"
 INCONCLUSIVE = ("unstable", "too-few-answers")
 LIMITS = {"generator-bound": "generator", "unstable": "unstable", "too-few-answers": "unstable"}
 MAX_HALVINGS = 4
+LOWER_BOUND_LIMITS = ("generator", "unstable", "max-rate")
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,12 @@ class Knee:
     max-rate (every rate tried held) or none-held."""
     step: StepResult | None = None
     """The step at the knee."""
+
+    @property
+    def is_lower_bound(self) -> bool:
+        """Something other than the server's SLO ended the search (the generator, an
+        untrustworthy step, the top of the rates tried): the server may hold more."""
+        return self.qps is not None and self.limited_by in LOWER_BOUND_LIMITS
 
 
 def knee_of(steps: Sequence[StepResult]) -> Knee:

@@ -16,6 +16,7 @@ from loadtests import SPLIT
 from loadtests.bodies import encode_bodies, holdout_rows
 from loadtests.engines.locust_engine import Driver
 from loadtests.loadgen_metrics import LoadgenMetrics
+from loadtests.sweep.conditions import run_conditions
 from loadtests.sweep.endurance import SoakReport, StressReport, soak, stress
 from loadtests.sweep.knee import Knee, fixed_rates, knee_of, search
 from loadtests.sweep.results import StepResult
@@ -68,10 +69,13 @@ class TargetReport:
 class SweepReport:
     plan: SweepPlan
     targets: list[TargetReport]
+    conditions: dict[str, Any] = field(default_factory=dict)
+    """Date, machine, code and model versions, placement (see sweep/conditions.py)."""
 
 
 def run_sweep(plan: SweepPlan, progress: Callable[[str], None]) -> SweepReport:
     bodies = encode_bodies(holdout_rows(plan.store), plan.rows_per_request)
+    conditions = run_conditions(plan.url)
     metrics = LoadgenMetrics()
     server = metrics.serve(plan.metrics_port, plan.metrics_host)
     driver = Driver(plan.url, plan.workers, plan.max_in_flight, metrics)
@@ -92,7 +96,7 @@ def run_sweep(plan: SweepPlan, progress: Callable[[str], None]) -> SweepReport:
         driver.close()
         if server is not None:
             server.shutdown()
-    return SweepReport(plan, reports)
+    return SweepReport(plan, reports, conditions)
 
 
 def _run_target(
@@ -106,8 +110,6 @@ def _run_target(
             steps = search(runner.run, plan.start_rate, plan.max_rate, plan.precision)
         else:
             steps = fixed_rates(runner.run, plan.rates)
-        for step in steps:
-            progress(f"  -> {step.target_qps:,.0f}/s: {step.verdict}")
     report = TargetReport(target, steps, knee_of(steps))
     # Stress starts from the knee, or from the lowest rate swept when none held.
     base = report.knee.qps or min((s.target_qps for s in steps), default=None)

@@ -102,7 +102,9 @@ class StepRunner:
             answers = result_answers(measured)
             self.progress(
                 f"  {self.target} {phase} {rate:,.0f}/s  {windows * window_s:4.0f}s  "
-                f"achieved {points[-1].throughput:,.0f}/s  p99 {_p99_text(points[-1].p99_ms)}  "
+                f"step so far: p99 {_p99_text(client_side(measured, window_s, s.slo_p99_ms).p99_ms)}"
+                f"  (last window: achieved {points[-1].throughput:,.0f}/s  "
+                f"p99 {_p99_text(points[-1].p99_ms)})  "
                 f"answers {answers}  {'settled' if settled else 'settling'}"
             )
             if (settled and answers >= P99_SAMPLES) or windows >= n_max:
@@ -147,6 +149,11 @@ class StepRunner:
             rss_mb=[(t, rss / 2**20) for t, rss in sampler.rss],
         )
         result.verdict = self._verdict(result, split, measured)
+        self.progress(
+            f"  {self.target} {phase} {rate:,.0f}/s  -> {result.verdict}  (whole step: "
+            f"achieved {result.client.achieved_qps:,.0f}/s  p99 {_p99_text(result.client.p99_ms)}"
+            f"  over {len(measured)} windows)"
+        )
         self.driver.harness.collected.discard(step)
         return result
 
