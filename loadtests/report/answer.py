@@ -41,8 +41,12 @@ def answer(name: str, target: dict[str, Any], slo_ms: float) -> str:
     steps = [s for s in target["steps"] if s["phase"] == "sweep"]
     if knee is None:
         lowest = min(steps, key=lambda s: s["target_qps"], default=None)
-        tried = f"; the lowest, {lowest['target_qps']:,.0f}/s, {lowest['verdict']}" if lowest else ""
-        return f"{subject} held none of the rates tried at p99 ≤ {slo_ms:g} ms{tried}."
+        if lowest is None:
+            return f"{subject} was not swept."
+        return (
+            f"{subject} held none of the rates tried at p99 ≤ {slo_ms:g} ms: the lowest, "
+            f"{lowest['target_qps']:,.0f}/s, {_failure(lowest)}."
+        )
     held = f"{subject} holds {knee_text(knee, target['knee_is_lower_bound'])} req/s"
     sentence = f"{held} at p99 ≤ {slo_ms:g} ms on one replica"
     above = [s for s in steps if s["target_qps"] > knee and s["verdict"] != "holds"]
@@ -52,11 +56,22 @@ def answer(name: str, target: dict[str, Any], slo_ms: float) -> str:
         next_step = f" ({failed['target_qps']:,.0f}/s: {failed['verdict']})" if failed else ""
         return f"{sentence}: a lower bound, since {reason}{next_step}."
     if failed:
-        return (
-            f"{sentence}; at {failed['target_qps']:,.0f}/s it no longer did "
-            f"({failed['verdict']}, p99 {_ms(failed['p99_ms'])})."
-        )
+        return f"{sentence}; at {failed['target_qps']:,.0f}/s it {_failure(failed)}."
     return f"{sentence}."
+
+
+def _failure(step: dict[str, Any]) -> str:
+    """What went wrong at a step, in words, with its p99."""
+    p99 = f"p99 {_ms(step['p99_ms'])}"
+    verdict: str = step["verdict"]
+    return {
+        "misses-slo": f"missed the SLO ({p99})",
+        "server-saturated": f"fell short of the rate: the server was saturated ({p99})",
+        "generator-bound": "was generator-bound: the load generator fell behind, which says "
+        "nothing about the server (add generator processes or free cores)",
+        "unstable": f"did not settle ({p99})",
+        "too-few-answers": "had too few answers for a p99",
+    }.get(verdict, verdict)
 
 
 def conditions_sentence(conditions: dict[str, Any], settings: dict[str, Any]) -> str:
@@ -65,11 +80,11 @@ def conditions_sentence(conditions: dict[str, Any], settings: dict[str, Any]) ->
     server = placement(conditions.get("server_cpus"), cpus)
     generator = placement(conditions.get("generator_cpus"), cpus)
     shared = set(conditions.get("server_cpus") or []) & set(conditions.get("generator_cpus") or [])
-    versions = ", ".join(f"{k} {v}" for k, v in conditions.get("model_versions", {}).items())
+    versions = _versions(conditions.get("model_versions", {}))
     return (
         f"Measured {conditions.get('date', '?')} on {conditions.get('cpu_model', '?')} "
         f"({cpus} logical CPUs); code {str(conditions.get('code_revision', '?'))[:12]}; "
-        f"model {versions or 'version unknown'}. "
+        f"model {versions}. "
         f"Server on {server}, generator on {generator}"
         f"{' (they share CPUs, so they compete for them)' if shared else ''}. "
         f"Steps of at least {settings['step_seconds']:g} s (up to "
@@ -78,6 +93,16 @@ def conditions_sentence(conditions: dict[str, Any], settings: dict[str, Any]) ->
         f"{settings.get('engine', 'locust')} engine, {settings['rows_per_request']} row(s) "
         f"per request, against {settings['url']}."
     )
+
+
+def _versions(by_variant: dict[str, str]) -> str:
+    """`v1 (every variant)` when they agree, else `a v1, b v2`."""
+    distinct = set(by_variant.values())
+    if not distinct:
+        return "version unknown"
+    if len(distinct) == 1:
+        return f"{distinct.pop()} (every variant)"
+    return ", ".join(f"{name} {version}" for name, version in by_variant.items())
 
 
 def queue_model_applies(utilizations: Sequence[float]) -> bool:

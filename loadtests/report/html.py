@@ -79,8 +79,8 @@ SERVER_COLUMNS = (
     ("server_sampled_in_flight", "in flight", "ratio", "requests inside the server, "
      "sampled 4 times a second and averaged"),
     ("server_little_in_flight", "Little in flight", "ratio", "the same by Little's law: "
-     "throughput × mean server latency"),
-    ("little_disagreement", "Little Δ", "share", "(sampled − Little) ÷ Little: near 0 when "
+     "throughput times mean server latency"),
+    ("little_disagreement", "Little Δ", "share", "(sampled - Little) / Little: near 0 when "
      "the two agree; far from 0 when the step was not steady or sampling missed bursts"),
 )  # fmt: skip
 KNEE_NOTE = (
@@ -179,9 +179,7 @@ def _queueing_caption(variants: dict[str, Any]) -> str:
     left_out = [
         name
         for name, target in variants.items()
-        if not queue_model_applies(
-            [_number(s["server_utilization"]) for s in target["steps"]]
-        )
+        if not queue_model_applies([_number(s["server_utilization"]) for s in target["steps"]])
     ]
     text = (
         "Mean wait in the server before the model ran, against how busy the model runner "
@@ -207,7 +205,7 @@ def _knee_table(variants: dict[str, Any]) -> str:
     for name, t in variants.items():
         knee = knee_text(t["knee_qps"], t["knee_is_lower_bound"])
         at = [s for s in t["steps"] if t["knee_qps"] and s["target_qps"] >= t["knee_qps"]]
-        step = min(at, key=lambda s: s["target_qps"], default={})
+        step: dict[str, Any] = min(at, key=lambda s: s["target_qps"], default={})
         rows.append(
             f"<tr><td class='text'>{html.escape(name)}</td><td><b>{knee}</b></td>"
             f"<td class='text'>{'lower bound' if t['knee_is_lower_bound'] else 'measured'}</td>"

@@ -121,7 +121,9 @@ def write_outputs(report: SweepReport, out: Path) -> dict[str, Any]:
     """Every file of the sweep into `out`; returns summary.json's contents."""
     out.mkdir(parents=True, exist_ok=True)
     _write_csv(out / "steps.csv", [step_row(s) for t in report.targets for s in t.all_steps()])
-    _write_csv(out / "knee.csv", [knee_row(t, report.plan.steps.slo_p99_ms) for t in report.targets])
+    _write_csv(
+        out / "knee.csv", [knee_row(t, report.plan.steps.slo_p99_ms) for t in report.targets]
+    )
     document = summary(report)
     (out / "summary.json").write_text(json.dumps(document, indent=2))
     plots = write_plots(report, out)

@@ -106,12 +106,22 @@ def _latency(targets: list[TargetReport], slo: float) -> Figure:
         ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
         ax.yaxis.set_major_formatter(PLAIN)
         ax.yaxis.set_minor_formatter(FuncFormatter(lambda *_: ""))
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
+        _rate_axis(ax, [s.target_qps for s in target.steps])
         ax.grid(True, which="major", alpha=0.3)
         ax.set(title=target.target, xlabel="achieved requests/s")
         ax.legend(fontsize=8, loc="upper left")
     axes[0][0].set_ylabel("latency from scheduled send, ms (log scale)")
     return figure
+
+
+def _rate_axis(ax: Axes, rates: list[float]) -> None:
+    """A log x-axis (rates double from step to step) ticked at the rates tried."""
+    ax.set_xscale("log")
+    ax.set_xticks(sorted(set(rates)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda *_: ""))
+    low, high = min(rates), max(rates)
+    ax.set_xlim(low / 1.4, high * 1.4)
 
 
 def _mark_knee(ax: Axes, target: TargetReport) -> None:
@@ -135,9 +145,10 @@ def _throughput(targets: list[TargetReport]) -> Figure:
         top, bottom = axes[0][column], axes[1][column]
         delivered = [100 * s.client.achieved_qps / s.target_qps for s in steps]
         colors = ["C2" if s.holds else "C3" for s in steps]
-        top.bar(x, delivered, color=colors, width=0.6)
+        top.bar(x, delivered, color=colors, width=0.5)
         top.axhline(100 * (1 - RATE_TOLERANCE), color="grey", linestyle="--", linewidth=1)
         top.set(title=f"{target.target}: achieved ÷ target", xticks=x, ylim=(0, 110))
+        top.set_xlim(-0.6, max(len(steps), 3) - 0.4)
         top.set_xticklabels(labels, fontsize=8)
         top.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}%"))
         width = 0.8 / len(PROBLEMS)
@@ -145,6 +156,7 @@ def _throughput(targets: list[TargetReport]) -> Figure:
             shares = [100 * _problem_shares(s)[index] for s in steps]
             bottom.bar(x + (index - 2) * width, shares, width, color=color, label=label)
         bottom.set(title=f"{target.target}: what went wrong", xticks=x)
+        bottom.set_xlim(-0.6, max(len(steps), 3) - 0.4)
         bottom.set_xticklabels(labels, fontsize=8)
         bottom.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}%"))
     axes[0][0].set_ylabel("achieved ÷ target rate (green: holds)")
@@ -180,7 +192,10 @@ def _queueing(targets: list[TargetReport]) -> Figure:
                 "requests waited for the event loop", transform=ax.transAxes,
                 va="top", fontsize=8, color="dimgrey",
             )  # fmt: skip
+        if not steps:
+            ax.text(0.5, 0.5, "no server-bound step", transform=ax.transAxes, ha="center")
         ax.set(title=target.target, xlabel="runner utilization (share of time busy)")
+        ax.set_xlim(0, max(0.2, *(1.1 * r for r in rho if not math.isnan(r))))
         ax.set_ylim(bottom=0)
         ax.legend(fontsize=8, loc="center left")
     axes[0][0].set_ylabel("mean wait before the model ran, ms")
