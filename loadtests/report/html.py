@@ -208,7 +208,7 @@ def _knee_table(variants: dict[str, Any]) -> str:
         step: dict[str, Any] = min(at, key=lambda s: s["target_qps"], default={})
         rows.append(
             f"<tr><td class='text'>{html.escape(name)}</td><td><b>{knee}</b></td>"
-            f"<td class='text'>{'lower bound' if t['knee_is_lower_bound'] else 'measured'}</td>"
+            f"<td class='text'>{_knee_kind(t)}</td>"
             f"<td class='text'>{t['knee_limited_by']}</td>"
             f"<td>{_cell(step.get('p50_ms'), 'ms')}</td><td>{_cell(step.get('p99_ms'), 'ms')}</td>"
             f"<td>{len(t['steps'])}</td></tr>"
@@ -218,6 +218,12 @@ def _knee_table(variants: dict[str, Any]) -> str:
         "knee is</th><th class='text'>limited by</th><th>p50 at knee, ms</th>"
         "<th>p99 at knee, ms</th><th>steps</th></tr>" + "".join(rows) + "</table>"
     )
+
+
+def _knee_kind(target: dict[str, Any]) -> str:
+    if target["knee_qps"] is None:
+        return "-"
+    return "lower bound" if target["knee_is_lower_bound"] else "the server's limit"
 
 
 def _extra_steps(target: dict[str, Any]) -> list[dict[str, Any]]:

@@ -109,7 +109,7 @@ def _latency(targets: list[TargetReport], slo: float) -> Figure:
         _rate_axis(ax, [s.target_qps for s in target.steps])
         ax.grid(True, which="major", alpha=0.3)
         ax.set(title=target.target, xlabel="achieved requests/s")
-        ax.legend(fontsize=8, loc="upper left")
+        ax.legend(fontsize=8, loc="lower right")
     axes[0][0].set_ylabel("latency from scheduled send, ms (log scale)")
     return figure
 
@@ -126,12 +126,12 @@ def _rate_axis(ax: Axes, rates: list[float]) -> None:
 
 def _mark_knee(ax: Axes, target: TargetReport) -> None:
     if target.knee.qps is None:
-        ax.text(0.5, 0.5, "no rate held", transform=ax.transAxes, ha="center", color="green")
+        ax.text(0.5, 0.1, "no rate held", transform=ax.transAxes, ha="center", color="green")
         return
     label = f"knee {knee_text(target.knee.qps, target.knee.is_lower_bound)}/s"
     ax.axvline(target.knee.qps, color="green", linestyle=":")
     ax.annotate(
-        label, (target.knee.qps, 0.03), xycoords=("data", "axes fraction"),
+        label, (target.knee.qps, 0.97), xycoords=("data", "axes fraction"), va="top",
         xytext=(4, 0), textcoords="offset points", color="green", fontweight="bold",
     )  # fmt: skip
 
@@ -182,22 +182,26 @@ def _queueing(targets: list[TargetReport]) -> Figure:
     for ax, target in zip(axes[0], targets, strict=True):
         steps = sorted(_server_bound(target), key=lambda s: s.server.utilization)
         rho = [s.server.utilization for s in steps]
-        ax.plot(rho, [s.server.queue_ms for s in steps], marker="o", label="measured")
+        title = target.target
+        queue = [s.server.queue_ms for s in steps]
+        ax.plot(rho, queue, marker="o", linestyle="none", label="measured (labelled by rate)")
+        for step, x, y in zip(steps, rho, queue, strict=True):
+            ax.annotate(f"{step.target_qps:,.0f}/s", (x, y), xytext=(4, 4),
+                        textcoords="offset points", fontsize=8)  # fmt: skip
         if queue_model_applies(rho):
             predicted = [s.predicted_queue_ms for s in steps]
             ax.plot(rho, predicted, marker="x", label="M/D/c model")
+        elif steps:
+            title += "\n(no model: the runner was hardly busy)"
         else:
-            ax.text(
-                0.03, 0.97, "model left out: the runner was hardly busy,\n"
-                "requests waited for the event loop", transform=ax.transAxes,
-                va="top", fontsize=8, color="dimgrey",
-            )  # fmt: skip
-        if not steps:
             ax.text(0.5, 0.5, "no server-bound step", transform=ax.transAxes, ha="center")
-        ax.set(title=target.target, xlabel="runner utilization (share of time busy)")
-        ax.set_xlim(0, max(0.2, *(1.1 * r for r in rho if not math.isnan(r))))
-        ax.set_ylim(bottom=0)
-        ax.legend(fontsize=8, loc="center left")
+        ax.set(title=title, xlabel="runner utilization (share of time busy)")
+        ax.set_xlim(0, max([0.2, *(1.1 * r for r in rho if not math.isnan(r))]))
+        highest = max([y for line in ax.get_lines() for y in line.get_ydata() if y == y] or [1])
+        ax.set_ylim(0, 1.3 * highest)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{100 * value:g}%"))
+        if steps:
+            ax.legend(fontsize=8, loc="best")
     axes[0][0].set_ylabel("mean wait before the model ran, ms")
     return figure
 
