@@ -60,6 +60,12 @@ def add_bench_arguments(bench: argparse.ArgumentParser) -> None:
     )
     add_option(bench, "--out", type=Path, default=Path("reports/bench"), help="output folder")
     bench.add_argument(
+        "--int8-methods",
+        action="store_true",
+        help="also measure every int8 method the build wrote (dynamic, per row, static), "
+        "as int8_<method>",
+    )
+    bench.add_argument(
         "--fail-on-regression",
         action="store_true",
         help="exit 1 when the history flags a regression (for CI)",
@@ -76,6 +82,10 @@ def run_bench_command(args: argparse.Namespace) -> int:
     manifest = load_manifest(args.store)
     weights = parse_weights(args.weights)
     specs = default_specs(args.store, manifest, args.variants)
+    if args.int8_methods:
+        from benchmarks.precision import int8_method_specs
+
+        specs += int8_method_specs(specs, manifest)
     unknown = set(args.inject_latency_ms) - {spec.name for spec in specs}
     if unknown:
         raise UsageError(f"--inject-latency-ms names variants not benchmarked: {sorted(unknown)}")
