@@ -18,7 +18,7 @@ from loadtests.sweep.conditions import placement
 BOUND_REASONS = {
     "generator": "the next rate was limited by the load generator, not the server",
     "unstable": "the next rate gave no settled answer",
-    "max-rate": "it is the highest rate tried, and it held",
+    "max-rate": "the highest rate tried held (try higher rates)",
 }
 """Why a knee is only a lower bound, by what limited it (`Knee.limited_by`)."""
 QUEUE_MODEL_MIN_UTILIZATION = 0.3

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -100,18 +101,27 @@ def _latency(targets: list[TargetReport], slo: float) -> Figure:
                 marker="x", color="grey", label="p99, generator-bound step",
             )  # fmt: skip
         ax.axhline(slo, color="red", linestyle="--", label=f"SLO: p99 ≤ {slo:g} ms")
-        _mark_knee(ax, target)
         ax.set_yscale("log")
         ax.set_ylim(low / 1.5, high * 2)
         ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
         ax.yaxis.set_major_formatter(PLAIN)
         ax.yaxis.set_minor_formatter(FuncFormatter(lambda *_: ""))
         _rate_axis(ax, [s.target_qps for s in target.steps])
+        _mark_knee(ax, target)
         ax.grid(True, which="major", alpha=0.3)
         ax.set(title=target.target, xlabel="achieved requests/s")
-        ax.legend(fontsize=8, loc="lower right")
-    axes[0][0].set_ylabel("latency from scheduled send, ms (log scale)")
+    axes[0][0].set_ylabel("ms from scheduled send (log scale)")
+    _shared_legend(figure, list(axes[0]))
     return figure
+
+
+def _shared_legend(figure: Figure, axes: list[Axes]) -> None:
+    """One legend for every panel, beside them, where it hides no data."""
+    entries: dict[str, Any] = {}
+    for ax in axes:
+        handles, labels = ax.get_legend_handles_labels()
+        entries.update(zip(labels, handles, strict=True))
+    figure.legend(list(entries.values()), list(entries), loc="outside right upper", fontsize=8)
 
 
 def _rate_axis(ax: Axes, rates: list[float]) -> None:
@@ -130,9 +140,13 @@ def _mark_knee(ax: Axes, target: TargetReport) -> None:
         return
     label = f"knee {knee_text(target.knee.qps, target.knee.is_lower_bound)}/s"
     ax.axvline(target.knee.qps, color="green", linestyle=":")
+    # Beside the line, on the side with room: left of it when the knee is the top rate.
+    left, right = ax.get_xlim()
+    in_right_half = math.log(target.knee.qps / left) > math.log(right / left) / 2
     ax.annotate(
         label, (target.knee.qps, 0.97), xycoords=("data", "axes fraction"), va="top",
-        xytext=(4, 0), textcoords="offset points", color="green", fontweight="bold",
+        ha="right" if in_right_half else "left", xytext=(-4 if in_right_half else 4, 0),
+        textcoords="offset points", color="green", fontweight="bold",
     )  # fmt: skip
 
 
@@ -161,7 +175,7 @@ def _throughput(targets: list[TargetReport]) -> Figure:
         bottom.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}%"))
     axes[0][0].set_ylabel("achieved ÷ target rate (green: holds)")
     axes[1][0].set_ylabel("share of the step's requests")
-    axes[1][0].legend(fontsize=8)
+    _shared_legend(figure, list(axes[1]))
     return figure
 
 
@@ -184,13 +198,14 @@ def _queueing(targets: list[TargetReport]) -> Figure:
         rho = [s.server.utilization for s in steps]
         title = target.target
         queue = [s.server.queue_ms for s in steps]
-        ax.plot(rho, queue, marker="o", linestyle="none", label="measured (labelled by rate)")
+        ax.plot(rho, queue, marker="o", linestyle="none", label="measured, by rate")
         for step, x, y in zip(steps, rho, queue, strict=True):
             ax.annotate(f"{step.target_qps:,.0f}/s", (x, y), xytext=(4, 4),
                         textcoords="offset points", fontsize=8)  # fmt: skip
         if queue_model_applies(rho):
             predicted = [s.predicted_queue_ms for s in steps]
             ax.plot(rho, predicted, marker="x", label="M/D/c model")
+            ax.legend(fontsize=8, loc="best")
         elif steps:
             title += "\n(no model: the runner was hardly busy)"
         else:
@@ -200,8 +215,6 @@ def _queueing(targets: list[TargetReport]) -> Figure:
         highest = max([y for line in ax.get_lines() for y in line.get_ydata() if y == y] or [1])
         ax.set_ylim(0, 1.3 * highest)
         ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{100 * value:g}%"))
-        if steps:
-            ax.legend(fontsize=8, loc="best")
     axes[0][0].set_ylabel("mean wait before the model ran, ms")
     return figure
 
