@@ -50,10 +50,10 @@ VERDICT_COLUMNS = (
     ("target_qps", "target /s", "rate", "the rate the generator was asked to offer"),
     ("achieved_qps", "achieved /s", "rate", "answers per second over the measured windows "
      "(the first window is warm-up and left out)"),
-    ("p50_ms", "p50", "ms", "median latency, ms, from each request's scheduled send time"),
-    ("p99_ms", "p99", "ms", "99th percentile, ms, from scheduled send time: the SLO's figure"),
-    ("p999_ms", "p99.9", "ms", "99.9th percentile, ms"),
-    ("max_ms", "max", "ms", "slowest answer, ms"),
+    ("p50_ms", "p50 ms", "ms", "median latency, ms, from each request's scheduled send time"),
+    ("p99_ms", "p99 ms", "ms", "99th percentile, ms, from scheduled send time: the SLO's figure"),
+    ("p999_ms", "p99.9 ms", "ms", "99.9th percentile, ms"),
+    ("max_ms", "max ms", "ms", "slowest answer, ms"),
     ("miss_ratio", "> SLO", "share", "requests slower than the SLO or failed; a step holds "
      "at 1% or less"),
     ("shed", "shed", "count", "requests refused with 503 because the server's queue was full"),
@@ -66,12 +66,12 @@ VERDICT_COLUMNS = (
 )  # fmt: skip
 SERVER_COLUMNS = (
     ("target_qps", "target /s", "rate", "the step's rate"),
-    ("sent_p99_ms", "p99 from send", "ms", "p99 timed from the actual send instead of the "
+    ("sent_p99_ms", "p99 from send, ms", "ms", "p99 timed from the actual send instead of the "
      "scheduled one: the gap to p99 is time spent waiting to be sent"),
-    ("server_queue_ms", "queue", "ms", "mean wait in the server before the model ran, ms"),
-    ("predicted_queue_ms", "M/D/c queue", "ms", "that wait as the M/D/c queueing model "
+    ("server_queue_ms", "queue ms", "ms", "mean wait in the server before the model ran, ms"),
+    ("predicted_queue_ms", "M/D/c queue ms", "ms", "that wait as the M/D/c queueing model "
      "predicts it from utilization and time per batch (meaningful once the runner is busy)"),
-    ("server_infer_ms_per_batch", "infer /batch", "ms", "model time per batch, ms"),
+    ("server_infer_ms_per_batch", "infer ms /batch", "ms", "model time per batch, ms"),
     ("server_mean_batch_rows", "rows /batch", "ratio", "mean rows per model call"),
     ("server_utilization", "runner util", "share", "share of the time the model runner "
      "was computing"),
