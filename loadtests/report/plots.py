@@ -101,11 +101,8 @@ def _latency(targets: list[TargetReport], slo: float) -> Figure:
                 marker="x", color="grey", label="p99, generator-bound step",
             )  # fmt: skip
         ax.axhline(slo, color="red", linestyle="--", label=f"SLO: p99 ≤ {slo:g} ms")
-        ax.set_yscale("log")
+        _plain_log_y(ax)
         ax.set_ylim(low / 1.5, high * 2)
-        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-        ax.yaxis.set_major_formatter(PLAIN)
-        ax.yaxis.set_minor_formatter(FuncFormatter(lambda *_: ""))
         _rate_axis(ax, [s.target_qps for s in target.steps])
         _mark_knee(ax, target)
         ax.grid(True, which="major", alpha=0.3)
@@ -122,6 +119,14 @@ def _shared_legend(figure: Figure, axes: list[Axes]) -> None:
         handles, labels = ax.get_legend_handles_labels()
         entries.update(zip(labels, handles, strict=True))
     figure.legend(list(entries.values()), list(entries), loc="outside right upper", fontsize=8)
+
+
+def _plain_log_y(ax: Axes) -> None:
+    """A log y-axis labelled 1, 2, 5, 10, 20, 50 ... as plain numbers."""
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(PLAIN)
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda *_: ""))
 
 
 def _rate_axis(ax: Axes, rates: list[float]) -> None:
@@ -212,10 +217,16 @@ def _queueing(targets: list[TargetReport]) -> Figure:
             ax.text(0.5, 0.5, "no server-bound step", transform=ax.transAxes, ha="center")
         ax.set(title=title, xlabel="runner utilization (share of time busy)")
         ax.set_xlim(0, max([0.2, *(1.1 * r for r in rho if not math.isnan(r))]))
-        highest = max([y for line in ax.get_lines() for y in line.get_ydata() if y == y] or [1])
-        ax.set_ylim(0, 1.3 * highest)
+        # Log scale: waits span microseconds to seconds once the runner saturates (where
+        # the model's wait is infinite: scaled to what is finite).
+        shown = [y for line in ax.get_lines() for y in line.get_ydata() if 0 < y < math.inf]
+        if shown:
+            _plain_log_y(ax)
+            ax.set_ylim(min(shown) / 2, max(shown) * 3)
+        else:
+            ax.set_yticks([])
         ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{100 * value:g}%"))
-    axes[0][0].set_ylabel("mean wait before the model ran, ms")
+    axes[0][0].set_ylabel("mean wait before the model ran, ms (log scale)")
     return figure
 
 
@@ -229,8 +240,7 @@ def _stress(targets: list[TargetReport], slo: float) -> Figure:
             ax.plot(times, step.window_p99_ms, marker=".", label=f"{step.target_qps:,.0f}/s")
             clock += step.duration_s
         ax.axhline(slo, color="red", linestyle="--", label="SLO")
-        ax.set_yscale("log")
-        ax.yaxis.set_major_formatter(PLAIN)
+        _plain_log_y(ax)
         ax.set(title=f"{target.target}: overload, then recovery", xlabel="s", ylabel="p99, ms")
         ax.legend(fontsize=7)
     return figure
