@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from benchmarks.options import (
+    DEFAULT_HISTORY,
     add_measurement_options,
     delays,
     measure,
@@ -114,8 +115,9 @@ def run_decide_command(args: argparse.Namespace) -> int:
     from benchmarks.figures import figures_from_summary, load_summary
 
     requirements = load_requirements(args.requirements)
-    figures = figures_from_summary(load_summary(args.bench), requirements.batch_size)
-    decision = decide(figures, requirements)
+    summary = load_summary(args.bench)
+    figures = figures_from_summary(summary, requirements.batch_size)
+    decision = decide(figures, requirements, summary["environment"]["energy_measured"])
     print(render_decision(decision, figures[0].batch_size))
     return 0 if decision.choice else 1
 
@@ -201,7 +203,7 @@ def _compare_specs(args: argparse.Namespace, manifest: Manifest) -> tuple[Varian
 
 
 def add_history_arguments(history: argparse.ArgumentParser) -> None:
-    add_option(history, "--history", type=Path, default=Path("reports/history"), help="folder")
+    add_option(history, "--history", type=Path, default=DEFAULT_HISTORY, help="folder")
     history.add_argument("action", nargs="?", choices=["list", "accept"], default="list")
     history.add_argument("record", nargs="?", help="record id (for accept)")
     history.set_defaults(run=run_history_command)

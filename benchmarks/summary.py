@@ -15,7 +15,7 @@ from benchmarks.bench import BenchResult
 from benchmarks.figures import figures_from_summary, headline_metric
 from benchmarks.precision import fastest_by_batch_size
 from benchmarks.resources import proxy_joules
-from benchmarks.score import best_by_dimension, composite_scores
+from benchmarks.score import best_by_dimension, composite_scores, scoring_weights
 from benchmarks.statistics import (
     ALPHA,
     MIN_EFFECT,
@@ -92,7 +92,11 @@ def summarize(
         if not quality.batch_independent
     ]
     figures = figures_from_summary(summary, headline)
-    scores = composite_scores(figures, weights)
+    used, dropped = scoring_weights(weights, result.energy_measured)
+    if dropped:
+        summary["warnings"].append(dropped)
+        summary["plan"]["weights"] = used
+    scores = composite_scores(figures, used)
     for name, score in scores.items():
         summary["variants"][name]["score"] = score
     summary["best"] = best_by_dimension(figures, scores)

@@ -224,3 +224,20 @@ def test_every_rule_evaluates_cleanly_and_replicas_agree_on_the_split(run: Stack
     # Both replicas follow one split file, so the divergence alert is quiet.
     diverged = next(rule for rule in evaluated if rule["name"] == "PerfserveSplitDiverged")
     assert diverged["state"] == "inactive"
+
+
+def test_the_autoscalers_queries_return_data_under_load(run: StackRun) -> None:
+    """The exact PromQL of every trigger in deploy/'s ScaledObject, against this Prometheus
+    scraping these replicas under load: a query that returned nothing would leave KEDA
+    unable to scale (`ignoreNullValues: false` makes that an error, not a silent zero)."""
+    scaled = yaml.safe_load(
+        (ROOT / "deploy" / "overlays" / "keda" / "scaledobject.yaml").read_text()
+    )
+    triggers = scaled["spec"]["triggers"]
+    assert {trigger["type"] for trigger in triggers} == {"prometheus"}
+    for trigger in triggers:
+        query = trigger["metadata"]["query"]
+        series = run.series(query)
+        assert len(series) == 1, f"{trigger['name']}: {query} gave {series}"
+        values = [float(value) for _, value in series[0]["values"]]
+        assert max(values) > 0, f"{trigger['name']}: {query} stayed at 0 under load"
