@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import httpx
 import psutil
 
-from benchmarks.environment import code_revision, machine_description
+from common.machine import code_revision, cpu_model
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -26,11 +26,10 @@ def run_conditions(url: str, generator_cpus: list[int] | None = None) -> dict[st
 
     `generator_cpus` are the CPUs the generators were pinned to, if they were; else the
     generator's placement is this process's own CPU affinity."""
-    machine = machine_description()
     return {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "cpu_model": machine["cpu_model"],
-        "logical_cpus": machine["logical_cpus"],
+        "cpu_model": cpu_model(),
+        "logical_cpus": os.cpu_count(),
         "code_revision": code_revision(),
         "model_versions": _model_versions(url),
         "server_cpus": _server_cpus(url),
