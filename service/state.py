@@ -18,13 +18,13 @@ import psutil
 import threadpoolctl
 from pydantic import ValidationError
 
-from common.usage import UsageError
+from common.usage import UsageError, validation_message
 from service.batching import BatchResult, MicroBatcher, QueueFull, ShuttingDown
 from service.faults import FaultyRunner, latency_s
 from service.metrics import Metrics
 from service.routing import Router, TrafficSplit, UnknownVariant
 from service.runtimes import Runner, open_variant
-from service.settings import Settings, describe_error
+from service.settings import Settings
 from service.shared_split import SharedSplit
 from service.store import Manifest, StoreError, VariantInfo, load_holdout, load_manifest
 
@@ -121,7 +121,7 @@ class Service:
         wanted = self.settings.variants or available
         unknown = [name for name in wanted if name not in available]
         if unknown:
-            raise StoreError(f"variant(s) {unknown} are not in the store; it has {available}")
+            raise StoreError(f"--variants {unknown}: not in the store; it has {available}")
         return wanted
 
     def _check_faults(self) -> None:
@@ -144,7 +144,7 @@ class Service:
         try:
             from_file = self.split.start(self.router.split)
         except ValidationError as error:
-            raise UsageError(f"--split-file {path}: {describe_error(error)}") from None
+            raise UsageError(f"--split-file {path}: {validation_message(error, str)}") from None
         except (OSError, ValueError) as error:
             raise UsageError(f"--split-file {path}: {error}") from None
         if from_file and self.settings.traffic is not None:
