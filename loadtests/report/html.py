@@ -63,11 +63,16 @@ VERDICT_COLUMNS = (
     ("dropped", "dropped", "count", "arrivals never sent before the step ended"),
     ("generator_cpu", "gen cores", "ratio", "CPU of the busiest generator process, in cores; "
      "near 1 it is out of CPU and its timings include its own delays"),
+    ("generator_late_share", "gen late", "share", "sends late by the generator's own doing: "
+     "late sends less those that waited for a free connection (the server's doing)"),
 )  # fmt: skip
 SERVER_COLUMNS = (
     ("target_qps", "target /s", "rate", "the step's rate"),
     ("sent_p99_ms", "p99 from send, ms", "ms", "p99 timed from the actual send instead of the "
      "scheduled one: the gap to p99 is time spent waiting to be sent"),
+    ("outside_p50_ms", "client - server p50 ms", "ms", "median of each answer's latency "
+     "minus the server's own time for it (its Server-Timing header): the wire, both HTTP "
+     "stacks and the generator"),
     ("server_queue_ms", "queue ms", "ms", "mean wait in the server before the model ran, ms"),
     ("predicted_queue_ms", "M/D/c queue ms", "ms", "that wait as the M/D/c queueing model "
      "predicts it from utilization and time per batch (meaningful once the runner is busy)"),

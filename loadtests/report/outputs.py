@@ -49,6 +49,7 @@ def step_row(step: StepResult) -> dict[str, Any]:
         predicted_queue_ms=_round(step.predicted_queue_ms),
         little_disagreement=_round(step.little_disagreement),
         generator_cpu=_round(step.generator_cpu),
+        generator_late_share=_round(step.generator_late_share),
         enough_samples=step.enough_samples,
         stable=step.stable,
         verdict=step.verdict,
@@ -111,6 +112,7 @@ def soak_json(soak: SoakReport) -> dict[str, Any]:
 def summary(report: SweepReport) -> dict[str, Any]:
     return {
         "slo_p99_ms": report.plan.steps.slo_p99_ms,
+        "generator_ceiling_qps": _round(report.plan.steps.generator_ceiling_qps),
         "settings": describe_plan(report.plan),
         "conditions": report.conditions,
         "variants": {t.target: target_json(t) for t in report.targets},

@@ -95,7 +95,7 @@ def report() -> SweepReport:
         "code_revision": "0123456789abcdef", "model_versions": {"onnx_int8": "m-1"},
         "server_cpus": [0], "generator_cpus": [1],
     }  # fmt: skip
-    return SweepReport(plan, targets, conditions)
+    return SweepReport(plan, targets, conditions=conditions)
 
 
 def test_the_terminal_marks_only_lower_bounds(report: SweepReport) -> None:
