@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from loadtests.report.answer import answer, conditions_sentence, knee_text, queue_model_applies
-from loadtests.sweep.runner import SweepReport
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1300px;
@@ -27,7 +26,7 @@ body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1300px
 .conditions, .note { color: #444; max-width: 75em; }
 table { border-collapse: collapse; margin: 0.6em 0; font-size: 13px; }
 th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; white-space: nowrap; }
-th { background: #f2f2f2; }
+th { background: #f2f2f2; white-space: normal; }
 td.text, th.text { text-align: left; }
 tr.holds td { background: #eef8ee; }
 tr.fails td { background: #fbeaea; }
@@ -98,9 +97,8 @@ KNEE_NOTE = (
 )
 
 
-def write_html(
-    report: SweepReport, summary: dict[str, Any], plots: Mapping[str, Path], path: Path
-) -> None:
+def write_html(summary: dict[str, Any], plots: Mapping[str, Path], path: Path) -> None:
+    """report.html from summary.json's contents and the plots' files."""
     slo = summary["slo_p99_ms"]
     variants = summary["variants"]
     parts = [

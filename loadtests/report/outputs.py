@@ -129,7 +129,7 @@ def write_outputs(report: SweepReport, out: Path) -> dict[str, Any]:
     document = summary(report)
     (out / "summary.json").write_text(json.dumps(document, indent=2))
     plots = write_plots(report, out)
-    write_html(report, document, plots, out / "report.html")
+    write_html(document, plots, out / "report.html")
     return document
 
 
