@@ -62,7 +62,16 @@ def running_server(
     does not steal its core.
     """
     port = port or free_port()
-    command = [sys.executable, "-m", "perfserve", "serve", "--store", str(store), "--port", str(port)]
+    command = [
+        sys.executable,
+        "-m",
+        "perfserve",
+        "serve",
+        "--store",
+        str(store),
+        "--port",
+        str(port),
+    ]
     command += list(options)
     if cpus is not None:
         command = ["taskset", "-c", cpus, *command]

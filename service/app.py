@@ -12,6 +12,7 @@ from service.api import router
 from service.metrics import Metrics, new_registry
 from service.openapi import document_predict
 from service.predict import ASGIApp, PredictEndpoint
+from service.rollout.api import router as rollout_router
 from service.settings import Settings
 from service.state import Service
 
@@ -34,6 +35,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     )
     api.state.service = service
     api.include_router(router)
+    api.include_router(rollout_router)
     api.add_exception_handler(Exception, _internal_error)
     document_predict(api)
     return PredictEndpoint(service, api)

@@ -128,6 +128,11 @@ class MicroBatcher:
     def full(self) -> bool:
         return len(self._queue) >= self.max_queue
 
+    @property
+    def queued(self) -> int:
+        """Requests waiting for a batch now (not counting the one computing)."""
+        return len(self._queue)
+
     def start(self) -> None:
         """Start the batch loop; must be called inside the running event loop."""
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"batch-{self.name}")

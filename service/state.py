@@ -10,18 +10,22 @@ import asyncio
 import gc
 import logging
 import os
-import time
+import shutil
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import psutil
 import threadpoolctl
 
-from service.batching import BatchResult, MicroBatcher, QueueFull, ShuttingDown
+from service.batching import BatchResult, MicroBatcher
 from service.metrics import Metrics
+from service.rollout.replica import RolloutReplica
 from service.routing import Router, SharedSplitFile, TrafficSplit
 from service.runtimes import Runner, SlowedRunner, open_runner
 from service.settings import Settings
+from service.shadow import Compared, ShadowMirror
 from service.store import Manifest, StoreError, VariantInfo, load_holdout, load_manifest
 
 log = logging.getLogger("perfserve")
@@ -50,6 +54,21 @@ class Service:
         self.ready = False
         self.load_error: str | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.shadow = ShadowMirror(
+            metrics,
+            settings.shadow_share,
+            settings.shadow_tolerance,
+            settings.request_timeout_ms / 1000,
+            settings.routing_seed,
+        )
+        self._private_folder: Path | None = None
+        self.rollouts = RolloutReplica(
+            self._rollout_folder(),
+            metrics,
+            settings.rollout_max_samples,
+            self._apply_split,
+            self._split_version,
+        )
 
     @property
     def inline(self) -> bool:
@@ -64,13 +83,17 @@ class Service:
         self._tasks.append(loop.create_task(self._load(), name="load-models"))
         if self.split_file is not None:
             self._tasks.append(loop.create_task(self._follow_split_file(), name="follow-split"))
+        self._tasks.append(loop.create_task(self.rollouts.follow(), name="follow-rollout"))
 
     async def stop(self) -> None:
         """Finish admitted requests, then release the runners."""
         for task in self._tasks:
             task.cancel()
+        await self.rollouts.stop()
         for variant in self.variants.values():
             await variant.batcher.close(self.settings.graceful_shutdown_s)
+        if self._private_folder is not None:
+            shutil.rmtree(self._private_folder, ignore_errors=True)
 
     def set_split(self, split: TrafficSplit) -> None:
         """Apply a new split here and, with several workers, in every worker."""
@@ -79,29 +102,34 @@ class Service:
         if self.split_file is not None:
             self.split_file.write(split)
 
-    def mirror(self, served: str, rows: np.ndarray, primary: asyncio.Future[BatchResult]) -> None:
-        """Send a copy of the rows to the shadow variant, if any, when it has room."""
-        shadow = self.router.split.shadow
-        if shadow is None or shadow == served or shadow not in self.variants:
-            return
-        deadline = time.perf_counter() + self.settings.request_timeout_ms / 1000
-        try:
-            copy = self.variants[shadow].batcher.submit(rows, deadline)
-        except (QueueFull, ShuttingDown):
-            return  # the shadow must never slow or fail the served request
-        asyncio.get_running_loop().create_task(self._compare(shadow, primary, copy))
+    def _apply_split(self, split: TrafficSplit) -> int:
+        self.set_split(split)
+        return self._split_version()
 
-    async def _compare(
-        self, shadow: str, primary: asyncio.Future[BatchResult], copy: asyncio.Future[BatchResult]
-    ) -> None:
-        try:
-            served, mirrored = await primary, await copy
-        except Exception:
+    def _split_version(self) -> int:
+        return 0
+
+    def mirror(self, served: str, rows: np.ndarray, result: BatchResult) -> None:
+        """After `served` answered a routed request: a sampled copy to the shadow variant
+        (see service/shadow.py); compared rows also feed a running rollout's evidence."""
+        shadow = self.router.split.shadow
+        if shadow is None or shadow == served or (loaded := self.variants.get(shadow)) is None:
             return
-        same = int(np.count_nonzero(served.labels == mirrored.labels))
-        counter = self.metrics.shadow_predictions
-        counter.labels(shadow, "agree").inc(same)
-        counter.labels(shadow, "disagree").inc(len(served.labels) - same)
+        recorder = self.rollouts.recorder
+        on_compared = self._record_comparison if recorder.active else None
+        self.shadow.mirror(loaded.batcher, rows, result, on_compared)
+
+    def _record_comparison(self, compared: Compared) -> None:
+        self.rollouts.recorder.compare(*compared)
+
+    def _rollout_folder(self) -> Path:
+        """Next to the shared split file, so every replica following it shares the rollout;
+        a lone process without one keeps its rollout in a private folder."""
+        if self.split_file is not None:
+            path = self.split_file.path
+            return path.with_name(f"{path.stem}.rollout")
+        self._private_folder = Path(tempfile.mkdtemp(prefix="perfserve-rollout-"))
+        return self._private_folder
 
     def _variant_names(self) -> list[str]:
         available = list(self.manifest.variants)

@@ -30,7 +30,10 @@ def run_perfserve(*args: str, timeout_s: float = 300.0) -> subprocess.CompletedP
     """`perfserve ARGS` in a fresh process (the sweep imports Locust, which patches the
     process it runs in with gevent: never this one)."""
     return subprocess.run(
-        [sys.executable, "-m", "perfserve", *args], capture_output=True, text=True, timeout=timeout_s
+        [sys.executable, "-m", "perfserve", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
     )
 
 
