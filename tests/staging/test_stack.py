@@ -1,10 +1,12 @@
 """The staging stack on loopback, as compose runs it but without Docker.
 
-Two replicas of the real service behind nginx (the project's config), a real Prometheus
-with the project's config and rules (targets rewritten to the test's ports, scraping
-every second), and traffic across two variants with a canary split change applied to
-both replicas in the middle. Then every query the dashboard runs, its variables, its
-annotation and every recording rule must return data for what happened.
+Two replicas of the real service behind nginx (the project's config), sharing one split
+file as compose's replicas share a volume, a real Prometheus with the project's config
+and rules (targets rewritten to the test's ports, scraping every second), and traffic
+across two variants with a canary split change applied in the middle, then a rollout
+started that too little traffic leaves inconclusive until it pauses. Then every query
+the dashboard runs, its variables, its annotations and every recording rule must return
+data for what happened.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import yaml
 from common.processes import free_port, running_server
 from service.routing import TrafficSplit
 from staging.traffic import apply_split
-from tests.utils import ADMIN_TOKEN, require_tool
+from tests.utils import ADMIN, ADMIN_TOKEN, require_tool
 from tests.utils.stack import (
     COMPOSE,
     ROOT,
@@ -49,6 +51,15 @@ RATE_INTERVAL = "5s"
 TRAFFIC_VARIANTS = {"sklearn_fp32", "onnx_int8"}
 CANARY = TrafficSplit(weights={"sklearn_fp32": 0.5, "onnx_int8": 0.5}, shadow="onnx_fp32")
 LOCUST_SECONDS = 16
+# Against the Locust run's ~80 requests/s the judge never has enough: two short windows,
+# two inconclusive verdicts per gate, then a pause, all within the run.
+ROLLOUT = {
+    "baseline": "sklearn_fp32",
+    "candidate": "onnx_int8",
+    "steps": [50, 100],
+    "window_seconds": 1.5,
+    "max_extensions": 1,
+}
 
 
 @dataclass(frozen=True)
@@ -68,8 +79,11 @@ def run(store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack
     require_tool("prometheus")
     require_tool("nginx")
     options = ["--admin-token", ADMIN_TOKEN, "--traffic", "sklearn_fp32=0.7,onnx_int8=0.3"]
+    env = {"PERFSERVE_SPLIT_FILE": str(tmp_path_factory.mktemp("shared") / "traffic.json")}
     with ExitStack() as stack:
-        servers = [stack.enter_context(running_server(store, options=options)) for _ in range(2)]
+        servers = [
+            stack.enter_context(running_server(store, options=options, env=env)) for _ in range(2)
+        ]
         replicas = [server.url.removeprefix("http://") for server in servers]
         lb = stack.enter_context(running_nginx(replicas, tmp_path_factory.mktemp("nginx")))
         loadgen = f"127.0.0.1:{free_port()}"
@@ -100,8 +114,8 @@ def locust_command(service: str, replace: dict[str, str], extra: Sequence[str]) 
 def drive(lb: str, replicas: Sequence[str], store: Path, loadgen: str) -> None:
     """A short headless Locust run through the load balancer, with the compose file's
     master and one worker: every user class of the project's locustfile at 10 requests/s
-    each (5% malformed on purpose), and the canary split applied to both replicas once
-    traffic flows."""
+    each (5% malformed on purpose), the canary split applied once traffic flows, and a
+    rollout started through the load balancer a few seconds later."""
     host, port = loadgen.split(":")
     master_port = str(free_port())
     master = locust_command(
@@ -127,8 +141,10 @@ def drive(lb: str, replicas: Sequence[str], store: Path, loadgen: str) -> None:
         ]
         try:
             wait_for_traffic(f"http://{loadgen}/metrics")
-            time.sleep(LOCUST_SECONDS / 2)
+            time.sleep(LOCUST_SECONDS / 4)
             apply_split(replicas, CANARY, ADMIN_TOKEN)
+            time.sleep(LOCUST_SECONDS / 4)
+            httpx.post(f"{lb}/rollout/start", json=ROLLOUT, headers=ADMIN).raise_for_status()
             for process in processes:
                 process.wait(timeout=LOCUST_SECONDS + 60)
         finally:
@@ -221,3 +237,10 @@ def test_every_rule_evaluates_cleanly_and_replicas_agree_on_the_split(run: Stack
     # The split was applied to both replicas at once, so the divergence alert is quiet.
     diverged = next(rule for rule in evaluated if rule["name"] == "PerfserveSplitDiverged")
     assert diverged["state"] == "inactive"
+
+
+def test_the_rollout_paused_for_lack_of_traffic_on_every_replica(run: StackRun) -> None:
+    paused = run.series('perfserve_rollout_status{status="paused"} == 1')
+    assert {s["metric"]["instance"] for s in paused} == set(run.replicas)
+    verdicts = run.series("perfserve_rollout_verdicts_total")
+    assert {s["metric"]["outcome"] for s in verdicts} == {"inconclusive"}
