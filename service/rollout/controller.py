@@ -106,6 +106,7 @@ class Controller:
     def _enter_step(self, step: int, now: float) -> None:
         state = self.state
         state.step, state.extensions, state.phase = step, 0, "following"
+        state.window_deadline = now + state.plan.window_seconds  # for following, too
         self._set_split(state.plan.steps[step - 1])
         if state.plan.dry_run:
             self._open_window(now)
@@ -120,12 +121,21 @@ class Controller:
         state.weights = split.weights
 
     async def _wait_for_replicas(self, now: float) -> None:
+        """Open the window once every live worker serves the step's split; a replica
+        that does not follow within a window's time pauses the rollout, since its
+        traffic would not be what the step says."""
         state = self.state
         evidence = await self._evidence(now)
         live = evidence.live_replicas()
         behind = [r.replica for r in live if r.split_version < (state.split_version or 0)]
         if live and not behind:
             self._open_window(now)
+        elif now >= state.window_deadline:
+            state.status = "paused"
+            waiting = ", ".join(behind) or "no replica published"
+            self._decide(
+                now, "pause", f"split version {state.split_version} not followed by {waiting}"
+            )
 
     def _open_window(self, now: float) -> None:
         state = self.state

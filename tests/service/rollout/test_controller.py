@@ -147,3 +147,18 @@ async def test_a_dry_run_never_changes_the_split(tmp_path: Path, replicas: Repli
     await run_until_settled(control, replicas)
     assert control.state.status == "dry_run_done"
     assert replicas.splits == []
+
+
+async def test_a_replica_that_does_not_follow_the_split_pauses_the_rollout(
+    tmp_path: Path, replicas: Replicas
+) -> None:
+    control = controller(tmp_path, replicas, window_seconds=0.05)
+    replicas.version = -5  # the replicas publish a version older than the one set
+    for _ in range(20):
+        replicas.serve(control.state, 0)
+        await control.tick(time.time())
+        await asyncio.sleep(0.01)
+        if control.state.status != "running":
+            break
+    assert control.state.status == "paused"
+    assert "not followed by a-1, b-2" in control.state.decisions[-1].detail
