@@ -29,7 +29,10 @@ COPY loadtests/locustfile.py loadtests/
 
 # Runtime stage: the virtualenv, the store and the locustfile; no build caches.
 FROM ${PYTHON_IMAGE}
-RUN useradd --system --user-group --uid 10001 --no-create-home --home-dir /opt/perfserve perfserve
+RUN useradd --system --user-group --uid 10001 --no-create-home --home-dir /opt/perfserve perfserve \
+    && install -d -o perfserve -g perfserve /var/lib/perfserve/split
+# ^ where the compose file mounts the volume that holds the replicas' shared traffic split;
+# a new named volume takes this directory's owner, so the service can write the split.
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /opt/perfserve /opt/perfserve
 ENV PATH=/opt/venv/bin:$PATH \

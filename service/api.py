@@ -90,23 +90,33 @@ def describe_variant(service: Service, name: str) -> dict[str, Any]:
         "loaded": loaded is not None,
         "memory_bytes": loaded.memory_bytes if loaded else None,
         "traffic_weight": service.router.weight(name),
+        "faults": service.settings.inject.get(name, {}),
     }
 
 
 @router.get("/traffic")
 def get_traffic(service: ServiceDep) -> dict[str, Any]:
-    """The current split: weights per variant (summing to 1) and the shadow variant."""
-    return {**service.router.split.model_dump(), "variants": service.names}
+    """The current split: weights per variant (summing to 1), the shadow variant, and the
+    split's version (every replica following the same split file reports the same)."""
+    split, version = service.split.current
+    return {**split.model_dump(), "version": version, "variants": service.names}
 
 
 @router.put("/traffic", dependencies=[Depends(require_admin)])
 def put_traffic(split: TrafficSplit, service: ServiceDep) -> dict[str, Any]:
-    """Replace the split at run time; requests already routed keep their variant."""
+    """Replace the split at run time, for every replica following the split file; requests
+    already routed keep their variant. Weights that do not sum to 1 are rescaled, and
+    the answer says so under `normalized_from`."""
     try:
-        service.set_split(split)
+        version = service.set_split(split)
     except UnknownVariant as error:
         raise HTTPException(422, str(error)) from None
-    return {**service.router.split.model_dump(), "variants": service.names}
+    except OSError as error:  # e.g. a read-only volume: the split stays as it was
+        raise HTTPException(503, f"the split file cannot be written: {error.strerror}") from None
+    answer = {**split.model_dump(), "version": version, "variants": service.names}
+    if split.rescaled_from is not None:
+        answer["normalized_from"] = split.rescaled_from
+    return answer
 
 
 @router.get("/metrics")

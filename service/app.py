@@ -6,6 +6,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from service.api import router
@@ -36,9 +38,18 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     api.state.service = service
     api.include_router(router)
     api.include_router(rollout_router)
+    api.add_exception_handler(RequestValidationError, _invalid_request)
     api.add_exception_handler(Exception, _internal_error)
     document_predict(api)
     return PredictEndpoint(service, api)
+
+
+async def _invalid_request(request: Request, error: Exception) -> JSONResponse:
+    # FastAPI's own handler echoes each bad input, which fails to encode when it is not
+    # JSON (a NaN weight) and turns a 422 into a 500; the message says what is wrong.
+    assert isinstance(error, RequestValidationError)
+    detail = [{k: v for k, v in e.items() if k not in ("input", "ctx")} for e in error.errors()]
+    return JSONResponse({"detail": jsonable_encoder(detail)}, status_code=422)
 
 
 async def _internal_error(request: Request, error: Exception) -> JSONResponse:

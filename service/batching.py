@@ -107,6 +107,7 @@ class MicroBatcher:
         max_batch_delay_s: float,
         max_queue: int,
         inline: bool = False,
+        added_latency_s: float = 0.0,
     ) -> None:
         self.name = name
         self.runner = runner
@@ -115,6 +116,8 @@ class MicroBatcher:
         self.max_batch_delay_s = max_batch_delay_s
         self.max_queue = max_queue
         self.inline = inline
+        self.added_latency_s = added_latency_s
+        """Injected fault: every batch takes this much longer (see service/faults.py)."""
         self.closed = False
         self._queue: deque[PendingRequest] = deque()
         self._queued_rows = 0
@@ -209,13 +212,19 @@ class MicroBatcher:
         rows = batch[0].rows if len(batch) == 1 else np.concatenate([p.rows for p in batch])
         started = time.perf_counter()
         self._executing = True
+        slept = 0.0
         try:
+            if self.added_latency_s:
+                # A wait that leaves the event loop, and so other variants, running.
+                await asyncio.sleep(self.added_latency_s)
+                slept = time.perf_counter() - started
             if self.inline:
                 prediction, infer_s = self._timed_predict(rows)
             else:
                 prediction, infer_s = await asyncio.get_running_loop().run_in_executor(
                     self._executor, self._timed_predict, rows
                 )
+            infer_s += slept  # the injected wait counts as the model's compute
             if len(prediction.labels) != len(rows):
                 raise RuntimeError(
                     f"model returned {len(prediction.labels)} answers for {len(rows)} rows"

@@ -13,9 +13,12 @@ import tempfile
 import types
 import typing
 from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
 
 from common.usage import UsageError, add_option, env_name
-from service.settings import Settings
+from service.settings import Settings, describe_error
 from service.store import Manifest, load_manifest
 
 
@@ -65,10 +68,12 @@ def describe_store(store: Path, manifest: Manifest) -> str:
 def add_serve_arguments(serve: argparse.ArgumentParser) -> None:
     serve.description = "Every option also reads PERFSERVE_<OPTION>; the command line wins."
     for name, field in Settings.model_fields.items():
-        if name == "split_file":
-            continue  # internal: set below for several workers
         flag = "--" + name.replace("_", "-")
-        if _is_bool(field.annotation):
+        if name == "inject":
+            serve.add_argument(
+                flag, action="append", metavar="VARIANT:KIND=VALUE", help=field.description
+            )
+        elif _is_bool(field.annotation):
             serve.add_argument(flag, action=argparse.BooleanOptionalAction, help=field.description)
         else:
             serve.add_argument(flag, metavar=name.upper(), help=field.description)
@@ -83,7 +88,10 @@ def run_serve(args: argparse.Namespace) -> int:
         for name in Settings.model_fields
         if getattr(args, name, None) is not None
     }
-    settings = Settings(**given)
+    try:
+        settings = Settings(**given)
+    except ValidationError as error:
+        raise UsageError(describe_error(error, options=True)) from None
     load_manifest(settings.store)  # a missing store fails here, with what to run
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
@@ -109,15 +117,22 @@ def run_serve(args: argparse.Namespace) -> int:
     return _serve_workers(settings, given, common)
 
 
-def _serve_workers(settings: Settings, given: dict[str, str], common: dict[str, object]) -> int:
+def _serve_workers(settings: Settings, given: dict[str, Any], common: dict[str, object]) -> int:
     """Several worker processes: settings travel as environment variables, metrics through
     a shared folder (prometheus_client multiprocess mode), the split through a file."""
     import uvicorn
 
+    from service.metrics import Metrics, new_registry
+    from service.state import Service
+
+    # What every worker would refuse (variants, split, faults) is refused here, once, in
+    # one line: uvicorn restarts a worker that fails to start, without end.
+    Service(settings, Metrics(new_registry()))
     shared = Path(tempfile.mkdtemp(prefix="perfserve-"))
     (shared / "metrics").mkdir()
-    os.environ.update({env_name(name): str(value) for name, value in given.items()})
-    os.environ[env_name("split_file")] = str(shared / "traffic.json")
+    os.environ.update({env_name(name): _env_value(value) for name, value in given.items()})
+    if settings.split_file is None:
+        os.environ[env_name("split_file")] = str(shared / "traffic.json")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(shared / "metrics")
     try:
         uvicorn.run(
@@ -129,6 +144,11 @@ def _serve_workers(settings: Settings, given: dict[str, str], common: dict[str, 
     finally:
         shutil.rmtree(shared, ignore_errors=True)
     return 0
+
+
+def _env_value(value: object) -> str:
+    """An option's value as its environment variable spells it (lists comma-joined)."""
+    return ",".join(value) if isinstance(value, list) else str(value)
 
 
 def _is_bool(annotation: object) -> bool:

@@ -122,6 +122,21 @@ class Metrics:
             registry=registry,
             multiprocess_mode="mostrecent",
         )
+        self.split_version = Gauge(
+            "perfserve_split_version",
+            "Version of the traffic split this replica routes by; with several workers, the "
+            "oldest any of them follows, so a controller can wait until all have the new one.",
+            registry=registry,
+            multiprocess_mode="livemin",
+        )
+        self.injected_fault = Gauge(
+            "perfserve_injected_fault",
+            "Fault injected on purpose for a rehearsal, valued as set: latency-ms in "
+            "milliseconds, error-rate and flip-rate as fractions.",
+            ["variant", "kind"],
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
         self.rejected = Counter(
             "perfserve_rejected_requests",
             "Requests refused: queue_full, deadline, invalid_input, too_large, unknown_variant, "

@@ -10,8 +10,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from service.faults import Faults, parse_faults
+from service.routing import check_weights
 
 MIN_TOKEN_LENGTH = 12
 PLACEHOLDER_TOKENS = {"changeme", "change-me", "secret", "admin", "token", "password"}
@@ -89,8 +92,13 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = None
     """Bearer token that allows `PUT /traffic`; unset means the split cannot be changed."""
 
-    inject_latency_ms: float = Field(0.0, ge=0)
-    """Fault injection: extra compute time per model call, to rehearse a slower model."""
+    inject: Annotated[Faults, NoDecode] = Field(default_factory=dict)
+    """Faults for rehearsals, VARIANT:latency-ms=N, VARIANT:error-rate=P or
+    VARIANT:flip-rate=P (repeat the option or join with commas); needs allow_faults."""
+
+    allow_faults: bool = False
+    """Allow --inject; without it faults are refused, so a rehearsal setting copied into
+    production stops the service at start-up instead of hurting users."""
 
     log_level: str = "warning"
     """Log level of the service and uvicorn."""
@@ -102,7 +110,13 @@ class Settings(BaseSettings):
     """How long shutdown waits for admitted requests to finish."""
 
     split_file: Path | None = None
-    """File through which worker processes share the split (set by `serve --workers N`)."""
+    """The traffic split shared by every replica and worker naming the same file: PUT
+    /traffic writes it, all follow it, a replica started later takes its split (default:
+    the split lives in this server; with --workers N, in a temporary file of its own)."""
+
+    split_poll_s: float = Field(0.2, gt=0, le=60)
+    """How often each worker checks the split file: a change reaches every replica
+    within this delay."""
 
     @field_validator("variants", mode="before")
     @classmethod
@@ -125,6 +139,16 @@ class Settings(BaseSettings):
         except ValueError:
             raise ValueError(f"traffic must look like a=0.9,b=0.1, not {value!r}") from None
 
+    @field_validator("inject", mode="before")
+    @classmethod
+    def _parse_faults(cls, value: Any) -> Any:
+        """Accept `VARIANT:KIND=VALUE` items, comma-joined or as a list."""
+        if isinstance(value, str) or (
+            isinstance(value, list) and all(isinstance(item, str) for item in value)
+        ):
+            return parse_faults(value)
+        return value
+
     @field_validator("admin_token")
     @classmethod
     def _refuse_placeholder_token(cls, token: SecretStr | None) -> SecretStr | None:
@@ -141,10 +165,7 @@ class Settings(BaseSettings):
     @classmethod
     def _weights_are_usable(cls, weights: dict[str, float] | None) -> dict[str, float] | None:
         if weights is not None:
-            if any(w < 0 for w in weights.values()):
-                raise ValueError("traffic weights must not be negative")
-            if sum(weights.values()) <= 0:
-                raise ValueError("traffic weights must not all be zero")
+            check_weights(weights)
         return weights
 
     @model_validator(mode="after")
@@ -155,4 +176,17 @@ class Settings(BaseSettings):
             and self.shadow not in self.variants
         ):
             raise ValueError(f"shadow variant {self.shadow!r} is not among the loaded variants")
+        if self.inject and not self.allow_faults:
+            raise ValueError("--inject needs --allow-faults (or PERFSERVE_ALLOW_FAULTS=1)")
         return self
+
+
+def describe_error(error: ValidationError, options: bool = False) -> str:
+    """A validation error's first problem in one line, without the value given (it may be
+    a secret): `traffic: ...`, or with `options`, `--traffic: ...`."""
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    if options and where:
+        where = "--" + where.replace("_", "-")
+    message = str(first["msg"]).removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message

@@ -18,19 +18,21 @@ from pathlib import Path
 import numpy as np
 import psutil
 import threadpoolctl
+from pydantic import ValidationError
 
+from common.usage import UsageError
 from service.batching import BatchResult, MicroBatcher
+from service.faults import FaultyRunner, latency_s
 from service.metrics import Metrics
 from service.rollout.replica import RolloutReplica
-from service.routing import Router, SharedSplitFile, TrafficSplit
-from service.runtimes import Runner, SlowedRunner, open_runner
-from service.settings import Settings
+from service.routing import Router, TrafficSplit, UnknownVariant
+from service.runtimes import Runner, open_runner
+from service.settings import Settings, describe_error
 from service.shadow import Compared, ShadowMirror
+from service.shared_split import SharedSplit
 from service.store import Manifest, StoreError, VariantInfo, load_holdout, load_manifest
 
 log = logging.getLogger("perfserve")
-
-SPLIT_POLL_S = 0.2
 
 
 @dataclass
@@ -48,8 +50,13 @@ class Service:
         self.metrics = metrics
         self.manifest: Manifest = load_manifest(settings.store)
         self.names = self._variant_names()
-        self.router = Router(self.names, self._initial_split(), settings.routing_seed)
-        self.split_file = SharedSplitFile(settings.split_file) if settings.split_file else None
+        self._check_faults()
+        try:
+            self.router = Router(self.names, self._initial_split(), settings.routing_seed)
+        except UnknownVariant as error:
+            raise UsageError(f"--traffic/--shadow: {error}") from None
+        self.split = SharedSplit(self.router, settings.split_file, self._split_changed)
+        self._start_split()
         self.variants: dict[str, LoadedVariant] = {}
         self.ready = False
         self.load_error: str | None = None
@@ -66,8 +73,8 @@ class Service:
             self._rollout_folder(),
             metrics,
             settings.rollout_max_samples,
-            self._apply_split,
-            self._split_version,
+            self.set_split,
+            self.split_version,
         )
 
     @property
@@ -81,8 +88,9 @@ class Service:
         """Begin loading in the background; called from the app's lifespan."""
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._load(), name="load-models"))
-        if self.split_file is not None:
-            self._tasks.append(loop.create_task(self._follow_split_file(), name="follow-split"))
+        if self.split.file is not None:
+            follow = self.split.follow(self.settings.split_poll_s)
+            self._tasks.append(loop.create_task(follow, name="follow-split"))
         self._tasks.append(loop.create_task(self.rollouts.follow(), name="follow-rollout"))
 
     async def stop(self) -> None:
@@ -95,19 +103,21 @@ class Service:
         if self._private_folder is not None:
             shutil.rmtree(self._private_folder, ignore_errors=True)
 
-    def set_split(self, split: TrafficSplit) -> None:
-        """Apply a new split here and, with several workers, in every worker."""
-        self.router.update(split)
-        self._publish_weights()
-        if self.split_file is not None:
-            self.split_file.write(split)
+    def set_split(self, split: TrafficSplit) -> int:
+        """Apply a new split here and in every process following the split file; its
+        version. Raises UnknownVariant for a variant this service does not serve."""
+        version = self.split.set(split)
+        log.warning(
+            "traffic split version %d set: weights %s, shadow %s",
+            version,
+            split.weights,
+            split.shadow,
+        )
+        return version
 
-    def _apply_split(self, split: TrafficSplit) -> int:
-        self.set_split(split)
-        return self._split_version()
-
-    def _split_version(self) -> int:
-        return 0
+    def split_version(self) -> int:
+        """The version of the split this process routes by."""
+        return self.split.current[1]
 
     def mirror(self, served: str, rows: np.ndarray, result: BatchResult) -> None:
         """After `served` answered a routed request: a sampled copy to the shadow variant
@@ -125,8 +135,8 @@ class Service:
     def _rollout_folder(self) -> Path:
         """Next to the shared split file, so every replica following it shares the rollout;
         a lone process without one keeps its rollout in a private folder."""
-        if self.split_file is not None:
-            path = self.split_file.path
+        if self.split.file is not None:
+            path = self.split.file.path
             return path.with_name(f"{path.stem}.rollout")
         self._private_folder = Path(tempfile.mkdtemp(prefix="perfserve-rollout-"))
         return self._private_folder
@@ -139,12 +149,31 @@ class Service:
             raise StoreError(f"variant(s) {unknown} are not in the store; it has {available}")
         return wanted
 
+    def _check_faults(self) -> None:
+        for name, faults in self.settings.inject.items():
+            if name not in self.names:
+                raise UsageError(f"--inject names variant {name!r}; loaded: {self.names}")
+            if "flip-rate" in faults and self.manifest.task != "classification":
+                raise UsageError("--inject flip-rate needs a classifier; this model is not one")
+
     def _initial_split(self) -> TrafficSplit:
         default = (
             self.manifest.reference if self.manifest.reference in self.names else self.names[0]
         )
         weights = self.settings.traffic or {default: 1.0}
         return TrafficSplit(weights=weights, shadow=self.settings.shadow)
+
+    def _start_split(self) -> None:
+        """Start from the split file's split when it has one (see service/shared_split.py)."""
+        path = self.settings.split_file
+        try:
+            from_file = self.split.start(self.router.split)
+        except ValidationError as error:
+            raise UsageError(f"--split-file {path}: {describe_error(error)}") from None
+        except (OSError, ValueError) as error:
+            raise UsageError(f"--split-file {path}: {error}") from None
+        if from_file and self.settings.traffic is not None:
+            log.warning("following the split in %s; --traffic is ignored", path)
 
     async def _load(self) -> None:
         try:
@@ -162,10 +191,10 @@ class Service:
                 max_batch_delay_s=self.settings.max_batch_delay_ms / 1000,
                 max_queue=self.settings.max_queue,
                 inline=self.inline,
+                added_latency_s=latency_s(self.settings.inject.get(name, {})),
             )
             batcher.start()
             self.variants[name] = LoadedVariant(self.manifest.variants[name], batcher, memory)
-        self._publish_weights()
         self._publish_variants()
         # Objects created so far live as long as the process: take them out of the cyclic
         # collector's scans, which otherwise show up as tail-latency spikes under load.
@@ -192,14 +221,16 @@ class Service:
             )
             _warm_up(runner, holdout, settings.max_batch_size)
             memory = max(0, process.memory_info().rss - before)
-            if settings.inject_latency_ms > 0:
-                runner = SlowedRunner(runner, settings.inject_latency_ms / 1000)
+            if faults := settings.inject.get(name):
+                runner = FaultyRunner(runner, faults, self.manifest.classes or [])
             loaded[name] = (runner, memory)
         return loaded
 
-    def _publish_weights(self) -> None:
+    def _split_changed(self, split: TrafficSplit, version: int) -> None:
         for name in self.names:
-            self.metrics.traffic_weight.labels(name).set(self.router.weight(name))
+            self.metrics.traffic_weight.labels(name).set(split.weights.get(name, 0.0))
+        self.metrics.split_version.set(version)
+        log.info("following traffic split version %d", version)
 
     def _publish_variants(self) -> None:
         for name, variant in self.variants.items():
@@ -209,18 +240,9 @@ class Service:
             self.metrics.model_info.labels(
                 name, info.model_version, info.format, info.precision
             ).set(1)
-
-    async def _follow_split_file(self) -> None:
-        assert self.split_file is not None
-        while True:
-            await asyncio.sleep(SPLIT_POLL_S)
-            try:
-                split = self.split_file.read_if_changed()
-                if split is not None:
-                    self.router.update(split)
-                    self._publish_weights()
-            except Exception as error:  # a torn or hand-edited file must not stop the worker
-                log.warning("ignoring traffic split file %s: %s", self.split_file.path, error)
+        for name, faults in self.settings.inject.items():
+            for kind, value in faults.items():
+                self.metrics.injected_fault.labels(name, kind).set(value)
 
 
 def _warm_up(runner: Runner, holdout: np.ndarray, max_batch_size: int) -> None:

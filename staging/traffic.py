@@ -1,10 +1,10 @@
-"""Apply one traffic split to every replica of the service at once.
+"""Change the traffic split of the staging stack and wait until every replica follows it.
 
-Each replica keeps its split in its own memory, so a `PUT /traffic` sent through the
-load balancer changes one replica only: with three replicas a 10% canary would get
-about 3% of the traffic, and the other replicas' weights would say something else.
-This sends the split to every address the service's name resolves to (inside compose,
-one per replica), then reads each one back.
+Every replica follows one split file on a shared volume (PERFSERVE_SPLIT_FILE), so one
+`PUT /traffic` through the load balancer changes them all within a poll (0.2 s). This
+sends that one PUT, then reads the split's version back from every address the
+service's name resolves to (inside compose, one per replica) until all of them report
+the new version, the check a rollout makes before it trusts a step's numbers.
 
     docker compose exec service python -m staging.traffic \\
         '{"weights": {"sklearn_fp32": 0.9, "onnx_int8": 0.1}, "shadow": "onnx_fp32"}'
@@ -16,6 +16,7 @@ import argparse
 import os
 import socket
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -38,46 +39,55 @@ def replica_urls(url: str) -> list[str]:
     return [f"{parts.scheme}://{address}:{port}" for address in addresses]
 
 
-def apply_split(urls: Sequence[str], split: TrafficSplit, token: str) -> dict[str, Any]:
-    """PUT `split` to every replica and return what each one now serves.
-
-    Every replica is tried even if one fails, so a failure leaves as few replicas as
-    possible behind; the error then names the ones that did not take the split.
-    """
-    applied: dict[str, Any] = {}
-    failed: list[str] = []
-    body = split.model_dump()
-    headers = {"Authorization": f"Bearer {token}"}
+def apply_split(
+    url: str, split: TrafficSplit, token: str, replicas: Sequence[str], timeout_s: float = 5.0
+) -> dict[str, Any]:
+    """PUT `split` once to `url` (the load balancer or any replica), then wait until every
+    replica reports the version it was given; what each replica serves."""
     with httpx.Client(timeout=5.0) as client:
-        for url in urls:
-            try:
-                response = client.put(f"{url}/traffic", json=body, headers=headers)
-                response.raise_for_status()
-                applied[url] = client.get(f"{url}/traffic").json()
-            except httpx.HTTPError as error:
-                failed.append(f"{url}: {_reason(error)}")
-    if failed:
-        raise RuntimeError("the split did not reach every replica:\n  " + "\n  ".join(failed))
-    return applied
+        response = client.put(
+            f"{url}/traffic", json=split.model_dump(), headers={"Authorization": f"Bearer {token}"}
+        )
+        if response.is_error:
+            raise RuntimeError(f"{url} refused the split: {response.status_code} {response.text}")
+    return wait_for_version(replicas, response.json()["version"], timeout_s)
+
+
+def wait_for_version(urls: Sequence[str], version: int, timeout_s: float) -> dict[str, Any]:
+    """Poll every replica until each reports `version` or a later one; the error names
+    the replicas that did not follow in time."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        splits = current_splits(urls)
+        behind = [url for url, split in splits.items() if split.get("version", -1) < version]
+        if not behind:
+            return splits
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"not on split version {version} after {timeout_s:g} s: "
+                + ", ".join(f"{url} (version {splits[url].get('version')})" for url in behind)
+                + "; is the split file on a volume every replica mounts?"
+            )
+        time.sleep(0.05)
 
 
 def current_splits(urls: Sequence[str]) -> dict[str, Any]:
-    """What each replica serves now."""
+    """What each replica serves now (its error, for one that does not answer)."""
+    splits: dict[str, Any] = {}
     with httpx.Client(timeout=5.0) as client:
-        return {url: client.get(f"{url}/traffic").json() for url in urls}
-
-
-def _reason(error: httpx.HTTPError) -> str:
-    if isinstance(error, httpx.HTTPStatusError):
-        return f"{error.response.status_code} {error.response.text}"
-    return f"{type(error).__name__}: {error}"
+        for url in urls:
+            try:
+                splits[url] = client.get(f"{url}/traffic").raise_for_status().json()
+            except httpx.HTTPError as error:
+                splits[url] = {"error": f"{type(error).__name__}: {error}"}
+    return splits
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m staging.traffic",
-        description="Show the traffic split of every replica, or set a new one on all of "
-        f"them (the admin token is read from ${TOKEN_VARIABLE}).",
+        description="Show the traffic split of every replica, or set a new one and wait "
+        f"until all follow it (the admin token is read from ${TOKEN_VARIABLE}).",
     )
     parser.add_argument(
         "split",
@@ -97,12 +107,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             token = os.environ.get(TOKEN_VARIABLE)
             if not token:
                 raise RuntimeError(f"set {TOKEN_VARIABLE} to the service's admin token")
-            result = apply_split(urls, TrafficSplit.model_validate_json(args.split), token)
+            split = TrafficSplit.model_validate_json(args.split)
+            result = apply_split(args.url, split, token, urls)
     except (OSError, RuntimeError, ValueError, httpx.HTTPError) as error:
         print(f"staging.traffic: {error}", file=sys.stderr)
         return 1
     for url, split in result.items():
-        print(f"{url}  weights={split['weights']}  shadow={split['shadow']}")
+        print(
+            f"{url}  version={split.get('version')}  weights={split.get('weights')}  "
+            f"shadow={split.get('shadow')}" + (f"  {split['error']}" if "error" in split else "")
+        )
     return 0
 
 

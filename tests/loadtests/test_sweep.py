@@ -55,7 +55,7 @@ def test_latency_from_schedule_counts_the_waiting_a_stalled_server_causes(
 ) -> None:
     # One connection, a 20 ms model call and 60 arrivals a second: the server can answer
     # about 45, so requests wait to be sent. Timed from the send, each looks like 20 ms.
-    options = [*SLOW, "--inject-latency-ms", "20"]
+    options = [*SLOW, "--allow-faults", "--inject", "onnx_fp32:latency-ms=20"]
     with running_server(store, options=options) as slow:
         summary = sweep(
             slow.url, store, tmp_path, "--variant", "onnx_fp32", "--rates", "60",
@@ -83,7 +83,9 @@ def test_the_knee_moves_down_when_the_server_gets_slower(
     server: ServerProcess, store: Path, tmp_path: Path
 ) -> None:
     fast = knee(server.url, store, tmp_path / "fast")
-    with running_server(store, options=[*SLOW, "--inject-latency-ms", "8"]) as slow_server:
+    with running_server(
+        store, options=[*SLOW, "--allow-faults", "--inject", "onnx_int8:latency-ms=8"]
+    ) as slow_server:
         slow = knee(slow_server.url, store, tmp_path / "slow")
     assert fast is not None and fast >= 190
     assert slow is None or slow < fast
@@ -93,7 +95,7 @@ def test_stress_breaks_the_service_and_times_its_recovery_then_a_soak(
     store: Path, tmp_path: Path
 ) -> None:
     # About 230 answers a second at most, and a short queue: overload sheds quickly.
-    options = [*SLOW, "--inject-latency-ms", "4", "--max-queue", "16"]
+    options = [*SLOW, "--allow-faults", "--inject", "onnx_int8:latency-ms=4", "--max-queue", "16"]
     with running_server(store, options=options) as slow:
         summary = sweep(
             slow.url, store, tmp_path, "--variant", "onnx_int8", "--rates", "100",

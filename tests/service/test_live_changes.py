@@ -57,6 +57,10 @@ def test_workers_share_split_changes(store: Path, holdout: Dataset) -> None:
         split = {"weights": {"onnx_int8": 1.0}}
         httpx.put(f"{server.url}/traffic", json=split, headers=ADMIN).raise_for_status()
         asyncio.run(asyncio.sleep(0.5))  # workers poll the shared split every 0.2 s
+        versions = {
+            httpx.get(f"{server.url}/traffic", headers={"Connection": "close"}).json()["version"]
+            for _ in range(10)
+        }
         variants = {
             httpx.post(
                 f"{server.url}/predict",
@@ -66,6 +70,7 @@ def test_workers_share_split_changes(store: Path, holdout: Dataset) -> None:
             for _ in range(30)
         }
     assert variants == {"onnx_int8"}
+    assert versions == {2}
 
 
 async def _slow_requests(url: str, payload: dict[str, object]) -> list[int]:
@@ -81,7 +86,8 @@ async def _slow_requests(url: str, payload: dict[str, object]) -> list[int]:
 def test_sigterm_finishes_admitted_requests_then_exits_cleanly(
     store: Path, holdout: Dataset
 ) -> None:
-    options = ["--inject-latency-ms", "100", "--max-batch-size", "1", "--inference", "thread"]
+    options = ["--allow-faults", "--inject", "onnx_fp32:latency-ms=100", "--max-batch-size", "1"]
+    options += ["--inference", "thread"]
     with running_server(store, options=options) as server:
 
         async def scenario() -> list[int]:

@@ -30,7 +30,8 @@ async def _burst(
 
 def test_overload_sheds_fast_while_admitted_requests_succeed(store: Path, holdout: Dataset) -> None:
     # Each batch takes 200 ms and holds one request; only 2 may wait.
-    options = ["--max-batch-size", "1", "--max-queue", "2", "--inject-latency-ms", "200"]
+    options = ["--max-batch-size", "1", "--max-queue", "2", "--allow-faults"]
+    options += ["--inject", "onnx_fp32:latency-ms=200"]
     with running_server(store, options=[*options, "--inference", "thread"]) as server:
         results = asyncio.run(_burst(server.url, body(holdout.features[:1]), 40))
         metrics = httpx.get(f"{server.url}/metrics").text
@@ -66,7 +67,8 @@ def samples(text: str, name: str, **labels: str) -> float:
 
 
 def test_requests_queued_past_their_deadline_get_504(store: Path, holdout: Dataset) -> None:
-    options = ["--max-batch-size", "1", "--inject-latency-ms", "40", "--request-timeout-ms", "100"]
+    options = ["--max-batch-size", "1", "--request-timeout-ms", "100", "--allow-faults"]
+    options += ["--inject", "onnx_fp32:latency-ms=40"]
     with running_server(store, options=[*options, "--inference", "thread"]) as server:
         results = asyncio.run(_burst(server.url, body(holdout.features[:1]), 10))
     statuses = [status for status, _, _ in results]

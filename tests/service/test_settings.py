@@ -18,6 +18,15 @@ def test_environment_variables_configure_the_service(monkeypatch: pytest.MonkeyP
     assert settings.traffic == {"onnx_fp32": 0.9, "onnx_int8": 0.1}
 
 
+def test_faults_read_repeated_or_comma_joined(monkeypatch: pytest.MonkeyPatch) -> None:
+    given = ["onnx_int8:latency-ms=5,error-rate=0.1", "onnx_fp32:flip-rate=1"]
+    expected = {"onnx_int8": {"latency-ms": 5, "error-rate": 0.1}, "onnx_fp32": {"flip-rate": 1}}
+    assert Settings(inject=given, allow_faults=True).inject == expected
+    monkeypatch.setenv("PERFSERVE_INJECT", ",".join(given))
+    monkeypatch.setenv("PERFSERVE_ALLOW_FAULTS", "1")
+    assert Settings().inject == expected
+
+
 def test_traffic_also_reads_json() -> None:
     assert Settings(traffic='{"a": 1, "b": 3}').traffic == {"a": 1, "b": 3}
 
@@ -29,7 +38,16 @@ def test_traffic_also_reads_json() -> None:
         ({"admin_token": ""}, "at least 12 characters"),
         ({"admin_token": "short"}, "at least 12 characters"),
         ({"max_batch_size": 0}, "greater than or equal to 1"),
-        ({"traffic": "a=-1"}, "must not be negative"),
+        ({"traffic": "a=-1"}, "finite and not negative"),
+        ({"traffic": "a=nan,b=1"}, "finite and not negative"),
+        ({"traffic": "=1"}, "names must not be empty"),
+        ({"traffic": "a=0"}, "at least one weight must be positive"),
+        ({"split_poll_s": 0}, "greater than 0"),
+        ({"inject": "onnx_int8:latency-ms=5"}, "--inject needs --allow-faults"),
+        ({"inject": "onnx_int8:slow=1", "allow_faults": True}, "unknown fault 'slow'"),
+        ({"inject": "onnx_int8:error-rate=2", "allow_faults": True}, "from 0 to 1"),
+        ({"inject": "onnx_int8:flip-rate=x", "allow_faults": True}, "from 0 to 1"),
+        ({"inject": "latency-ms=5", "allow_faults": True}, "names no variant"),
         ({"traffic": "a=x"}, "traffic must look like"),
         ({"variants": "onnx_fp32", "shadow": "onnx_int8"}, "not among the loaded variants"),
     ],

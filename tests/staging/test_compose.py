@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+from pathlib import PurePosixPath
 from typing import Any
 
 import pytest
@@ -75,6 +76,17 @@ def test_mounted_files_exist(services: dict[str, dict[str, Any]]) -> None:
             source = volume.split(":")[0]
             if source.startswith("."):
                 assert (ROOT / source).exists(), f"{name} mounts missing {source}"
+
+
+def test_every_replica_follows_one_split_file(services: dict[str, dict[str, Any]]) -> None:
+    """The split file lives on a named volume that every replica of `service` mounts."""
+    compose = yaml.safe_load(COMPOSE.read_text())
+    service = services["service"]
+    split_file = PurePosixPath(service["environment"]["PERFSERVE_SPLIT_FILE"])
+    mounts = dict(volume.split(":")[:2] for volume in service["volumes"])
+    shared = [source for source, target in mounts.items() if target == str(split_file.parent)]
+    assert shared and shared[0] in compose["volumes"]
+    assert str(split_file.parent) in (ROOT / "Dockerfile").read_text()
 
 
 def test_ports_are_published_on_loopback_only(services: dict[str, dict[str, Any]]) -> None:

@@ -3,10 +3,10 @@
 Two replicas of the real service behind nginx (the project's config), sharing one split
 file as compose's replicas share a volume, a real Prometheus with the project's config
 and rules (targets rewritten to the test's ports, scraping every second), and traffic
-across two variants with a canary split change applied in the middle, then a rollout
-started that too little traffic leaves inconclusive until it pauses. Then every query
-the dashboard runs, its variables, its annotations and every recording rule must return
-data for what happened.
+across two variants with a canary split change sent once through the load balancer in
+the middle, then a rollout started that too little traffic leaves inconclusive until it
+pauses. Then every query the dashboard runs, its variables, its annotations and every
+recording rule must return data for what happened.
 """
 
 from __future__ import annotations
@@ -78,12 +78,11 @@ class StackRun:
 def run(store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackRun]:
     require_tool("prometheus")
     require_tool("nginx")
+    split_file = tmp_path_factory.mktemp("split") / "traffic.json"  # compose's shared volume
     options = ["--admin-token", ADMIN_TOKEN, "--traffic", "sklearn_fp32=0.7,onnx_int8=0.3"]
-    env = {"PERFSERVE_SPLIT_FILE": str(tmp_path_factory.mktemp("shared") / "traffic.json")}
+    options += ["--split-file", str(split_file)]
     with ExitStack() as stack:
-        servers = [
-            stack.enter_context(running_server(store, options=options, env=env)) for _ in range(2)
-        ]
+        servers = [stack.enter_context(running_server(store, options=options)) for _ in range(2)]
         replicas = [server.url.removeprefix("http://") for server in servers]
         lb = stack.enter_context(running_nginx(replicas, tmp_path_factory.mktemp("nginx")))
         loadgen = f"127.0.0.1:{free_port()}"
@@ -114,8 +113,8 @@ def locust_command(service: str, replace: dict[str, str], extra: Sequence[str]) 
 def drive(lb: str, replicas: Sequence[str], store: Path, loadgen: str) -> None:
     """A short headless Locust run through the load balancer, with the compose file's
     master and one worker: every user class of the project's locustfile at 10 requests/s
-    each (5% malformed on purpose), the canary split applied once traffic flows, and a
-    rollout started through the load balancer a few seconds later."""
+    each (5% malformed on purpose), the canary split sent through the load balancer once
+    traffic flows, and a rollout started through it a few seconds later."""
     host, port = loadgen.split(":")
     master_port = str(free_port())
     master = locust_command(
@@ -142,7 +141,7 @@ def drive(lb: str, replicas: Sequence[str], store: Path, loadgen: str) -> None:
         try:
             wait_for_traffic(f"http://{loadgen}/metrics")
             time.sleep(LOCUST_SECONDS / 4)
-            apply_split(replicas, CANARY, ADMIN_TOKEN)
+            apply_split(lb, CANARY, ADMIN_TOKEN, replicas)
             time.sleep(LOCUST_SECONDS / 4)
             httpx.post(f"{lb}/rollout/start", json=ROLLOUT, headers=ADMIN).raise_for_status()
             for process in processes:
@@ -234,7 +233,7 @@ def test_every_rule_evaluates_cleanly_and_replicas_agree_on_the_split(run: Stack
     )
     for rule in evaluated:
         assert rule["health"] == "ok", f"{rule['name']}: {rule.get('lastError')}"
-    # The split was applied to both replicas at once, so the divergence alert is quiet.
+    # Both replicas follow one split file, so the divergence alert is quiet.
     diverged = next(rule for rule in evaluated if rule["name"] == "PerfserveSplitDiverged")
     assert diverged["state"] == "inactive"
 

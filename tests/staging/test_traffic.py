@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
+from pathlib import Path
+
 import httpx
 import pytest
 
-from common.processes import ServerProcess
+from common.processes import ServerProcess, running_server
 from service.routing import TrafficSplit
 from staging.traffic import apply_split, main, replica_urls
 from tests.utils import ADMIN_TOKEN
@@ -23,26 +26,32 @@ def test_command_line_sets_and_shows_the_split(
 ) -> None:
     monkeypatch.setenv("PERFSERVE_ADMIN_TOKEN", ADMIN_TOKEN)
     assert main([CANARY, "--url", server.url]) == 0
-    assert httpx.get(f"{server.url}/traffic").json()["weights"] == {
-        "sklearn_fp32": 0.9,
-        "onnx_int8": 0.1,
-    }
+    shown = httpx.get(f"{server.url}/traffic").json()
+    assert shown["weights"] == {"sklearn_fp32": 0.9, "onnx_int8": 0.1}
     assert main(["--url", server.url]) == 0
-    shown = capsys.readouterr().out
-    assert f"{server.url}  weights={{'sklearn_fp32': 0.9, 'onnx_int8': 0.1}}" in shown
-    assert "shadow=onnx_fp32" in shown
+    printed = capsys.readouterr().out
+    assert f"{server.url}  version={shown['version']}  weights={{'sklearn_fp32': 0.9, " in printed
+    assert "shadow=onnx_fp32" in printed
 
 
-def test_a_replica_that_refuses_is_named(server: ServerProcess) -> None:
-    unreachable = "http://127.0.0.1:9"  # the discard port: nothing listens on it here
-    split = TrafficSplit(weights={"sklearn_fp32": 1.0})
-    with pytest.raises(RuntimeError) as refused:
-        apply_split([server.url, unreachable], split, ADMIN_TOKEN)
-    assert unreachable in str(refused.value) and server.url not in str(refused.value)
-    # The reachable replica took the split all the same.
-    assert httpx.get(f"{server.url}/traffic").json()["weights"] == {"sklearn_fp32": 1.0}
-    with pytest.raises(RuntimeError, match="401"):
-        apply_split([server.url], split, "wrong-token")
+def test_one_put_reaches_replicas_sharing_the_file_and_a_laggard_is_named(
+    store: Path, tmp_path: Path
+) -> None:
+    def replica(split_file: Path) -> AbstractContextManager[ServerProcess]:
+        options = ["--admin-token", ADMIN_TOKEN, "--split-file", str(split_file)]
+        return running_server(store, options=options)
+
+    split = TrafficSplit(weights={"sklearn_fp32": 0.5, "onnx_int8": 0.5})
+    with replica(tmp_path / "a.json") as a, replica(tmp_path / "a.json") as b:
+        applied = apply_split(a.url, split, ADMIN_TOKEN, [a.url, b.url])
+        assert {s["version"] for s in applied.values()} == {2}
+        assert all(s["weights"] == split.weights for s in applied.values())
+        with replica(tmp_path / "elsewhere.json") as stray:
+            with pytest.raises(RuntimeError) as behind:
+                apply_split(a.url, split, ADMIN_TOKEN, [a.url, stray.url], timeout_s=1.0)
+            assert stray.url in str(behind.value) and f"{a.url} " not in str(behind.value)
+        with pytest.raises(RuntimeError, match="401"):
+            apply_split(a.url, split, "wrong-token", [a.url])
 
 
 def test_command_line_refuses_without_a_token(

@@ -173,3 +173,26 @@ def test_the_endpoints_need_the_token_and_refuse_a_second_rollout(
         assert httpx.post(f"{url}/rollout/promote", headers=ADMIN).status_code == 202
         time.sleep(0.6)
         assert httpx.get(f"{url}/traffic").json()["weights"] == {CANDIDATE: 1.0}
+
+
+@pytest.mark.parametrize(
+    ("fault", "gate"),
+    [("latency-ms=20", "latency"), ("error-rate=0.2", "errors"), ("flip-rate=0.3", "predictions")],
+)
+def test_a_faulty_candidate_is_rolled_back_at_the_first_step_naming_the_gate(
+    store: Path, holdout: Dataset, tmp_path: Path, fault: str, gate: str
+) -> None:
+    inject = ["--allow-faults", "--inject", f"{CANDIDATE}:{fault}"]
+    with replicas(store, tmp_path, *inject) as urls:
+        with Load(urls, body(holdout.features[:1])) as load:
+            start(urls[0], steps=[20, 50, 100], window_seconds=30, max_extensions=2)
+            state = wait_settled(urls[1])
+        weights = [httpx.get(f"{url}/traffic").json()["weights"] for url in urls]
+    assert state["status"] == "rolled_back", [d["detail"] for d in state["decisions"]]
+    assert state["step"] == 1
+    failed = next(g for g in state["gates"] if g["gate"] == gate)
+    assert failed["outcome"] == "fail" and failed["figures"], failed
+    judged = next(d for d in state["decisions"] if d["action"] == "fail")
+    assert f"{gate} fail: " in judged["detail"]
+    assert weights == [{BASELINE: 1.0}] * 2
+    assert load.outcomes[BASELINE] > 0 and load.outcomes[500 if gate == "errors" else 200] > 0
