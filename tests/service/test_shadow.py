@@ -3,6 +3,7 @@ an offline comparison of the two variants on the same inputs."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import httpx
@@ -83,14 +84,27 @@ def shadow_figures(metrics: str) -> dict[str, float]:
     return found
 
 
+def wait_until_compared(client: httpx.Client, url: str, count: int) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        figures = shadow_figures(client.get(url).text)
+        if figures.get("agree", 0) + figures.get("disagree", 0) >= count:
+            return
+        time.sleep(0.005)
+    raise AssertionError(f"the shadow did not answer copy {count} within 10 s")
+
+
 def test_served_agreement_matches_the_offline_comparison(
     store: Path, manifest: Manifest, holdout: Dataset
 ) -> None:
     rows = holdout.features[:120]
     options = ["--traffic", f"{BASELINE}=1", "--shadow", SHADOW, "--shadow-share", "1"]
     with running_server(store, options=options) as server, httpx.Client() as client:
-        for row in rows:  # one at a time: the shadow's queue is always empty
+        for sent, row in enumerate(rows, 1):
             client.post(f"{server.url}/predict", json=body(row)).raise_for_status()
+            # One at a time, each copy answered before the next request: the shadow's queue
+            # is empty at every mirror, so none is dropped for being busy.
+            wait_until_compared(client, f"{server.url}/metrics", sent)
         for row in rows[:20]:  # naming the variant is a test of it, never mirrored
             forced = client.post(f"{server.url}/models/{BASELINE}/predict", json=body(row))
             forced.raise_for_status()
