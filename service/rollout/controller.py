@@ -54,8 +54,8 @@ class Controller:
         self.required: Mapping[str, int] = required_samples(self.policy)
         self.state = RolloutState(plan=plan, owner=replica_id(), required=dict(self.required))
         now = time.time()
-        self._decide(now, "start", f"{plan.baseline} -> {plan.candidate}, steps {plan.steps}")
         self._enter_step(1, now)
+        self._decide(now, "start", f"{plan.baseline} -> {plan.candidate}, steps {plan.steps}")
 
     async def run(self) -> None:
         """Tick until the rollout finishes; a failing tick is logged and retried."""
