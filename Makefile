@@ -9,11 +9,18 @@ STORE ?= model_store
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+# [dev] pulls every extra (build, loadtest, bench) and the test tools; the versions the
+# images install are held to constraints.txt here too, so the tests run what ships.
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,mlflow]'
+	$(BIN)/pip install --quiet --constraint constraints.txt -e '.[dev,mlflow]'
 	touch $(STAMP)
+
+# After changing dependencies: pin what the images install to this virtualenv's versions.
+.PHONY: constraints
+constraints: $(STAMP)
+	$(BIN)/python -m staging.constraints > constraints.txt
 
 store: $(STAMP)
 	$(BIN)/perfserve build --store $(STORE)

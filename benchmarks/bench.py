@@ -22,8 +22,9 @@ from benchmarks.environment import (
 from benchmarks.operators import Breakdown, breakdown
 from benchmarks.resources import EnergyMeter, LoadFigures, batch_of, measure_load
 from benchmarks.timing import TimingPlan, Timings, time_interleaved
+from service.int8 import BATCH_TOLERANCE, mixed_batch_deviation
 from service.quality import agreement, quality_metrics
-from service.runtimes import Runner, SlowedRunner, open_runner
+from service.runtimes import PerRowRunner, Runner, SlowedRunner, open_variant
 from service.store import Dataset, Manifest, StoreError, VariantInfo, load_holdout
 
 DEFAULT_BATCH_SIZES = [1, 8, 64]
@@ -92,6 +93,8 @@ class VariantQuality:
     row_losses: np.ndarray
     """Per hold-out row: 1 for a wrong label (0 right), or the squared error of a regressor;
     paired row by row, they say whether a quality difference is more than chance."""
+    batch_independent: bool
+    """Every hold-out row answered alike alone and inside mixed batches with outliers."""
 
 
 @dataclass
@@ -204,30 +207,36 @@ def _load_figures(
 
 
 def _open(plan: BenchPlan, manifest: Manifest, spec: VariantSpec) -> Runner:
-    runner = open_runner(spec.path, spec.info.format, manifest.task, plan.threads)
+    runner = open_variant(spec.store, spec.info, manifest.task, plan.threads)
     return SlowedRunner(runner, spec.delay_s) if spec.delay_s > 0 else runner
 
 
 def _score_quality(
     plan: BenchPlan, manifest: Manifest, holdout: Dataset, runners: dict[str, Runner]
 ) -> dict[str, VariantQuality]:
-    """Every variant's hold-out quality, and how often it answers like the reference."""
-    predictions = {name: runner.predict(holdout.features) for name, runner in runners.items()}
+    """Every variant's hold-out quality as served to single-row requests (each row predicted
+    alone, not as one big batch, which would flatter a batch-dependent method), how often
+    it answers like the reference, and whether its answers depend on batch-mates."""
+    predictions = {
+        name: PerRowRunner(runner).predict(holdout.features) for name, runner in runners.items()
+    }
     reference = predictions.get(manifest.reference)
     if reference is None:  # the reference is not among the variants benchmarked
         info = manifest.variants[manifest.reference]
-        reference = open_runner(plan.store / info.path, info.format, manifest.task).predict(
+        reference = PerRowRunner(open_variant(plan.store, info, manifest.task)).predict(
             holdout.features
         )
     classes = None if manifest.classes is None else np.asarray(manifest.classes)
-    return {
-        name: VariantQuality(
+    quality = {}
+    for name, p in predictions.items():
+        deviation, changed = mixed_batch_deviation(runners[name], holdout.features)
+        quality[name] = VariantQuality(
             quality_metrics(manifest.task, holdout.target, p.labels, p.probabilities, classes),
             agreement(reference.labels, p.labels, manifest.task),
             _row_losses(manifest.task, holdout.target, p.labels),
+            deviation <= BATCH_TOLERANCE and changed == 0,
         )
-        for name, p in predictions.items()
-    }
+    return quality
 
 
 def _row_losses(task: str, truth: np.ndarray, labels: np.ndarray) -> np.ndarray:

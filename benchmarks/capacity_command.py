@@ -35,12 +35,19 @@ def add_capacity_arguments(capacity: argparse.ArgumentParser) -> None:
         default=0.0,
         help="with --bench: per-request cost outside the model (HTTP, parsing), e.g. 0.15",
     )
+    add_option(
+        capacity,
+        "--trough-qps",
+        type=float,
+        help="quietest expected requests/s: may raise the autoscaler's minimum replicas",
+    )
     add_option(capacity, "--memory-budget-mb", type=float, help="memory of one replica")
     add_option(capacity, "--storage-budget-mb", type=float, help="disk for model artifacts")
     capacity.set_defaults(run=run_capacity_command)
 
 
 def run_capacity_command(args: argparse.Namespace) -> int:
+    from benchmarks.autoscaling import render_bounds, replica_bounds
     from benchmarks.capacity import from_bench, from_sweep, plan_capacity, render_plans
     from benchmarks.figures import load_summary
 
@@ -48,6 +55,8 @@ def run_capacity_command(args: argparse.Namespace) -> int:
         args.bench = Path("reports/bench")
     if args.rows_per_request < 1 or args.request_overhead_ms < 0:
         raise UsageError("--rows-per-request must be at least 1, --request-overhead-ms >= 0")
+    if args.trough_qps is not None and not 0 < args.trough_qps <= args.peak_qps:
+        raise UsageError("--trough-qps must be positive and at most --peak-qps")
     bench = (
         from_bench(
             load_summary(args.bench),
@@ -78,6 +87,8 @@ def run_capacity_command(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise UsageError(str(error)) from None
     print(render_plans(plans, args.peak_qps, args.safety_factor, args.target_utilization))
+    bounds = [replica_bounds(p, args.target_utilization, args.trough_qps) for p in plans]
+    print(render_bounds(bounds))
     print("\n".join(notes))
     return 0
 

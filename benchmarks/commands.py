@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from benchmarks.options import (
+    DEFAULT_HISTORY,
     add_measurement_options,
     delays,
     measure,
@@ -60,6 +61,12 @@ def add_bench_arguments(bench: argparse.ArgumentParser) -> None:
     )
     add_option(bench, "--out", type=Path, default=Path("reports/bench"), help="output folder")
     bench.add_argument(
+        "--int8-methods",
+        action="store_true",
+        help="also measure every int8 method the build wrote (dynamic, per row, static), "
+        "as int8_<method>",
+    )
+    bench.add_argument(
         "--fail-on-regression",
         action="store_true",
         help="exit 1 when the history flags a regression (for CI)",
@@ -76,6 +83,10 @@ def run_bench_command(args: argparse.Namespace) -> int:
     manifest = load_manifest(args.store)
     weights = parse_weights(args.weights)
     specs = default_specs(args.store, manifest, args.variants)
+    if args.int8_methods:
+        from benchmarks.precision import int8_method_specs
+
+        specs += int8_method_specs(specs, manifest)
     unknown = set(args.inject_latency_ms) - {spec.name for spec in specs}
     if unknown:
         raise UsageError(f"--inject-latency-ms names variants not benchmarked: {sorted(unknown)}")
@@ -104,8 +115,9 @@ def run_decide_command(args: argparse.Namespace) -> int:
     from benchmarks.figures import figures_from_summary, load_summary
 
     requirements = load_requirements(args.requirements)
-    figures = figures_from_summary(load_summary(args.bench), requirements.batch_size)
-    decision = decide(figures, requirements)
+    summary = load_summary(args.bench)
+    figures = figures_from_summary(summary, requirements.batch_size)
+    decision = decide(figures, requirements, summary["environment"]["energy_measured"])
     print(render_decision(decision, figures[0].batch_size))
     return 0 if decision.choice else 1
 
@@ -191,7 +203,7 @@ def _compare_specs(args: argparse.Namespace, manifest: Manifest) -> tuple[Varian
 
 
 def add_history_arguments(history: argparse.ArgumentParser) -> None:
-    add_option(history, "--history", type=Path, default=Path("reports/history"), help="folder")
+    add_option(history, "--history", type=Path, default=DEFAULT_HISTORY, help="folder")
     history.add_argument("action", nargs="?", choices=["list", "accept"], default="list")
     history.add_argument("record", nargs="?", help="record id (for accept)")
     history.set_defaults(run=run_history_command)

@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from benchmarks.figures import VariantFigures
-from benchmarks.score import DEFAULT_WEIGHTS, DIMENSIONS, composite_scores
+from benchmarks.score import DEFAULT_WEIGHTS, DIMENSIONS, composite_scores, scoring_weights
 from common.usage import UsageError
 
 MIB = 2**20
@@ -64,6 +64,8 @@ class Decision:
     rejected: dict[str, list[str]]
     """Variants that failed, each with one sentence per broken limit."""
     objective: str
+    notes: list[str] = field(default_factory=list)
+    """What the ranking could not use, e.g. energy without a readable counter."""
 
     @property
     def choice(self) -> str | None:
@@ -109,7 +111,9 @@ def parse_requirements(data: dict[str, Any]) -> Requirements:
     )
 
 
-def decide(figures: list[VariantFigures], requirements: Requirements) -> Decision:
+def decide(
+    figures: list[VariantFigures], requirements: Requirements, energy_measured: bool = True
+) -> Decision:
     rejected: dict[str, list[str]] = {}
     for f in figures:
         reasons = [
@@ -120,9 +124,12 @@ def decide(figures: list[VariantFigures], requirements: Requirements) -> Decisio
         if reasons:
             rejected[f.variant] = reasons
     passing = [f for f in figures if f.variant not in rejected]
+    notes: list[str] = []
     if requirements.objective == "score":
+        weights, dropped = scoring_weights(requirements.weights, energy_measured)
+        notes += [dropped] if dropped else []
         # Scored among the survivors only: a rejected variant must not stretch the scale.
-        scores = composite_scores(passing, requirements.weights) if passing else {}
+        scores = composite_scores(passing, weights) if passing else {}
         ranked = sorted(scores.items(), key=lambda item: -item[1])
     else:
         value, higher = OBJECTIVES[requirements.objective]
@@ -130,7 +137,7 @@ def decide(figures: list[VariantFigures], requirements: Requirements) -> Decisio
             ((f.variant, value(f)) for f in passing),
             key=lambda item: -item[1] if higher else item[1],
         )
-    return Decision(ranked, rejected, requirements.objective)
+    return Decision(ranked, rejected, requirements.objective, notes)
 
 
 def _broken(f: VariantFigures, limit: str, bound: float) -> str | None:
@@ -158,4 +165,5 @@ def render_decision(decision: Decision, batch_size: int) -> str:
     for name, reasons in decision.rejected.items():
         lines.append(f"rejected {name}:")
         lines += [f"  - {reason}" for reason in reasons]
+    lines += [f"note: {note}" for note in decision.notes]
     return "\n".join(lines)

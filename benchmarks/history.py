@@ -23,7 +23,6 @@ from benchmarks.figures import headline_metric
 from benchmarks.statistics import ALPHA, mann_whitney_p
 from common.usage import UsageError
 
-DEFAULT_HISTORY = Path("reports/history")
 # Two sessions drift apart more than two interleaved runs do: a wider margin than a bench's.
 SESSION_MARGIN = 0.10
 QUALITY_TOLERANCE = 1e-9

@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from benchmarks.competitors.launch import NAMES, competitor
+from benchmarks.competitor_servers import NAMES, competitor
 from benchmarks.options import int_list, name_list
 from common.processes import free_port, running_server
 from common.usage import UsageError, add_option
@@ -95,9 +95,9 @@ def run_benchmark(
         manifest = build_store(store)
     chosen = variants or list(manifest.variants)
     row = load_holdout(store, manifest).features[0].tolist()
-    scripts = Path(tempfile.mkdtemp(prefix="bench-http-"))
-    script = _wrk_script(scripts / "perfserve.lua", json.dumps({"instances": [row]}).encode())
     with ExitStack() as servers:
+        scripts = Path(servers.enter_context(tempfile.TemporaryDirectory(prefix="bench-http-")))
+        script = _wrk_script(scripts / "perfserve.lua", json.dumps({"instances": [row]}).encode())
         bare = servers.enter_context(_bare_server(server_cpu))
         targets = [Target("bare ASGI floor", f"{bare}/predict", script)]
         for batching, size in (("on", "64"), ("off", "1")):

@@ -8,6 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 from common.usage import UsageError, add_option
 
+# Where bench and compare record their results, and where `perfserve history` reads them.
+DEFAULT_HISTORY = Path("reports/history")
+
 if TYPE_CHECKING:
     from benchmarks.bench import VariantSpec
     from service.store import Manifest
@@ -76,7 +79,7 @@ def add_measurement_options(parser: argparse.ArgumentParser, runs: int, batch_si
         parser,
         "--history",
         type=Path,
-        default=Path("reports/history"),
+        default=DEFAULT_HISTORY,
         help="where results are recorded and checked for regressions",
     )
     add_option(parser, "--mlflow-uri", help="also log the run to MLflow (e.g. file:./mlruns)")

@@ -9,6 +9,7 @@ from typing import Any
 
 from benchmarks.figures import SUMMARY_FILE, figures_from_summary
 from benchmarks.plot import plot_tradeoffs
+from benchmarks.precision import render as render_precision_table
 from benchmarks.score import DIMENSIONS, normalized
 
 FILES = {
@@ -195,6 +196,17 @@ def render_report(summary: dict[str, Any]) -> str:
             f"{f.memory_bytes / 2**20:.2f} | {f.energy_mj_per_sample:.4f} | "
             f"{summary['variants'][f.variant]['score']:.3f} |"
         )
+    lines += [
+        "",
+        "## Fastest precision and method per batch size",
+        "",
+        "Median µs per call over the runs; `*` fastest among variants of equal quality "
+        "(within the build's bounds) whose answers do not depend on batch-mates; `~` within "
+        "noise of it (paired run by run, median ratio under 1 + min effect); `q` quality "
+        "outside the bounds; `b` answers change with batch-mates (never served).",
+        "",
+        *render_precision_table(summary["fastest_by_batch_size"]),
+    ]
     lines += ["", f"## Against {plan['baseline']}", ""]
     if not summary["comparisons"]:
         lines.append("- only one variant was benchmarked: nothing to compare")

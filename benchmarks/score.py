@@ -55,8 +55,33 @@ def normalized(figures: list[VariantFigures], dimension: str) -> dict[str, float
     return {name: (v - low) / span if higher else (high - v) / span for name, v in values.items()}
 
 
+def scoring_weights(
+    weights: dict[str, float], energy_measured: bool
+) -> tuple[dict[str, float], str | None]:
+    """The weights a score may use, and a note when energy had to be dropped.
+
+    Without a readable energy counter the energy figure is CPU seconds times a constant,
+    which ranks variants exactly as their CPU time does, and latency already counts that:
+    weighting it as energy would count CPU time twice. So energy weighs 0 then, and the
+    note says so.
+    """
+    if energy_measured or not weights.get("energy"):
+        return dict(weights), None
+    kept = weights | {"energy": 0.0}
+    if not any(kept.values()):
+        raise UsageError(
+            "energy is the only weighted dimension, but no energy counter is readable "
+            "(the figure is a CPU-time proxy): weight another dimension"
+        )
+    note = (
+        f"energy weight {weights['energy']:g} dropped from the score: no energy counter was "
+        "readable, and the CPU-time proxy would count CPU time twice (latency counts it)"
+    )
+    return kept, note
+
+
 def composite_scores(figures: list[VariantFigures], weights: dict[str, float]) -> dict[str, float]:
-    """Weighted mean of the normalized dimensions, in 0..1."""
+    """Weighted mean of the normalized dimensions, in 0..1 (see `scoring_weights`)."""
     total = sum(weights.values())
     columns = {d: normalized(figures, d) for d, w in weights.items() if w}
     return {

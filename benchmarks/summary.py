@@ -13,8 +13,9 @@ import numpy as np
 
 from benchmarks.bench import BenchResult
 from benchmarks.figures import figures_from_summary, headline_metric
+from benchmarks.precision import fastest_by_batch_size
 from benchmarks.resources import proxy_joules
-from benchmarks.score import best_by_dimension, composite_scores
+from benchmarks.score import best_by_dimension, composite_scores, scoring_weights
 from benchmarks.statistics import (
     ALPHA,
     MIN_EFFECT,
@@ -84,11 +85,26 @@ def summarize(
         for spec in plan.variants
     )
     summary["warnings"] = _too_few_runs(plan.runs) + [text for text in noisy if text]
+    summary["warnings"] += [
+        f"{name}: a row's answer changes with its batch-mates; the batcher would let one "
+        "request change another's answer, so do not serve it whatever its score"
+        for name, quality in result.quality.items()
+        if not quality.batch_independent
+    ]
     figures = figures_from_summary(summary, headline)
-    scores = composite_scores(figures, weights)
+    used, dropped = scoring_weights(weights, result.energy_measured)
+    if dropped:
+        summary["warnings"].append(dropped)
+        summary["plan"]["weights"] = used
+    scores = composite_scores(figures, used)
     for name, score in scores.items():
         summary["variants"][name]["score"] = score
     summary["best"] = best_by_dimension(figures, scores)
+    reference = result.quality.get(manifest.reference)
+    summary["fastest_by_batch_size"] = fastest_by_batch_size(
+        summary,
+        reference.metrics if reference else manifest.variants[manifest.reference].metrics,
+    )
     return summary
 
 
@@ -120,6 +136,8 @@ def _variant(result: BenchResult, name: str) -> dict[str, Any]:
     return {
         "format": spec.info.format,
         "precision": spec.info.precision,
+        "method": spec.info.method,
+        "batch_independent": quality.batch_independent,
         "model_version": spec.info.model_version,
         "file_size_bytes": spec.info.file_size_bytes,
         "injected_delay_ms": spec.delay_s * 1000,

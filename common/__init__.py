@@ -1,1 +1,2 @@
-"""Helpers that the service and the tools built on it share: usage errors, processes, queueing."""
+"""Helpers that the service and the tools built on it share: usage errors, processes,
+queueing, the SLO."""

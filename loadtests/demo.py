@@ -13,13 +13,14 @@ import sys
 from pathlib import Path
 
 from common.processes import running_server
+from common.slo import SLO_P99_MS
 from common.usage import add_option
 from loadtests.sweep.steps import StepSettings
 from service.build import build_store
 from service.store import StoreError, load_manifest
 
 DEMO_STEPS = StepSettings(
-    slo_p99_ms=50.0, step_seconds=3.0, window_seconds=1.0, max_step_seconds=5.0
+    slo_p99_ms=SLO_P99_MS, step_seconds=3.0, window_seconds=1.0, max_step_seconds=5.0
 )
 START_RATE, MAX_RATE, PRECISION = 200.0, 3200.0, 0.25
 

@@ -25,7 +25,6 @@ import numpy as np
 from hdrh.histogram import HdrHistogram
 
 LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS = 1, 60_000_000, 3
-OUTCOMES = ("ok", "shed", "error", "bad_input")
 
 
 def new_histogram() -> HdrHistogram:

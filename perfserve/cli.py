@@ -118,12 +118,19 @@ def import_command(name: str, command: Command) -> object:
     try:
         return importlib.import_module(command.module)
     except ModuleNotFoundError as missing:
-        if command.extra is None or (missing.name or "").split(".")[0] in _OWN_PACKAGES:
-            raise
-        raise SystemExit(
-            f"perfserve {name}: needs the '{command.extra}' extra ({missing.name} is not "
-            f"installed): pip install 'perfserve[{command.extra}]'"
-        ) from None
+        raise SystemExit(extra_needed(name, missing)) from None
+
+
+def extra_needed(name: str, missing: ModuleNotFoundError) -> str:
+    """What to install for a command whose module (or a lazy import in it) is missing;
+    re-raises when the missing module is the project's own or the command needs none."""
+    command = COMMANDS[name]
+    if command.extra is None or (missing.name or "").split(".")[0] in _OWN_PACKAGES:
+        raise missing
+    return (
+        f"perfserve {name}: needs the '{command.extra}' extra ({missing.name} is not "
+        f"installed): pip install 'perfserve[{command.extra}]'"
+    )
 
 
 _OWN_PACKAGES = {"service", "loadtests", "benchmarks", "common", "staging", "perfserve"}
@@ -149,5 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, StoreError, ValidationError) as error:
         print(f"perfserve {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as missing:  # a command that imports its tools when it runs
+        print(extra_needed(args.command, missing), file=sys.stderr)
+        return 1  # as when the command's own module is missing (SystemExit with a message)
     except KeyboardInterrupt:
         return 130

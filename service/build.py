@@ -2,7 +2,8 @@
 
 The reference model is trained deterministically on scikit-learn's bundled breast-cancer
 data (no download): a standard-scaled MLP, whose MatMul layers give onnxruntime's
-dynamic quantization real work, unlike a linear model's single ML operator.
+quantizers real work, unlike a linear model's single ML operator. Which int8 method ships
+is measured, not assumed (service/int8.py).
 """
 
 from __future__ import annotations
@@ -21,14 +22,17 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from service.convert import ConversionError, convert_to_onnx, operator_types, quantize_to_int8
+from service import int8
+from service.convert import ConversionError, convert_to_onnx, operator_types, optimize_offline
 from service.quality import Task, agreement, quality_metrics
-from service.runtimes import Prediction, open_runner
+from service.runtimes import PerRowRunner, Prediction, open_runner
 from service.store import (
     HOLDOUT_FILE,
     MANIFEST_FILE,
     Dataset,
+    FeatureRanges,
     HoldoutInfo,
+    Int8Choice,
     Manifest,
     StoreError,
     VariantInfo,
@@ -80,20 +84,30 @@ def build_store(
 ) -> Manifest:
     """Write every variant that can be made of `pipeline` (default: the reference model).
 
+    Static int8 is calibrated, and the feature ranges recorded, on the training rows of the
+    reference model; a user's pipeline comes without them, so its hold-out rows serve (the
+    manifest says which).
+
     The store is assembled in a temporary folder and moved into place at the end, so a
     failed build never leaves a half-written store behind.
     """
+    calibration = None
     if pipeline is None or holdout is None:
         train, holdout = reference_data()
         pipeline, model_name = train_reference(train), REFERENCE_MODEL_NAME
+        calibration = train.features
+    ranges = _feature_ranges(holdout.features if calibration is None else calibration, calibration)
     task: Task = "classification" if is_classifier(pipeline) else "regression"
     _check_pipeline_accepts(pipeline, holdout)
     store.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".build-", dir=store.parent))
     try:
-        skipped = _write_artifacts(staging, pipeline, holdout)
+        rows = holdout.features if calibration is None else calibration
+        skipped, methods = _write_artifacts(staging, pipeline, holdout, rows)
         write_csv_dataset(staging / HOLDOUT_FILE, holdout)
-        manifest = _describe(staging, pipeline, holdout, task, model_name, skipped)
+        choice = _choose_int8(staging, pipeline, holdout, task, methods, skipped)
+        manifest = _describe(staging, pipeline, holdout, task, model_name, skipped, choice)
+        manifest.feature_ranges = ranges
         (staging / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2))
         if store.exists():
             shutil.rmtree(store)
@@ -128,22 +142,66 @@ def _check_pipeline_accepts(pipeline: Any, holdout: Dataset) -> None:
         ) from error
 
 
-def _write_artifacts(staging: Path, pipeline: Any, holdout: Dataset) -> dict[str, str]:
-    """Write the three artifacts; return the variants that could not be made, with why."""
-    for _, _, _, relative in VARIANT_LAYOUT:
+def _feature_ranges(rows: np.ndarray, training: np.ndarray | None) -> FeatureRanges:
+    return FeatureRanges(
+        low=rows.min(axis=0).astype(float).tolist(),
+        high=rows.max(axis=0).astype(float).tolist(),
+        source="hold-out" if training is None else "training",
+    )
+
+
+def _write_artifacts(
+    staging: Path, pipeline: Any, holdout: Dataset, calibration: np.ndarray
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Write the fp32 artifacts and every int8 method's graph; return the variants that
+    could not be made (with why) and the int8 methods written (name to path)."""
+    for _, _, _, relative in VARIANT_LAYOUT[:2]:
         (staging / relative).parent.mkdir(parents=True)
     joblib.dump(pipeline, staging / VARIANT_LAYOUT[0][3])
-    fp32, int8 = staging / VARIANT_LAYOUT[1][3], staging / VARIANT_LAYOUT[2][3]
+    fp32 = staging / VARIANT_LAYOUT[1][3]
     try:
         convert_to_onnx(pipeline, holdout.features.shape[1], fp32)
     except ConversionError as error:
         raise StoreError(str(error)) from error
     try:
-        quantize_to_int8(fp32, int8)
+        methods = int8.write_methods(staging, fp32, calibration)
     except ConversionError as error:
-        int8.parent.rmdir()
-        return {VARIANT_LAYOUT[2][0]: str(error)}
-    return {}
+        return {VARIANT_LAYOUT[2][0]: str(error)}, {}
+    finally:  # quantizers read the plain graph; the served one is optimized offline
+        optimize_offline(fp32)
+    return {}, methods
+
+
+def _choose_int8(
+    staging: Path,
+    pipeline: Any,
+    holdout: Dataset,
+    task: Task,
+    methods: dict[str, str],
+    skipped: dict[str, str],
+) -> Int8Choice | None:
+    """Measure the int8 methods and install the chosen one as `onnx_int8` (or say in
+    `skipped` why none qualifies)."""
+    if not methods:
+        return None
+    _, reference_format, _, reference_path = VARIANT_LAYOUT[0]
+    reference = PerRowRunner(open_runner(staging / reference_path, reference_format, task))
+    fp32 = open_runner(staging / VARIANT_LAYOUT[1][3], "onnx", task)
+    classes = getattr(pipeline, "classes_", None)
+    choice = int8.choose(
+        staging,
+        methods,
+        task,
+        (holdout.features, holdout.target),
+        reference.predict(holdout.features),
+        fp32,
+        None if classes is None else np.asarray(classes),
+    )
+    if choice.chosen is None:
+        skipped[VARIANT_LAYOUT[2][0]] = choice.reason
+    else:
+        int8.install_choice(staging, choice, VARIANT_LAYOUT[2][3])
+    return choice
 
 
 def _describe(
@@ -153,12 +211,19 @@ def _describe(
     task: Task,
     model_name: str | None,
     skipped: dict[str, str],
+    choice: Int8Choice | None,
 ) -> Manifest:
+    """Every variant's record, scored on the hold-out row by row, as single-row requests
+    are served (for batch-independent variants the same as in any batch)."""
     classes = getattr(pipeline, "classes_", None)
     model_version = f"{model_name}-{sha256_of(staging / VARIANT_LAYOUT[1][3])[:12]}"
     built = [layout for layout in VARIANT_LAYOUT if layout[0] not in skipped]
+    method = choice.candidates[choice.chosen] if choice and choice.chosen else None
+    per_row = {VARIANT_LAYOUT[2][0]: method is not None and method.per_row}
     predictions = {
-        name: open_runner(staging / relative, model_format, task).predict(holdout.features)
+        name: PerRowRunner(open_runner(staging / relative, model_format, task)).predict(
+            holdout.features
+        )
         for name, model_format, _, relative in built
     }
     metrics = {name: _score(task, holdout, p, classes) for name, p in predictions.items()}
@@ -184,6 +249,8 @@ def _describe(
                 if model_format == "onnx"
                 else [type(step).__name__ for _, step in getattr(pipeline, "steps", [])]
             ),
+            method=method.method if method and precision == "int8" else None,
+            per_row=per_row.get(name, False),
         )
     return Manifest(
         model_name=model_name or "model",
@@ -197,6 +264,7 @@ def _describe(
         ),
         variants=variants,
         skipped=skipped,
+        int8=choice,
     )
 
 

@@ -61,6 +61,8 @@ def describe_store(store: Path, manifest: Manifest) -> str:
             f"{info.file_size_bytes / 1024:>8.1f}kB{info.metrics[headline]:>10.4f}"
             f"{info.agreement_with_reference:>8.3f}"
         )
+    if manifest.int8 is not None and manifest.int8.chosen is not None:
+        lines.append(f"onnx_int8 is {manifest.int8.reason}")
     lines += [f"skipped {name}: {reason}" for name, reason in manifest.skipped.items()]
     return "\n".join(lines)
 

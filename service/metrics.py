@@ -139,8 +139,8 @@ class Metrics:
         )
         self.rejected = Counter(
             "perfserve_rejected_requests",
-            "Requests refused: queue_full, deadline, invalid_input, too_large, unknown_variant, "
-            "not_ready, shutting_down.",
+            "Requests refused or failed: queue_full, deadline, invalid_input, too_large, "
+            "unknown_variant, not_ready, shutting_down, model_error.",
             ["reason"],
             registry=registry,
         )

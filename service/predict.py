@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from service.batching import BatchFailed, BatchResult, DeadlineExceeded, QueueFull, ShuttingDown
+from service.guards import FeatureRangeGuard, check_answers
 from service.payload import Reject, encode_error, encode_prediction, parse_instances
 from service.state import Service
 
@@ -51,6 +52,7 @@ class PredictEndpoint:
         self.max_body = settings.max_body_bytes
         self.max_rows = settings.max_request_rows
         self.n_features = service.manifest.n_features
+        self.ranges = FeatureRangeGuard(service.manifest, settings.max_feature_range_factor)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -134,6 +136,7 @@ class PredictEndpoint:
             raise Reject(413, "too_large", f"body of {length} bytes exceeds {self.max_body}")
         body = await _read_body(receive, self.max_body)
         rows = parse_instances(body, self.n_features, self.max_rows)
+        self.ranges.check(rows)
         parsed = time.perf_counter()
         batcher.metrics.preprocess.observe(parsed - started)
         try:
@@ -148,6 +151,7 @@ class PredictEndpoint:
             ) from None
         except BatchFailed as error:
             raise Reject(500, "model_error", f"the model failed on this batch: {error}") from None
+        check_answers(result.labels, result.probabilities)
         answered = time.perf_counter()
         body = encode_prediction(
             variant, loaded.info.model_version, result.labels, result.probabilities

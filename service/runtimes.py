@@ -7,6 +7,7 @@ loop free while a model computes.
 
 from __future__ import annotations
 
+import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ import onnxruntime as ort
 import sklearn
 
 from service.quality import Task
+from service.store import VariantInfo, read_verified
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,10 +37,11 @@ class Runner(Protocol):
 
 
 class SklearnRunner:
-    """A fitted scikit-learn pipeline, loaded from joblib."""
+    """A fitted scikit-learn pipeline, loaded from joblib (which runs pickle: load only
+    verified bytes, see `open_variant`)."""
 
-    def __init__(self, path: Path, task: Task) -> None:
-        self.model: Any = joblib.load(path)
+    def __init__(self, source: Path | bytes, task: Task) -> None:
+        self.model: Any = joblib.load(io.BytesIO(source) if isinstance(source, bytes) else source)
         self.task = task
         self.classes: np.ndarray | None = getattr(self.model, "classes_", None)
 
@@ -53,15 +56,23 @@ class SklearnRunner:
 
 
 class OnnxRunner:
-    """An ONNX graph in onnxruntime, with thread pools sized by the caller."""
+    """An ONNX graph in onnxruntime, with thread pools sized by the caller.
 
-    def __init__(self, path: Path, task: Task, threads: int = 1) -> None:
+    Set for serving one call at a time per model: `threads` 1 runs every operator on the
+    calling thread (no pool to wake); with more, pool threads sleep instead of spinning
+    between calls, since the server's event loop needs that CPU. The graph was optimized
+    offline at build time; the CPU-specific optimizations run here, at load.
+    """
+
+    def __init__(self, source: Path | bytes, task: Task, threads: int = 1) -> None:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        model = source if isinstance(source, bytes) else str(source)
+        self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
         self.task = task
 
@@ -70,6 +81,24 @@ class OnnxRunner:
         if self.task == "regression":
             return Prediction(np.asarray(outputs[0]).ravel(), None)
         return Prediction(np.asarray(outputs[0]).ravel(), np.asarray(outputs[1]))
+
+
+class PerRowRunner:
+    """One model call per row: for a runtime whose answers depend on the batch (dynamic
+    quantization), this makes each row's answer its own, at the cost of batching's gain."""
+
+    def __init__(self, inner: Runner) -> None:
+        self.inner = inner
+
+    def predict(self, rows: np.ndarray) -> Prediction:
+        if len(rows) == 1:
+            return self.inner.predict(rows)
+        parts = [self.inner.predict(rows[i : i + 1]) for i in range(len(rows))]
+        labels = np.concatenate([part.labels for part in parts])
+        if parts[0].probabilities is None:
+            return Prediction(labels, None)
+        probabilities = [p.probabilities for p in parts if p.probabilities is not None]
+        return Prediction(labels, np.concatenate(probabilities))
 
 
 class SlowedRunner:
@@ -85,10 +114,22 @@ class SlowedRunner:
         return self.inner.predict(rows)
 
 
-def open_runner(path: Path, model_format: str, task: Task, threads: int = 1) -> Runner:
-    """Load a stored variant into the runtime its format needs."""
+def open_runner(
+    source: Path | bytes, model_format: str, task: Task, threads: int = 1, per_row: bool = False
+) -> Runner:
+    """Load a model file (or its bytes) into the runtime its format needs."""
+    runner: Runner
     if model_format == "sklearn":
-        return SklearnRunner(path, task)
-    if model_format == "onnx":
-        return OnnxRunner(path, task, threads)
-    raise ValueError(f"unknown model format {model_format!r}")
+        runner = SklearnRunner(source, task)
+    elif model_format == "onnx":
+        runner = OnnxRunner(source, task, threads)
+    else:
+        raise ValueError(f"unknown model format {model_format!r}")
+    return PerRowRunner(runner) if per_row else runner
+
+
+def open_variant(store: Path, info: VariantInfo, task: Task, threads: int = 1) -> Runner:
+    """Load a stored variant from bytes checked against the manifest's sha256 (a store is
+    code: a swapped file must not run)."""
+    data = read_verified(store, info.path, info.sha256)
+    return open_runner(data, info.format, task, threads, info.per_row)

@@ -60,6 +60,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     """Largest request body accepted; larger bodies get 413."""
 
+    max_feature_range_factor: float = Field(1000.0, ge=0)
+    """Refuse (422) a feature beyond its training minimum or maximum by more than this many
+    times its training span; 0 turns the check off. The default refuses only values no
+    measurement of that feature could take (1e30, 3e38), never drift or a x100 unit
+    mistake; set 10 to refuse those too."""
+
     request_timeout_ms: float = Field(2000.0, gt=0)
     """A request still queued after this long gets 504 instead of a late answer."""
 

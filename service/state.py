@@ -26,7 +26,7 @@ from service.faults import FaultyRunner, latency_s
 from service.metrics import Metrics
 from service.rollout.replica import RolloutReplica
 from service.routing import Router, TrafficSplit, UnknownVariant
-from service.runtimes import Runner, open_runner
+from service.runtimes import Runner, open_variant
 from service.settings import Settings, describe_error
 from service.shadow import Compared, ShadowMirror
 from service.shared_split import SharedSplit
@@ -213,11 +213,8 @@ class Service:
         for name in self.names:
             info = self.manifest.variants[name]
             before = process.memory_info().rss
-            runner: Runner = open_runner(
-                settings.store / info.path,
-                info.format,
-                self.manifest.task,
-                settings.runtime_threads,
+            runner: Runner = open_variant(
+                settings.store, info, self.manifest.task, settings.runtime_threads
             )
             _warm_up(runner, holdout, settings.max_batch_size)
             memory = max(0, process.memory_info().rss - before)

@@ -5,7 +5,12 @@ model_store/
   holdout.csv            the fixed hold-out rows (features + target) every tool scores on
   sklearn_fp32/model.joblib
   onnx_fp32/model.onnx
-  onnx_int8/model.onnx
+  onnx_int8/model.onnx   the int8 method `perfserve build` chose to serve
+  int8_methods/*.onnx    every int8 method it measured, for the bench
+
+A store is code: loading `model.joblib` runs pickle, and an ONNX graph decides what the
+service answers. So every path the manifest names must stay inside the store, and every
+artifact must match the sha256 the manifest recorded before anything loads it.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import csv
 import hashlib
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 from pydantic import BaseModel
@@ -49,6 +54,10 @@ class VariantInfo(BaseModel):
     """This variant's metrics minus the reference variant's."""
     operators: list[str]
     """ONNX operator types, or the pipeline's step classes for scikit-learn."""
+    method: str | None = None
+    """How an int8 variant was quantized (see `Int8Choice`); None for fp32."""
+    per_row: bool = False
+    """Run one row per model call, so that no row's answer depends on its batch-mates."""
 
 
 class HoldoutInfo(BaseModel):
@@ -57,10 +66,51 @@ class HoldoutInfo(BaseModel):
     sha256: str
 
 
+class FeatureRanges(BaseModel):
+    """Per-feature minimum and maximum of the rows the model learned from; the service may
+    refuse values far outside them (`max_feature_range_factor`)."""
+
+    low: list[float]
+    high: list[float]
+    source: str
+    """"training" rows, or "hold-out" when the build had no training rows (a user's model)."""
+
+
+class Int8Candidate(BaseModel):
+    """One int8 method as `perfserve build` measured it."""
+
+    method: str
+    path: str
+    sha256: str
+    per_row: bool
+    metrics: dict[str, float]
+    """Hold-out quality, each row predicted alone (as a single-row request is served)."""
+    agreement_with_reference: float
+    max_batch_deviation: float
+    """Largest change of a hold-out row's output between alone and inside mixed batches
+    with outlier batch-mates (rows that kept their label and stayed finite)."""
+    batch_changed_rows: int
+    """Hold-out rows whose label changed, or that turned NaN, inside those batches."""
+    batch_independent: bool
+    within_quality_bounds: bool
+    latency_us: dict[int, float]
+    """Median microseconds per call at each batch size, interleaved with the others."""
+
+
+class Int8Choice(BaseModel):
+    """Which int8 method ships as `onnx_int8`, and why."""
+
+    chosen: str | None
+    reason: str
+    fp32_latency_us: dict[int, float]
+    """onnx_fp32 measured in the same interleaved rounds, for scale."""
+    candidates: dict[str, Int8Candidate]
+
+
 class Manifest(BaseModel):
     """Everything a server, benchmark or load test needs to know about the store."""
 
-    schema_version: int = 1
+    schema_version: int = 2
     model_name: str
     task: Task
     target: str
@@ -71,6 +121,9 @@ class Manifest(BaseModel):
     variants: dict[str, VariantInfo]
     skipped: dict[str, str] = {}
     """Variants that could not be built for this model, with the reason."""
+    feature_ranges: FeatureRanges | None = None
+    int8: Int8Choice | None = None
+    """The int8 methods measured at build time and the one chosen, or None (no int8)."""
 
     @property
     def n_features(self) -> int:
@@ -96,17 +149,62 @@ def sha256_of(path: Path) -> str:
 
 
 def load_manifest(store: Path) -> Manifest:
-    """Read the manifest, with an error that says how to create a missing store."""
+    """Read the manifest, with an error that says how to create a missing store.
+
+    Every path it names is checked to stay inside the store here, before any is opened.
+    """
     path = store / MANIFEST_FILE
     if not path.is_file():
         raise StoreError(
             f"no model store at {store} (missing {MANIFEST_FILE}); run `perfserve build`"
         )
-    return Manifest.model_validate_json(path.read_bytes())
+    manifest = Manifest.model_validate_json(path.read_bytes())
+    named = [manifest.holdout.path, *(info.path for info in manifest.variants.values())]
+    if manifest.int8 is not None:
+        named += [candidate.path for candidate in manifest.int8.candidates.values()]
+    for relative in named:
+        inside_store(store, relative)
+    return manifest
+
+
+def inside_store(store: Path, relative: str) -> Path:
+    """`store / relative`, refused unless it is a relative path that stays in the store
+    (no absolute path, no `..`, no symbolic link leading out)."""
+    pure = PurePosixPath(relative)
+    if pure.is_absolute() or Path(relative).is_absolute() or ".." in pure.parts or not relative:
+        raise StoreError(
+            f"the manifest names {relative!r}; store paths must be relative and stay inside "
+            f"{store} (no absolute paths, no '..')"
+        )
+    path = store / relative
+    root = store.resolve()
+    if not path.resolve().is_relative_to(root):
+        raise StoreError(f"{path} leads outside the store {root} (a symbolic link?); refusing it")
+    return path
+
+
+def read_verified(store: Path, relative: str, sha256: str) -> bytes:
+    """The bytes of a store file, after checking them against the manifest's sha256.
+
+    Loading from these bytes, not from the path again, leaves no window in which the
+    file could be swapped between the check and the load.
+    """
+    path = inside_store(store, relative)
+    if not path.is_file():
+        raise StoreError(f"{path} is missing; rebuild the store with `perfserve build`")
+    data = path.read_bytes()
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != sha256:
+        raise StoreError(
+            f"{path} does not match the sha256 in the manifest (recorded {sha256[:12]}…, found "
+            f"{actual[:12]}…): the file changed after `perfserve build`; refusing to load it"
+        )
+    return data
 
 
 def load_holdout(store: Path, manifest: Manifest | None = None) -> Dataset:
     manifest = manifest or load_manifest(store)
+    read_verified(store, manifest.holdout.path, manifest.holdout.sha256)
     return read_csv_dataset(store / manifest.holdout.path, manifest.target)
 
 

@@ -13,15 +13,16 @@ the new version, the check a rollout makes before it trusts a step's numbers.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
-
-import httpx
 
 from service.routing import TrafficSplit
 
@@ -44,13 +45,14 @@ def apply_split(
 ) -> dict[str, Any]:
     """PUT `split` once to `url` (the load balancer or any replica), then wait until every
     replica reports the version it was given; what each replica serves."""
-    with httpx.Client(timeout=5.0) as client:
-        response = client.put(
-            f"{url}/traffic", json=split.model_dump(), headers={"Authorization": f"Bearer {token}"}
-        )
-        if response.is_error:
-            raise RuntimeError(f"{url} refused the split: {response.status_code} {response.text}")
-    return wait_for_version(replicas, response.json()["version"], timeout_s)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    body = split.model_dump_json().encode()
+    try:
+        answer = _call(urllib.request.Request(f"{url}/traffic", body, headers, method="PUT"))
+    except urllib.error.HTTPError as error:
+        detail = error.read().decode(errors="replace")
+        raise RuntimeError(f"{url} refused the split: {error.code} {detail}") from None
+    return wait_for_version(replicas, answer["version"], timeout_s)
 
 
 def wait_for_version(urls: Sequence[str], version: int, timeout_s: float) -> dict[str, Any]:
@@ -74,13 +76,18 @@ def wait_for_version(urls: Sequence[str], version: int, timeout_s: float) -> dic
 def current_splits(urls: Sequence[str]) -> dict[str, Any]:
     """What each replica serves now (its error, for one that does not answer)."""
     splits: dict[str, Any] = {}
-    with httpx.Client(timeout=5.0) as client:
-        for url in urls:
-            try:
-                splits[url] = client.get(f"{url}/traffic").raise_for_status().json()
-            except httpx.HTTPError as error:
-                splits[url] = {"error": f"{type(error).__name__}: {error}"}
+    for url in urls:
+        try:
+            splits[url] = _call(urllib.request.Request(f"{url}/traffic"))
+        except OSError as error:
+            splits[url] = {"error": f"{type(error).__name__}: {error}"}
     return splits
+
+
+def _call(request: urllib.request.Request) -> Any:
+    """The JSON answer; the standard library only, as the serving image has no HTTP client."""
+    with urllib.request.urlopen(request, timeout=5.0) as response:
+        return json.loads(response.read())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -109,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise RuntimeError(f"set {TOKEN_VARIABLE} to the service's admin token")
             split = TrafficSplit.model_validate_json(args.split)
             result = apply_split(args.url, split, token, urls)
-    except (OSError, RuntimeError, ValueError, httpx.HTTPError) as error:
+    except (OSError, RuntimeError, ValueError) as error:
         print(f"staging.traffic: {error}", file=sys.stderr)
         return 1
     for url, split in result.items():

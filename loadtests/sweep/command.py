@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from common.slo import SLO_P99_MS
 from common.usage import UsageError, add_option
 from loadtests import SPLIT
 from loadtests.argtypes import positive_float, rate_list
@@ -36,7 +37,7 @@ def add_sweep_arguments(sweep: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     add_option(sweep, "--rates", type=rate_list, help="fixed target rates, e.g. 100,200,400")
     add_option(sweep, "--auto", action="store_true", help="find the knee (the default)")
-    add_option(sweep, "--slo-p99-ms", type=positive_float, default=50.0, help="the p99 SLO")
+    add_option(sweep, "--slo-p99-ms", type=positive_float, default=SLO_P99_MS, help="the p99 SLO")
     add_option(sweep, "--step-seconds", type=positive_float, default=20.0, help="least per step")
     add_option(sweep, "--max-step-seconds", type=positive_float, help="most per step (3x step)")
     add_option(sweep, "--window-seconds", type=positive_float, help="window (step / 4)")

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import psutil
 
 from common.queueing import little_disagreement, predicted_queue_s
+from common.slo import SLO_P99_MS
 from loadtests.arrivals import ArrivalProcess, squared_cv
 from loadtests.recorder import Window
 from loadtests.sweep.acceptance import SATURATION, STABLE_WINDOWS, min_samples, stable, verdict
@@ -38,7 +39,7 @@ GENERATOR_CPU_LIMIT = 0.9
 
 @dataclass(frozen=True)
 class StepSettings:
-    slo_p99_ms: float = 50.0
+    slo_p99_ms: float = SLO_P99_MS
     step_seconds: float = 20.0
     window_seconds: float = 5.0
     max_step_seconds: float = 60.0

@@ -79,6 +79,10 @@ def test_summary_has_every_figure_per_variant_and_batch(bench_summary: dict[str,
         "CPU-time proxy" in bench_summary["environment"]["energy_source"]
         or bench_summary["environment"]["energy_measured"]
     )
+    # With the proxy only, the score leaves energy out (it would count CPU time twice).
+    dropped = any("energy weight" in w for w in bench_summary["warnings"])
+    assert dropped != bench_summary["environment"]["energy_measured"]
+    assert (bench_summary["plan"]["weights"]["energy"] == 0) == dropped
 
 
 def test_operator_breakdown_splits_the_onnx_graph_and_the_pipeline(

@@ -10,7 +10,7 @@ import pytest
 
 from benchmarks.decide import Requirements, decide, load_requirements, parse_requirements
 from benchmarks.figures import VariantFigures
-from benchmarks.score import best_by_dimension, composite_scores, parse_weights
+from benchmarks.score import best_by_dimension, composite_scores, parse_weights, scoring_weights
 from common.usage import UsageError
 from perfserve.cli import main
 
@@ -123,6 +123,22 @@ def test_requirement_and_weight_mistakes_are_usage_errors(tmp_path: Path) -> Non
     path.write_text("limits: [1, 2")
     with pytest.raises(UsageError):
         load_requirements(path)
+
+
+def test_without_an_energy_counter_the_score_drops_energy_and_says_so() -> None:
+    weights = parse_weights("latency=1,energy=1")
+    assert scoring_weights(weights, energy_measured=True) == (weights, None)
+    kept, note = scoring_weights(weights, energy_measured=False)
+    assert kept["energy"] == 0.0 and kept["latency"] == 1.0
+    assert note is not None and "CPU time twice" in note
+    # Energy ranks these rows like latency does: weighted, it would double latency's say.
+    requirements = parse_requirements({"weights": {"latency": 1, "energy": 1}})
+    estimated = decide(TABLE, requirements, energy_measured=False)
+    latency_only = decide(TABLE, parse_requirements({"weights": {"latency": 1}}))
+    assert estimated.ranked == latency_only.ranked
+    assert estimated.notes == [note]
+    with pytest.raises(UsageError, match="energy is the only weighted dimension"):
+        scoring_weights(parse_weights("energy=1"), energy_measured=False)
 
 
 def test_decide_command_on_a_real_bench(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,13 @@ from perfserve.cli import main
 from tests.utils import require_tool
 
 
-def test_bench_http_measures_floor_variant_and_a_competitor(store: Path, tmp_path: Path) -> None:
+def test_bench_http_measures_floor_variant_and_a_competitor(
+    store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     require_tool("wrk")
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
     cells = run_benchmark(
         store,
         tmp_path,
@@ -40,6 +46,7 @@ def test_bench_http_measures_floor_variant_and_a_competitor(store: Path, tmp_pat
     assert len(saved) == 4
     table = (tmp_path / "bench-http.md").read_text()
     assert "| onnx_int8 | 4 |" in table and "perfserve req/s over theirs" in table
+    assert list(temporary.iterdir()) == []  # its wrk scripts and servers' folders are gone
 
 
 def test_a_malformed_concurrency_list_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import joblib
 import numpy as np
@@ -12,11 +16,19 @@ from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
+from common.processes import running_server
 from service.build import build_from_files, build_store, reference_data
 from service.convert import INTEGER_OPERATORS
 from service.quality import quality_metrics
-from service.runtimes import open_runner
-from service.store import Dataset, Manifest, StoreError, sha256_of, write_csv_dataset
+from service.runtimes import open_runner, open_variant
+from service.store import (
+    Dataset,
+    Manifest,
+    StoreError,
+    load_manifest,
+    sha256_of,
+    write_csv_dataset,
+)
 
 
 def test_manifest_describes_every_variant(store: Path, manifest: Manifest) -> None:
@@ -131,3 +143,77 @@ def test_missing_target_column_is_named(tmp_path: Path) -> None:
     model_path, data_path = _user_files(tmp_path, pipeline, holdout)
     with pytest.raises(StoreError, match="column 'label' is not in"):
         build_from_files(tmp_path / "store", model_path, data_path, "label")
+
+
+def _copy_store(store: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "store"
+    shutil.copytree(store, copy)
+    return copy
+
+
+def _edit_manifest(store: Path, edit: Callable[[dict[str, Any]], None]) -> None:
+    path = store / "manifest.json"
+    document = json.loads(path.read_text())
+    edit(document)
+    path.write_text(json.dumps(document))
+
+
+@pytest.mark.parametrize(
+    "outside", ["/etc/passwd", "../outside/model.joblib", "sklearn_fp32/../../model.joblib"]
+)
+def test_a_manifest_path_leading_outside_the_store_is_refused(
+    store: Path, tmp_path: Path, outside: str
+) -> None:
+    copy = _copy_store(store, tmp_path)
+    _edit_manifest(copy, lambda m: m["variants"]["sklearn_fp32"].update(path=outside))
+    with pytest.raises(StoreError, match="must be relative and stay inside"):
+        load_manifest(copy)
+
+
+def test_a_symbolic_link_leading_outside_the_store_is_refused(store: Path, tmp_path: Path) -> None:
+    copy = _copy_store(store, tmp_path)
+    elsewhere = tmp_path / "elsewhere.joblib"
+    shutil.copyfile(copy / "sklearn_fp32/model.joblib", elsewhere)
+    (copy / "sklearn_fp32/model.joblib").unlink()
+    (copy / "sklearn_fp32/model.joblib").symlink_to(elsewhere)
+    with pytest.raises(StoreError, match="leads outside the store"):
+        load_manifest(copy)
+
+
+@pytest.mark.parametrize("variant", ["sklearn_fp32", "onnx_int8"])
+def test_a_tampered_artifact_is_refused_before_it_is_loaded(
+    store: Path, tmp_path: Path, variant: str
+) -> None:
+    copy = _copy_store(store, tmp_path)
+    info = load_manifest(copy).variants[variant]
+    artifact = copy / info.path
+    artifact.write_bytes(artifact.read_bytes() + b"\0")
+    with pytest.raises(StoreError, match="does not match the sha256 in the manifest"):
+        open_variant(copy, info, "classification")
+
+
+def test_a_server_on_a_tampered_store_never_turns_ready(store: Path, tmp_path: Path) -> None:
+    copy = _copy_store(store, tmp_path)
+    joblib.dump({"not": "the model"}, copy / "sklearn_fp32/model.joblib")
+    with (
+        pytest.raises(RuntimeError, match="does not match the sha256 in the manifest"),
+        running_server(copy, ready_timeout_s=10),
+    ):
+        pass
+
+
+def test_the_manifest_records_why_it_serves_its_int8_method(manifest: Manifest) -> None:
+    choice = manifest.int8
+    assert choice is not None and choice.chosen is not None
+    chosen = choice.candidates[choice.chosen]
+    assert chosen.batch_independent and chosen.within_quality_bounds
+    assert choice.reason.startswith(f"{choice.chosen}: fastest batch-independent method")
+    assert set(choice.candidates) == {
+        "dynamic",
+        "dynamic_per_row",
+        "static_per_tensor",
+        "static_per_channel",
+    }
+    for candidate in choice.candidates.values():
+        assert set(candidate.latency_us) == {1, 8, 64}
+    assert manifest.variants["onnx_int8"].sha256 == chosen.sha256

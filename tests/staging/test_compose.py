@@ -16,10 +16,17 @@ import pytest
 import yaml
 
 from tests.utils import require_tool
-from tests.utils.stack import COMPOSE, DATASOURCES, NGINX_CONFIG, PROMETHEUS_CONFIG, ROOT
+from tests.utils.stack import (
+    COMPOSE,
+    DATASOURCES,
+    DOCKERFILE,
+    NGINX_CONFIG,
+    PROMETHEUS_CONFIG,
+    ROOT,
+)
 
 SECRETS = {"PERFSERVE_ADMIN_TOKEN": "compose-test-token-1c9e", "GRAFANA_ADMIN_PASSWORD": "pw-7d2a"}
-PINNED = re.compile(r"^[a-z0-9./-]+:v?\d+\.\d+\.\d+[a-z0-9.-]*$")
+PINNED = re.compile(r"^[a-z0-9./-]+:v?\d+\.\d+\.\d+[a-z0-9.-]*(@sha256:[0-9a-f]{64})?$")
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +62,10 @@ def test_secrets_come_from_the_environment(services: dict[str, dict[str, Any]]) 
 def test_images_are_pinned_or_built_here(services: dict[str, dict[str, Any]]) -> None:
     for name, service in services.items():
         if "build" in service:
-            assert (ROOT / service["build"] / "Dockerfile").is_file(), name
+            build = service["build"]
+            assert (ROOT / build["context"] / "Dockerfile").is_file(), name
+            stages = re.findall(r"^FROM \S+ AS (\S+)$", DOCKERFILE.read_text(), re.MULTILINE)
+            assert build["target"] in stages, f"{name}: no stage {build['target']}"
         else:
             assert PINNED.match(service["image"]), f"{name}: {service['image']} is not pinned"
 

@@ -7,12 +7,15 @@ quiet, and every recording rule's value is checked at least once.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
+from common.slo import SLO_P99_MS
 from tests.utils import require_tool
 from tests.utils.stack import PROMETHEUS_CONFIG, RULE_TESTS, RULES
 
@@ -79,3 +82,11 @@ def test_every_recording_rule_is_checked_by_a_unit_test() -> None:
     )
     unchecked = {name for name in recorded if name not in exprs}
     assert not unchecked, f"recording rules no unit test checks: {unchecked}"
+
+
+def test_the_slo_rule_holds_the_slo_the_tools_judge_against() -> None:
+    """One SLO: the alert and dashboard read the rule, sweep and demo read common/slo.py."""
+    (slo,) = [rule for rule in rules() if rule.get("record") == "perfserve:slo_p99_seconds"]
+    seconds = re.fullmatch(r"vector\(([0-9.]+)\)", slo["expr"].strip())
+    assert seconds is not None, slo["expr"]
+    assert float(seconds.group(1)) * 1000 == pytest.approx(SLO_P99_MS)

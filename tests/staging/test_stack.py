@@ -243,3 +243,20 @@ def test_the_rollout_paused_for_lack_of_traffic_on_every_replica(run: StackRun) 
     assert {s["metric"]["instance"] for s in paused} == set(run.replicas)
     verdicts = run.series("perfserve_rollout_verdicts_total")
     assert {s["metric"]["outcome"] for s in verdicts} == {"inconclusive"}
+
+
+def test_the_autoscalers_queries_return_data_under_load(run: StackRun) -> None:
+    """The exact PromQL of every trigger in deploy/'s ScaledObject, against this Prometheus
+    scraping these replicas under load: a query that returned nothing would leave KEDA
+    unable to scale (`ignoreNullValues: false` makes that an error, not a silent zero)."""
+    scaled = yaml.safe_load(
+        (ROOT / "deploy" / "overlays" / "keda" / "scaledobject.yaml").read_text()
+    )
+    triggers = scaled["spec"]["triggers"]
+    assert {trigger["type"] for trigger in triggers} == {"prometheus"}
+    for trigger in triggers:
+        query = trigger["metadata"]["query"]
+        series = run.series(query)
+        assert len(series) == 1, f"{trigger['name']}: {query} gave {series}"
+        values = [float(value) for _, value in series[0]["values"]]
+        assert max(values) > 0, f"{trigger['name']}: {query} stayed at 0 under load"

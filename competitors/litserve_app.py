@@ -1,6 +1,6 @@
 """LitServe with its dynamic batching (up to 64 rows, 2 ms), onnxruntime, one worker.
 
-Run: python benchmarks/competitors/litserve_app.py MODEL.onnx PORT
+Run: python competitors/litserve_app.py MODEL.onnx PORT
 """
 
 from __future__ import annotations

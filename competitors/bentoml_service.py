@@ -2,7 +2,7 @@
 
 Run from the repository root:
 PERFSERVE_MODEL=model_store/onnx_int8/model.onnx \
-  bentoml serve benchmarks.competitors.bentoml_service:OnnxService --port 8505
+  bentoml serve competitors.bentoml_service:OnnxService --port 8505
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The obvious FastAPI server: a pydantic body, onnxruntime on every request, no batching.
 
 Run: PERFSERVE_MODEL=model_store/onnx_int8/model.onnx \
-  uvicorn benchmarks.competitors.naive_fastapi:app
+  uvicorn competitors.naive_fastapi:app
 """
 
 from __future__ import annotations

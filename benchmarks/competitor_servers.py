@@ -20,8 +20,10 @@ import httpx
 from common.processes import free_port
 from common.usage import UsageError
 
-HERE = Path(__file__).parent
-REPOSITORY = HERE.parents[1]
+REPOSITORY = Path(__file__).resolve().parents[1]
+# The competitor apps stay in the repository, outside the installed package: their
+# frameworks are not perfserve dependencies, and a serving install has no use for them.
+APPS = REPOSITORY / "competitors"
 NAMES = ("naive-fastapi", "litserve", "mlserver", "bentoml")
 
 
@@ -36,16 +38,18 @@ def competitor(
     name: str, python: str, model: Path, row: list[float], cpus: str
 ) -> Iterator[RunningCompetitor]:
     """Serve `model` (ONNX) with the named framework's server, using `python`'s packages."""
+    if not APPS.is_dir():
+        raise UsageError(f"competitor apps not found at {APPS}: run bench-http from a checkout")
     port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
     env = {**os.environ, "PERFSERVE_MODEL": str(model.resolve())}
     body = json.dumps({"instances": [row]}).encode()
     path = "/predict"
     if name == "naive-fastapi":
-        command = [python, "-m", "uvicorn", "benchmarks.competitors.naive_fastapi:app"]
+        command = [python, "-m", "uvicorn", "competitors.naive_fastapi:app"]
         command += ["--port", str(port), "--no-access-log", "--log-level", "warning"]
     elif name == "litserve":
-        command = [python, str(HERE / "litserve_app.py"), str(model.resolve()), str(port)]
+        command = [python, str(APPS / "litserve_app.py"), str(model.resolve()), str(port)]
     elif name == "mlserver":
         mlserver = str(Path(python).with_name("mlserver"))  # the package has no __main__
         command, path = [mlserver, "start", str(workdir)], "/v2/models/onnx/infer"
@@ -59,7 +63,7 @@ def competitor(
             "-m",
             "bentoml",
             "serve",
-            "benchmarks.competitors.bentoml_service:OnnxService",
+            "competitors.bentoml_service:OnnxService",
         ]
         command += ["--host", "127.0.0.1", "--port", str(port)]
         env["BENTOML_HOME"] = str(workdir)
@@ -94,7 +98,7 @@ def _mlserver_settings(workdir: Path, model: Path, port: int) -> None:
     (workdir / "settings.json").write_text(json.dumps(settings))
     model_dir = workdir / "onnx"
     model_dir.mkdir()
-    shutil.copy(HERE / "mlserver_runtime.py", model_dir)
+    shutil.copy(APPS / "mlserver_runtime.py", model_dir)
     model_settings = {
         "name": "onnx",
         "implementation": "mlserver_runtime.OnnxRuntime",

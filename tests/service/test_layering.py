@@ -1,0 +1,58 @@
+"""The service stands alone: what it imports, and what its refusal metric says.
+
+The serving install carries none of the load-testing, benchmarking or model-building
+extras, so a module of service/ that imported loadtests/ or benchmarks/ would break
+`perfserve serve` there; read from the source, so a lazy import inside a function counts.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from service.metrics import Metrics
+from tests.utils.stack import ROOT
+
+SERVICE = ROOT / "service"
+TOOLS = {"loadtests", "benchmarks", "competitors", "staging", "perfserve"}
+
+
+def imported_packages(path: Path) -> set[str]:
+    """Top-level package of every import in the file, at module level or inside functions."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def test_no_module_of_the_service_imports_the_tools_built_on_it() -> None:
+    modules = sorted(SERVICE.rglob("*.py"))
+    assert len(modules) > 10
+    climbing = {
+        str(path.relative_to(ROOT)): sorted(imported_packages(path) & TOOLS) for path in modules
+    }
+    assert {path: tools for path, tools in climbing.items() if tools} == {}
+
+
+def test_the_walk_sees_imports_inside_functions(tmp_path: Path) -> None:
+    source = tmp_path / "lazy.py"
+    source.write_text("def run() -> None:\n    from loadtests.sweep import command\n")
+    assert imported_packages(source) == {"loadtests"}
+
+
+def test_the_refusal_metric_names_every_reason_the_service_gives() -> None:
+    reasons = set()
+    for path in SERVICE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Reject":
+                reason = node.args[1]
+                assert isinstance(reason, ast.Constant), ast.unparse(node)
+                reasons.add(str(reason.value))
+    assert "model_error" in reasons
+    help_text = Metrics(CollectorRegistry()).rejected._documentation
+    assert {reason for reason in reasons if reason not in help_text} == set()
