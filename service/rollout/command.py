@@ -58,6 +58,14 @@ def add_rollout_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dry-run", action="store_true", help="judge and report, never change the split"
     )
+    parser.add_argument(
+        "--policy",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a judge threshold other than its default, e.g. slo_p99_s=0.1 (repeatable; "
+        "docs/ROLLOUT.md lists them)",
+    )
     parser.set_defaults(run=run_rollout)
 
 
@@ -68,6 +76,12 @@ def plan_from(args: argparse.Namespace) -> RolloutPlan:
         raise UsageError(
             f"--steps: a comma-separated list of percentages, not {args.steps!r}"
         ) from None
+    policy: dict[str, str] = {}
+    for item in args.policy:
+        name, equals, value = item.partition("=")
+        if not equals:
+            raise UsageError(f"--policy: NAME=VALUE, not {item!r}")
+        policy[name.strip()] = value.strip()
     try:
         return RolloutPlan(
             baseline=args.baseline,
@@ -77,6 +91,7 @@ def plan_from(args: argparse.Namespace) -> RolloutPlan:
             max_extensions=args.max_extensions,
             on_fail=args.on_fail,
             dry_run=args.dry_run,
+            policy=policy,
         )
     except ValidationError as error:
         first = error.errors()[0]

@@ -14,6 +14,9 @@ from tests.utils import run_perfserve
         (["--steps", "5,x"], "--steps: a comma-separated list of percentages"),
         (["--steps", "0,50"], "--steps: Value error, steps are percentages in (0, 100]"),
         (["--window-seconds", "0"], "--window-seconds: Input should be greater than 0"),
+        (["--policy", "slo_p99_s"], "--policy: NAME=VALUE, not 'slo_p99_s'"),
+        (["--policy", "nope=1"], "--policy: Value error, unknown judge setting(s) ['nope']"),
+        (["--policy", "slo_p99_s=fast"], "--policy: Input should be a valid number"),
     ],
 )
 def test_a_bad_plan_is_one_line_and_exit_2(args: list[str], message: str) -> None:
