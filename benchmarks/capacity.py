@@ -144,28 +144,34 @@ def from_bench(
     summary: dict[str, Any],
     batch_size: int | None,
     rows_per_request: int,
-    overhead_s: float = 0.0,
+    overhead_s: float | dict[str, float] = 0.0,
+    overhead_source: str = "given",
 ) -> list[ReplicaFigures]:
     """Service rates from a bench: the model time of a request's rows (at the throughput of
-    `batch_size`) plus a fixed per-request overhead.
+    `batch_size`) plus a per-request overhead (one for all variants, or one per variant),
+    whose origin `overhead_source` names.
 
     A bench times the model alone; a replica behind HTTP also parses, routes and answers
     every request, which for a sub-millisecond model can cost more than the model does.
     """
-    return [
-        ReplicaFigures(
-            variant=f.variant,
-            service_rate=1 / (rows_per_request / f.throughput_sps + overhead_s),
-            source=(
-                f"bench throughput at batch {f.batch_size}, {rows_per_request} row(s)/request, "
-                f"+{overhead_s * 1000:g} ms overhead per request"
-            ),
-            load_memory_bytes=f.load_memory_bytes,
-            peak_inference_bytes=f.peak_inference_bytes,
-            file_size_bytes=f.file_size_bytes,
+    figures = []
+    for f in figures_from_summary(summary, batch_size):
+        extra = overhead_s if isinstance(overhead_s, float | int) else overhead_s[f.variant]
+        figures.append(
+            ReplicaFigures(
+                variant=f.variant,
+                service_rate=1 / (rows_per_request / f.throughput_sps + extra),
+                source=(
+                    f"bench throughput at batch {f.batch_size}, {rows_per_request} "
+                    f"row(s)/request, +{extra * 1000:.3g} ms HTTP overhead per request "
+                    f"({overhead_source})"
+                ),
+                load_memory_bytes=f.load_memory_bytes,
+                peak_inference_bytes=f.peak_inference_bytes,
+                file_size_bytes=f.file_size_bytes,
+            )
         )
-        for f in figures_from_summary(summary, batch_size)
-    ]
+    return figures
 
 
 def from_sweep(

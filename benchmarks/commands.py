@@ -36,30 +36,39 @@ def add_bench_arguments(bench: argparse.ArgumentParser) -> None:
         "breakdown; compare each with a baseline; write CSVs, JSON, a plot and a report."
     )
     add_measurement_options(bench, runs=30, batch_sizes="1,8,64")
-    add_option(bench, "--variants", type=name_list, help="variants to measure (default: all)")
     add_option(
-        bench, "--baseline", help="variant the others are compared with (default: reference)"
+        bench,
+        "--variants",
+        type=name_list,
+        help="Variants to measure, comma-separated (default: all).",
+    )
+    add_option(
+        bench,
+        "--baseline",
+        help="Variant the others are compared with (default: the store's reference).",
     )
     add_option(
         bench,
         "--headline-batch-size",
         type=int,
-        help="batch size of the dashboard, plot and decisions (default: the first)",
+        help="Batch size the dashboard, plot and decisions use (default: the first benched).",
     )
     add_option(
         bench,
         "--weights",
         default="accuracy=0.4,latency=0.3,memory=0.15,energy=0.15",
-        help="composite score weights",
+        help="Weights of the composite score, per dimension.",
     )
     add_option(
         bench,
         "--inject-latency-ms",
         type=delays,
         default={},
-        help="sensitivity check: add latency to variants, e.g. onnx_int8=2",
+        help="Sensitivity check: add this many ms to each call of a variant, e.g. onnx_int8=2.",
     )
-    add_option(bench, "--out", type=Path, default=Path("reports/bench"), help="output folder")
+    add_option(
+        bench, "--out", type=Path, default=Path("reports/bench"), help="Folder for the results."
+    )
     bench.add_argument(
         "--int8-methods",
         action="store_true",
@@ -69,7 +78,7 @@ def add_bench_arguments(bench: argparse.ArgumentParser) -> None:
     bench.add_argument(
         "--fail-on-regression",
         action="store_true",
-        help="exit 1 when the history flags a regression (for CI)",
+        help="Exit 1 when the history flags a regression (for CI).",
     )
     bench.set_defaults(run=run_bench_command)
 
@@ -105,8 +114,20 @@ def add_decide_arguments(decide: argparse.ArgumentParser) -> None:
         "memory, throughput, energy), rank the rest by an objective, and say why each "
         "rejected variant failed. Exit 1 when no variant meets the limits."
     )
-    add_option(decide, "--requirements", type=Path, required=True, help="requirements YAML")
-    add_option(decide, "--bench", type=Path, default=Path("reports/bench"), help="bench folder")
+    add_option(
+        decide,
+        "--requirements",
+        type=Path,
+        required=True,
+        help="Requirements YAML: limits and an objective (see examples/requirements.yaml).",
+    )
+    add_option(
+        decide,
+        "--bench",
+        type=Path,
+        default=Path("reports/bench"),
+        help="Folder of a `perfserve bench` run.",
+    )
     decide.set_defaults(run=run_decide_command)
 
 
@@ -117,7 +138,9 @@ def run_decide_command(args: argparse.Namespace) -> int:
     requirements = load_requirements(args.requirements)
     summary = load_summary(args.bench)
     figures = figures_from_summary(summary, requirements.batch_size)
-    decision = decide(figures, requirements, summary["environment"]["energy_measured"])
+    environment = summary["environment"]
+    estimate = None if environment["energy_measured"] else environment["energy_source"]
+    decision = decide(figures, requirements, estimate)
     print(render_decision(decision, figures[0].batch_size))
     return 0 if decision.choice else 1
 
@@ -128,22 +151,30 @@ def add_compare_arguments(compare: argparse.ArgumentParser) -> None:
         "apply the promotion rules (defaults, a --rules YAML, then flags). Exit 0 to promote, "
         "1 to reject."
     )
-    add_option(compare, "--baseline", required=True, help="the variant in service now")
-    add_option(compare, "--candidate", required=True, help="the variant to promote")
+    add_option(compare, "--baseline", required=True, help="The variant in service now.")
+    add_option(compare, "--candidate", required=True, help="The variant to promote.")
     add_option(
         compare,
         "--candidate-store",
         type=Path,
-        help="the candidate's store, for a new model version (default: --store)",
+        help="The candidate's store, for a new model version (default: --store).",
     )
     add_measurement_options(compare, runs=30, batch_sizes="1")
-    add_option(compare, "--rules", type=Path, help="promotion rules YAML")
+    add_option(
+        compare, "--rules", type=Path, help="Promotion rules YAML (see examples/rules.yaml)."
+    )
     for rule in fields(_rules_type()):
         flag = "--" + rule.name.replace("_", "-")
         add_option(
-            compare, flag, type=float, help=f"rule, overrides --rules (default {rule.default})"
+            compare, flag, type=float, help=f"Rule; overrides --rules (default: {rule.default})."
         )
-    add_option(compare, "--out", type=Path, default=Path("reports/compare"), help="output folder")
+    add_option(
+        compare,
+        "--out",
+        type=Path,
+        default=Path("reports/compare"),
+        help="Folder for the results.",
+    )
     compare.set_defaults(run=run_compare_command)
 
 
@@ -203,9 +234,26 @@ def _compare_specs(args: argparse.Namespace, manifest: Manifest) -> tuple[Varian
 
 
 def add_history_arguments(history: argparse.ArgumentParser) -> None:
-    add_option(history, "--history", type=Path, default=DEFAULT_HISTORY, help="folder")
-    history.add_argument("action", nargs="?", choices=["list", "accept"], default="list")
-    history.add_argument("record", nargs="?", help="record id (for accept)")
+    history.description = (
+        "List every recorded bench and compare run of this folder, with why a run is not "
+        "accepted (a regression against the last accepted run on the same machine, or a "
+        "rejected promotion); `accept ID` makes a run the baseline later runs are held to."
+    )
+    add_option(
+        history,
+        "--history",
+        type=Path,
+        default=DEFAULT_HISTORY,
+        help="Folder the bench and compare commands record into.",
+    )
+    history.add_argument(
+        "action",
+        nargs="?",
+        choices=["list", "accept"],
+        default="list",
+        help="list the records (the default), or accept one.",
+    )
+    history.add_argument("record", nargs="?", help="The record id to accept, as listed.")
     history.set_defaults(run=run_history_command)
 
 
@@ -218,5 +266,9 @@ def run_history_command(args: argparse.Namespace) -> int:
         found = history.accept(args.history, args.record)
         print(f"accepted {found.id}: later runs on this machine are checked against it")
         return 0
-    print(history.describe(history.records(args.history)))
+    recorded = history.records(args.history)
+    if not recorded:
+        print(f"no records in {args.history}: `perfserve bench` and `compare` record there")
+        return 0
+    print(history.describe(recorded))
     return 0

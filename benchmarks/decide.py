@@ -29,24 +29,25 @@ from common.usage import UsageError
 
 MIB = 2**20
 
-# limit -> (figure, unit shown, True if the figure must be at most the limit)
-LIMITS: dict[str, tuple[Callable[[VariantFigures], float], str, bool]] = {
-    "max_p95_latency_ms": (lambda f: f.p95_ms, "ms p95 latency", True),
-    "min_accuracy": (lambda f: f.quality, "accuracy", False),
-    "max_rmse": (lambda f: f.quality, "rmse", True),
-    "max_memory_mb": (lambda f: f.memory_bytes / MIB, "MiB memory", True),
-    "min_throughput_sps": (lambda f: f.throughput_sps, "samples/s", False),
-    "max_energy_mj_per_sample": (lambda f: f.energy_mj_per_sample, "mJ/sample energy", True),
+# limit -> (figure, what it is, its unit, True if the figure must be at most the limit)
+LIMITS: dict[str, tuple[Callable[[VariantFigures], float], str, str, bool]] = {
+    "max_p95_latency_ms": (lambda f: f.p95_ms, "p95 latency per call", "ms", True),
+    "min_accuracy": (lambda f: f.quality, "accuracy", "", False),
+    "max_rmse": (lambda f: f.quality, "rmse", "", True),
+    "max_memory_mb": (lambda f: f.memory_bytes / MIB, "memory", "MiB", True),
+    "min_throughput_sps": (lambda f: f.throughput_sps, "throughput", "samples/s", False),
+    "max_energy_mj_per_sample": (lambda f: f.energy_mj_per_sample, "energy", "mJ/sample", True),
 }
 
-# objective -> (figure, True if higher is better)
-OBJECTIVES: dict[str, tuple[Callable[[VariantFigures], float], bool]] = {
-    "latency": (lambda f: f.mean_ms, False),
-    "accuracy": (lambda f: f.quality if f.quality_higher_is_better else -f.quality, True),
-    "throughput": (lambda f: f.throughput_sps, True),
-    "memory": (lambda f: float(f.memory_bytes), False),
-    "energy": (lambda f: f.energy_mj_per_sample, False),
+# objective -> (figure as shown, its unit, True if higher is better)
+OBJECTIVES: dict[str, tuple[Callable[[VariantFigures], float], str, bool]] = {
+    "latency": (lambda f: f.mean_ms, "ms mean per call", False),
+    "accuracy": (lambda f: f.quality if f.quality_higher_is_better else -f.quality, "", True),
+    "throughput": (lambda f: f.throughput_sps, "samples/s", True),
+    "memory": (lambda f: f.memory_bytes / MIB, "MiB", False),
+    "energy": (lambda f: f.energy_mj_per_sample, "mJ/sample", False),
 }
+SCORE_UNIT = "composite score, 0 to 1"
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,8 @@ class Decision:
     rejected: dict[str, list[str]]
     """Variants that failed, each with one sentence per broken limit."""
     objective: str
+    unit: str
+    """What the ranked values are measured in."""
     notes: list[str] = field(default_factory=list)
     """What the ranking could not use, e.g. energy without a readable counter."""
 
@@ -112,12 +115,14 @@ def parse_requirements(data: dict[str, Any]) -> Requirements:
 
 
 def decide(
-    figures: list[VariantFigures], requirements: Requirements, energy_measured: bool = True
+    figures: list[VariantFigures], requirements: Requirements, energy_estimate: str | None = None
 ) -> Decision:
+    """`energy_estimate` says how energy was estimated when it was not measured; a variant
+    rejected on energy then says that its verdict rests on that estimate."""
     rejected: dict[str, list[str]] = {}
     for f in figures:
         reasons = [
-            reason
+            reason + (_estimated(energy_estimate) if limit == "max_energy_mj_per_sample" else "")
             for limit, bound in requirements.limits.items()
             if (reason := _broken(f, limit, bound)) is not None
         ]
@@ -126,38 +131,52 @@ def decide(
     passing = [f for f in figures if f.variant not in rejected]
     notes: list[str] = []
     if requirements.objective == "score":
-        weights, dropped = scoring_weights(requirements.weights, energy_measured)
+        weights, dropped = scoring_weights(requirements.weights, energy_estimate is None)
         notes += [dropped] if dropped else []
         # Scored among the survivors only: a rejected variant must not stretch the scale.
         scores = composite_scores(passing, weights) if passing else {}
         ranked = sorted(scores.items(), key=lambda item: -item[1])
+        unit = SCORE_UNIT
     else:
-        value, higher = OBJECTIVES[requirements.objective]
+        value, unit, higher = OBJECTIVES[requirements.objective]
         ranked = sorted(
             ((f.variant, value(f)) for f in passing),
             key=lambda item: -item[1] if higher else item[1],
         )
-    return Decision(ranked, rejected, requirements.objective, notes)
+    return Decision(ranked, rejected, requirements.objective, unit, notes)
+
+
+def _estimated(how: str | None) -> str:
+    return "" if how is None else f" (an estimate, not a measurement: {how})"
 
 
 def _broken(f: VariantFigures, limit: str, bound: float) -> str | None:
-    value, unit, at_most = LIMITS[limit]
-    if limit in ("min_accuracy", "max_rmse") and f.quality_metric != unit:
+    value, what, unit, at_most = LIMITS[limit]
+    if limit in ("min_accuracy", "max_rmse") and f.quality_metric != what:
         raise UsageError(
             f"{limit} does not apply: the model's quality metric is {f.quality_metric}"
         )
     figure = value(f)
     if (figure > bound) if at_most else (figure < bound):
         relation = "above the maximum" if at_most else "below the minimum"
-        return f"{limit}: {figure:.4g} {unit} is {relation} of {bound:g}"
+        return (
+            f"{limit}: {what} {_with_unit(figure, unit)} is {relation} of {_with_unit(bound, unit)}"
+        )
     return None
 
 
+def _with_unit(value: float, unit: str) -> str:
+    return f"{value:.4g} {unit}".rstrip()
+
+
 def render_decision(decision: Decision, batch_size: int) -> str:
-    lines = [f"at batch size {batch_size}, ranked by {decision.objective}:"]
+    unit = f" ({decision.unit})" if decision.unit else ""
+    lines = [f"at batch size {batch_size} (rows per call), ranked by {decision.objective}{unit}:"]
     if decision.ranked:
+        shown = "" if decision.unit == SCORE_UNIT else decision.unit
         lines += [
-            f"  {i}. {name} ({value:.4g})" for i, (name, value) in enumerate(decision.ranked, 1)
+            f"  {i}. {name}: {_with_unit(value, shown)}"
+            for i, (name, value) in enumerate(decision.ranked, 1)
         ]
         lines.append(f"choose: {decision.choice}")
     else:

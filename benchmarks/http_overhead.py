@@ -28,7 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from benchmarks.competitor_servers import NAMES, competitor
 from benchmarks.options import int_list, name_list
 from common.processes import free_port, running_server
-from common.usage import UsageError, add_option
+from common.usage import RawDescriptionHelpFormatter, UsageError, add_option
 from service.build import build_store
 from service.store import StoreError, load_holdout, load_manifest
 
@@ -94,6 +94,12 @@ def run_benchmark(
     except StoreError:
         manifest = build_store(store)
     chosen = variants or list(manifest.variants)
+    unknown = [name for name in chosen if name not in manifest.variants]
+    if unknown:
+        raise UsageError(
+            f"--variants {','.join(unknown)}: not in the store {store}; "
+            f"it has {', '.join(manifest.variants)}"
+        )
     row = load_holdout(store, manifest).features[0].tolist()
     with ExitStack() as servers:
         scripts = Path(servers.enter_context(tempfile.TemporaryDirectory(prefix="bench-http-")))
@@ -241,33 +247,47 @@ def render(cells: list[Cell], concurrencies: list[int], variants: list[str]) -> 
 
 def add_bench_http_arguments(bench: argparse.ArgumentParser) -> None:
     bench.description = __doc__
-    bench.formatter_class = argparse.RawDescriptionHelpFormatter
-    add_option(bench, "--store", type=Path, default=Path("model_store"), help="store folder")
-    add_option(bench, "--out", type=Path, default=Path("reports/bench-http"), help="results")
+    bench.formatter_class = RawDescriptionHelpFormatter
+    add_option(
+        bench,
+        "--store",
+        type=Path,
+        default=Path("model_store"),
+        help="Model store to serve; built there first if it is missing.",
+    )
+    add_option(
+        bench,
+        "--out",
+        type=Path,
+        default=Path("reports/bench-http"),
+        help="Folder for the results.",
+    )
     add_option(
         bench,
         "--concurrency",
         type=int_list,
         default="1,16,64",
-        help="connections, comma-separated",
+        help="Open connections wrk keeps, comma-separated: one cell each.",
     )
-    add_option(bench, "--seconds", type=float, default=5.0, help="length of each cell")
-    add_option(bench, "--rounds", type=int, default=3, help="interleaved rounds (medians)")
-    add_option(bench, "--server-cpu", default="0", help="CPU list the servers are pinned to")
-    add_option(bench, "--client-cpu", default="1", help="CPU list wrk is pinned to")
+    add_option(bench, "--seconds", type=float, default=5.0, help="Length of each cell, in seconds.")
+    add_option(
+        bench, "--rounds", type=int, default=3, help="Interleaved rounds; medians are reported."
+    )
+    add_option(bench, "--server-cpu", default="0", help="CPU list the servers are pinned to.")
+    add_option(bench, "--client-cpu", default="1", help="CPU list wrk is pinned to.")
     add_option(
         bench,
         "--variants",
         type=name_list,
-        help="variants to measure, comma-separated (default all)",
+        help="Variants to measure, comma-separated (default: all).",
     )
     bench.add_argument(
         "--competitor",
         action="append",
         default=[],
         metavar="NAME[=PYTHON]",
-        help=f"also measure another server ({', '.join(NAMES)}) serving the onnx_int8 "
-        "artifact, run by PYTHON (a virtualenv with that framework; default this one)",
+        help=f"Also measure another server ({', '.join(NAMES)}) serving the onnx_int8 "
+        "artifact, run by PYTHON (a virtualenv with that framework; default: this one).",
     )
     bench.set_defaults(run=_run_command)
 

@@ -46,43 +46,63 @@ def delays(text: str) -> dict[str, float]:
 
 def add_measurement_options(parser: argparse.ArgumentParser, runs: int, batch_sizes: str) -> None:
     """Options bench and compare share: what to time and how."""
-    add_option(parser, "--store", type=Path, default=Path("model_store"), help="store folder")
+    add_option(
+        parser, "--store", type=Path, default=Path("model_store"), help="Model store to measure."
+    )
     add_option(
         parser,
         "--batch-sizes",
         type=int_list,
-        default=int_list(batch_sizes),
-        help=f"rows per call, 1..1024, comma-separated (default {batch_sizes})",
+        default=batch_sizes,
+        help="Rows per call, 1 to 1024, comma-separated.",
     )
-    add_option(parser, "--runs", type=int, default=runs, help=f"interleaved runs (default {runs})")
     add_option(
-        parser, "--calls-per-run", type=int, help="timed calls per run (default: --min-block-ms)"
+        parser,
+        "--runs",
+        type=int,
+        default=runs,
+        help="Interleaved runs per variant and batch size.",
+    )
+    add_option(
+        parser,
+        "--calls-per-run",
+        type=int,
+        help="Timed calls per run (default: as many as fill --min-block-ms).",
     )
     add_option(
         parser,
         "--min-block-ms",
         type=float,
         default=10.0,
-        help="without --calls-per-run: calls per run fill this long (default 10)",
+        help="Without --calls-per-run: each run is a block of calls lasting at least this many ms.",
     )
-    add_option(parser, "--warmup", type=int, default=5, help="untimed calls before timing")
-    add_option(parser, "--threads", type=int, default=1, help="onnxruntime and BLAS threads")
-    add_option(parser, "--cpus", type=int_list, help="pin the bench to these CPUs, e.g. 1")
+    add_option(parser, "--warmup", type=int, default=5, help="Untimed calls before timing starts.")
+    add_option(
+        parser, "--threads", type=int, default=1, help="Threads onnxruntime and BLAS may use."
+    )
+    add_option(
+        parser,
+        "--cpus",
+        type=int_list,
+        help="Pin the bench to these CPUs, e.g. 1 (default: not pinned).",
+    )
     add_option(
         parser,
         "--min-effect",
         type=float,
         default=0.05,
-        help="smallest relative difference called faster/slower (default 0.05)",
+        help="Smallest relative difference called faster or slower.",
     )
     add_option(
         parser,
         "--history",
         type=Path,
         default=DEFAULT_HISTORY,
-        help="where results are recorded and checked for regressions",
+        help="Folder where results are recorded and checked for regressions.",
     )
-    add_option(parser, "--mlflow-uri", help="also log the run to MLflow (e.g. file:./mlruns)")
+    add_option(
+        parser, "--mlflow-uri", help="Also log the run to MLflow at this URI, e.g. file:./mlruns."
+    )
 
 
 def measure(

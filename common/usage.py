@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 
 class UsageError(Exception):
@@ -16,11 +20,71 @@ def env_name(flag: str) -> str:
 
 
 def add_option(parser: argparse.ArgumentParser, flag: str, **kwargs: Any) -> None:
-    """An option whose default comes from `PERFSERVE_<OPTION>` when that is set."""
+    """An option whose default comes from `PERFSERVE_<OPTION>` when that is set; a bad
+    value there is a UsageError that names the variable, as a bad flag names the flag."""
     from_env = os.environ.get(env_name(flag))
     if from_env is not None:
-        kwargs["default"] = kwargs.get("type", str)(from_env)
+        kwargs["default"] = _from_env(flag, from_env, kwargs)
         kwargs.pop("required", None)
-    help_text = kwargs.get("help", "")
-    kwargs["help"] = f"{help_text} [env {env_name(flag)}]".strip()
-    parser.add_argument(flag, **kwargs)
+    action = parser.add_argument(flag, **kwargs)
+    setattr(action, "env_var", env_name(flag))  # noqa: B010  (HelpFormatter shows it)
+
+
+def _from_env(flag: str, text: str, kwargs: dict[str, Any]) -> Any:
+    kind = kwargs.get("type", str)
+    try:
+        value = kind(text)
+    except (ValueError, argparse.ArgumentTypeError) as error:
+        reason = {int: "an integer", float: "a number"}.get(kind)
+        reason = f"must be {reason}" if reason else str(error)
+        raise UsageError(f"{env_name(flag)}={text!r} is not a valid {flag}: {reason}") from None
+    choices = kwargs.get("choices")
+    if choices is not None and value not in choices:
+        allowed = ", ".join(map(str, choices))
+        raise UsageError(f"{env_name(flag)}={text!r}: {flag} must be one of {allowed}")
+    return value
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Help that ends each option with its default, where it has one, and the environment
+    variable it also reads (options made with `add_option`)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        notes = []
+        default = action.default
+        if action.option_strings and default not in (None, False, {}, argparse.SUPPRESS):
+            notes.append("default: %(default)s")
+        if env := getattr(action, "env_var", None):
+            notes.append(f"env {env}")
+        if not notes:
+            return action.help
+        return f"{action.help or ''} ({'; '.join(notes)})".strip()
+
+
+class RawDescriptionHelpFormatter(argparse.RawDescriptionHelpFormatter, HelpFormatter):
+    """The same, for a command whose description is laid out by hand."""
+
+
+def flag_name(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def validation_message(error: ValidationError, label: Callable[[str], str] = flag_name) -> str:
+    """A pydantic error as one line per problem, joined: which option, the bad value
+    (never a secret's), and what is allowed, without pydantic's documentation links."""
+    parts = []
+    for problem in error.errors(include_url=False):
+        message = str(problem["msg"]).removeprefix("Value error, ")
+        message = message[0].lower() + message[1:] if message else message
+        if not problem["loc"]:
+            parts.append(message)
+            continue
+        name, *inside = (str(part) for part in problem["loc"])
+        where = ".".join([label(name), *inside])
+        shown = "" if _secret(name) else f" {str(problem['input'])!r}"
+        parts.append(f"{where}{shown}: {message}")
+    return "; ".join(parts)
+
+
+def _secret(name: str) -> bool:
+    return any(word in name for word in ("token", "password", "secret"))

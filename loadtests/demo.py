@@ -69,8 +69,25 @@ def _cores() -> tuple[str | None, int | None]:
 
 
 def add_demo_arguments(demo: argparse.ArgumentParser) -> None:
-    add_option(demo, "--store", type=Path, default=Path("model_store"), help="store folder")
-    add_option(demo, "--out", type=Path, default=Path("reports/demo"), help="report folder")
+    demo.description = (
+        "Build the model store if it is missing, start `perfserve serve` on a free loopback "
+        "port, run a short knee search on every variant (a minute or two), print the knee "
+        "table, write the report, and stop the service."
+    )
+    add_option(
+        demo,
+        "--store",
+        type=Path,
+        default=Path("model_store"),
+        help="Model store to serve; built there first if it is missing.",
+    )
+    add_option(
+        demo,
+        "--out",
+        type=Path,
+        default=Path("reports/demo"),
+        help="Folder for report.html, summary.json, steps.csv and the plots.",
+    )
     demo.set_defaults(run=run_demo_command)
 
 

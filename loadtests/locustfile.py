@@ -17,6 +17,7 @@ shape (loadtests/scenarios/shapes.py). Options also read `PERFSERVE_<OPTION>`.
 from __future__ import annotations
 
 import random
+import sys
 import time
 from typing import Any
 
@@ -29,7 +30,11 @@ from loadtests.scenarios import events as scenario_events
 from loadtests.scenarios.pacing import Pacer
 from loadtests.scenarios.shapes import shape_from_env
 
-Shape = shape_from_env()
+try:
+    Shape = shape_from_env()
+except ValueError as error:  # a bad PERFSERVE_SHAPE*: one line and exit 2, not a traceback
+    print(f"locust -f {__file__}: error: {error}", file=sys.stderr)
+    raise SystemExit(2) from None
 
 
 class PerfserveUser(FastHttpUser):
@@ -126,3 +131,13 @@ events.init_command_line_parser.add_listener(_options)
 events.init.add_listener(_init)
 events.test_stop.add_listener(_stop)
 events.quitting.add_listener(_gate)
+
+
+if __name__ == "__main__":
+    # `locust -f loadtests/locustfile.py --help` cannot list this file's options: Locust
+    # prints its help before it imports a locustfile (locust issue #2917). Run as
+    # `python -m loadtests.locustfile`, the listener above is registered first, so Locust's
+    # own help comes out with this file's options in it.
+    from locust.argument_parser import get_parser
+
+    get_parser().parse_args(["--help"])

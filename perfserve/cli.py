@@ -13,8 +13,9 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
+from typing import NoReturn
 
-from common.usage import UsageError
+from common.usage import HelpFormatter, UsageError, validation_message
 
 
 @dataclass(frozen=True)
@@ -99,15 +100,28 @@ def version() -> str:
         return "unknown (not installed)"
 
 
+class Parser(argparse.ArgumentParser):
+    """Usage mistakes end in one line that names what is wrong and where help is, exit 2:
+    argparse's own would print the whole usage block above the error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(chosen: str | None) -> argparse.ArgumentParser:
     """Every command is listed; only the chosen one's module is imported for its options."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="perfserve", description="HTTP inference service with load testing built in."
     )
     parser.add_argument("--version", action="version", version=f"perfserve {version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, command in COMMANDS.items():
-        sub = commands.add_parser(name, help=command.summary, description=command.summary)
+        sub = commands.add_parser(
+            name,
+            help=command.summary,
+            description=command.summary[0].upper() + command.summary[1:] + ".",
+            formatter_class=HelpFormatter,
+        )
         if name == chosen:
             configure = getattr(import_command(name, command), command.configure)
             configure(sub)
@@ -139,7 +153,11 @@ _OWN_PACKAGES = {"service", "loadtests", "benchmarks", "common", "staging", "per
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     chosen = next((arg for arg in args_list if not arg.startswith("-")), None)
-    parser = build_parser(chosen if chosen in COMMANDS else None)
+    try:
+        parser = build_parser(chosen if chosen in COMMANDS else None)
+    except UsageError as error:  # a bad PERFSERVE_<OPTION>, met while the options are set up
+        print(f"perfserve {chosen}: error: {error}", file=sys.stderr)
+        return 2
     if not args_list:
         parser.print_help()
         return 0
@@ -153,7 +171,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return int(args.run(args) or 0)
-    except (UsageError, StoreError, ValidationError) as error:
+    except ValidationError as error:
+        print(f"perfserve {args.command}: error: {validation_message(error)}", file=sys.stderr)
+        return 2
+    except (UsageError, StoreError) as error:
         print(f"perfserve {args.command}: error: {error}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as missing:  # a command that imports its tools when it runs

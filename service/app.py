@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from service.api import router
+from service.docs import serve_docs
 from service.metrics import Metrics, new_registry
 from service.openapi import document_predict
 from service.predict import ASGIApp, PredictEndpoint
@@ -34,10 +35,13 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         title="perfserve",
         summary="Inference service with load testing built in",
         lifespan=lifespan,
+        docs_url=None,  # served from local files below, not a CDN
+        redoc_url=None,
     )
     api.state.service = service
     api.include_router(router)
     api.include_router(rollout_router)
+    serve_docs(api)
     api.add_exception_handler(RequestValidationError, _invalid_request)
     api.add_exception_handler(Exception, _internal_error)
     document_predict(api)

@@ -9,6 +9,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import tempfile
 import types
 import typing
@@ -17,8 +18,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from common.usage import UsageError, add_option, env_name
-from service.settings import Settings, describe_error
+from common.usage import UsageError, add_option, env_name, flag_name, validation_message
+from service.settings import Settings
 from service.store import Manifest, load_manifest
 
 
@@ -27,10 +28,15 @@ def add_build_arguments(build: argparse.ArgumentParser) -> None:
         "Train the reference model (or take yours), convert it to ONNX, quantize "
         "it to int8, score every variant on the hold-out set, and write the store."
     )
-    add_option(build, "--store", type=Path, default=Path("model_store"), help="store folder")
-    add_option(build, "--model", type=Path, help="your fitted scikit-learn pipeline (joblib)")
-    add_option(build, "--data", type=Path, help="your hold-out set (CSV with a header)")
-    add_option(build, "--target", help="the target column of --data")
+    add_option(build, "--store", type=Path, default=Path("model_store"), help="Folder to write.")
+    add_option(
+        build,
+        "--model",
+        type=Path,
+        help="Your fitted scikit-learn pipeline, a joblib file (default: train the reference).",
+    )
+    add_option(build, "--data", type=Path, help="Your hold-out set: a CSV with a header row.")
+    add_option(build, "--target", help="The target column of --data.")
     build.set_defaults(run=run_build)
 
 
@@ -68,22 +74,25 @@ def describe_store(store: Path, manifest: Manifest) -> str:
 
 
 def add_serve_arguments(serve: argparse.ArgumentParser) -> None:
-    serve.description = "Every option also reads PERFSERVE_<OPTION>; the command line wins."
+    serve.description = (
+        "Serve every variant of the model store over HTTP. Every option also reads "
+        "PERFSERVE_<OPTION>; the command line wins."
+    )
     for name, field in Settings.model_fields.items():
         flag = "--" + name.replace("_", "-")
+        default = "unset" if field.default is None else field.default
+        help_text = f"{field.description} (default: {default}; env {env_name(name)})"
         if name == "inject":
-            serve.add_argument(
-                flag, action="append", metavar="VARIANT:KIND=VALUE", help=field.description
-            )
+            serve.add_argument(flag, action="append", metavar="VARIANT:KIND=VALUE", help=help_text)
         elif _is_bool(field.annotation):
-            serve.add_argument(flag, action=argparse.BooleanOptionalAction, help=field.description)
+            serve.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
         else:
-            serve.add_argument(flag, metavar=name.upper(), help=field.description)
+            serve.add_argument(flag, metavar=name.upper(), help=help_text)
     serve.set_defaults(run=run_serve)
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    import uvicorn
+    from service.announce import announce_when_ready, stopped_line
 
     given = {
         name: getattr(args, name)
@@ -93,8 +102,13 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         settings = Settings(**given)
     except ValidationError as error:
-        raise UsageError(describe_error(error, options=True)) from None
+        raise UsageError(
+            validation_message(
+                error, lambda name: flag_name(name) if name in given else env_name(name)
+            )
+        ) from None
     load_manifest(settings.store)  # a missing store fails here, with what to run
+    check_address(settings.host, settings.port)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
     )
@@ -111,15 +125,51 @@ def run_serve(args: argparse.Namespace) -> int:
     # uvicorn re-raises SIGTERM once its graceful shutdown is over; by then every admitted
     # request has been answered, so the process should exit 0, not die of the signal.
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    announce_when_ready(settings)
     if settings.workers == 1:
         from service.app import create_app
 
-        uvicorn.Server(uvicorn.Config(create_app(settings), **common)).run()  # type: ignore[arg-type]
+        drained = _serve_counting_drain(create_app(settings), common)
+        print(stopped_line(settings, drained), flush=True)
         return 0
-    return _serve_workers(settings, given, common)
+    _serve_workers(settings, given, common)
+    print(stopped_line(settings, None), flush=True)
+    return 0
 
 
-def _serve_workers(settings: Settings, given: dict[str, Any], common: dict[str, object]) -> int:
+def check_address(host: str, port: int) -> None:
+    """Bind the address once before starting: a port in use or a foreign interface is one
+    line here, and the ready line can never come from another server on that port."""
+    try:
+        with socket.create_server((host, port), reuse_port=False) as _:
+            pass
+    except OSError as error:
+        raise UsageError(
+            f"--host {host} --port {port}: cannot listen there "
+            f"({os.strerror(error.errno) if error.errno else error}); "
+            "choose another port, or an interface of this machine"
+        ) from None
+
+
+def _serve_counting_drain(app: object, common: dict[str, object]) -> int:
+    """Run one uvicorn server; return how many requests were in flight at the stop signal
+    (uvicorn answers them all before it exits, up to the graceful shutdown time)."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        drained = 0
+
+        def handle_exit(self, sig: int, frame: types.FrameType | None) -> None:
+            if not self.should_exit:
+                self.drained = len(self.server_state.tasks)
+            super().handle_exit(sig, frame)
+
+    server = Server(uvicorn.Config(app, **common))  # type: ignore[arg-type]
+    server.run()
+    return server.drained
+
+
+def _serve_workers(settings: Settings, given: dict[str, Any], common: dict[str, object]) -> None:
     """Several worker processes: settings travel as environment variables, metrics through
     a shared folder (prometheus_client multiprocess mode), the split through a file."""
     import uvicorn
@@ -145,7 +195,6 @@ def _serve_workers(settings: Settings, given: dict[str, Any], common: dict[str, 
         )
     finally:
         shutil.rmtree(shared, ignore_errors=True)
-    return 0
 
 
 def _env_value(value: object) -> str:

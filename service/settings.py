@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service.faults import Faults, parse_faults
@@ -106,7 +106,7 @@ class Settings(BaseSettings):
     """Allow --inject; without it faults are refused, so a rehearsal setting copied into
     production stops the service at start-up instead of hurting users."""
 
-    log_level: str = "warning"
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "warning"
     """Log level of the service and uvicorn."""
 
     access_log: bool = False
@@ -143,7 +143,9 @@ class Settings(BaseSettings):
         try:
             return {name.strip(): float(weight) for name, weight in pairs}
         except ValueError:
-            raise ValueError(f"traffic must look like a=0.9,b=0.1, not {value!r}") from None
+            raise ValueError(
+                "must look like name=weight,... e.g. sklearn_fp32=0.9,onnx_int8=0.1"
+            ) from None
 
     @field_validator("inject", mode="before")
     @classmethod
@@ -185,14 +187,3 @@ class Settings(BaseSettings):
         if self.inject and not self.allow_faults:
             raise ValueError("--inject needs --allow-faults (or PERFSERVE_ALLOW_FAULTS=1)")
         return self
-
-
-def describe_error(error: ValidationError, options: bool = False) -> str:
-    """A validation error's first problem in one line, without the value given (it may be
-    a secret): `traffic: ...`, or with `options`, `--traffic: ...`."""
-    first = error.errors()[0]
-    where = ".".join(str(part) for part in first["loc"])
-    if options and where:
-        where = "--" + where.replace("_", "-")
-    message = str(first["msg"]).removeprefix("Value error, ")
-    return f"{where}: {message}" if where else message

@@ -20,14 +20,14 @@ import psutil
 import threadpoolctl
 from pydantic import ValidationError
 
-from common.usage import UsageError
+from common.usage import UsageError, validation_message
 from service.batching import BatchResult, MicroBatcher
 from service.faults import FaultyRunner, latency_s
 from service.metrics import Metrics
 from service.rollout.replica import RolloutReplica
 from service.routing import Router, TrafficSplit, UnknownVariant
 from service.runtimes import Runner, open_variant
-from service.settings import Settings, describe_error
+from service.settings import Settings
 from service.shadow import Compared, ShadowMirror
 from service.shared_split import SharedSplit
 from service.store import Manifest, StoreError, VariantInfo, load_holdout, load_manifest
@@ -146,7 +146,7 @@ class Service:
         wanted = self.settings.variants or available
         unknown = [name for name in wanted if name not in available]
         if unknown:
-            raise StoreError(f"variant(s) {unknown} are not in the store; it has {available}")
+            raise StoreError(f"--variants {unknown}: not in the store; it has {available}")
         return wanted
 
     def _check_faults(self) -> None:
@@ -169,7 +169,7 @@ class Service:
         try:
             from_file = self.split.start(self.router.split)
         except ValidationError as error:
-            raise UsageError(f"--split-file {path}: {describe_error(error)}") from None
+            raise UsageError(f"--split-file {path}: {validation_message(error, str)}") from None
         except (OSError, ValueError) as error:
             raise UsageError(f"--split-file {path}: {error}") from None
         if from_file and self.settings.traffic is not None:

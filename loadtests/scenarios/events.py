@@ -35,22 +35,41 @@ _state: dict[str, Any] = {}
 
 
 def add_options(parser: Any) -> None:
-    def option(flag: str, **kwargs: Any) -> None:
-        env = "PERFSERVE_" + flag.lstrip("-").replace("-", "_").upper()
-        parser.add_argument(flag, env_var=env, **kwargs)
+    """The scenarios' options, each with its default and the variable it also reads."""
 
-    option("--store", default="model_store", help="model store whose hold-out rows are sent")
-    option("--user-rps", type=positive_float, default=1.0, help="requests per second per user")
-    option("--arrivals", choices=ARRIVAL_PROCESSES, default="poisson", help="gaps between sends")
-    option("--batch-rows", type=int, default=16, help="rows per BatchUser request")
-    option("--bad-share", type=float, default=0.01, help="share of requests malformed on purpose")
-    option("--canary-users", type=int, default=1000, help="distinct X-User-Id values")
-    option("--variant", default="", help="send to /models/VARIANT/predict instead of /predict")
-    option("--metrics-port", type=int, default=DEFAULT_PORT, help="generator metrics; 0: off")
-    option("--metrics-host", default="127.0.0.1", help="interface for the generator metrics")
-    option("--max-fail-ratio", type=float, default=0.01, help="gate: highest fail ratio")
-    option("--max-p95-ms", type=float, default=None, help="gate: highest p95 (scheduled time)")
-    option("--max-p99-ms", type=float, default=None, help="gate: highest p99 (scheduled time)")
+    def option(flag: str, help: str, **kwargs: Any) -> None:
+        env = "PERFSERVE_" + flag.lstrip("-").replace("-", "_").upper()
+        given = kwargs.get("default")
+        default = "" if given in (None, "") else f"default: {given}; "
+        parser.add_argument(flag, env_var=env, help=f"{help} ({default}env {env})", **kwargs)
+
+    option("--store", "Model store whose hold-out rows are sent.", default="model_store")
+    option("--user-rps", "Requests per second each user sends.", type=positive_float, default=1.0)
+    option(
+        "--arrivals",
+        "How gaps between a user's sends are drawn: poisson (random) or constant.",
+        choices=ARRIVAL_PROCESSES,
+        default="poisson",
+    )
+    option("--batch-rows", "Rows in each BatchUser request.", type=int, default=16)
+    option(
+        "--bad-share",
+        "Share of requests malformed on purpose; they must come back 4xx.",
+        type=float,
+        default=0.01,
+    )
+    option("--canary-users", "Distinct X-User-Id values CanaryUser sends.", type=int, default=1000)
+    option("--variant", "Send to /models/VARIANT/predict instead of /predict.", default="")
+    option(
+        "--metrics-port",
+        "Port for the generator's Prometheus metrics (0: none).",
+        type=int,
+        default=DEFAULT_PORT,
+    )
+    option("--metrics-host", "Interface the generator's metrics listen on.", default="127.0.0.1")
+    option("--max-fail-ratio", "Gate: highest share of failed requests.", type=float, default=0.01)
+    option("--max-p95-ms", "Gate: highest p95 in ms, from the scheduled time.", type=float)
+    option("--max-p99-ms", "Gate: highest p99 in ms, from the scheduled time.", type=float)
 
 
 def start(environment: Environment) -> None:

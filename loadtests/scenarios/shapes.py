@@ -89,7 +89,9 @@ SHAPES: dict[str, type[LoadTestShape]] = {
 
 
 def shape_from_env(environ: Mapping[str, str] = os.environ) -> type[LoadTestShape] | None:
-    """The shape `PERFSERVE_SHAPE` names, with `PERFSERVE_SHAPE_*` overrides; None if unset."""
+    """The shape `PERFSERVE_SHAPE` names, with `PERFSERVE_SHAPE_*` overrides; None if unset.
+
+    A ValueError names the variable, its bad value and what is allowed."""
     name = environ.get("PERFSERVE_SHAPE", "").strip().lower()
     if not name:
         return None
@@ -100,5 +102,11 @@ def shape_from_env(environ: Mapping[str, str] = os.environ) -> type[LoadTestShap
     for attribute, default in vars(base).items():
         value = environ.get(f"PERFSERVE_SHAPE_{attribute.upper()}")
         if value is not None and isinstance(default, int | float):
-            overrides[attribute] = type(default)(value)
+            try:
+                overrides[attribute] = type(default)(value)
+            except ValueError:
+                kind = "an integer" if isinstance(default, int) else "a number"
+                raise ValueError(
+                    f"PERFSERVE_SHAPE_{attribute.upper()}={value!r}: must be {kind}"
+                ) from None
     return type(base.__name__, (base,), overrides)

@@ -30,31 +30,145 @@ def add_sweep_arguments(sweep: argparse.ArgumentParser) -> None:
         "live split; reports the highest QPS that holds the p99 SLO, with the server's side "
         "of every step, and writes steps.csv, summary.json, plots and report.html."
     )
-    add_option(sweep, "--url", required=True, help="the service, e.g. http://127.0.0.1:8000")
+    add_option(
+        sweep,
+        "--url",
+        required=True,
+        help="Base URL of the running service, e.g. http://127.0.0.1:8000.",
+    )
     add_option(
         sweep, "--variant", nargs="+", default=None,
-        help=f"variants to sweep in turn ('{SPLIT}' = the live split; default: every variant)",
+        help=f"Variants to sweep in turn; '{SPLIT}' sends through the live traffic split "
+        "(default: every variant the service serves).",
     )  # fmt: skip
-    add_option(sweep, "--rates", type=rate_list, help="fixed target rates, e.g. 100,200,400")
-    add_option(sweep, "--auto", action="store_true", help="find the knee (the default)")
-    add_option(sweep, "--slo-p99-ms", type=positive_float, default=SLO_P99_MS, help="the p99 SLO")
-    add_option(sweep, "--step-seconds", type=positive_float, default=20.0, help="least per step")
-    add_option(sweep, "--max-step-seconds", type=positive_float, help="most per step (3x step)")
-    add_option(sweep, "--window-seconds", type=positive_float, help="window (step / 4)")
-    add_option(sweep, "--arrivals", choices=ARRIVAL_PROCESSES, default="poisson", help="gaps")
-    add_option(sweep, "--start-rate", type=positive_float, default=100.0, help="--auto: first")
-    add_option(sweep, "--max-rate", type=positive_float, default=50_000.0, help="highest rate")
-    add_option(sweep, "--precision", type=positive_float, default=0.1, help="--auto: bisect to")
-    add_option(sweep, "--rows-per-request", type=int, default=1, help="rows in each request")
-    add_option(sweep, "--store", type=Path, default=Path("model_store"), help="rows to send")
-    add_option(sweep, "--workers", type=int, default=0, help="Locust worker processes (0: here)")
-    add_option(sweep, "--max-in-flight", type=int, default=256, help="connections per generator")
-    add_option(sweep, "--stress", action="store_true", help="push past the knee, time recovery")
-    add_option(sweep, "--soak-rate", type=positive_float, help="hold this rate (soak)")
-    add_option(sweep, "--soak-seconds", type=positive_float, default=600.0, help="soak length")
-    add_option(sweep, "--metrics-port", type=int, default=DEFAULT_PORT, help="0: no metrics")
-    add_option(sweep, "--metrics-host", default="127.0.0.1", help="generator metrics interface")
-    add_option(sweep, "--out", type=Path, default=Path("reports/sweep"), help="report folder")
+    add_option(
+        sweep,
+        "--rates",
+        type=rate_list,
+        help="Fixed target rates in requests/s, e.g. 100,200,400 (default: search for the knee).",
+    )
+    add_option(
+        sweep,
+        "--auto",
+        action="store_true",
+        help="Search for the knee: the default when --rates is not given.",
+    )
+    add_option(
+        sweep,
+        "--slo-p99-ms",
+        type=positive_float,
+        default=SLO_P99_MS,
+        help="p99 latency SLO in ms that a step must hold.",
+    )
+    add_option(
+        sweep,
+        "--step-seconds",
+        type=positive_float,
+        default=20.0,
+        help="Shortest time a step runs, in seconds; it is extended while results settle.",
+    )
+    add_option(
+        sweep,
+        "--max-step-seconds",
+        type=positive_float,
+        help="Longest time a step may run, in seconds (default: 3 x --step-seconds).",
+    )
+    add_option(
+        sweep,
+        "--window-seconds",
+        type=positive_float,
+        help="Length of the windows a step is judged in, in seconds (default: step / 4).",
+    )
+    add_option(
+        sweep,
+        "--arrivals",
+        choices=ARRIVAL_PROCESSES,
+        default="poisson",
+        help="How gaps between arrivals are drawn: poisson (random) or constant.",
+    )
+    add_option(
+        sweep,
+        "--start-rate",
+        type=positive_float,
+        default=100.0,
+        help="With --auto: the first rate tried, in requests/s; it doubles until a step fails.",
+    )
+    add_option(
+        sweep,
+        "--max-rate",
+        type=positive_float,
+        default=50_000.0,
+        help="Highest rate tried, in requests/s.",
+    )
+    add_option(
+        sweep,
+        "--precision",
+        type=positive_float,
+        default=0.1,
+        help="With --auto: bisect until the last good and first failing rates are this close "
+        "(relative).",
+    )
+    add_option(sweep, "--rows-per-request", type=int, default=1, help="Rows in each request.")
+    add_option(
+        sweep,
+        "--store",
+        type=Path,
+        default=Path("model_store"),
+        help="Model store whose hold-out rows are sent.",
+    )
+    add_option(
+        sweep,
+        "--workers",
+        type=int,
+        default=0,
+        help="Locust worker processes to start (0: generate load in this process).",
+    )
+    add_option(
+        sweep,
+        "--max-in-flight",
+        type=int,
+        default=256,
+        help="Most requests in flight (connections) per generator process.",
+    )
+    add_option(
+        sweep,
+        "--stress",
+        action="store_true",
+        help="After the knee, push on to the breaking point and time the recovery.",
+    )
+    add_option(
+        sweep,
+        "--soak-rate",
+        type=positive_float,
+        help="Hold this rate in requests/s for --soak-seconds and watch the server's memory.",
+    )
+    add_option(
+        sweep,
+        "--soak-seconds",
+        type=positive_float,
+        default=600.0,
+        help="How long the soak at --soak-rate lasts, in seconds.",
+    )
+    add_option(
+        sweep,
+        "--metrics-port",
+        type=int,
+        default=DEFAULT_PORT,
+        help="Port for the generator's Prometheus metrics (0: none).",
+    )
+    add_option(
+        sweep,
+        "--metrics-host",
+        default="127.0.0.1",
+        help="Interface the generator's metrics listen on.",
+    )
+    add_option(
+        sweep,
+        "--out",
+        type=Path,
+        default=Path("reports/sweep"),
+        help="Folder for report.html, summary.json, steps.csv and plots.",
+    )
     sweep.set_defaults(run=run_sweep_command)
 
 
@@ -78,11 +192,16 @@ def plan_from_args(args: argparse.Namespace) -> SweepPlan:
     from loadtests.sweep.steps import StepSettings
 
     url = args.url.rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise UsageError(f"--url {url}: must start with http:// or https://, e.g. http://{url}")
     models, weights = _service_description(url)
     targets = _names(args.variant) or models
     unknown = [t for t in targets if t != SPLIT and t not in models]
     if unknown:
-        raise UsageError(f"unknown variant(s) {unknown}; the service has {models} (or '{SPLIT}')")
+        raise UsageError(
+            f"--variant {','.join(unknown)}: not served by {url}; choose among "
+            f"{', '.join(models)}, or '{SPLIT}' for the live split"
+        )
     args.auto, args.stress = _flag(args.auto), _flag(args.stress)
     if args.rates and args.auto:
         raise UsageError("--rates and --auto exclude each other")

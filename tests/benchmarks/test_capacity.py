@@ -74,6 +74,8 @@ def test_capacity_command_from_a_bench(bench_dir: Path, capsys: pytest.CaptureFi
             "256",
             "--storage-budget-mb",
             "10",
+            "--request-overhead-ms",
+            "0.2",
         ]
     )
     out = capsys.readouterr().out
@@ -81,6 +83,34 @@ def test_capacity_command_from_a_bench(bench_dir: Path, capsys: pytest.CaptureFi
     for variant in ("sklearn_fp32", "onnx_fp32", "onnx_int8"):
         assert variant in out
     assert "design load 750 QPS" in out
+    assert "+0.2 ms HTTP overhead per request (--request-overhead-ms)" in out
+    assert f"model time, memory and size from the bench in {bench_dir}" in out
+
+
+def test_capacity_from_a_bench_measures_the_http_overhead_first(
+    bench_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --request-overhead-ms the plan must not treat HTTP as free: a probe of the
+    real service measures it, and the plan says so, per variant."""
+    assert main(["capacity", "--peak-qps", "500", "--bench", str(bench_dir)]) == 0
+    captured = capsys.readouterr()
+    assert "a short probe of `perfserve serve`" in captured.err
+    for variant in ("sklearn_fp32", "onnx_fp32", "onnx_int8"):
+        line = next(x for x in captured.out.splitlines() if x.startswith(f"{variant}: HTTP"))
+        overhead_ms = float(line.split("HTTP overhead ")[1].split(" ms")[0])
+        assert overhead_ms > 0.005  # parsing, routing and answering are never free
+        assert "sequential requests" in line and "Server-Timing infer" in line
+        assert f"  {variant}: service rate from bench throughput" in captured.out
+
+
+def test_capacity_refuses_when_the_overhead_cannot_be_measured(
+    bench_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["capacity", "--peak-qps", "500", "--bench", str(bench_dir)]
+    assert main([*args, "--store", str(tmp_path / "no-store")]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "needs what HTTP adds to each request" in error
+    assert "--request-overhead-ms" in error and "--sweep" in error
 
 
 def test_request_overhead_lowers_the_service_rate(bench_summary: dict[str, Any]) -> None:

@@ -47,8 +47,10 @@ def test_limits_reject_with_the_limit_and_the_figure() -> None:
     )
     assert decision.ranked == [("fast_big", 0.2)]
     assert decision.rejected == {
-        "accurate_slow": ["max_p95_latency_ms: 3 ms p95 latency is above the maximum of 1"],
-        "cheap_sloppy": ["min_accuracy: 0.9 accuracy is below the minimum of 0.93"],
+        "accurate_slow": [
+            "max_p95_latency_ms: p95 latency per call 3 ms is above the maximum of 1 ms"
+        ],
+        "cheap_sloppy": ["min_accuracy: accuracy 0.9 is below the minimum of 0.93"],
     }
     assert decision.choice == "fast_big"
 
@@ -59,7 +61,20 @@ def test_every_broken_limit_is_listed() -> None:
     assert [name for name, _ in decision.ranked] == ["cheap_sloppy"]
     assert len(decision.rejected["accurate_slow"]) == 2  # throughput 500/s and 2 mJ
     assert decision.rejected["fast_big"] == [
-        "max_memory_mb: 100 MiB memory is above the maximum of 50"
+        "max_memory_mb: memory 100 MiB is above the maximum of 50 MiB"
+    ]
+
+
+def test_a_rejection_on_estimated_energy_says_so() -> None:
+    limits = {"max_energy_mj_per_sample": 1.0, "max_memory_mb": 50}
+    how = "CPU-time proxy: no readable RAPL counter"
+    decision = decide(TABLE, Requirements(limits=limits, objective="energy"), how)
+    assert decision.rejected["accurate_slow"] == [
+        "max_energy_mj_per_sample: energy 2 mJ/sample is above the maximum of 1 mJ/sample "
+        f"(an estimate, not a measurement: {how})"
+    ]
+    assert decision.rejected["fast_big"] == [  # judged on memory alone: no estimate named
+        "max_memory_mb: memory 100 MiB is above the maximum of 50 MiB"
     ]
 
 
@@ -133,7 +148,7 @@ def test_without_an_energy_counter_the_score_drops_energy_and_says_so() -> None:
     assert note is not None and "CPU time twice" in note
     # Energy ranks these rows like latency does: weighted, it would double latency's say.
     requirements = parse_requirements({"weights": {"latency": 1, "energy": 1}})
-    estimated = decide(TABLE, requirements, energy_measured=False)
+    estimated = decide(TABLE, requirements, energy_estimate="CPU-time proxy")
     latency_only = decide(TABLE, parse_requirements({"weights": {"latency": 1}}))
     assert estimated.ranked == latency_only.ranked
     assert estimated.notes == [note]

@@ -118,3 +118,19 @@ def test_a_load_shape_drives_the_run_and_stops_it(server: ServerProcess, store: 
     assert code == 0, output
     assert "Shape test updating to 8 users" in output
     assert "Shape test completed" in output
+
+
+def test_the_locustfile_lists_its_options_in_locusts_help() -> None:
+    shown = subprocess.run(
+        [sys.executable, "-m", "loadtests.locustfile"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).parents[2],
+    )
+    assert shown.returncode == 0
+    text = " ".join(shown.stdout.split())
+    assert "--run-time" in text  # Locust's own options
+    assert "Requests per second each user sends. (default: 1.0; env PERFSERVE_USER_RPS)" in text
+    for flag in ("--store", "--bad-share", "--max-p99-ms", "--canary-users", "--batch-rows"):
+        assert flag in text

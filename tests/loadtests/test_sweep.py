@@ -132,4 +132,4 @@ def test_locust_workers_generate_the_load(
 def test_an_unknown_variant_is_a_usage_error(server: ServerProcess, store: Path) -> None:
     done = run_perfserve("sweep", "--url", server.url, "--variant", "nope", "--store", str(store))
     assert done.returncode == 2
-    assert "unknown variant" in done.stderr
+    assert f"--variant nope: not served by {server.url}" in done.stderr

@@ -73,6 +73,31 @@ def test_workers_share_split_changes(store: Path, holdout: Dataset) -> None:
     assert versions == {2}
 
 
+async def _until_admitted(url: str, count: int, timeout_s: float = 20.0) -> None:
+    """Wait until the server holds or has answered `count` prediction requests: a fixed
+    sleep is too short on a loaded machine, and a request not yet admitted when SIGTERM
+    arrives is refused by design, which is not what this test is about."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    async with httpx.AsyncClient(base_url=url, timeout=5) as client:
+        while asyncio.get_running_loop().time() < deadline:
+            metrics = (await client.get("/metrics")).text
+            if _admitted(metrics) >= count:
+                return
+            await asyncio.sleep(0.01)
+    raise AssertionError(f"fewer than {count} requests admitted within {timeout_s} s")
+
+
+def _admitted(metrics: str) -> float:
+    """Requests in flight plus requests answered, from the exposition text."""
+    total = 0.0
+    for line in metrics.splitlines():
+        if line.startswith("perfserve_inflight_requests ") or line.startswith(
+            "perfserve_request_duration_seconds_count{"
+        ):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
 async def _slow_requests(url: str, payload: dict[str, object]) -> list[int]:
     async with httpx.AsyncClient(base_url=url, timeout=30) as client:
         return [
@@ -86,13 +111,13 @@ async def _slow_requests(url: str, payload: dict[str, object]) -> list[int]:
 def test_sigterm_finishes_admitted_requests_then_exits_cleanly(
     store: Path, holdout: Dataset
 ) -> None:
-    options = ["--allow-faults", "--inject", "onnx_fp32:latency-ms=100", "--max-batch-size", "1"]
+    options = ["--allow-faults", "--inject", "onnx_fp32:latency-ms=300", "--max-batch-size", "1"]
     options += ["--inference", "thread"]
     with running_server(store, options=options) as server:
 
         async def scenario() -> list[int]:
             requests = asyncio.create_task(_slow_requests(server.url, body(holdout.features[:1])))
-            await asyncio.sleep(0.15)  # all five admitted, most still queued
+            await _until_admitted(server.url, 5)  # most still queued: 1.5 s of work
             await asyncio.to_thread(server.stop)
             return await requests
 

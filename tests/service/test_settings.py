@@ -48,7 +48,7 @@ def test_traffic_also_reads_json() -> None:
         ({"inject": "onnx_int8:error-rate=2", "allow_faults": True}, "from 0 to 1"),
         ({"inject": "onnx_int8:flip-rate=x", "allow_faults": True}, "from 0 to 1"),
         ({"inject": "latency-ms=5", "allow_faults": True}, "names no variant"),
-        ({"traffic": "a=x"}, "traffic must look like"),
+        ({"traffic": "a=x"}, "must look like name=weight"),
         ({"variants": "onnx_fp32", "shadow": "onnx_int8"}, "not among the loaded variants"),
     ],
 )

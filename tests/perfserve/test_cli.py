@@ -1,0 +1,172 @@
+"""The command line as a newcomer meets it: help without arguments, a version, and every
+mistake answered by one line that names the option, the bad value and what is allowed,
+with exit status 2 and never a traceback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from perfserve.cli import COMMANDS
+from tests.utils import run_perfserve
+
+STORE = "{store}"  # replaced by the session's model store
+UNUSED_URL = "http://127.0.0.1:9"  # the discard port: nothing answers there
+
+# (subcommand, arguments, environment, words the one line must contain)
+BAD_INVOCATIONS: list[tuple[str, list[str], dict[str, str], list[str]]] = [
+    ("serve", ["--traffic", "sklearn_fp32=0.9,onnx_int9=0.1"], {}, ["--traffic", "onnx_int9"]),
+    ("serve", ["--shadow", "onnx_int9"], {}, ["--shadow", "onnx_int9", "onnx_fp32"]),
+    (
+        "serve",
+        ["--variants", "onnx_fp32", "--traffic", "sklearn_fp32=1"],
+        {},
+        ["--traffic", "sklearn_fp32", "onnx_fp32"],
+    ),
+    ("serve", ["--variants", "onnx_int9"], {}, ["--variants", "onnx_int9", "sklearn_fp32"]),
+    ("serve", ["--inference", "threads"], {}, ["--inference", "'threads'", "'thread'"]),
+    ("serve", ["--port", "abc"], {}, ["--port", "'abc'", "integer"]),
+    ("serve", ["--port", "70000"], {}, ["--port", "65535"]),
+    ("serve", ["--admin-token", "short"], {}, ["--admin-token", "12 characters"]),
+    ("serve", ["--traffic", "x"], {}, ["--traffic", "'x'", "name=weight"]),
+    ("serve", ["--max-batch-size", "0"], {}, ["--max-batch-size", "'0'", "1"]),
+    ("serve", [], {"PERFSERVE_PORT": "abc"}, ["PERFSERVE_PORT", "'abc'", "integer"]),
+    ("serve", ["--store", "no-such-store"], {}, ["no-such-store", "perfserve build"]),
+    ("serve", ["--log-level", "loud"], {}, ["--log-level", "'loud'", "'debug'"]),
+    ("serve", ["--bogus"], {}, ["unrecognized arguments: --bogus"]),
+    ("build", ["--model", "model.joblib"], {}, ["--model, --data and --target"]),
+    ("demo", ["--out"], {}, ["--out", "expected one argument"]),
+    ("sweep", [], {}, ["--url"]),
+    ("sweep", ["--url", UNUSED_URL, "--rates", "abc"], {}, ["--rates", "'abc'", "100,200,400"]),
+    ("sweep", ["--url", UNUSED_URL, "--step-seconds", "-1"], {}, ["--step-seconds", "positive"]),
+    ("sweep", ["--url", UNUSED_URL], {}, [UNUSED_URL]),
+    ("sweep", ["--url", "127.0.0.1:9"], {}, ["--url", "127.0.0.1:9", "http://"]),
+    (
+        "sweep",
+        ["--url", UNUSED_URL],
+        {"PERFSERVE_ARRIVALS": "uniform"},
+        ["PERFSERVE_ARRIVALS", "'uniform'", "poisson"],
+    ),
+    (
+        "sweep",
+        ["--url", UNUSED_URL],
+        {"PERFSERVE_STEP_SECONDS": "abc"},
+        ["PERFSERVE_STEP_SECONDS", "'abc'", "number"],
+    ),
+    ("bench-http", ["--concurrency", "x"], {}, ["--concurrency", "'x'", "integers"]),
+    ("bench", ["--runs", "1"], {}, ["--runs"]),
+    ("bench", ["--variants", "onnx_int9"], {}, ["onnx_int9", "sklearn_fp32"]),
+    ("bench", ["--batch-sizes", "1,x"], {}, ["--batch-sizes", "'1,x'"]),
+    ("decide", [], {}, ["--requirements"]),
+    ("decide", ["--requirements", "no-such.yaml"], {}, ["no-such.yaml"]),
+    ("capacity", ["--peak-qps", "abc"], {}, ["--peak-qps", "'abc'"]),
+    ("capacity", ["--peak-qps", "100", "--bench", "no-such-bench"], {}, ["no-such-bench"]),
+    ("compare", ["--baseline", "onnx_int9", "--candidate", "onnx_fp32"], {}, ["onnx_int9"]),
+    ("history", ["frob"], {}, ["'frob'", "list", "accept"]),
+    ("history", ["accept"], {}, ["record id"]),
+]
+NEEDS_A_STORE = {"serve", "bench", "compare"}
+
+
+def _argv(command: str, args: list[str], store: Path) -> list[str]:
+    given = [command, *args]
+    if command in NEEDS_A_STORE and "--store" not in args and args != ["--bogus"]:
+        given += ["--store", str(store)]
+    return given
+
+
+def test_the_table_covers_every_subcommand() -> None:
+    assert {command for command, *_ in BAD_INVOCATIONS} == set(COMMANDS)
+
+
+@pytest.mark.parametrize(
+    ("command", "args", "env", "words"),
+    BAD_INVOCATIONS,
+    ids=[" ".join([c, *a, *(f"{k}={v}" for k, v in e.items())]) for c, a, e, _ in BAD_INVOCATIONS],
+)
+def test_a_bad_invocation_is_one_line_and_exit_2(
+    command: str,
+    args: list[str],
+    env: dict[str, str],
+    words: list[str],
+    store: Path,
+    tmp_path: Path,
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "perfserve", *_argv(command, args, store)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,  # nothing of a developer's reports/ or model_store/ is found
+        env={**os.environ, **env},
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("perfserve"), lines[0]
+    for word in words:
+        assert word in lines[0]
+    assert "errors.pydantic.dev" not in lines[0]
+
+
+def test_a_port_in_use_is_one_line_and_exit_2(store: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = str(taken.getsockname()[1])
+        result = run_perfserve("serve", "--store", str(store), "--port", port)
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"perfserve serve: error: --host 127.0.0.1 --port {port}: cannot listen there "
+        "(Address already in use); choose another port, or an interface of this machine\n"
+    )
+    assert "ready" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("env", "words"),
+    [
+        ({"PERFSERVE_SHAPE": "stairs"}, ["PERFSERVE_SHAPE", "'stairs'", "steps, ramp, spike"]),
+        (
+            {"PERFSERVE_SHAPE": "steps", "PERFSERVE_SHAPE_STEPS": "many"},
+            ["PERFSERVE_SHAPE_STEPS", "'many'", "integer"],
+        ),
+    ],
+)
+def test_a_bad_load_shape_is_one_line_and_exit_2(env: dict[str, str], words: list[str]) -> None:
+    locustfile = Path(__file__).parents[2] / "loadtests" / "locustfile.py"
+    result = subprocess.run(
+        [sys.executable, "-m", "locust", "-f", str(locustfile), "--headless", "-t", "1s"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **env},
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    for word in words:
+        assert word in line
+
+
+def test_no_arguments_print_help_and_version_is_there() -> None:
+    bare = run_perfserve()
+    assert bare.returncode == 0
+    assert bare.stdout.startswith("usage: perfserve")
+    for command in COMMANDS:
+        assert command in bare.stdout
+    version = run_perfserve("--version")
+    assert version.returncode == 0 and version.stdout.startswith("perfserve ")
+
+
+def test_help_gives_sentences_with_defaults() -> None:
+    sweep = run_perfserve("sweep", "--help").stdout
+    assert "(default: 20.0; env PERFSERVE_STEP_SECONDS)" in " ".join(sweep.split())
+    history = run_perfserve("history", "--help").stdout
+    assert "The record id to accept" in history
+    demo = run_perfserve("demo", "--help").stdout
+    assert "Build the model store if it is missing" in " ".join(demo.split())

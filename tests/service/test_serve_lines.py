@@ -1,0 +1,66 @@
+"""`perfserve serve` says one line when it is ready and one when it has stopped."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from common.processes import ServerProcess, running_server
+from service.store import Dataset
+from tests.utils import ADMIN_TOKEN, body
+
+
+def _wait_for_line(server: ServerProcess, start: str, timeout_s: float = 30.0) -> str:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        lines = [line for line in server.log().splitlines() if line.startswith(start)]
+        if lines:
+            return lines[0]
+        time.sleep(0.1)
+    raise AssertionError(f"no line starting {start!r} in:\n{server.log()}")
+
+
+def _inflight(server: ServerProcess) -> float:
+    text = httpx.get(f"{server.url}/metrics").text
+    line = next(x for x in text.splitlines() if x.startswith("perfserve_inflight_requests"))
+    return float(line.split()[-1])
+
+
+def test_ready_and_stopped_lines(store: Path, holdout: Dataset) -> None:
+    options = [
+        "--admin-token", ADMIN_TOKEN, "--traffic", "sklearn_fp32=0.9,onnx_int8=0.1",
+        "--shadow", "onnx_fp32", "--allow-faults", "--inject", "onnx_int8:latency-ms=300",
+        "--max-batch-size", "1",
+    ]  # fmt: skip
+    with running_server(store, options=options) as server:
+        ready = _wait_for_line(server, "perfserve serve: ready")
+        port = server.url.rsplit(":", 1)[1]
+        assert f"ready on http://127.0.0.1:{port}, 1 worker;" in ready
+        assert "sklearn_fp32 (loaded, 90% of traffic)" in ready
+        assert "onnx_int8 (loaded, 10% of traffic)" in ready
+        assert "onnx_fp32 (loaded, shadow)" in ready
+        assert ready.endswith("admin API (PUT /traffic) enabled")
+
+        # Three slow requests in flight when the stop signal comes: all are answered.
+        url = f"{server.url}/models/onnx_int8/predict"
+        payload = body(np.asarray(holdout.features[:1]))
+        with ThreadPoolExecutor(3) as pool:
+            answers = [pool.submit(httpx.post, url, json=payload, timeout=30) for _ in range(3)]
+            deadline = time.monotonic() + 20
+            while _inflight(server) < 3 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert server.stop() == 0
+            assert [answer.result().status_code for answer in answers] == [200, 200, 200]
+        stopped = server.log().strip().splitlines()[-1]
+        assert stopped == "perfserve serve: stopped after draining 3 requests in flight"
+
+
+def test_without_a_token_the_admin_api_is_disabled(store: Path) -> None:
+    with running_server(store) as server:
+        ready = _wait_for_line(server, "perfserve serve: ready")
+        assert ready.endswith("admin API (PUT /traffic) disabled (no admin token)")
+        assert "sklearn_fp32 (loaded, 100% of traffic)" in ready
