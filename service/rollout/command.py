@@ -106,7 +106,10 @@ def run_rollout(args: argparse.Namespace) -> int:
         raise UsageError("set PERFSERVE_ADMIN_TOKEN to the service's admin token")
     headers = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=args.url, headers=headers, timeout=10.0) as client:
-        started = client.post("/rollout/start", json=plan.model_dump())
+        try:
+            started = client.post("/rollout/start", json=plan.model_dump())
+        except httpx.TransportError as error:
+            raise UsageError(f"--url {args.url}: cannot reach the service ({error})") from None
         if started.status_code != 202:
             print(f"perfserve rollout: {started.status_code} {started.text}", file=sys.stderr)
             return 2 if started.status_code in (401, 403, 422) else 1
