@@ -16,9 +16,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -27,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.competitor_servers import NAMES, competitor
 from benchmarks.options import int_list, name_list
-from common.processes import free_port, running_server
+from common.processes import running_bare_server, running_server
 from common.usage import RawDescriptionHelpFormatter, UsageError, add_option
 from service.build import build_store
 from service.store import StoreError, load_holdout, load_manifest
@@ -104,7 +102,7 @@ def run_benchmark(
     with ExitStack() as servers:
         scripts = Path(servers.enter_context(tempfile.TemporaryDirectory(prefix="bench-http-")))
         script = _wrk_script(scripts / "perfserve.lua", json.dumps({"instances": [row]}).encode())
-        bare = servers.enter_context(_bare_server(server_cpu))
+        bare = servers.enter_context(running_bare_server(server_cpu))
         targets = [Target("bare ASGI floor", f"{bare}/predict", script)]
         for batching, size in (("on", "64"), ("off", "1")):
             server = servers.enter_context(
@@ -180,27 +178,6 @@ def _batch_totals(target: Target) -> tuple[float, float] | None:
             if sample.name in totals and sample.labels.get("variant") == target.variant:
                 totals[sample.name] = sample.value
     return totals["perfserve_batch_size_sum"], totals["perfserve_batch_size_count"]
-
-
-@contextmanager
-def _bare_server(cpu: str) -> Iterator[str]:
-    port = free_port()
-    command = ["taskset", "-c", cpu, sys.executable, "-m", "uvicorn", "benchmarks.bare_asgi:app"]
-    command += ["--port", str(port), "--loop", "uvloop", "--http", "httptools"]
-    command += ["--no-access-log", "--log-level", "warning"]
-    process = subprocess.Popen(command)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                httpx.post(f"{url}/predict", content=b"{}")
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        process.wait()
 
 
 def render(cells: list[Cell], concurrencies: list[int], variants: list[str]) -> str:

@@ -38,29 +38,28 @@ class ServerProcess:
         """SIGTERM, as an orchestrator would, and wait for the exit code."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            wait_or_kill(self.process, timeout_s)
         return self.process.returncode
 
 
-@contextmanager
-def running_server(
+def wait_or_kill(process: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """Wait for a process told to stop; kill it if it has not within `timeout_s`."""
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def start_server(
     store: Path,
     *,
     port: int | None = None,
     options: Sequence[str] = (),
     env: dict[str, str] | None = None,
     cpus: str | None = None,
-    ready_timeout_s: float = 60.0,
-) -> Iterator[ServerProcess]:
-    """A `perfserve serve` on loopback, ready to answer; stopped on exit.
-
-    `cpus` pins the server with taskset (e.g. "0"), so a load generator pinned elsewhere
-    does not steal its core.
-    """
+) -> ServerProcess:
+    """Start a `perfserve serve` on loopback without waiting for it; the caller stops it."""
     port = port or free_port()
     command = [
         sys.executable,
@@ -82,12 +81,59 @@ def running_server(
             command, stdout=log_file, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
         )
     server = ServerProcess(f"http://127.0.0.1:{port}", process, log_path)
+    return server
+
+
+@contextmanager
+def running_server(
+    store: Path,
+    *,
+    port: int | None = None,
+    options: Sequence[str] = (),
+    env: dict[str, str] | None = None,
+    cpus: str | None = None,
+    ready_timeout_s: float = 60.0,
+) -> Iterator[ServerProcess]:
+    """A `perfserve serve` on loopback, ready to answer; stopped on exit.
+
+    `cpus` pins the server with taskset (e.g. "0"), so a load generator pinned elsewhere
+    does not steal its core.
+    """
+    server = start_server(store, port=port, options=options, env=env, cpus=cpus)
     try:
         wait_ready(server, ready_timeout_s)
         yield server
     finally:
         server.stop()
-        log_path.unlink(missing_ok=True)
+        server.log_path.unlink(missing_ok=True)
+
+
+@contextmanager
+def running_bare_server(cpus: str | None = None, ready_timeout_s: float = 10.0) -> Iterator[str]:
+    """The HTTP-stack floor (benchmarks/bare_asgi.py: uvicorn, uvloop, httptools, no
+    framework, no model) on loopback; its URL. Any POST gets a fixed one-prediction answer."""
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", "benchmarks.bare_asgi:app", "--port", str(port)]
+    command += ["--loop", "uvloop", "--http", "httptools", "--no-access-log"]
+    command += ["--log-level", "warning"]
+    if cpus is not None:
+        command = ["taskset", "-c", cpus, *command]
+    process = subprocess.Popen(command)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + ready_timeout_s
+        while True:
+            try:
+                httpx.post(f"{url}/predict", content=b"{}", timeout=1.0)
+                break
+            except httpx.TransportError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the bare ASGI server did not start") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait()
 
 
 def wait_ready(server: ServerProcess, timeout_s: float) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 
 def positive_float(text: str) -> float:
@@ -26,3 +27,15 @@ def rate_list(text: str) -> list[float]:
     if not rates or any(rate <= 0 for rate in rates):
         raise argparse.ArgumentTypeError(f"rates must be positive numbers, not {text!r}")
     return sorted(rates)
+
+
+def cpu_list(text: str) -> list[int]:
+    """`1` or `2,3`: CPUs this process may run on, to pin generator processes to."""
+    allowed = sorted(os.sched_getaffinity(0))
+    try:
+        cpus = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"CPUs must look like 1 or 2,3, not {text!r}") from None
+    if not cpus or any(cpu not in allowed for cpu in cpus):
+        raise argparse.ArgumentTypeError(f"CPUs must be among {allowed}, not {text!r}")
+    return cpus

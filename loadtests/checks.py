@@ -63,6 +63,19 @@ class Answer:
     """The variant that answered (`X-Variant`), if the answer says."""
     done: float
     """`time.perf_counter()` when the answer had arrived."""
+    server_s: float | None = None
+    """The server's own time for the request (`Server-Timing` total), if it said."""
+
+
+def server_timing_total_s(value: bytes) -> float | None:
+    """`total;dur=…` (milliseconds) of a `Server-Timing` header value, in seconds."""
+    _, found, rest = value.rpartition(b"total;dur=")
+    if not found:
+        return None
+    try:
+        return float(rest.partition(b",")[0]) / 1000
+    except ValueError:
+        return None
 
 
 def post_checked(
@@ -89,5 +102,7 @@ def post_checked(
             response.success()
         else:
             response.failure(verdict.failure)
-    variant = (response.headers or {}).get("x-variant")
-    return Answer(verdict, response.status_code, variant, done)
+    headers = response.headers or {}
+    timing = headers.get("server-timing")
+    server_s = server_timing_total_s(timing.encode("latin-1")) if timing else None
+    return Answer(verdict, response.status_code, headers.get("x-variant"), done, server_s)

@@ -60,6 +60,12 @@ COMMANDS: dict[str, Command] = {
         "add_bench_http_arguments",
         extra="bench",
     ),
+    "bench-generator": Command(
+        "each sweep engine's ceiling against the bare-ASGI floor and what it adds at 1,000/s",
+        "benchmarks.generator_bench",
+        "add_bench_generator_arguments",
+        extra="loadtest",
+    ),
     "bench": Command(
         "benchmark the store's variants: quality, speed, resources, operators",
         "benchmarks.commands",

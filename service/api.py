@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from service.admin import admin_refusal
 from service.metrics import exposition, workers_with_all_variants
 from service.routing import TrafficSplit, UnknownVariant
 from service.state import Service
@@ -27,17 +27,12 @@ ServiceDep = Annotated[Service, Depends(get_service)]
 def require_admin(
     service: ServiceDep, authorization: Annotated[str | None, Header()] = None
 ) -> None:
-    """`Authorization: Bearer <PERFSERVE_ADMIN_TOKEN>` guards changes to the split."""
-    token = service.settings.admin_token
-    if token is None:
-        raise HTTPException(
-            403, "changing traffic is disabled: start the service with PERFSERVE_ADMIN_TOKEN set"
-        )
-    scheme, _, given = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not secrets.compare_digest(
-        given.encode(), token.get_secret_value().encode()
-    ):
-        raise HTTPException(401, "missing or wrong admin token", {"WWW-Authenticate": "Bearer"})
+    """`Authorization: Bearer <admin token>` guards admin changes. `ManagementGuard` has
+    already checked every state-changing request before its body was read; this keeps the
+    check on the route itself, and in its OpenAPI description."""
+    refusal = admin_refusal(service.settings.admin_token, authorization)
+    if refusal is not None:
+        raise HTTPException(refusal.status, refusal.message, {"WWW-Authenticate": "Bearer"})
 
 
 @router.get("/healthz")
@@ -53,6 +48,8 @@ def readyz(service: ServiceDep) -> dict[str, Any] | JSONResponse:
     if not service.ready:
         detail = f"loading failed: {service.load_error}" if service.load_error else "loading"
         return JSONResponse({"detail": detail}, status_code=503)
+    if unavailable := service.unavailable:
+        return JSONResponse({"detail": f"unavailable: {'; '.join(unavailable)}"}, 503)
     workers = service.settings.workers
     if workers > 1 and (loaded := workers_with_all_variants(service.names)) < workers:
         return JSONResponse({"detail": f"{loaded} of {workers} workers loaded"}, status_code=503)

@@ -10,6 +10,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from service.admin import ManagementGuard
 from service.api import router
 from service.docs import serve_docs
 from service.metrics import Metrics, new_registry
@@ -45,7 +46,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     api.add_exception_handler(RequestValidationError, _invalid_request)
     api.add_exception_handler(Exception, _internal_error)
     document_predict(api)
-    return PredictEndpoint(service, api)
+    return PredictEndpoint(service, ManagementGuard(service, api))
 
 
 async def _invalid_request(request: Request, error: Exception) -> JSONResponse:

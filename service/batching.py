@@ -16,6 +16,7 @@ All times are `time.perf_counter()` seconds (monotonic).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +27,8 @@ import numpy as np
 
 from service.metrics import VariantMetrics
 from service.runtimes import Prediction, Runner
+
+log = logging.getLogger("perfserve")
 
 # A request read from a socket is parsed and queued one loop pass after it arrives, so
 # gathering stops only after two passes in a row bring nothing new.
@@ -46,6 +49,10 @@ class BatchFailed(Exception):
 
 class ShuttingDown(Exception):
     """The batcher no longer admits requests."""
+
+
+class VariantUnavailable(Exception):
+    """The variant cannot answer now: its batch loop stopped, or its model call hangs."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,13 +78,15 @@ def take_batch(
     queue: deque[PendingRequest], max_rows: int, now: float
 ) -> tuple[list[PendingRequest], list[PendingRequest]]:
     """Pop whole requests from the head, up to `max_rows` rows (always at least one
-    request), and separately the requests whose deadline passed while they waited."""
+    request), and separately those not worth computing: their deadline passed while they
+    waited, or nobody awaits the answer any more (answered by the watchdog, or cancelled
+    when shutdown ran out of grace)."""
     batch: list[PendingRequest] = []
     expired: list[PendingRequest] = []
     rows = 0
     while queue:
         head = queue[0]
-        if head.deadline <= now:
+        if head.deadline <= now or head.future.done():
             expired.append(queue.popleft())
             continue
         size = len(head.rows)
@@ -95,6 +104,14 @@ class MicroBatcher:
     requests while the model computes, or `inline` on the loop itself: on a single core
     the thread cannot run in parallel anyway, and handing each batch over costs two
     context switches (measured in docs/PERFORMANCE.md).
+
+    No request can stall the variant: whatever fails while a batch is handled (joining
+    rows, the model call, recording, delivering) reaches that batch's requests and the
+    loop goes on. Should the loop end all the same, every waiting request is failed and
+    the variant reports itself `unavailable`. A model call running longer than
+    `hung_after_s` marks the variant unavailable too until it returns; meanwhile `reap`
+    fails the requests whose deadline passed (only possible with a runner thread: an
+    inline call that hangs holds the event loop itself).
     """
 
     def __init__(
@@ -106,6 +123,7 @@ class MicroBatcher:
         max_batch_size: int,
         max_batch_delay_s: float,
         max_queue: int,
+        hung_after_s: float = float("inf"),
         inline: bool = False,
         added_latency_s: float = 0.0,
     ) -> None:
@@ -115,14 +133,17 @@ class MicroBatcher:
         self.max_batch_size = max_batch_size
         self.max_batch_delay_s = max_batch_delay_s
         self.max_queue = max_queue
+        self.hung_after_s = hung_after_s
         self.inline = inline
         self.added_latency_s = added_latency_s
         """Injected fault: every batch takes this much longer (see service/faults.py)."""
         self.closed = False
+        self.failure: str | None = None
         self._queue: deque[PendingRequest] = deque()
         self._queued_rows = 0
         self._last_batch_requests = 1
-        self._executing = False
+        self._batch: list[PendingRequest] = []
+        self._batch_started: float | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"runner-{name}")
@@ -136,9 +157,20 @@ class MicroBatcher:
         """Requests waiting for a batch now (not counting the one computing)."""
         return len(self._queue)
 
+    @property
+    def unavailable(self) -> str | None:
+        """Why the variant cannot answer now, or None when it can."""
+        if self.failure is not None:
+            return self.failure
+        started = self._batch_started
+        if started is not None and (running := time.perf_counter() - started) > self.hung_after_s:
+            return f"its model call has been running for {running:.1f} s"
+        return None
+
     def start(self) -> None:
         """Start the batch loop; must be called inside the running event loop."""
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"batch-{self.name}")
+        self._task.add_done_callback(self._loop_ended)
 
     def submit(self, rows: np.ndarray, deadline: float) -> asyncio.Future[BatchResult]:
         """Queue rows for the next batch; the future resolves with this request's answers.
@@ -147,6 +179,11 @@ class MicroBatcher:
         caller started the clock (for the service, the request's arrival)."""
         if self.closed:
             raise ShuttingDown(self.name)
+        # Cheap on the hot path: the clock is read only while a model call runs.
+        if (self._batch_started is not None or self.failure is not None) and (
+            reason := self.unavailable
+        ) is not None:
+            raise VariantUnavailable(reason)
         if len(self._queue) >= self.max_queue:
             raise QueueFull(self.name)
         future: asyncio.Future[BatchResult] = asyncio.get_running_loop().create_future()
@@ -158,20 +195,27 @@ class MicroBatcher:
             waiter.set_result(None)
         return future
 
+    def reap(self, now: float) -> None:
+        """Fail requests whose deadline passed while a model call holds the loop: those in
+        the running batch and those queued behind it. The loop expires queued requests
+        itself whenever it is free to look."""
+        if self._batch_started is None:
+            return
+        for pending in (*self._batch, *self._queue):
+            if pending.deadline <= now and not pending.future.done():
+                pending.future.set_exception(DeadlineExceeded(self.name))
+
     async def close(self, timeout_s: float) -> None:
         """Stop admitting, finish what was admitted (up to `timeout_s`), then stop the loop."""
         self.closed = True
         give_up = time.perf_counter() + timeout_s
-        while (self._queue or self._executing) and time.perf_counter() < give_up:
+        while (self._queue or self._batch) and time.perf_counter() < give_up:
             await asyncio.sleep(0.005)
         if self._task is not None:
             self._task.cancel()
             with suppress(asyncio.CancelledError):
                 await self._task
-        for pending in self._queue:
-            if not pending.future.done():
-                pending.future.set_exception(ShuttingDown(self.name))
-        self._queue.clear()
+        self._fail_waiting(ShuttingDown(self.name))
         self._executor.shutdown(wait=False)
 
     async def _run(self) -> None:
@@ -184,8 +228,36 @@ class MicroBatcher:
             for pending in expired:
                 if not pending.future.done():
                     pending.future.set_exception(DeadlineExceeded(self.name))
-            if batch:
+            if not batch:
+                continue
+            self._batch = batch  # until answered: whatever ends the loop fails it too
+            try:
                 await self._execute(batch)
+            except Exception as error:
+                # Logged once per batch, with the traceback; clients get a generic answer.
+                log.exception("variant %s: a batch of %d request(s) failed", self.name, len(batch))
+                failed = BatchFailed(f"{type(error).__name__}: {error}")
+                for pending in batch:
+                    if not pending.future.done():
+                        pending.future.set_exception(failed)
+            self._batch = []
+
+    def _loop_ended(self, task: asyncio.Task[None]) -> None:
+        """The loop ended other than by `close`: no request may wait for it in vain."""
+        if self.closed:
+            return
+        error = None if task.cancelled() else task.exception()
+        self.failure = f"its batch loop stopped ({type(error).__name__ if error else 'cancelled'})"
+        log.error("variant %s: %s", self.name, self.failure, exc_info=error)
+        self._fail_waiting(VariantUnavailable(self.failure))
+
+    def _fail_waiting(self, error: Exception) -> None:
+        for pending in (*self._batch, *self._queue):
+            if not pending.future.done():
+                pending.future.set_exception(error)
+        self.metrics.queue_depth.dec(len(self._queue))
+        self._queue.clear()
+        self._queued_rows = 0
 
     async def _gather(self) -> None:
         """Return when the next batch should start (see the module docstring)."""
@@ -210,14 +282,14 @@ class MicroBatcher:
 
     async def _execute(self, batch: list[PendingRequest]) -> None:
         rows = batch[0].rows if len(batch) == 1 else np.concatenate([p.rows for p in batch])
-        started = time.perf_counter()
-        self._executing = True
+        self._batch_started = started = time.perf_counter()
         slept = 0.0
         try:
             if self.added_latency_s:
-                # A wait that leaves the event loop, and so other variants, running.
-                await asyncio.sleep(self.added_latency_s)
-                slept = time.perf_counter() - started
+                # A wait that leaves the event loop, and so other variants, running; again
+                # for what is left, as uvloop's millisecond timers may fire a little early.
+                while (slept := time.perf_counter() - started) < self.added_latency_s:
+                    await asyncio.sleep(self.added_latency_s - slept)
             if self.inline:
                 prediction, infer_s = self._timed_predict(rows)
             else:
@@ -225,17 +297,12 @@ class MicroBatcher:
                     self._executor, self._timed_predict, rows
                 )
             infer_s += slept  # the injected wait counts as the model's compute
-            if len(prediction.labels) != len(rows):
-                raise RuntimeError(
-                    f"model returned {len(prediction.labels)} answers for {len(rows)} rows"
-                )
-        except Exception as error:
-            for pending in batch:
-                if not pending.future.done():
-                    pending.future.set_exception(BatchFailed(f"{type(error).__name__}: {error}"))
-            return
         finally:
-            self._executing = False
+            self._batch_started = None
+        if len(prediction.labels) != len(rows):
+            raise RuntimeError(
+                f"model returned {len(prediction.labels)} answers for {len(rows)} rows"
+            )
         self._last_batch_requests = len(batch)
         self._record(batch, started, infer_s, len(rows))
         self._deliver(batch, prediction, started, infer_s, len(rows))

@@ -79,6 +79,10 @@ def add_serve_arguments(serve: argparse.ArgumentParser) -> None:
         "PERFSERVE_<OPTION>; the command line wins."
     )
     for name, field in Settings.model_fields.items():
+        if name == "admin_token":
+            # Accepted only to refuse it with a reason: argv is readable by every local user.
+            serve.add_argument("--admin-token", help=argparse.SUPPRESS)
+            continue
         flag = "--" + name.replace("_", "-")
         default = "unset" if field.default is None else field.default
         help_text = f"{field.description} (default: {default}; env {env_name(name)})"
@@ -93,7 +97,13 @@ def add_serve_arguments(serve: argparse.ArgumentParser) -> None:
 
 def run_serve(args: argparse.Namespace) -> int:
     from service.announce import announce_when_ready, stopped_line
+    from service.connections import HeaderDeadlineProtocol
 
+    if args.admin_token is not None:
+        raise UsageError(
+            "--admin-token would show the token to every local user (ps); "
+            "set PERFSERVE_ADMIN_TOKEN or use --admin-token-file"
+        )
     given = {
         name: getattr(args, name)
         for name in Settings.model_fields
@@ -116,11 +126,15 @@ def run_serve(args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=HeaderDeadlineProtocol,  # httptools, with a deadline on request headers
         lifespan="on",
         access_log=settings.access_log,
         log_level=settings.log_level,
-        timeout_graceful_shutdown=int(settings.graceful_shutdown_s),
+        limit_concurrency=settings.limit_concurrency,
+        timeout_keep_alive=settings.keep_alive_s,
+        # uvicorn's annotation says int, but it only ever waits with it: whole seconds
+        # would turn 0.5 into 0, which uvicorn reads as "wait forever".
+        timeout_graceful_shutdown=settings.graceful_shutdown_s,
     )
     # uvicorn re-raises SIGTERM once its graceful shutdown is over; by then every admitted
     # request has been answered, so the process should exit 0, not die of the signal.

@@ -7,6 +7,8 @@ which reads `/metrics` deltas; change them here and there together.
 from __future__ import annotations
 
 import os
+import re
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +37,8 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 STAGES = ("preprocess", "infer", "postprocess")
 # How far the candidate's probability for the served label is from the baseline's.
 DIFFERENCE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+# prometheus_client's file for one process's gauges in a `live*` multiprocess mode.
+LIVE_GAUGE_FILE = re.compile(r"gauge_live[a-z]*_(\d+)\.db")
 
 
 def multiprocess_mode() -> bool:
@@ -140,7 +144,8 @@ class Metrics:
         self.rejected = Counter(
             "perfserve_rejected_requests",
             "Requests refused or failed: queue_full, deadline, invalid_input, too_large, "
-            "unknown_variant, not_ready, shutting_down, model_error.",
+            "unknown_variant, not_ready, shutting_down, model_error, unavailable, slow_client, "
+            "unauthorized (an admin request without the right token).",
             ["reason"],
             registry=registry,
         )
@@ -242,6 +247,7 @@ def new_registry() -> CollectorRegistry:
 def exposition(registry: CollectorRegistry) -> bytes:
     """The text to answer `/metrics` with; with several workers, the sum over all of them."""
     if multiprocess_mode():
+        forget_dead_workers()
         merged = CollectorRegistry()
         multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
         merged.register(SiblingWorkersCollector())
@@ -251,10 +257,35 @@ def exposition(registry: CollectorRegistry) -> bytes:
 
 def workers_with_all_variants(variants: list[str]) -> int:
     """With several workers, how many have loaded every variant (from the shared gauges)."""
+    forget_dead_workers()
     merged = CollectorRegistry()
     multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
     counts = [merged.get_sample_value("perfserve_runners", {"variant": v}) or 0 for v in variants]
     return int(min(counts, default=0))
+
+
+def forget_dead_workers() -> None:
+    """Delete the live gauges (in flight, queue depth, runners, memory) of dead workers.
+
+    uvicorn replaces a worker that dies, but the dead one's gauge files stay in the shared
+    folder: a live sum would go on counting its runners, in-flight requests and queue,
+    and readiness would count it as loaded while its replacement is still loading. This
+    is `multiprocess.mark_process_dead`, for every worker that is no longer a child of
+    the supervisor, tolerating a sibling that deletes the same file first. Counters and
+    histograms keep the dead worker's share: totals must never go backwards.
+    """
+    folder = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    living = set()
+    for child in psutil.Process(os.getppid()).children():
+        # A killed worker stays a zombie child until the supervisor reaps it.
+        with suppress(psutil.NoSuchProcess):
+            if child.status() != psutil.STATUS_ZOMBIE:
+                living.add(child.pid)
+    for name in os.listdir(folder):
+        match = LIVE_GAUGE_FILE.fullmatch(name)
+        if match is not None and int(match[1]) not in living:
+            with suppress(FileNotFoundError):
+                os.remove(os.path.join(folder, name))
 
 
 class SiblingWorkersCollector:

@@ -50,9 +50,12 @@ HEADERS = [
 ERRORS = {
     "400": "Malformed JSON or empty body.",
     "404": "Unknown variant.",
+    "408": "The body did not arrive within the body timeout; the connection is closed.",
     "413": "Too many rows or body too large.",
+    "415": "A Content-Type other than application/json.",
     "422": "Rows of the wrong width, non-numbers or values out of float32 range.",
-    "503": "Queue full, not ready or shutting down; see `Retry-After`.",
+    "500": "The model failed on this request's batch; the details are in the server's log.",
+    "503": "Queue full, variant unavailable, not ready or shutting down; see `Retry-After`.",
     "504": "Still queued when the request timeout passed.",
 }
 

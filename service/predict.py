@@ -17,7 +17,14 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from service.batching import BatchFailed, BatchResult, DeadlineExceeded, QueueFull, ShuttingDown
+from service.batching import (
+    BatchFailed,
+    BatchResult,
+    DeadlineExceeded,
+    QueueFull,
+    ShuttingDown,
+    VariantUnavailable,
+)
 from service.guards import FeatureRangeGuard, check_answers
 from service.payload import Reject, encode_error, encode_prediction, parse_instances
 from service.state import Service
@@ -28,7 +35,12 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-JSON_HEADER = (b"content-type", b"application/json")
+JSON_TYPE = b"application/json"
+JSON_HEADER = (b"content-type", JSON_TYPE)
+CLOSE_HEADER = (b"connection", b"close")
+# Refusals sent before the whole body was read: the connection cannot carry another request.
+CLOSING_STATUSES = frozenset((408, 413))
+SHOWN_NAME_CHARS = 64
 MODEL_PREFIX, PREDICT_SUFFIX = "/models/", "/predict"
 
 
@@ -87,6 +99,8 @@ class PredictEndpoint:
                     headers.append((b"retry-after", str(reject.retry_after).encode()))
                 if status == 405:
                     headers.append((b"allow", b"POST"))
+                elif status in CLOSING_STATUSES:
+                    headers.append(CLOSE_HEADER)
                 metrics.rejected.labels(reject.reason).inc()
             await _send(send, status, body, headers)
             loaded = service.variants.get(variant) if variant else None
@@ -115,13 +129,16 @@ class PredictEndpoint:
         if not service.ready:
             detail = service.load_error or "models are still loading"
             raise Reject(503, "not_ready", f"not ready: {detail}", retry_after=1)
-        forced, user_id, length = _routing_headers(headers)
+        forced, user_id, length, content_type = _routing_headers(headers)
+        if content_type is not None and content_type != JSON_TYPE and not _is_json(content_type):
+            raise Reject(415, "invalid_input", "send the body as Content-Type: application/json")
         variant = variant or forced
         by_split = variant is None
         variant = variant or service.router.choose(user_id)
         if variant not in service.variants:
+            shown = variant[:SHOWN_NAME_CHARS] + ("..." if len(variant) > SHOWN_NAME_CHARS else "")
             raise Reject(
-                404, "unknown_variant", f"unknown variant {variant!r}; available: {service.names}"
+                404, "unknown_variant", f"unknown variant {shown!r}; available: {service.names}"
             )
         return variant, by_split, length
 
@@ -134,7 +151,7 @@ class PredictEndpoint:
             raise _at_capacity(variant)
         if length > self.max_body:
             raise Reject(413, "too_large", f"body of {length} bytes exceeds {self.max_body}")
-        body = await _read_body(receive, self.max_body)
+        body = await self.service.body_deadlines.read(receive, self.max_body, started)
         rows = parse_instances(body, self.n_features, self.max_rows)
         self.ranges.check(rows)
         parsed = time.perf_counter()
@@ -149,8 +166,15 @@ class PredictEndpoint:
             raise Reject(
                 504, "deadline", f"queued past the {self.timeout_s * 1000:.0f} ms deadline"
             ) from None
-        except BatchFailed as error:
-            raise Reject(500, "model_error", f"the model failed on this batch: {error}") from None
+        except VariantUnavailable as error:
+            raise Reject(
+                503, "unavailable", f"{variant} is unavailable: {error}", retry_after=1
+            ) from None
+        except BatchFailed:
+            # What failed is in the server's log; a client learns only where to look.
+            raise Reject(
+                500, "model_error", f"{variant} failed on this request's batch; see the server log"
+            ) from None
         check_answers(result.labels, result.probabilities)
         answered = time.perf_counter()
         body = encode_prediction(
@@ -170,9 +194,11 @@ def _at_capacity(variant: str) -> Reject:
     return Reject(503, "queue_full", f"{variant} is at capacity; retry shortly", retry_after=1)
 
 
-def _routing_headers(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, bytes | None, int]:
-    """X-Variant, X-User-Id and Content-Length, in one pass over the raw headers."""
-    forced = user_id = None
+def _routing_headers(
+    headers: list[tuple[bytes, bytes]],
+) -> tuple[str | None, bytes | None, int, bytes | None]:
+    """X-Variant, X-User-Id, Content-Length and Content-Type, in one pass over the headers."""
+    forced = user_id = content_type = None
     length = 0
     for name, value in headers:
         if name == b"x-variant":
@@ -181,26 +207,19 @@ def _routing_headers(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, by
             user_id = value
         elif name == b"content-length" and value.isdigit():
             length = int(value)
-    return forced, user_id, length
+        elif name == b"content-type":
+            content_type = value
+    return forced, user_id, length, content_type
 
 
-async def _read_body(receive: Receive, limit: int) -> bytes:
-    message = await receive()
-    body: bytes = message.get("body", b"")
-    if not message.get("more_body", False):
-        return body
-    chunks = [body]
-    size = len(body)
-    while message.get("more_body", False):
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise Reject(400, "invalid_input", "client disconnected before sending the body")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise Reject(413, "too_large", f"body exceeds {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+def _is_json(content_type: bytes) -> bool:
+    """application/json or application/*+json, with or without parameters (charset).
+    A missing type is accepted, as load generators and scripts often send none; what an
+    HTML form sends (text/plain, form encodings) is refused."""
+    media = content_type.split(b";", 1)[0].strip().lower()
+    return media == b"application/json" or (
+        media.startswith(b"application/") and media.endswith(b"+json")
+    )
 
 
 async def _send(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:

@@ -58,7 +58,23 @@ class Settings(BaseSettings):
     """Most rows one request may carry."""
 
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
-    """Largest request body accepted; larger bodies get 413."""
+    """Largest prediction body accepted; larger bodies get 413."""
+
+    admin_max_body_bytes: int = Field(64 * 1024, ge=1024, le=1024 * 1024)
+    """Largest body of any other request (`PUT /traffic`, `/rollout`); larger get 413."""
+
+    body_timeout_s: float = Field(10.0, gt=0, le=300)
+    """How long a client may take to send a request's body once its headers arrived;
+    a slower one gets 408 and its connection closed."""
+
+    limit_concurrency: int = Field(2048, ge=16)
+    """Most connections and requests one worker holds at once; past it uvicorn answers 503
+    (the bound on what slow or idle clients can pin)."""
+
+    keep_alive_s: int = Field(5, ge=1, le=300)
+    """Seconds an idle keep-alive connection stays open, and a request's headers may take
+    to arrive. A proxy in front must close its idle upstream connections sooner (nginx:
+    keepalive_timeout 4s), or it reuses a connection the service is closing: 502."""
 
     max_feature_range_factor: float = Field(1000.0, ge=0)
     """Refuse (422) a feature beyond its training minimum or maximum by more than this many
@@ -96,7 +112,12 @@ class Settings(BaseSettings):
     """Seed for the random split of requests without a user id (reproducible tests)."""
 
     admin_token: SecretStr | None = None
-    """Bearer token that allows `PUT /traffic`; unset means the split cannot be changed."""
+    """Bearer token that allows admin changes (`PUT /traffic`, `/rollout`); unset means
+    none are allowed. From the environment only: a command line is visible to every user."""
+
+    admin_token_file: Path | None = None
+    """File holding the admin token (surrounding whitespace ignored), instead of
+    PERFSERVE_ADMIN_TOKEN."""
 
     inject: Annotated[Faults, NoDecode] = Field(default_factory=dict)
     """Faults for rehearsals, VARIANT:latency-ms=N, VARIANT:error-rate=P or
@@ -160,13 +181,8 @@ class Settings(BaseSettings):
     @field_validator("admin_token")
     @classmethod
     def _refuse_placeholder_token(cls, token: SecretStr | None) -> SecretStr | None:
-        if token is None:
-            return None
-        secret = token.get_secret_value()
-        if secret.lower() in PLACEHOLDER_TOKENS:
-            raise ValueError("admin_token is a placeholder; choose a real secret")
-        if len(secret) < MIN_TOKEN_LENGTH:
-            raise ValueError(f"admin_token must have at least {MIN_TOKEN_LENGTH} characters")
+        if token is not None:
+            _check_token("admin_token", token.get_secret_value())
         return token
 
     @field_validator("traffic")
@@ -184,6 +200,23 @@ class Settings(BaseSettings):
             and self.shadow not in self.variants
         ):
             raise ValueError(f"shadow variant {self.shadow!r} is not among the loaded variants")
+        if self.admin_token_file is not None:
+            if self.admin_token is not None:
+                raise ValueError("give admin_token or admin_token_file, not both")
+            try:
+                secret = self.admin_token_file.read_text().strip()
+            except OSError as error:
+                raise ValueError(f"admin_token_file: {error.strerror}") from None
+            _check_token("admin_token_file", secret)
+            self.admin_token = SecretStr(secret)
         if self.inject and not self.allow_faults:
             raise ValueError("--inject needs --allow-faults (or PERFSERVE_ALLOW_FAULTS=1)")
         return self
+
+
+def _check_token(source: str, secret: str) -> None:
+    """Refuse a token that is a well-known placeholder or too short to resist guessing."""
+    if secret.lower() in PLACEHOLDER_TOKENS:
+        raise ValueError(f"{source} is a placeholder; choose a real secret")
+    if len(secret) < MIN_TOKEN_LENGTH:
+        raise ValueError(f"{source} must have at least {MIN_TOKEN_LENGTH} characters")

@@ -19,7 +19,13 @@ from functools import partial
 
 import numpy as np
 
-from service.batching import BatchResult, MicroBatcher, QueueFull, ShuttingDown
+from service.batching import (
+    BatchResult,
+    MicroBatcher,
+    QueueFull,
+    ShuttingDown,
+    VariantUnavailable,
+)
 from service.metrics import Metrics
 
 Compared = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -70,7 +76,7 @@ class ShadowMirror:
         started = time.perf_counter()
         try:
             copy = shadow.submit(rows, started + self.timeout_s)
-        except (QueueFull, ShuttingDown):
+        except (QueueFull, ShuttingDown, VariantUnavailable):
             return
         copy.add_done_callback(partial(self._compare, shadow.name, served, started, on_compared))
 

@@ -24,6 +24,7 @@ from common.usage import UsageError, validation_message
 from service.batching import BatchResult, MicroBatcher
 from service.faults import FaultyRunner, latency_s
 from service.metrics import Metrics
+from service.receiving import BodyDeadlines
 from service.rollout.replica import RolloutReplica
 from service.routing import Router, TrafficSplit, UnknownVariant
 from service.runtimes import Runner, open_variant
@@ -33,6 +34,10 @@ from service.shared_split import SharedSplit
 from service.store import Manifest, StoreError, VariantInfo, load_holdout, load_manifest
 
 log = logging.getLogger("perfserve")
+
+# How often deadlines nothing else watches are enforced: slow bodies, requests stuck
+# behind a hung model call. A late answer comes at most this much after its deadline.
+WATCHDOG_PERIOD_S = 0.1
 
 
 @dataclass
@@ -58,6 +63,7 @@ class Service:
         self.split = SharedSplit(self.router, settings.split_file, self._split_changed)
         self._start_split()
         self.variants: dict[str, LoadedVariant] = {}
+        self.body_deadlines = BodyDeadlines(settings.body_timeout_s)
         self.ready = False
         self.load_error: str | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -88,18 +94,29 @@ class Service:
         """Begin loading in the background; called from the app's lifespan."""
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._load(), name="load-models"))
+        self._tasks.append(loop.create_task(self._watchdog(), name="watchdog"))
         if self.split.file is not None:
             follow = self.split.follow(self.settings.split_poll_s)
             self._tasks.append(loop.create_task(follow, name="follow-split"))
         self._tasks.append(loop.create_task(self.rollouts.follow(), name="follow-rollout"))
 
+    @property
+    def unavailable(self) -> list[str]:
+        """Loaded variants that cannot answer now, each with the reason."""
+        return [
+            f"{name}: {reason}"
+            for name, variant in self.variants.items()
+            if (reason := variant.batcher.unavailable) is not None
+        ]
+
     async def stop(self) -> None:
-        """Finish admitted requests, then release the runners."""
+        """Finish admitted requests, then release the runners: every batcher at once,
+        within one shared grace period."""
         for task in self._tasks:
             task.cancel()
         await self.rollouts.stop()
-        for variant in self.variants.values():
-            await variant.batcher.close(self.settings.graceful_shutdown_s)
+        grace = self.settings.graceful_shutdown_s
+        await asyncio.gather(*(v.batcher.close(grace) for v in self.variants.values()))
         if self._private_folder is not None:
             shutil.rmtree(self._private_folder, ignore_errors=True)
 
@@ -190,6 +207,8 @@ class Service:
                 max_batch_size=self.settings.max_batch_size,
                 max_batch_delay_s=self.settings.max_batch_delay_ms / 1000,
                 max_queue=self.settings.max_queue,
+                # A model call longer than a request may wait can no longer answer anyone.
+                hung_after_s=self.settings.request_timeout_ms / 1000,
                 inline=self.inline,
                 added_latency_s=latency_s(self.settings.inject.get(name, {})),
             )
@@ -240,6 +259,17 @@ class Service:
         for name, faults in self.settings.inject.items():
             for kind, value in faults.items():
                 self.metrics.injected_fault.labels(name, kind).set(value)
+
+    async def _watchdog(self) -> None:
+        while True:
+            await asyncio.sleep(WATCHDOG_PERIOD_S)
+            now = time.perf_counter()
+            try:
+                self.body_deadlines.sweep(now)
+                for variant in self.variants.values():
+                    variant.batcher.reap(now)
+            except Exception:  # the watchdog must outlive any bug it runs into
+                log.exception("watchdog pass failed")
 
 
 def _warm_up(runner: Runner, holdout: np.ndarray, max_batch_size: int) -> None:

@@ -10,7 +10,7 @@ import pytest
 from common.processes import ServerProcess, running_server
 from service.build import build_store
 from service.store import Dataset, Manifest, load_holdout, load_manifest
-from tests.utils import ADMIN_TOKEN
+from tests.utils import ADMIN_ENV
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +33,5 @@ def holdout(store: Path) -> Dataset:
 @pytest.fixture(scope="module")
 def server(store: Path) -> Iterator[ServerProcess]:
     """A server with every variant, an admin token and a fixed routing seed."""
-    with running_server(
-        store, options=["--admin-token", ADMIN_TOKEN, "--routing-seed", "7"]
-    ) as running:
+    with running_server(store, options=["--routing-seed", "7"], env=ADMIN_ENV) as running:
         yield running

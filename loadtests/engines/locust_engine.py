@@ -19,17 +19,19 @@ import locust
 import psutil
 from locust.env import Environment
 
-from common.processes import free_port
+from common.processes import free_port, wait_or_kill
+from loadtests.arrivals import ArrivalProcess
 from loadtests.engines import locust_openloop as openloop
-from loadtests.engines.locust_openloop import PLAN, SETUP, OpenLoopUser, Plan, plan_message
+from loadtests.engines.base import START_DELAY_S, Plan
+from loadtests.engines.locust_openloop import PLAN, SETUP, OpenLoopUser, plan_message
 from loadtests.harness import Harness
 from loadtests.loadgen_metrics import LoadgenMetrics
-
-START_DELAY_S = 0.2
-"""A plan starts this long after it is sent, so every worker starts its clock together."""
+from loadtests.recorder import Recorder
 
 
 class Driver:
+    """Implements loadtests.engines.base.Engine on Locust."""
+
     def __init__(self, url: str, workers: int, max_in_flight: int, metrics: LoadgenMetrics) -> None:
         # Imports and loading may have taken seconds since gevent's loop last ran; its
         # cached clock would make the first timers fire that much too early.
@@ -52,8 +54,14 @@ class Driver:
         self.generators = max(1, workers)
         self._start_users()
 
+    @property
+    def collected(self) -> Recorder:
+        return self.harness.collected
+
+    def flush(self) -> None:
+        self.harness.flush()
+
     def new_step(self) -> int:
-        """A step id unique for this driver: windows are keyed by it."""
         self._steps += 1
         return self._steps
 
@@ -61,10 +69,9 @@ class Driver:
         data = {"bodies": bodies, "rows_per_request": rows_per_request, "target": target}
         self._send(SETUP, data)
 
-    def start_step(self, step: int, rate: float, process: str, window_s: float) -> float:
-        """Offer `rate` from a moment just ahead; returns that start (time.time())."""
+    def start_step(self, step: int, rate: float, process: ArrivalProcess, window_s: float) -> float:
         start = time.time() + START_DELAY_S
-        plan = Plan(step, rate, process, start, window_s, self.generators, seed=step)  # type: ignore[arg-type]
+        plan = Plan(step, rate, process, start, window_s, self.generators, seed=step)
         self._send(PLAN, plan_message(plan))
         self.metrics.target_rps.set(rate)
         return start
@@ -74,7 +81,6 @@ class Driver:
         self.metrics.target_rps.set(0)
 
     def drain(self, timeout_s: float) -> bool:
-        """Wait until no request is in flight anywhere; False if some still were at timeout."""
         deadline = time.monotonic() + timeout_s
         while True:
             self.harness.flush()
@@ -85,7 +91,6 @@ class Driver:
             gevent.sleep(0.05)
 
     def processes(self) -> list[psutil.Process]:
-        """The processes that generate load (for their CPU use)."""
         if not self._processes:
             return [psutil.Process()]
         return [psutil.Process(p.pid) for p in self._processes if p.poll() is None]
@@ -96,11 +101,7 @@ class Driver:
         if runner is not None:
             runner.quit()
         for process in self._processes:
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            wait_or_kill(process, 10)
 
     def _send(self, kind: str, data: dict[str, object]) -> None:
         runner = self.environment.runner

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 import gevent
@@ -28,8 +28,9 @@ from locust.env import Environment
 from locust.runners import MasterRunner
 
 from loadtests import SPLIT
-from loadtests.arrivals import ArrivalProcess, arrival_times
+from loadtests.arrivals import arrival_times
 from loadtests.checks import post_checked, status_label
+from loadtests.engines.base import Plan
 from loadtests.harness import Harness
 from loadtests.scenarios.pacing import LATE_TOLERANCE_S
 
@@ -37,20 +38,6 @@ SETUP, PLAN = "perfserve_setup", "perfserve_plan"
 USER_POPULATION = 10_000
 MAX_IN_FLIGHT = int(os.environ.get("PERFSERVE_MAX_IN_FLIGHT", "256"))
 IDLE_POLL_S = 0.02
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What every generator offers during one step."""
-
-    step: int
-    rate: float
-    process: ArrivalProcess
-    start_wall: float
-    """`time.time()` at which the step's window 0 starts, the same for every process."""
-    window_s: float
-    generators: int
-    seed: int
 
 
 class Generator:
@@ -144,6 +131,7 @@ class Generator:
             status_label(answer.status),
             answer.done - due,
             answer.done - sent,
+            answer.server_s,
         )
 
 

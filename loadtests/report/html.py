@@ -30,6 +30,7 @@ STEP_COLUMNS = (
     ("phase", "phase"), ("target_qps", "target/s"), ("achieved_qps", "achieved/s"),
     ("p50_ms", "p50"), ("p90_ms", "p90"), ("p95_ms", "p95"), ("p99_ms", "p99"),
     ("p999_ms", "p99.9"), ("max_ms", "max"), ("sent_p99_ms", "p99 from send"),
+    ("outside_p50_ms", "client - server p50"),
     ("shed", "shed"), ("errors", "errors"), ("late", "late"), ("dropped", "dropped"),
     ("server_queue_ms", "queue ms"), ("predicted_queue_ms", "M/D/c queue ms"),
     ("server_infer_ms_per_batch", "infer ms/batch"), ("server_mean_batch_rows", "batch"),

@@ -47,6 +47,7 @@ def step_row(step: StepResult) -> dict[str, Any]:
         predicted_queue_ms=_round(step.predicted_queue_ms),
         little_disagreement=_round(step.little_disagreement),
         generator_cpu=_round(step.generator_cpu),
+        generator_late_share=_round(step.generator_late_share),
         enough_samples=step.enough_samples,
         stable=step.stable,
         verdict=step.verdict,
@@ -76,6 +77,7 @@ def target_json(report: TargetReport) -> dict[str, Any]:
     found: dict[str, Any] = {
         "knee_qps": _round(report.knee.qps),
         "knee_limited_by": report.knee.limited_by,
+        "knee_is_lower_bound": report.knee.is_lower_bound,
         "steps": [step_json(s) for s in report.steps],
     }
     if report.stress is not None:
@@ -108,6 +110,7 @@ def soak_json(soak: SoakReport) -> dict[str, Any]:
 def summary(report: SweepReport) -> dict[str, Any]:
     return {
         "slo_p99_ms": report.plan.steps.slo_p99_ms,
+        "generator_ceiling_qps": _round(report.plan.steps.generator_ceiling_qps),
         "settings": describe_plan(report.plan),
         "variants": {t.target: target_json(t) for t in report.targets},
     }

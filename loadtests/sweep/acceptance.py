@@ -78,22 +78,38 @@ def verdict(
     server_saturated: bool,
     settled: bool,
     enough_answers: bool,
-    server_holds: bool = False,
+    sent_miss_ratio: float = 0.0,
     generator_saturated: bool = False,
+    beyond_ceiling: bool = False,
+    server_failed: bool = False,
 ) -> str:
     """One of: holds, generator-bound, misses-slo, server-saturated, unstable (did not
     settle), too-few-answers (not enough for a trustworthy p99).
 
-    The generator is blamed, not the server, when the server was not saturated and
-    either the generator could not offer the rate (sends short of target, dropped
-    arrivals) or the SLO was missed only through delays outside the server: sends
-    behind schedule, time lost around a server whose own p99 held (`server_holds`), or
-    a generator out of CPU (`generator_saturated`), which delays reading answers too.
+    A step that fell short (sends short of target, dropped arrivals) or missed the SLO
+    is the generator's when the generator was out of breath by its own evidence: out of
+    CPU (`generator_saturated`, which delays reading answers too), sending behind
+    schedule by its own doing (`late_share`, sends that waited for a connection left
+    out), above its calibrated ceiling (`beyond_ceiling`), or missing only through its
+    late sends (timed from the send, at most 1% missed: `sent_miss_ratio`). The server
+    may then have held more, and the knee is only a lower bound. Unless the server was
+    saturated and failed by its own measure (`server_failed`: its own p99 over the SLO,
+    or it shed): that tail is the server's, however busy the generator was. A step that
+    fell short while the server was not saturated is the generator's too. Time lost
+    after a timely send is the server's: a server starved of CPU leaves requests in its
+    socket before its own clock starts, so its own p99 can hold while users wait.
     """
     could_not_offer = dropped > 0 or sent_qps < (1 - RATE_TOLERANCE) * target_qps
     missed = miss_ratio > 0.01
-    lost_outside = missed and (late_share > LATE_SHARE_LIMIT or server_holds or generator_saturated)
-    if (could_not_offer or lost_outside) and not server_saturated:
+    missed_by_lateness = missed and late_share > 0 and sent_miss_ratio <= 0.01
+    out_of_breath = (
+        generator_saturated or late_share > LATE_SHARE_LIMIT or beyond_ceiling
+        or missed_by_lateness
+    )  # fmt: skip
+    servers_own = server_saturated and server_failed
+    if (could_not_offer or missed) and out_of_breath and not servers_own:
+        return "generator-bound"
+    if could_not_offer and not server_saturated:
         return "generator-bound"
     if missed or dropped > 0:
         return "misses-slo"

@@ -1,7 +1,7 @@
 """The `perfserve sweep` command line. Every option also reads `PERFSERVE_<OPTION>`.
 
-Locust is imported only when the command runs: it monkey-patches the process with
-gevent, which nothing else in `perfserve` should be subjected to.
+Locust is imported only when the command runs with `--engine locust`: it monkey-patches
+the process with gevent, which nothing else in `perfserve` should be subjected to.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ import httpx
 from common.slo import SLO_P99_MS
 from common.usage import UsageError, add_option
 from loadtests import SPLIT
-from loadtests.argtypes import positive_float, rate_list
+from loadtests.argtypes import cpu_list, positive_float, rate_list
 from loadtests.arrivals import ARRIVAL_PROCESSES
+from loadtests.engines.base import ENGINES
 from loadtests.loadgen_metrics import DEFAULT_PORT
 
 if TYPE_CHECKING:
@@ -118,10 +119,36 @@ def add_sweep_arguments(sweep: argparse.ArgumentParser) -> None:
     )
     add_option(
         sweep,
+        "--engine",
+        choices=ENGINES,
+        default="native",
+        help="Load generator: native (uvloop + httptools processes) or locust.",
+    )
+    add_option(
+        sweep,
+        "--generators",
+        type=int,
+        default=1,
+        help="Native generator processes, one per core; their histograms are merged exactly.",
+    )
+    add_option(
+        sweep,
+        "--generator-cpus",
+        type=cpu_list,
+        help="CPUs to pin the native generators to, in turn, e.g. 1 or 2,3.",
+    )
+    add_option(
+        sweep,
+        "--calibrate",
+        action="store_true",
+        help="First measure the generator's own ceiling against a bare ASGI server.",
+    )
+    add_option(
+        sweep,
         "--workers",
         type=int,
         default=0,
-        help="Locust worker processes to start (0: generate load in this process).",
+        help="With --engine locust: worker processes to start (0: generate in this process).",
     )
     add_option(
         sweep,
@@ -174,7 +201,8 @@ def add_sweep_arguments(sweep: argparse.ArgumentParser) -> None:
 
 def run_sweep_command(args: argparse.Namespace) -> int:
     plan = plan_from_args(args)
-    import locust  # noqa: F401  (gevent's monkey-patching, before the sweep's imports)
+    if plan.engine == "locust":
+        import locust  # noqa: F401  (gevent's monkey-patching, before the sweep's imports)
 
     from loadtests.report.outputs import write_outputs
     from loadtests.report.text import knee_table
@@ -203,10 +231,15 @@ def plan_from_args(args: argparse.Namespace) -> SweepPlan:
             f"{', '.join(models)}, or '{SPLIT}' for the live split"
         )
     args.auto, args.stress = _flag(args.auto), _flag(args.stress)
+    args.calibrate = _flag(args.calibrate)
     if args.rates and args.auto:
         raise UsageError("--rates and --auto exclude each other")
     if args.workers < 0 or args.max_in_flight < 1 or args.rows_per_request < 1:
         raise UsageError("--workers must be >= 0, --max-in-flight and --rows-per-request >= 1")
+    if args.generators < 1:
+        raise UsageError("--generators must be >= 1")
+    if args.engine == "native" and args.workers:
+        raise UsageError("--workers is for --engine locust; the native engine takes --generators")
     window = args.window_seconds or max(1.0, args.step_seconds / 4)
     steps = StepSettings(
         slo_p99_ms=args.slo_p99_ms,
@@ -230,6 +263,10 @@ def plan_from_args(args: argparse.Namespace) -> SweepPlan:
         stress=args.stress,
         soak_rate=args.soak_rate,
         soak_seconds=args.soak_seconds,
+        engine=args.engine,
+        generators=args.generators,
+        generator_cpus=args.generator_cpus,
+        calibrate=args.calibrate,
         workers=args.workers,
         max_in_flight=args.max_in_flight,
         metrics_port=args.metrics_port,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from loadtests.sweep.results import StepResult
 
@@ -17,6 +18,8 @@ GENERATOR_BOUND = "generator-bound"
 INCONCLUSIVE = ("unstable", "too-few-answers")
 LIMITS = {"generator-bound": "generator", "unstable": "unstable", "too-few-answers": "unstable"}
 MAX_HALVINGS = 4
+T = TypeVar("T")
+LOWER_BOUND_LIMITS = ("generator", "unstable", "max-rate")
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,12 @@ class Knee:
     max-rate (every rate tried held) or none-held."""
     step: StepResult | None = None
     """The step at the knee."""
+
+    @property
+    def is_lower_bound(self) -> bool:
+        """Something other than the server's SLO ended the search (the generator, an
+        untrustworthy step, the top of the rates tried): the server may hold more."""
+        return self.qps is not None and self.limited_by in LOWER_BOUND_LIMITS
 
 
 def knee_of(steps: Sequence[StepResult]) -> Knee:
@@ -86,17 +95,53 @@ def search(
             held = rate
         else:
             failed = rate if failed is None else min(failed, rate)
-        if failed is None:
-            if rate >= max_rate:
-                break
-            rate = min(2 * rate, max_rate)
-        elif held is None:
-            halvings += 1
-            if halvings > MAX_HALVINGS:
-                break
-            rate /= 2
-        elif (failed - held) / held <= precision:
+        if (failed is None and rate >= max_rate) or (held is None and halvings >= MAX_HALVINGS):
             break
-        else:
-            rate = round((held + failed) / 2)
+        halvings += failed is not None and held is None
+        following = next_rate(rate, held, failed, precision)
+        if following is None:
+            break
+        rate = min(following, max_rate)
     return steps
+
+
+def next_rate(
+    rate: float, held: float | None, failed: float | None, precision: float
+) -> float | None:
+    """The next rate to try: double until one fails, halve while none has held, then
+    bisect between the highest that held and the lowest that failed; None once they are
+    within `precision` of each other."""
+    if failed is None:
+        return 2 * rate
+    if not held:
+        return rate / 2
+    if (failed - held) / held <= precision:
+        return None
+    return round((held + failed) / 2)
+
+
+def climb(
+    measure: Callable[[float], T],
+    holds: Callable[[T], bool],
+    start: float,
+    max_rate: float,
+    precision: float,
+    max_runs: int,
+) -> tuple[float, list[T]]:
+    """The simple search (`next_rate` alone, no re-measuring): the highest rate that held
+    (0 if none) and every measurement, for the generator's calibration and for checking
+    a knee with another tool."""
+    measured: list[T] = []
+    held, failed, rate = 0.0, None, start
+    while rate <= max_rate and len(measured) < max_runs:
+        result = measure(rate)
+        measured.append(result)
+        if holds(result):
+            held = max(held, rate)
+        else:
+            failed = rate if failed is None else min(failed, rate)
+        following = next_rate(rate, held, failed, precision)
+        if following is None:
+            break
+        rate = following
+    return held, measured

@@ -32,6 +32,10 @@ class ClientSide:
     """Share of requests slower than the SLO (from scheduled time) or failed."""
     sent_miss_ratio: float
     """The same, timing answers from their actual send."""
+    outside_p50_ms: float
+    """Client time minus server time: per answer, latency from scheduled time minus the
+    server's own `Server-Timing` total (the wire, both HTTP stacks, the generator)."""
+    outside_p99_ms: float
 
 
 @dataclass
@@ -78,7 +82,17 @@ def client_side(windows: list[Window], window_s: float, slo_ms: float) -> Client
         sent_max_ms=tally.sent.get_max_value() / 1000 if answers else math.nan,
         miss_ratio=miss_ratio(tally, slo_ms),
         sent_miss_ratio=miss_ratio(tally, slo_ms, from_sent=True),
+        outside_p50_ms=percentile_ms(tally.outside, 50),
+        outside_p99_ms=percentile_ms(tally.outside, 99),
     )
+
+
+def own_late_share(windows: list[Window]) -> float:
+    """Share of sends late for the generator's own reasons: late sends less those that
+    waited for a free connection (the server's doing, or a pool too small)."""
+    sent = sum(w.sent for w in windows)
+    late = sum(w.late for w in windows) - sum(w.blocked for w in windows)
+    return max(0, late) / sent if sent else 0.0
 
 
 def totals(windows: list[Window]) -> Totals:
@@ -133,6 +147,8 @@ class StepResult:
     little_disagreement: float
     generator_cpu: float
     """Busiest generator process, in cores."""
+    generator_late_share: float
+    """Sends late by the generator's own doing (see `own_late_share`)."""
     enough_samples: bool
     stable: bool
     verdict: str

@@ -1,21 +1,27 @@
 """`perfserve sweep`: each target in turn, its knee, and optionally stress and a soak.
 
 A target is one variant (`POST /models/{variant}/predict`) or the live traffic split
-(`POST /predict`, sticky user ids). The generator (loadtests/engines/locust_engine.py)
-is started once and reused for every target; its metrics are served for the whole run.
+(`POST /predict`, sticky user ids). The engine (native by default, or Locust; see
+loadtests/engines/base.py) is started once and reused for every target; its metrics are
+served for the whole run. With `calibrate`, the generators first measure their own
+ceiling against the bare HTTP floor (loadtests/sweep/calibration.py), and every step is
+judged against it.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from loadtests import SPLIT
 from loadtests.bodies import encode_bodies, holdout_rows
-from loadtests.engines.locust_engine import Driver
+from loadtests.engines.base import Engine, EngineName
 from loadtests.loadgen_metrics import LoadgenMetrics
+from loadtests.sweep.calibration import Calibration, calibrate
 from loadtests.sweep.endurance import SoakReport, StressReport, soak, stress
 from loadtests.sweep.knee import Knee, fixed_rates, knee_of, search
 from loadtests.sweep.results import StepResult
@@ -38,7 +44,14 @@ class SweepPlan:
     stress: bool = False
     soak_rate: float | None = None
     soak_seconds: float = 600.0
+    engine: EngineName = "native"
+    generators: int = 1
+    """Native generator processes (one per core)."""
+    generator_cpus: list[int] | None = None
+    """CPUs to pin the native generators to, in turn; None: not pinned."""
+    calibrate: bool = False
     workers: int = 0
+    """Locust worker processes (0: the Locust engine generates in the sweep's process)."""
     max_in_flight: int = 256
     metrics_port: int = 0
     metrics_host: str = "127.0.0.1"
@@ -68,13 +81,42 @@ class TargetReport:
 class SweepReport:
     plan: SweepPlan
     targets: list[TargetReport]
+    calibration: Calibration | None = None
+
+
+def start_engine(plan: SweepPlan, url: str, metrics: LoadgenMetrics) -> Engine:
+    """The plan's engine, aimed at `url`. Locust is imported only when it is chosen (it
+    patches the process with gevent)."""
+    if plan.engine == "locust":
+        from loadtests.engines.locust_engine import Driver
+
+        return Driver(url, plan.workers, plan.max_in_flight, metrics)
+    from loadtests.engines.native import NativeEngine
+
+    return NativeEngine(url, plan.generators, plan.max_in_flight, metrics, plan.generator_cpus)
+
+
+def _other_cpus(generator_cpus: list[int] | None) -> str | None:
+    """The CPUs the generators are not pinned to (for the bare server), as taskset takes them."""
+    if not generator_cpus:
+        return None
+    rest = sorted(os.sched_getaffinity(0) - set(generator_cpus))
+    return ",".join(map(str, rest)) or None
 
 
 def run_sweep(plan: SweepPlan, progress: Callable[[str], None]) -> SweepReport:
     bodies = encode_bodies(holdout_rows(plan.store), plan.rows_per_request)
+    calibration = None
+    if plan.calibrate:
+        progress(f"calibrating the {plan.engine} engine against the bare HTTP floor ...")
+        engine = partial(start_engine, plan, metrics=LoadgenMetrics())  # not served
+        calibration = calibrate(engine, bodies, _other_cpus(plan.generator_cpus))
+        progress(f"  generator ceiling: {calibration.ceiling_qps:,.0f}/s")
+        steps = replace(plan.steps, generator_ceiling_qps=calibration.ceiling_qps)
+        plan = replace(plan, steps=steps)
     metrics = LoadgenMetrics()
     server = metrics.serve(plan.metrics_port, plan.metrics_host)
-    driver = Driver(plan.url, plan.workers, plan.max_in_flight, metrics)
+    driver = start_engine(plan, plan.url, metrics)
     try:
         reports = []
         for target in plan.targets:
@@ -92,7 +134,7 @@ def run_sweep(plan: SweepPlan, progress: Callable[[str], None]) -> SweepReport:
         driver.close()
         if server is not None:
             server.shutdown()
-    return SweepReport(plan, reports)
+    return SweepReport(plan, reports, calibration)
 
 
 def _run_target(
@@ -132,6 +174,9 @@ def describe_plan(plan: SweepPlan) -> dict[str, Any]:
         "window_seconds": s.window_seconds,
         "max_step_seconds": s.max_step_seconds,
         "rows_per_request": plan.rows_per_request,
+        "engine": plan.engine,
+        "generators": plan.workers if plan.engine == "locust" else plan.generators,
+        "generator_cpus": plan.generator_cpus,
         "workers": plan.workers,
         "max_in_flight": plan.max_in_flight,
         "split_weights": plan.split_weights,

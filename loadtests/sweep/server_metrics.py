@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 Labels = frozenset[tuple[str, str]]
 Samples = dict[tuple[str, Labels], float]
-SAMPLE_INTERVAL_S = 0.25
+SAMPLE_INTERVAL_S = 1.0
 
 
 def scrape(url: str, timeout_s: float = 5.0) -> Samples:
@@ -163,8 +163,8 @@ def server_split(
 
 @dataclass
 class GaugeSampler:
-    """Reads the in-flight gauge and resident memory several times a second, in the
-    background, while a step runs."""
+    """Reads the in-flight gauge and resident memory once a second, in the background,
+    while a step runs."""
 
     url: str
     interval_s: float = SAMPLE_INTERVAL_S

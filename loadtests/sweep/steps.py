@@ -23,11 +23,17 @@ from common.slo import SLO_P99_MS
 from loadtests.arrivals import ArrivalProcess, squared_cv
 from loadtests.recorder import Window
 from loadtests.sweep.acceptance import SATURATION, STABLE_WINDOWS, min_samples, stable, verdict
-from loadtests.sweep.results import StepResult, client_side, totals, window_points
+from loadtests.sweep.results import (
+    StepResult,
+    client_side,
+    own_late_share,
+    totals,
+    window_points,
+)
 from loadtests.sweep.server_metrics import GaugeSampler, ServerSplit, scrape, server_split
 
 if TYPE_CHECKING:
-    from loadtests.engines.locust_engine import Driver
+    from loadtests.engines.base import Engine
 
 GRACE_S = 0.5
 """A window is judged this long after it ends, once most of its answers are in."""
@@ -35,6 +41,9 @@ P99_SAMPLES = min_samples(99.0)
 MAX_WAIT_FOR_ANSWERS_S = 120.0
 GENERATOR_CPU_LIMIT = 0.9
 """A generator process using this much of a core is out of CPU (it has one thread)."""
+CEILING_SHARE = 0.8
+"""Above this share of its calibrated ceiling, a generator's own delays start to show
+in what it measures (its CPU is busy most of the time): a miss there is not the server's."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,8 @@ class StepSettings:
     max_step_seconds: float = 60.0
     arrivals: ArrivalProcess = "poisson"
     drain_timeout_s: float = 35.0
+    generator_ceiling_qps: float | None = None
+    """The generator's calibrated ceiling (`--calibrate`); None when not measured."""
 
 
 class StepRunner:
@@ -52,7 +63,7 @@ class StepRunner:
 
     def __init__(
         self,
-        driver: Driver,
+        driver: Engine,
         url: str,
         target: str,
         variants: list[str] | None,
@@ -96,7 +107,7 @@ class StepRunner:
         windows = n_min
         while True:
             time.sleep(max(0.0, start + windows * window_s + GRACE_S - time.time()))
-            self.driver.harness.flush()
+            self.driver.flush()
             measured = self._windows(step, range(first, windows))
             points = window_points(measured, window_s, s.slo_p99_ms)
             settled = stable(points, s.slo_p99_ms, window_s)
@@ -114,7 +125,7 @@ class StepRunner:
         if drain:
             self.driver.drain(s.drain_timeout_s)
         else:
-            self.driver.harness.flush()
+            self.driver.flush()
         after = scrape(self.url)
         sampler.stop()
         active_s = stopped - start
@@ -139,6 +150,7 @@ class StepRunner:
                 split.sampled_in_flight, split.little_in_flight
             ),
             generator_cpu=generator_cpu,
+            generator_late_share=own_late_share(measured),
             enough_samples=result_answers(measured) >= P99_SAMPLES,
             stable=stable(points, s.slo_p99_ms, window_s),
             verdict="",
@@ -148,16 +160,16 @@ class StepRunner:
             rss_mb=[(t, rss / 2**20) for t, rss in sampler.rss],
         )
         result.verdict = self._verdict(result, split, measured)
-        self.driver.harness.collected.discard(step)
+        self.driver.collected.discard(step)
         return result
 
     def _every_window(self, step: int) -> list[Window]:
         """Warm-up and tail included: every request of the step, to match the server's."""
-        collected = self.driver.harness.collected
+        collected = self.driver.collected
         return [window for (s, _), window in collected.windows.items() if s == step]
 
     def _windows(self, step: int, indices: range) -> list[Window]:
-        collected = self.driver.harness.collected
+        collected = self.driver.collected
         return [collected.window((step, i)) for i in indices]
 
     def _predicted_queue_ms(self, split: ServerSplit) -> float:
@@ -176,27 +188,32 @@ class StepRunner:
         sheds, or when every client connection was waiting on it (requests piling up in
         flight): the last catches a server starved of CPU by neighbours, whose own CPU
         use then looks low, unless the generator itself was out of CPU, when answers
-        pile up unread on its side."""
+        pile up unread on its side. The server owns a miss beside a generator out of
+        breath only when it was busy and failed by its own measures (a stalled
+        generator's burst also fills every connection)."""
         generator_saturated = result.generator_cpu >= GENERATOR_CPU_LIMIT
-        saturated = (
+        busy = (
             split.utilization >= SATURATION
             or split.cpu_cores >= SATURATION * max(1.0, split.runners)
             or result.totals.shed > 0
-            or (sum(w.blocked for w in measured) > 0 and not generator_saturated)
         )
-        sent = sum(w.sent for w in measured)
+        saturated = busy or (sum(w.blocked for w in measured) > 0 and not generator_saturated)
+        ceiling = self.settings.generator_ceiling_qps
+        server_holds = split.p99_ms_at_most <= self.settings.slo_p99_ms
         return verdict(
             target_qps=result.target_qps,
             achieved_qps=result.client.achieved_qps,
             sent_qps=result.client.sent_qps,
             miss_ratio=result.client.miss_ratio,
-            late_share=sum(w.late for w in measured) / sent if sent else 0.0,
+            late_share=result.generator_late_share,
             dropped=sum(w.dropped for w in measured),
             server_saturated=saturated,
             settled=result.stable,
             enough_answers=result.enough_samples,
-            server_holds=split.p99_ms_at_most <= self.settings.slo_p99_ms,
+            sent_miss_ratio=result.client.sent_miss_ratio,
             generator_saturated=generator_saturated,
+            beyond_ceiling=ceiling is not None and result.target_qps > CEILING_SHARE * ceiling,
+            server_failed=busy and (not server_holds or result.totals.shed > 0),
         )
 
 

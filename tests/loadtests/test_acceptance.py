@@ -46,10 +46,22 @@ def test_verdicts() -> None:
     assert judge(miss_ratio=0.02, server_saturated=True) == "misses-slo"
     assert judge(sent_qps=300.0, achieved_qps=300.0) == "generator-bound"
     assert judge(late_share=0.3, miss_ratio=0.05) == "generator-bound"
-    assert judge(miss_ratio=0.05, server_holds=True) == "generator-bound"
+    # Missed only through late sends: from the send, the answers held.
+    assert judge(miss_ratio=0.05, late_share=0.03, sent_miss_ratio=0.005) == "generator-bound"
+    assert judge(miss_ratio=0.05, late_share=0.03, sent_miss_ratio=0.04) == "misses-slo"
     assert judge(miss_ratio=0.05) == "misses-slo"
     assert judge(miss_ratio=0.05, generator_saturated=True) == "generator-bound"
-    assert judge(miss_ratio=0.05, generator_saturated=True, server_saturated=True) == "misses-slo"
+    # A generator out of breath is blamed, even beside a busy server, unless the server
+    # failed by its own measure (its own p99 over the SLO, or it shed).
+    assert judge(miss_ratio=0.05, generator_saturated=True, server_saturated=True) == (
+        "generator-bound"
+    )
+    assert judge(miss_ratio=0.05, beyond_ceiling=True, server_saturated=True) == "generator-bound"
+    saturated_and_slow = dict(server_saturated=True, server_failed=True)
+    assert judge(miss_ratio=0.05, generator_saturated=True, **saturated_and_slow) == "misses-slo"
+    assert judge(miss_ratio=0.05, late_share=0.3, server_failed=True) == "generator-bound"
+    assert judge(beyond_ceiling=True) == "holds"
+    assert judge(late_share=0.3) == "holds"
     assert judge(sent_qps=300.0, achieved_qps=300.0, server_saturated=True) == "server-saturated"
     assert judge(achieved_qps=350.0) == "server-saturated"
     assert judge(settled=False) == "unstable"

@@ -6,6 +6,7 @@ test (the real search against real servers is in test_sweep.py)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import fields
 from typing import Any
 
@@ -24,7 +25,7 @@ def step(rate: float, verdict: str) -> StepResult:
     server = ServerSplit(**unknown | {"statuses": {}, "rejected": {}})
     return StepResult(
         "onnx_int8", 1, "sweep", rate, 5.0, 1.0, 4, client, Totals(), server,
-        NAN, NAN, 0.1, True, True, verdict,
+        NAN, NAN, 0.1, 0.0, True, True, verdict,
     )  # fmt: skip
 
 
@@ -66,7 +67,7 @@ def test_halves_when_even_the_start_rate_fails() -> None:
 def test_a_generator_bound_step_ends_the_search_with_a_lower_bound() -> None:
     asked, knee = run(limit=10_000, generator_limit=800)
     assert asked == [100, 200, 400, 800]
-    assert knee.qps == 400 and knee.limited_by == "generator"
+    assert knee.qps == 400 and knee.limited_by == "generator" and knee.is_lower_bound
 
 
 def test_an_unstable_step_is_measured_again_before_the_search_goes_on() -> None:
@@ -94,3 +95,29 @@ def test_fixed_rates_stop_after_the_first_that_does_not_hold() -> None:
     )
     assert [s.target_qps for s in measured] == [100, 200, 400]
     assert knee_of(measured).limited_by == "slo"
+
+
+def mm1_server(service_ms: float, slo_ms: float) -> Callable[[float], StepResult]:
+    """A model server: one M/M/1 queue, whose answer time is exponential with mean
+    service / (1 - utilization); a rate holds when that time's p99 is within the SLO."""
+
+    def measure(rate: float) -> StepResult:
+        utilization = rate * service_ms / 1000
+        if utilization >= 1:
+            return step(rate, "misses-slo")
+        p99_ms = service_ms / (1 - utilization) * math.log(100)
+        return step(rate, "holds" if p99_ms <= slo_ms else "misses-slo")
+
+    return measure
+
+
+def test_the_knee_moves_down_as_the_model_server_gets_slower_and_matches_the_theory() -> None:
+    slo_ms = 25.0
+    knees = {}
+    for service_ms in (0.1, 0.2, 0.4):
+        knee = knee_of(search(mm1_server(service_ms, slo_ms), 100, 100_000, precision=0.05))
+        theory = (1 - service_ms * math.log(100) / slo_ms) / (service_ms / 1000)
+        assert knee.qps is not None and knee.limited_by == "slo" and not knee.is_lower_bound
+        assert theory * 0.95 <= knee.qps <= theory
+        knees[service_ms] = knee.qps
+    assert knees[0.1] > knees[0.2] > knees[0.4]

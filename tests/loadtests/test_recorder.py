@@ -9,7 +9,9 @@ from loadtests.recorder import (
     Recorder,
     bucket_counts,
     count_above_ms,
+    new_histogram,
     percentile_ms,
+    record_bulk,
     windows_from_wire,
     windows_to_wire,
 )
@@ -77,3 +79,19 @@ def test_a_discarded_step_ignores_late_answers() -> None:
     recorder.discard(1)
     recorder.merge(recorded(np.full(5, 0.001)).take())
     assert recorder.windows == {}
+
+
+def test_bulk_recording_fills_the_same_counters_as_one_value_at_a_time() -> None:
+    rng = np.random.default_rng(5)
+    values = [*rng.integers(1, 5000, 3000).tolist(), *rng.integers(5000, 60_000_000, 300)]
+    values += [1, 2047, 2048, 4095, 4096, 60_000_000]
+    one_by_one, bulk = new_histogram(), new_histogram()
+    for value in values:
+        one_by_one.record_value(int(value))
+    record_bulk(bulk, [int(v) for v in values])
+    assert bulk.encode() == one_by_one.encode()
+    assert bulk.get_total_count() == len(values)
+    assert (bulk.get_min_value(), bulk.get_max_value()) == (
+        one_by_one.get_min_value(),
+        one_by_one.get_max_value(),
+    )

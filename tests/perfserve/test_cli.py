@@ -32,7 +32,13 @@ BAD_INVOCATIONS: list[tuple[str, list[str], dict[str, str], list[str]]] = [
     ("serve", ["--inference", "threads"], {}, ["--inference", "'threads'", "'thread'"]),
     ("serve", ["--port", "abc"], {}, ["--port", "'abc'", "integer"]),
     ("serve", ["--port", "70000"], {}, ["--port", "65535"]),
-    ("serve", ["--admin-token", "short"], {}, ["--admin-token", "12 characters"]),
+    (
+        "serve",
+        ["--admin-token", "long-enough-1234"],
+        {},
+        ["--admin-token", "PERFSERVE_ADMIN_TOKEN"],
+    ),
+    ("serve", [], {"PERFSERVE_ADMIN_TOKEN": "short"}, ["12 characters"]),
     ("serve", ["--traffic", "x"], {}, ["--traffic", "'x'", "name=weight"]),
     ("serve", ["--max-batch-size", "0"], {}, ["--max-batch-size", "'0'", "1"]),
     ("serve", [], {"PERFSERVE_PORT": "abc"}, ["PERFSERVE_PORT", "'abc'", "integer"]),
@@ -58,7 +64,10 @@ BAD_INVOCATIONS: list[tuple[str, list[str], dict[str, str], list[str]]] = [
         {"PERFSERVE_STEP_SECONDS": "abc"},
         ["PERFSERVE_STEP_SECONDS", "'abc'", "number"],
     ),
+    ("sweep", ["--url", UNUSED_URL, "--engine", "fast"], {}, ["--engine", "'fast'", "native"]),
+    ("sweep", ["--url", UNUSED_URL, "--generator-cpus", "99"], {}, ["--generator-cpus", "'99'"]),
     ("bench-http", ["--concurrency", "x"], {}, ["--concurrency", "'x'", "integers"]),
+    ("bench-generator", ["--variant", "onnx_int9"], {}, ["--variant", "onnx_int9", "onnx_int8"]),
     ("bench", ["--runs", "1"], {}, ["--runs"]),
     ("bench", ["--variants", "onnx_int9"], {}, ["onnx_int9", "sklearn_fp32"]),
     ("bench", ["--batch-sizes", "1,x"], {}, ["--batch-sizes", "'1,x'"]),
@@ -77,7 +86,7 @@ BAD_INVOCATIONS: list[tuple[str, list[str], dict[str, str], list[str]]] = [
         ["--url", UNUSED_URL],
     ),
 ]
-NEEDS_A_STORE = {"serve", "bench", "compare"}
+NEEDS_A_STORE = {"serve", "bench", "compare", "bench-generator"}
 
 
 def _argv(command: str, args: list[str], store: Path) -> list[str]:

@@ -18,11 +18,13 @@ from service.batching import (
     PendingRequest,
     QueueFull,
     ShuttingDown,
+    VariantUnavailable,
     take_batch,
 )
 from service.metrics import Metrics
 from service.runtimes import Prediction, Runner, SlowedRunner, open_runner
 from service.store import Dataset
+from tests.utils.runners import ScalarOutputRunner
 
 FAR = float("inf")
 
@@ -51,11 +53,19 @@ async def test_take_batch_separates_requests_past_their_deadline() -> None:
     assert batch == [on_time] and expired == [late]
 
 
+async def test_take_batch_skips_requests_nobody_awaits() -> None:
+    abandoned, waiting = pending(1), pending(1)
+    abandoned.future.cancel()
+    batch, expired = take_batch(deque([abandoned, waiting]), max_rows=8, now=0.0)
+    assert batch == [waiting] and expired == [abandoned]
+
+
 def make_batcher(runner: Runner, **limits: float) -> MicroBatcher:
     settings: dict[str, float] = {
         "max_batch_size": 64,
         "max_batch_delay_s": 0.002,
         "max_queue": 1024,
+        "hung_after_s": float("inf"),
     }
     settings.update(limits)
     batcher = MicroBatcher(
@@ -65,6 +75,7 @@ def make_batcher(runner: Runner, **limits: float) -> MicroBatcher:
         max_batch_size=int(settings["max_batch_size"]),
         max_batch_delay_s=settings["max_batch_delay_s"],
         max_queue=int(settings["max_queue"]),
+        hung_after_s=settings["hung_after_s"],
     )
     batcher.start()
     return batcher
@@ -152,3 +163,53 @@ async def test_close_finishes_admitted_work_then_refuses(onnx: Runner, holdout: 
     assert all(f.done() and f.exception() is None for f in admitted)
     with pytest.raises(ShuttingDown):
         batcher.submit(holdout.features[:1], time.perf_counter() + 10)
+
+
+async def test_a_failure_outside_the_model_call_fails_its_batch_not_the_loop(
+    onnx: Runner, holdout: Dataset
+) -> None:
+    batcher = make_batcher(ScalarOutputRunner(onnx))
+    deadline = time.perf_counter() + 10
+    with pytest.raises(BatchFailed, match="IndexError"):
+        await batcher.submit(holdout.features[:2], deadline)
+    later = await batcher.submit(holdout.features[:2], deadline)
+    assert later.labels.tolist() == onnx.predict(holdout.features[:2]).labels.tolist()
+    assert batcher.unavailable is None
+    await batcher.close(1.0)
+
+
+async def test_a_dead_loop_fails_waiting_requests_and_marks_the_variant_unavailable(
+    onnx: Runner, holdout: Dataset
+) -> None:
+    batcher = make_batcher(SlowedRunner(onnx, 0.2), max_batch_size=1)
+    deadline = time.perf_counter() + 10
+    waiting = [batcher.submit(holdout.features[:1], deadline) for _ in range(3)]
+    await asyncio.sleep(0.05)  # the first request's model call is running
+    assert batcher._task is not None
+    batcher._task.cancel()  # the loop ends as an escaped error would end it
+    outcomes = await asyncio.wait_for(asyncio.gather(*waiting, return_exceptions=True), 5)
+    assert all(isinstance(o, VariantUnavailable) for o in outcomes)
+    assert batcher.unavailable is not None and "batch loop stopped" in batcher.unavailable
+    with pytest.raises(VariantUnavailable):
+        batcher.submit(holdout.features[:1], deadline)
+    await batcher.close(1.0)
+
+
+async def test_a_hung_model_call_is_bounded_by_the_deadlines(
+    onnx: Runner, holdout: Dataset
+) -> None:
+    batcher = make_batcher(SlowedRunner(onnx, 1.0), max_batch_size=1, hung_after_s=0.1)
+    short = time.perf_counter() + 0.1
+    running = batcher.submit(holdout.features[:1], short)
+    queued = batcher.submit(holdout.features[:1], short)
+    await asyncio.sleep(0.3)
+    batcher.reap(time.perf_counter())  # what the service's watchdog does 10 times a second
+    for future in (running, queued):
+        assert future.done() and isinstance(future.exception(), DeadlineExceeded)
+    assert batcher.unavailable is not None and "running for" in batcher.unavailable
+    with pytest.raises(VariantUnavailable):
+        batcher.submit(holdout.features[:1], time.perf_counter() + 10)
+    while batcher.unavailable is not None:  # the call returns after 1 s
+        await asyncio.sleep(0.05)
+    assert (await batcher.submit(holdout.features[:1], time.perf_counter() + 10)).labels.size == 1
+    await batcher.close(5.0)

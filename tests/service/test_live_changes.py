@@ -10,7 +10,7 @@ import httpx
 
 from common.processes import running_server
 from service.store import Dataset
-from tests.utils import ADMIN, body
+from tests.utils import ADMIN, ADMIN_ENV, body
 
 SPLITS = [
     {"weights": {"sklearn_fp32": 0.9, "onnx_int8": 0.1}},
@@ -42,8 +42,7 @@ async def _load_while_changing_split(url: str, payload: dict[str, object]) -> Co
 
 
 def test_split_changes_under_load_drop_no_request(store: Path, holdout: Dataset) -> None:
-    options = ["--admin-token", ADMIN["Authorization"].split()[1]]
-    with running_server(store, options=options) as server:
+    with running_server(store, env=ADMIN_ENV) as server:
         outcomes = asyncio.run(_load_while_changing_split(server.url, body(holdout.features[:1])))
         shadow = httpx.get(f"{server.url}/metrics").text
     assert outcomes[200] == 16 * 40
@@ -52,8 +51,7 @@ def test_split_changes_under_load_drop_no_request(store: Path, holdout: Dataset)
 
 
 def test_workers_share_split_changes(store: Path, holdout: Dataset) -> None:
-    options = ["--workers", "2", "--admin-token", ADMIN["Authorization"].split()[1]]
-    with running_server(store, options=options) as server:
+    with running_server(store, options=["--workers", "2"], env=ADMIN_ENV) as server:
         split = {"weights": {"onnx_int8": 1.0}}
         httpx.put(f"{server.url}/traffic", json=split, headers=ADMIN).raise_for_status()
         asyncio.run(asyncio.sleep(0.5))  # workers poll the shared split every 0.2 s

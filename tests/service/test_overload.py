@@ -74,3 +74,19 @@ def test_requests_queued_past_their_deadline_get_504(store: Path, holdout: Datas
     assert statuses.count(504) >= 3
     late = next(response for status, _, response in results if status == 504)
     assert "deadline" in late.json()["detail"]
+
+
+def test_a_hung_model_call_answers_504_at_the_deadline_and_readyz_says_so(
+    store: Path, holdout: Dataset
+) -> None:
+    # Every model call takes 3 s; a request may wait 0.5 s.
+    options = ["--allow-faults", "--inject", "sklearn_fp32:latency-ms=3000"]
+    options += ["--request-timeout-ms", "500"]
+    with running_server(store, options=[*options, "--inference", "thread"]) as server:
+        started = time.monotonic()
+        late = httpx.post(f"{server.url}/predict", json=body(holdout.features[:1]), timeout=30)
+        waited = time.monotonic() - started
+        ready = httpx.get(f"{server.url}/readyz")
+    assert late.status_code == 504
+    assert waited < 2.5  # the deadline plus the watchdog's period, not the 3 s call
+    assert ready.status_code == 503 and "running for" in ready.json()["detail"]

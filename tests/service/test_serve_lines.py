@@ -11,7 +11,7 @@ import numpy as np
 
 from common.processes import ServerProcess, running_server
 from service.store import Dataset
-from tests.utils import ADMIN_TOKEN, body
+from tests.utils import ADMIN_ENV, body
 
 
 def _wait_for_line(server: ServerProcess, start: str, timeout_s: float = 30.0) -> str:
@@ -32,11 +32,11 @@ def _inflight(server: ServerProcess) -> float:
 
 def test_ready_and_stopped_lines(store: Path, holdout: Dataset) -> None:
     options = [
-        "--admin-token", ADMIN_TOKEN, "--traffic", "sklearn_fp32=0.9,onnx_int8=0.1",
+        "--traffic", "sklearn_fp32=0.9,onnx_int8=0.1",
         "--shadow", "onnx_fp32", "--allow-faults", "--inject", "onnx_int8:latency-ms=300",
         "--max-batch-size", "1",
     ]  # fmt: skip
-    with running_server(store, options=options) as server:
+    with running_server(store, options=options, env=ADMIN_ENV) as server:
         ready = _wait_for_line(server, "perfserve serve: ready")
         port = server.url.rsplit(":", 1)[1]
         assert f"ready on http://127.0.0.1:{port}, 1 worker;" in ready

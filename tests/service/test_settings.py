@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -50,6 +52,11 @@ def test_traffic_also_reads_json() -> None:
         ({"inject": "latency-ms=5", "allow_faults": True}, "names no variant"),
         ({"traffic": "a=x"}, "must look like name=weight"),
         ({"variants": "onnx_fp32", "shadow": "onnx_int8"}, "not among the loaded variants"),
+        ({"admin_max_body_bytes": 10 * 1024 * 1024}, "less than or equal to 1048576"),
+        ({"body_timeout_s": 0}, "greater than 0"),
+        ({"limit_concurrency": 1}, "greater than or equal to 16"),
+        ({"keep_alive_s": 0}, "greater than or equal to 1"),
+        ({"admin_token_file": "/nonexistent/token"}, "admin_token_file: No such file"),
     ],
 )
 def test_unsafe_or_inconsistent_values_are_refused(values: dict[str, object], message: str) -> None:
@@ -60,3 +67,16 @@ def test_unsafe_or_inconsistent_values_are_refused(values: dict[str, object], me
 def test_an_empty_environment_variable_means_unset(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PERFSERVE_ADMIN_TOKEN", "")
     assert Settings().admin_token is None  # so `PUT /traffic` stays disabled
+
+
+def test_the_admin_token_can_come_from_a_file(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("a-token-from-a-file-7e1\n")
+    settings = Settings(admin_token_file=token_file)
+    assert settings.admin_token is not None
+    assert settings.admin_token.get_secret_value() == "a-token-from-a-file-7e1"
+    with pytest.raises(ValidationError, match="not both"):
+        Settings(admin_token_file=token_file, admin_token="another-token-1234")
+    token_file.write_text("changeme")
+    with pytest.raises(ValidationError, match="admin_token_file is a placeholder"):
+        Settings(admin_token_file=token_file)

@@ -18,7 +18,7 @@ from common.processes import ServerProcess, running_server
 from service.routing import Router, TrafficSplit
 from service.shared_split import SharedSplit
 from service.store import Dataset
-from tests.utils import ADMIN, ADMIN_TOKEN, body, run_perfserve
+from tests.utils import ADMIN, ADMIN_ENV, body, run_perfserve
 
 VARIANTS = ["sklearn_fp32", "onnx_fp32", "onnx_int8"]
 POLL_S = 0.2
@@ -27,8 +27,8 @@ FOLLOW_BOUND_S = 3.0
 
 
 def replica(store: Path, split_file: Path, *extra: str) -> AbstractContextManager[ServerProcess]:
-    options = ["--admin-token", ADMIN_TOKEN, "--split-file", str(split_file), *extra]
-    return running_server(store, options=[*options, "--split-poll-s", str(POLL_S)])
+    options = ["--split-file", str(split_file), *extra, "--split-poll-s", str(POLL_S)]
+    return running_server(store, options=options, env=ADMIN_ENV)
 
 
 def traffic(server: ServerProcess) -> dict[str, object]:

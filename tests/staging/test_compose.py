@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from service.settings import Settings
 from tests.utils import require_tool
 from tests.utils.stack import (
     COMPOSE,
@@ -135,3 +136,11 @@ def test_grafana_reads_the_stacks_prometheus(services: dict[str, dict[str, Any]]
     # $__rate_interval is four times this: it must be the real scrape interval.
     scrape = yaml.safe_load(PROMETHEUS_CONFIG.read_text())["global"]["scrape_interval"]
     assert datasource["jsonData"]["timeInterval"] == scrape
+
+
+def test_replicas_get_their_whole_shutdown_grace(services: dict[str, dict[str, Any]]) -> None:
+    # uvicorn's wait for open requests, then the batchers' shared period: twice the grace.
+    grace = Settings.model_fields["graceful_shutdown_s"].default
+    assert "PERFSERVE_GRACEFUL_SHUTDOWN_S" not in services["service"].get("environment", {})
+    stop = services["service"]["stop_grace_period"]
+    assert stop.endswith("s") and float(stop[:-1]) > 2 * grace

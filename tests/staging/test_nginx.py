@@ -6,15 +6,17 @@ replicas' name rewritten to loopback servers; every other line is the project's 
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
 import httpx
 
 from common.processes import ServerProcess
+from service.settings import Settings
 from service.store import Dataset
 from tests.utils import body, require_tool
-from tests.utils.stack import nginx_config, running_nginx
+from tests.utils.stack import NGINX_CONFIG, nginx_config, running_nginx
 
 
 def test_config_passes_nginx_t(tmp_path: Path) -> None:
@@ -48,3 +50,15 @@ def test_predictions_and_refusals_pass_through_unchanged(
     assert refused.status_code == 422 and "features" in refused.json()["detail"]
     assert unknown.status_code == 404
     assert "perfserve_request_duration_seconds_bucket" in metrics.text
+
+
+def test_slow_clients_and_idle_upstreams_are_timed_out() -> None:
+    config = NGINX_CONFIG.read_text()
+    for directive in ("client_header_timeout", "client_body_timeout", "send_timeout"):
+        assert re.search(rf"^\s*{directive} \d+s;", config, re.MULTILINE), directive
+    upstream = re.search(r"upstream perfserve \{(.*?)\}", config, re.DOTALL)
+    assert upstream is not None
+    idle = re.search(r"keepalive_timeout (\d+)s;", upstream[1])
+    assert idle is not None
+    # nginx must drop an idle upstream connection before the service closes it.
+    assert int(idle[1]) < Settings.model_fields["keep_alive_s"].default

@@ -79,10 +79,12 @@ def run(store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack
     require_tool("prometheus")
     require_tool("nginx")
     split_file = tmp_path_factory.mktemp("split") / "traffic.json"  # compose's shared volume
-    options = ["--admin-token", ADMIN_TOKEN, "--traffic", "sklearn_fp32=0.7,onnx_int8=0.3"]
-    options += ["--split-file", str(split_file)]
+    options = ["--traffic", "sklearn_fp32=0.7,onnx_int8=0.3", "--split-file", str(split_file)]
+    env = {"PERFSERVE_ADMIN_TOKEN": ADMIN_TOKEN}
     with ExitStack() as stack:
-        servers = [stack.enter_context(running_server(store, options=options)) for _ in range(2)]
+        servers = [
+            stack.enter_context(running_server(store, options=options, env=env)) for _ in range(2)
+        ]
         replicas = [server.url.removeprefix("http://") for server in servers]
         lb = stack.enter_context(running_nginx(replicas, tmp_path_factory.mktemp("nginx")))
         loadgen = f"127.0.0.1:{free_port()}"

@@ -11,7 +11,7 @@ import pytest
 from common.processes import ServerProcess, running_server
 from service.routing import TrafficSplit
 from staging.traffic import apply_split, main, replica_urls
-from tests.utils import ADMIN_TOKEN
+from tests.utils import ADMIN_ENV, ADMIN_TOKEN
 
 CANARY = '{"weights": {"sklearn_fp32": 0.9, "onnx_int8": 0.1}, "shadow": "onnx_fp32"}'
 
@@ -38,8 +38,8 @@ def test_one_put_reaches_replicas_sharing_the_file_and_a_laggard_is_named(
     store: Path, tmp_path: Path
 ) -> None:
     def replica(split_file: Path) -> AbstractContextManager[ServerProcess]:
-        options = ["--admin-token", ADMIN_TOKEN, "--split-file", str(split_file)]
-        return running_server(store, options=options)
+        options = ["--split-file", str(split_file)]
+        return running_server(store, options=options, env=ADMIN_ENV)
 
     split = TrafficSplit(weights={"sklearn_fp32": 0.5, "onnx_int8": 0.5})
     with replica(tmp_path / "a.json") as a, replica(tmp_path / "a.json") as b:

@@ -13,6 +13,8 @@ import pytest
 
 ADMIN_TOKEN = "test-admin-token-4f1c"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+# The token reaches a server through its environment: a command line is public.
+ADMIN_ENV = {"PERFSERVE_ADMIN_TOKEN": ADMIN_TOKEN}
 
 
 def body(rows: np.ndarray) -> dict[str, Any]:

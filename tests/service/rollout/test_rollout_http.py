@@ -21,7 +21,7 @@ import pytest
 
 from common.processes import ServerProcess, running_server
 from service.store import Dataset
-from tests.utils import ADMIN, ADMIN_TOKEN, body
+from tests.utils import ADMIN, ADMIN_ENV, ADMIN_TOKEN, body
 
 pytestmark = pytest.mark.slow
 
@@ -41,11 +41,12 @@ BASELINE, CANDIDATE = "sklearn_fp32", "onnx_fp32"
 def replicas(store: Path, tmp_path: Path, *extra: str, count: int = 2) -> Iterator[list[str]]:
     """`count` servers following one split file, every routed request mirrored."""
     env = {
+        **ADMIN_ENV,
         "PERFSERVE_SPLIT_FILE": str(tmp_path / "traffic.json"),
         "PERFSERVE_SHADOW_SHARE": "1",
         "PERFSERVE_TRAFFIC": f"{BASELINE}=1",
     }
-    options = ["--admin-token", ADMIN_TOKEN, *extra]
+    options = list(extra)
     with ExitStack() as stack:
         servers: list[ServerProcess] = [
             stack.enter_context(running_server(store, options=options, env=env))

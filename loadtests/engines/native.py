@@ -1,0 +1,136 @@
+"""The native engine: open-loop generator processes on uvloop + httptools, one per core.
+
+Locust's generator costs hundreds of microseconds of CPU per request and adds
+milliseconds of its own to what it measures, so against a fast variant it runs out of
+breath before the server does. Here each generator process
+(loadtests/engines/native_generator.py) sends requests encoded once over raw asyncio
+protocols and keep-alive connections, on a timer precise to tens of microseconds. This
+controller, in the sweep's process, sends every generator its share of each step's
+plan over a socket pair, and on each flush merges the windows they recorded (the
+HdrHistograms added, so merged percentiles are exact, not averages of percentiles).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from multiprocessing.connection import Connection
+from typing import Any
+
+import psutil
+
+from common.processes import wait_or_kill
+from loadtests.arrivals import ArrivalProcess
+from loadtests.engines.base import START_DELAY_S, Plan
+from loadtests.loadgen_metrics import LoadgenMetrics
+from loadtests.recorder import Recorder, windows_from_wire
+
+READY_TIMEOUT_S = 30.0
+DRAIN_POLL_S = 0.05
+
+
+class NativeEngine:
+    """Implements loadtests.engines.base.Engine with `generators` native processes,
+    pinned to `cpus` (in turn) when given."""
+
+    def __init__(
+        self,
+        url: str,
+        generators: int,
+        max_in_flight: int,
+        metrics: LoadgenMetrics,
+        cpus: list[int] | None = None,
+    ) -> None:
+        self.generators = generators
+        self.metrics = metrics
+        self._collected = Recorder()
+        self._steps = 0
+        self._flushes = 0
+        self._in_flight = [0] * generators
+        self._links: list[Connection] = []
+        self._processes: list[subprocess.Popen[bytes]] = []
+        for index in range(generators):
+            cpu = [str(cpus[index % len(cpus)])] if cpus else []
+            self._start(url, max_in_flight, cpu)
+        for index, link in enumerate(self._links):
+            if not link.poll(READY_TIMEOUT_S):
+                self.close()
+                raise RuntimeError(f"native generator {index} not ready in {READY_TIMEOUT_S} s")
+            link.recv()
+
+    @property
+    def collected(self) -> Recorder:
+        return self._collected
+
+    def new_step(self) -> int:
+        self._steps += 1
+        return self._steps
+
+    def setup(self, bodies: list[bytes], rows_per_request: int, target: str) -> None:
+        data = {"bodies": bodies, "rows_per_request": rows_per_request, "target": target}
+        for link in self._links:
+            link.send(("setup", data))
+
+    def start_step(self, step: int, rate: float, process: ArrivalProcess, window_s: float) -> float:
+        start = time.time() + START_DELAY_S
+        plan = Plan(step, rate, process, start, window_s, self.generators, seed=step)
+        for index, link in enumerate(self._links):
+            link.send(("plan", {"plan": asdict(plan), "index": index}))
+        self.metrics.target_rps.set(rate)
+        return start
+
+    def stop_arrivals(self, step: int) -> None:
+        for link in self._links:
+            link.send(("stop", step))
+        self.metrics.target_rps.set(0)
+
+    def flush(self) -> None:
+        """Ask every generator for its new windows, then read each one's answer."""
+        self._flushes += 1
+        for link in self._links:
+            link.send(("flush", self._flushes))
+        for index, link in enumerate(self._links):
+            if not link.poll(READY_TIMEOUT_S):
+                raise TimeoutError(f"generator {index} did not answer a flush")
+            kind, flush_id, wire, in_flight = link.recv()
+            assert kind == "windows" and flush_id == self._flushes
+            windows = windows_from_wire(wire)
+            self._collected.merge(windows)
+            self.metrics.observe(windows)
+            self._in_flight[index] = in_flight
+
+    def drain(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self.flush()
+            if sum(self._in_flight) == 0:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(DRAIN_POLL_S)
+
+    def processes(self) -> list[psutil.Process]:
+        return [psutil.Process(p.pid) for p in self._processes if p.poll() is None]
+
+    def close(self) -> None:
+        for link in self._links:
+            with contextlib.suppress(OSError):
+                link.send(("quit", None))
+        for process in self._processes:
+            wait_or_kill(process, 10)
+        for link in self._links:
+            link.close()
+
+    def _start(self, url: str, max_in_flight: int, cpu: list[str]) -> None:
+        ours, theirs = socket.socketpair()
+        command: list[Any] = [
+            sys.executable, "-m", "loadtests.engines.native_generator",
+            str(theirs.fileno()), url, str(max_in_flight), *cpu,
+        ]  # fmt: skip
+        self._processes.append(subprocess.Popen(command, pass_fds=[theirs.fileno()]))
+        theirs.close()
+        self._links.append(Connection(ours.detach()))

@@ -1,0 +1,104 @@
+"""The admin token, and the guard every non-prediction request passes before FastAPI.
+
+FastAPI reads and parses a body before any dependency runs, so a token checked by a
+dependency comes after an unauthenticated client has had the server read whatever it
+sent. The guard runs first, as raw ASGI: a request that changes state (any method but
+GET, HEAD and OPTIONS: `PUT /traffic`, the `/rollout` actions) is refused on its headers
+alone unless it carries the admin token, and every body bound for FastAPI is capped at
+`admin_max_body_bytes` and read within `body_timeout_s` before FastAPI sees it.
+Predictions never come here: `PredictEndpoint` answers them in front of the guard.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+
+from pydantic import SecretStr
+from starlette.responses import JSONResponse
+
+from service.payload import Reject
+from service.predict import ASGIApp, Message, Receive, Scope, Send
+from service.state import Service
+
+log = logging.getLogger("perfserve")
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+DISABLED = "admin endpoints are disabled: set PERFSERVE_ADMIN_TOKEN or --admin-token-file"
+
+
+def admin_refusal(token: SecretStr | None, authorization: str | None) -> Reject | None:
+    """Why `authorization` does not allow an admin change, or None when it does.
+    The message never repeats what the client sent."""
+    if token is None:
+        return Reject(403, "unauthorized", DISABLED)
+    scheme, _, given = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not given:
+        return Reject(401, "unauthorized", "missing admin token (Authorization: Bearer ...)")
+    if not secrets.compare_digest(given.encode(), token.get_secret_value().encode()):
+        return Reject(401, "unauthorized", "wrong admin token")
+    return None
+
+
+class ManagementGuard:
+    """Token first, then a bounded body, then FastAPI (see the module docstring)."""
+
+    def __init__(self, service: Service, app: ASGIApp) -> None:
+        self.service = service
+        self.app = app
+        self.max_body = service.settings.admin_max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        try:
+            headers = dict(scope["headers"])
+            if scope["method"] not in SAFE_METHODS:
+                self._authorize(scope, headers.get(b"authorization"))
+            length = headers.get(b"content-length", b"0")
+            if length.isdigit() and int(length) > self.max_body:
+                raise Reject(413, "too_large", f"body exceeds {self.max_body} bytes")
+            body = await self.service.body_deadlines.read(
+                receive, self.max_body, time.perf_counter()
+            )
+        except Reject as reject:
+            self.service.metrics.rejected.labels(reject.reason).inc()
+            return await _refuse(reject, scope, receive, send)
+        await self.app(scope, _replay(body, receive), send)
+
+    def _authorize(self, scope: Scope, authorization: bytes | None) -> None:
+        refusal = admin_refusal(
+            self.service.settings.admin_token,
+            None if authorization is None else authorization.decode("latin-1"),
+        )
+        if refusal is not None:
+            client = scope.get("client") or ("?", 0)
+            path = str(scope["path"])[:100]
+            log.warning(
+                "refused %s %r from %s: %s", scope["method"], path, client[0], refusal.message
+            )
+            raise refusal
+
+
+async def _refuse(reject: Reject, scope: Scope, receive: Receive, send: Send) -> None:
+    # The body was not read (or not all of it): close rather than parse it as a request.
+    headers = {"connection": "close"}
+    if reject.status == 401:
+        headers["www-authenticate"] = "Bearer"
+    response = JSONResponse({"detail": reject.message}, reject.status, headers)
+    await response(scope, receive, send)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that hands FastAPI the body already read, then defers to the client."""
+    delivered = False
+
+    async def replay() -> Message:
+        nonlocal delivered
+        if delivered:
+            return await receive()
+        delivered = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay

@@ -1,0 +1,89 @@
+"""The native engine's parts, and the attribution of a step to the generator or the server.
+
+The engine against a real server on loopback: a generator process stopped in the middle
+of a step (starved of CPU as completely as it can be) is blamed for the SLO it misses,
+not the server. The calibration's search and the header parsing are checked directly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+from common.processes import ServerProcess
+from loadtests.bodies import encode_bodies, holdout_rows
+from loadtests.checks import server_timing_total_s
+from loadtests.engines.native import NativeEngine
+from loadtests.engines.native_generator import encode_requests
+from loadtests.loadgen_metrics import LoadgenMetrics
+from loadtests.sweep.calibration import CalibrationPoint, search_ceiling
+from loadtests.sweep.steps import StepRunner, StepSettings
+
+
+def test_the_server_timing_total_is_read_in_seconds() -> None:
+    assert server_timing_total_s(b"queue;dur=0.010, infer;dur=0.120, total;dur=0.250") == 0.00025
+    assert server_timing_total_s(b"total;dur=12.5") == 0.0125
+    assert server_timing_total_s(b"queue;dur=1") is None
+    assert server_timing_total_s(b"total;dur=oops") is None
+
+
+def test_requests_are_encoded_once_with_their_length_and_sticky_users() -> None:
+    bodies = [b'{"instances":[[1.0]]}', b'{"instances":[[2.0]]}']
+    one = encode_requests(bodies, "onnx_int8", "127.0.0.1:8000")
+    assert len(one) == 2
+    assert one[0].startswith(b"POST /models/onnx_int8/predict HTTP/1.1\r\n")
+    assert one[0].endswith(b"content-length: 21\r\n\r\n" + bodies[0])
+    split = encode_requests(bodies, "split", "127.0.0.1:8000")
+    users = {r.split(b"x-user-id: ")[1].split(b"\r\n")[0] for r in split}
+    assert len(split) == len(users) == 10_000
+    assert all(r.startswith(b"POST /predict ") for r in split)
+
+
+def test_calibration_finds_the_highest_rate_the_generator_keeps_up_with() -> None:
+    def generator(rate: float) -> CalibrationPoint:
+        sent = min(rate, 11_000.0)
+        late = 0.0 if rate <= 10_000 else 0.2
+        return CalibrationPoint(rate, sent, late, min(1.0, rate / 11_000))
+
+    calibration = search_ceiling(generator, 2000, 128_000)
+    rates = [p.rate for p in calibration.points]
+    assert rates[:4] == [2000, 4000, 8000, 16_000]
+    assert 9000 <= calibration.ceiling_qps <= 10_000
+    assert all(p.keeps_up == (p.rate <= 10_000) for p in calibration.points)
+
+
+def test_a_generator_starved_of_cpu_is_blamed_not_the_server(
+    server: ServerProcess, store: Path
+) -> None:
+    # The generator process is stopped for 0.8 s of a 3 s step at 200/s: every arrival
+    # due meanwhile goes out late in one burst, and misses a 50 ms SLO from schedule,
+    # while the server, nearly idle, answers each in a millisecond.
+    engine = NativeEngine(server.url, 1, 64, LoadgenMetrics())
+    try:
+        engine.setup(encode_bodies(holdout_rows(store), 1), 1, "onnx_int8")
+        settings = StepSettings(
+            slo_p99_ms=50.0, step_seconds=3.0, window_seconds=0.5, max_step_seconds=3.0,
+            arrivals="constant",
+        )  # fmt: skip
+        runner = StepRunner(engine, server.url, "onnx_int8", ["onnx_int8"], settings, print)
+        (generator,) = engine.processes()
+        starve = threading.Timer(1.2, _stop_for, (generator.pid, 0.8))
+        starve.start()
+        step = runner.run(200.0, extend=False)
+        starve.join()
+    finally:
+        engine.close()
+    assert step.client.miss_ratio > 0.05
+    assert step.generator_late_share > 0.1
+    assert step.server.utilization < 0.5
+    assert step.verdict == "generator-bound"
+
+
+def _stop_for(pid: int, seconds: float) -> None:
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        time.sleep(seconds)
+    finally:
+        os.kill(pid, signal.SIGCONT)
