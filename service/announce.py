@@ -9,11 +9,12 @@ Two requests in all once ready, so the announcement costs the server nothing to 
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+import urllib.error
+import urllib.request
 from typing import Any
-
-import httpx
 
 from service.settings import Settings
 
@@ -32,17 +33,27 @@ def _announce(settings: Settings) -> None:
     while True:
         time.sleep(POLL_S)
         try:
-            ready = httpx.get(f"{url}/readyz", timeout=2.0)
-            if ready.status_code == 200:
-                traffic = httpx.get(f"{url}/traffic", timeout=2.0).json()
-                print(ready_line(settings, ready.json()["variants"], traffic), flush=True)
+            status, readiness = _get_json(f"{url}/readyz")
+            if status == 200:
+                traffic = _get_json(f"{url}/traffic")[1]
+                print(ready_line(settings, readiness["variants"], traffic), flush=True)
                 return
-            detail = str(ready.json().get("detail", ""))
+            detail = str(readiness.get("detail", ""))
             if detail.startswith("loading failed"):
                 print(f"perfserve serve: {url} is up but not ready: {detail}", flush=True)
                 return
-        except (httpx.HTTPError, ValueError):
+        except (OSError, ValueError):
             continue  # not listening yet
+
+
+def _get_json(url: str) -> tuple[int, dict[str, Any]]:
+    """Status and JSON body of a GET, 503s included (the standard library keeps the
+    serving install free of an HTTP client package)."""
+    try:
+        with urllib.request.urlopen(url, timeout=2.0) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
 
 
 def local_url(settings: Settings) -> str:
