@@ -37,6 +37,11 @@ COMMANDS: dict[str, Command] = {
     "serve": Command(
         "serve every variant of the store over HTTP", "service.commands", "add_serve_arguments"
     ),
+    "rollout": Command(
+        "canary a candidate variant step by step on a running service; judged, rolled back",
+        "service.rollout.command",
+        "add_rollout_arguments",
+    ),
     "demo": Command(
         "build the store if needed, start the service, run a short sweep and report",
         "loadtests.demo",

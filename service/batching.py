@@ -154,6 +154,11 @@ class MicroBatcher:
         return len(self._queue) >= self.max_queue
 
     @property
+    def queued(self) -> int:
+        """Requests waiting for a batch now (not counting the one computing)."""
+        return len(self._queue)
+
+    @property
     def unavailable(self) -> str | None:
         """Why the variant cannot answer now, or None when it can."""
         if self.failure is not None:

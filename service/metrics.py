@@ -40,6 +40,8 @@ STAGES = ("preprocess", "infer", "postprocess")
 # How often each process adds what it folded to the exposition (see `Folding`); a scrape
 # answered by a process flushes that process first.
 FLUSH_INTERVAL_S = 0.1
+# How far the candidate's probability for the served label is from the baseline's.
+DIFFERENCE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 # prometheus_client's file for one process's gauges in a `live*` multiprocess mode.
 LIVE_GAUGE_FILE = re.compile(r"gauge_live[a-z]*_(\d+)\.db")
 
@@ -157,6 +159,47 @@ class Metrics:
             "perfserve_shadow_predictions",
             "Mirrored predictions by the shadow variant, by agreement with the served answer.",
             ["variant", "outcome"],
+            registry=registry,
+        )
+        self.shadow_duration = Histogram(
+            "perfserve_shadow_duration_seconds",
+            "Time the shadow variant took to answer a mirrored request, queue included.",
+            ["variant"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.shadow_difference = Histogram(
+            "perfserve_shadow_probability_difference",
+            "Per mirrored row, |candidate - baseline| probability of the served label "
+            "(regressors: of the value); _sum / _count is the mean absolute difference.",
+            ["variant"],
+            buckets=DIFFERENCE_BUCKETS,
+            registry=registry,
+        )
+        self.rollout_step = Gauge(
+            "perfserve_rollout_step",
+            "Step of the current or last rollout (1-based; 0: none since start-up).",
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.rollout_candidate_weight = Gauge(
+            "perfserve_rollout_candidate_weight",
+            "Share of traffic the rollout gives its candidate now (0..1).",
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.rollout_status = Gauge(
+            "perfserve_rollout_status",
+            "1 for the rollout's status: running, paused, promoted, rolled_back, aborted, "
+            "dry_run_done; 0 for the others.",
+            ["status"],
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.rollout_verdicts = Counter(
+            "perfserve_rollout_verdicts",
+            "Gate verdicts of the rollout judge, by gate and outcome (pass, fail, inconclusive).",
+            ["gate", "outcome"],
             registry=registry,
         )
         self.model_info = Gauge(

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, NamedTuple
+
+import numpy as np
 
 from service.batching import (
     BatchFailed,
+    BatchResult,
     DeadlineExceeded,
     QueueFull,
     ShuttingDown,
@@ -43,6 +46,15 @@ SHOWN_NAME_CHARS = 64
 MODEL_PREFIX, PREDICT_SUFFIX = "/models/", "/predict"
 # Formatted straight to bytes: no str to build and encode per answer.
 SERVER_TIMING = b"queue;dur=%.3f, infer;dur=%.3f, total;dur=%.3f"
+
+
+class Answered(NamedTuple):
+    """A 200 answer, with the rows and result a shadow copy is compared on."""
+
+    body: bytes
+    headers: list[tuple[bytes, bytes]]
+    rows: np.ndarray
+    result: BatchResult
 
 
 class PredictEndpoint:
@@ -80,17 +92,20 @@ class PredictEndpoint:
         self, scope: Scope, receive: Receive, send: Send, variant: str | None
     ) -> None:
         started = time.perf_counter()
+        service = self.service
         self.inflight += 1
+        by_split = False
+        answered: Answered | None = None
         try:
             try:
                 if scope["method"] != "POST":
                     raise Reject(405, "invalid_input", "use POST with a JSON body")
-                variant, length = self._route(scope["headers"], variant)
-                if self.service.variants[variant].batcher.full:
+                variant, by_split, length = self._route(scope["headers"], variant)
+                if service.variants[variant].batcher.full:
                     status, body, headers = self._refuse_at_capacity(variant)
                 else:
-                    body, headers = await self._answer(receive, started, variant, length)
-                    status = 200
+                    answered = await self._answer(receive, started, variant, length)
+                    status, body, headers = 200, answered.body, answered.headers
             except Reject as reject:
                 status, body, headers = reject.status, encode_error(reject.message), []
                 if reject.retry_after is not None:
@@ -101,13 +116,20 @@ class PredictEndpoint:
                     headers.append(CLOSE_HEADER)
                 self._rejected(reject.reason).inc()
             await _send(send, status, body, headers)
-            loaded = self.service.variants.get(variant) if variant else None
+            loaded = service.variants.get(variant) if variant else None
             if loaded is not None:
                 elapsed = time.perf_counter() - started
                 if status == 200:
                     loaded.batcher.metrics.request_ok.observe(elapsed)
                 else:
                     self._duration(loaded.info.name, status).observe(elapsed)
+                # Only requests the split routed are a rollout's evidence or shadow traffic;
+                # a request that names its variant is a test of that variant.
+                if by_split:
+                    if service.rollouts.recorder.active:
+                        service.rollouts.recorder.record(loaded.info.name, elapsed, status)
+                    if answered is not None:
+                        service.mirror(loaded.info.name, answered.rows, answered.result)
         finally:
             self.inflight -= 1
 
@@ -138,8 +160,11 @@ class PredictEndpoint:
             self._rejections[reason] = folded
         return folded
 
-    def _route(self, headers: list[tuple[bytes, bytes]], variant: str | None) -> tuple[str, int]:
-        """The variant to serve (path, then X-Variant, then the split) and the body length."""
+    def _route(
+        self, headers: list[tuple[bytes, bytes]], variant: str | None
+    ) -> tuple[str, bool, int]:
+        """The variant to serve (path, then X-Variant, then the split), whether the split
+        chose it, and the body length."""
         service = self.service
         if not service.ready:
             detail = service.load_error or "models are still loading"
@@ -147,17 +172,19 @@ class PredictEndpoint:
         forced, user_id, length, content_type = _routing_headers(headers)
         if content_type is not None and content_type != JSON_TYPE and not _is_json(content_type):
             raise Reject(415, "invalid_input", "send the body as Content-Type: application/json")
-        variant = variant or forced or service.router.choose(user_id)
+        variant = variant or forced
+        by_split = variant is None
+        variant = variant or service.router.choose(user_id)
         if variant not in service.variants:
             shown = variant[:SHOWN_NAME_CHARS] + ("..." if len(variant) > SHOWN_NAME_CHARS else "")
             raise Reject(
                 404, "unknown_variant", f"unknown variant {shown!r}; available: {service.names}"
             )
-        return variant, length
+        return variant, by_split, length
 
     async def _answer(
         self, receive: Receive, started: float, variant: str, length: int
-    ) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    ) -> Answered:
         loaded = self.service.variants[variant]
         batcher = loaded.batcher
         if length > self.max_body:
@@ -168,9 +195,7 @@ class PredictEndpoint:
         parsed = time.perf_counter()
         batcher.metrics.preprocess.observe(parsed - started)
         try:
-            future = batcher.submit(rows, started + self.timeout_s)
-            self.service.mirror(variant, rows, future)
-            result = await future
+            result = await batcher.submit(rows, started + self.timeout_s)
         except QueueFull:
             raise _at_capacity(variant) from None
         except ShuttingDown:
@@ -200,7 +225,8 @@ class PredictEndpoint:
             result.infer_s * 1000,
             (done - started) * 1000,
         )
-        return body, [loaded.tag, (b"server-timing", timing)]
+        headers = [loaded.tag, (b"server-timing", timing)]
+        return Answered(body, headers, rows, result)
 
 
 def _at_capacity(variant: str) -> Reject:

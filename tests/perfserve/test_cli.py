@@ -79,6 +79,13 @@ BAD_INVOCATIONS: list[tuple[str, list[str], dict[str, str], list[str]]] = [
     ("compare", ["--baseline", "onnx_int9", "--candidate", "onnx_fp32"], {}, ["onnx_int9"]),
     ("history", ["frob"], {}, ["'frob'", "list", "accept"]),
     ("history", ["accept"], {}, ["record id"]),
+    ("rollout", ["--baseline", "a", "--candidate", "b", "--steps", "5,1"], {}, ["--steps", "rise"]),
+    (
+        "rollout",
+        ["--baseline", "a", "--candidate", "b", "--url", UNUSED_URL],
+        {"PERFSERVE_ADMIN_TOKEN": "a-token-of-16-chars"},
+        ["--url", UNUSED_URL],
+    ),
 ]
 NEEDS_A_STORE = {"serve", "bench", "compare", "bench-generator"}
 
