@@ -44,4 +44,4 @@ def test_capacity_command_prints_the_bounds_from_a_sweep(
 
 def test_a_trough_above_the_peak_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["capacity", "--peak-qps", "100", "--trough-qps", "200"]) == 2
-    assert "--trough-qps must be positive and at most --peak-qps" in capsys.readouterr().err
+    assert "--trough-qps 200: must be positive and at most --peak-qps" in capsys.readouterr().err
