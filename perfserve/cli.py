@@ -60,6 +60,12 @@ COMMANDS: dict[str, Command] = {
         "add_bench_http_arguments",
         extra="bench",
     ),
+    "bench-overload": Command(
+        "goodput at three times capacity under k6's open-loop arrivals; cost of a refusal",
+        "benchmarks.overload",
+        "add_bench_overload_arguments",
+        extra="bench",
+    ),
     "bench-generator": Command(
         "each sweep engine's ceiling against the bare-ASGI floor and what it adds at 1,000/s",
         "benchmarks.generator_bench",

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from common.usage import UsageError, validation_message
 from service.batching import BatchResult, MicroBatcher
 from service.faults import FaultyRunner, latency_s
-from service.metrics import Metrics
+from service.metrics import FLUSH_INTERVAL_S, Metrics
 from service.receiving import BodyDeadlines
 from service.rollout.replica import RolloutReplica
 from service.routing import Router, TrafficSplit, UnknownVariant
@@ -46,6 +46,10 @@ class LoadedVariant:
     info: VariantInfo
     batcher: MicroBatcher
     memory_bytes: int
+
+    def __post_init__(self) -> None:
+        self.tag = (b"x-variant", self.info.name.encode())
+        """The answer's `X-Variant` header, encoded once."""
 
 
 class Service:
@@ -95,6 +99,7 @@ class Service:
         """Begin loading in the background; called from the app's lifespan."""
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._load(), name="load-models"))
+        self._tasks.append(loop.create_task(self._flush_metrics(), name="flush-metrics"))
         self._tasks.append(loop.create_task(self._watchdog(), name="watchdog"))
         if self.split.file is not None:
             follow = self.split.follow(self.settings.split_poll_s)
@@ -120,6 +125,13 @@ class Service:
         await asyncio.gather(*(v.batcher.close(grace) for v in self.variants.values()))
         if self._private_folder is not None:
             shutil.rmtree(self._private_folder, ignore_errors=True)
+        self.metrics.folding.flush()
+
+    async def _flush_metrics(self) -> None:
+        """Publish the folded hot-path metrics (see `service.metrics.Folding`)."""
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL_S)
+            self.metrics.folding.flush()
 
     def set_split(self, split: TrafficSplit) -> int:
         """Apply a new split here and in every process following the split file; its

@@ -67,6 +67,7 @@ BAD_INVOCATIONS: list[tuple[str, list[str], dict[str, str], list[str]]] = [
     ("sweep", ["--url", UNUSED_URL, "--engine", "fast"], {}, ["--engine", "'fast'", "native"]),
     ("sweep", ["--url", UNUSED_URL, "--generator-cpus", "99"], {}, ["--generator-cpus", "'99'"]),
     ("bench-http", ["--concurrency", "x"], {}, ["--concurrency", "'x'", "integers"]),
+    ("bench-overload", ["--case", "onnx_int8:x"], {}, ["--case", "'onnx_int8:x'", "VARIANT"]),
     ("bench-generator", ["--variant", "onnx_int9"], {}, ["--variant", "onnx_int9", "onnx_int8"]),
     ("bench", ["--runs", "1"], {}, ["--runs"]),
     ("bench", ["--variants", "onnx_int9"], {}, ["onnx_int9", "sklearn_fp32"]),
