@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 
 from benchmarks.environment import (
-    code_revision,
     machine_description,
     machine_fingerprint,
     pinned,
@@ -22,6 +21,7 @@ from benchmarks.environment import (
 from benchmarks.operators import Breakdown, breakdown
 from benchmarks.resources import EnergyMeter, LoadFigures, batch_of, measure_load
 from benchmarks.timing import TimingPlan, Timings, time_interleaved
+from common.machine import code_revision
 from service.int8 import BATCH_TOLERANCE, mixed_batch_deviation
 from service.quality import agreement, quality_metrics
 from service.runtimes import PerRowRunner, Runner, SlowedRunner, open_variant

@@ -195,11 +195,10 @@ def from_sweep(
         if knee is None or knee <= 0:
             notes.append(f"{name}: no knee in the sweep (never held the {slo} ms p99 SLO)")
             continue
-        limited_by = row.get("knee_limited_by", "slo")
-        if limited_by != "slo":
+        if row.get("knee_is_lower_bound"):
             notes.append(
-                f"{name}: the knee {knee:,.0f} QPS is a lower bound (limited by {limited_by}, "
-                "not the SLO), so these replicas are an upper bound"
+                f"{name}: the knee ≥ {knee:,.0f} QPS is a lower bound (limited by "
+                f"{row['knee_limited_by']}, not the SLO), so these replicas are an upper bound"
             )
         other = measured.get(name)
         figures.append(

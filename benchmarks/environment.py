@@ -1,4 +1,5 @@
-"""Where and how a benchmark ran: pinned threads, CPU affinity, code revision, machine.
+"""Where and how a benchmark ran: pinned threads, CPU affinity, machine (the code
+revision and CPU model come from common/machine.py, which the sweep's report uses too).
 
 Timings only compare on the same machine with the same thread settings, so every result
 carries these, and the history keys its records by them.
@@ -9,15 +10,15 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 import psutil
 import threadpoolctl
+
+from common.machine import cpu_model
 
 RUNTIME_PACKAGES = ("numpy", "scikit-learn", "onnxruntime", "scipy")
 
@@ -47,28 +48,10 @@ def pinned(threads: int, cpus: list[int] | None) -> Iterator[dict[str, Any]]:
         os.sched_setaffinity(0, affinity)
 
 
-def code_revision(where: Path | None = None) -> str:
-    """The git commit of the code being measured (with "+dirty" for local edits), or the
-    installed package version when this is not a git checkout."""
-    folder = where or Path(__file__).resolve().parent
-    try:
-        commit = _git(folder, "rev-parse", "HEAD")
-        dirty = _git(folder, "status", "--porcelain", "--untracked-files=no")
-    except (OSError, subprocess.CalledProcessError):
-        return "perfserve-" + metadata.version("perfserve")
-    return commit + ("+dirty" if dirty else "")
-
-
-def _git(folder: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(folder), *args], capture_output=True, text=True, check=True, timeout=10
-    ).stdout.strip()
-
-
 def machine_description() -> dict[str, Any]:
     """What makes timings comparable: CPU model and count, memory, OS, runtime versions."""
     return {
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "logical_cpus": os.cpu_count(),
         "memory_bytes": psutil.virtual_memory().total,
         "machine": platform.machine(),
@@ -83,16 +66,6 @@ def machine_fingerprint(description: dict[str, Any] | None = None) -> str:
     described = description or machine_description()
     text = "\n".join(f"{key}={described[key]}" for key in sorted(described))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _version(package: str) -> str:

@@ -16,11 +16,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import httpx
+import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.competitor_servers import NAMES, competitor
@@ -31,6 +32,7 @@ from service.build import build_store
 from service.store import StoreError, load_holdout, load_manifest
 
 COMPETITOR_VARIANT = "onnx_int8"
+BASELINE = " (baseline)"
 WRK_SCRIPT = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -55,6 +57,8 @@ class Target:
     script: Path
     metrics_url: str | None = None
     variant: str | None = None
+    pid: int | None = None
+    """The server's process, whose CPU time per request the cell reports."""
 
 
 @dataclass
@@ -68,6 +72,9 @@ class Cell:
     p99_ms: list[float] = field(default_factory=list)
     failed: int = 0
     mean_batch: list[float] = field(default_factory=list)
+    cpu_us: list[float] = field(default_factory=list)
+    """Server CPU time per request: unlike req/s, it holds on a machine busy with other
+    work, which takes the server's core away but does not make its requests costlier."""
 
     def median(self, values: list[float]) -> float:
         return statistics.median(values) if values else float("nan")
@@ -83,6 +90,7 @@ def run_benchmark(
     client_cpu: str,
     variants: list[str] | None,
     competitors: dict[str, str],
+    baseline: Path | None = None,
 ) -> list[Cell]:
     wrk = shutil.which("wrk")
     if wrk is None:
@@ -98,34 +106,47 @@ def run_benchmark(
             f"--variants {','.join(unknown)}: not in the store {store}; "
             f"it has {', '.join(manifest.variants)}"
         )
+    store = store.resolve()  # a baseline server runs in its own checkout
     row = load_holdout(store, manifest).features[0].tolist()
     with ExitStack() as servers:
         scripts = Path(servers.enter_context(tempfile.TemporaryDirectory(prefix="bench-http-")))
-        script = _wrk_script(scripts / "perfserve.lua", json.dumps({"instances": [row]}).encode())
+        body = json.dumps({"instances": [row]}).encode()
+        script = write_wrk_script(scripts / "perfserve.lua", body)
         bare = servers.enter_context(running_bare_server(server_cpu))
-        targets = [Target("bare ASGI floor", f"{bare}/predict", script)]
+        floor = Target("bare ASGI floor", f"{bare}/predict", script, pid=serving_child_pid(bare))
+        targets = [floor]
+        builds: list[tuple[str, Path | None]] = [("", None)]
+        if baseline is not None:
+            builds.append((BASELINE, baseline.resolve()))
         for batching, size in (("on", "64"), ("off", "1")):
-            server = servers.enter_context(
-                running_server(store, options=["--max-batch-size", size], cpus=server_cpu)
-            )
-            targets += [
-                Target(
-                    f"{name} batching {batching}",
-                    f"{server.url}/models/{name}/predict",
-                    script,
-                    f"{server.url}/metrics",
-                    name,
+            for suffix, checkout in builds:
+                server = servers.enter_context(
+                    running_server(
+                        store,
+                        options=["--max-batch-size", size],
+                        cpus=server_cpu,
+                        checkout=checkout,
+                    )
                 )
-                for name in chosen
-            ]
+                targets += [
+                    Target(
+                        f"{name} batching {batching}{suffix}",
+                        f"{server.url}/models/{name}/predict",
+                        script,
+                        f"{server.url}/metrics",
+                        name,
+                        server.process.pid,
+                    )
+                    for name in chosen
+                ]
         model = store / manifest.variants[COMPETITOR_VARIANT].path
         for name, python in competitors.items():
             rival = servers.enter_context(competitor(name, python, model, row, server_cpu))
-            rival_script = _wrk_script(scripts / f"{name}.lua", rival.body)
+            rival_script = write_wrk_script(scripts / f"{name}.lua", rival.body)
             targets.append(Target(f"{name} ({COMPETITOR_VARIANT})", rival.url, rival_script))
         cells = {(t.name, c): Cell(t.name, c) for t in targets for c in concurrencies}
         for target in targets:  # warm every server and connection path once
-            _wrk(wrk, client_cpu, target.script, target.url, 8, 1)
+            run_wrk(wrk, client_cpu, target.script, target.url, 8, 1)
         for round_ in range(rounds):
             for concurrency in concurrencies:
                 for target in targets:
@@ -142,8 +163,12 @@ def run_benchmark(
 
 def _measure(wrk: str, cpu: str, target: Target, cell: Cell, seconds: float) -> None:
     before = _batch_totals(target)
-    reading = _wrk(wrk, cpu, target.script, target.url, cell.concurrency, seconds)
+    cpu_before = _cpu_seconds(target.pid)
+    reading = run_wrk(wrk, cpu, target.script, target.url, cell.concurrency, seconds)
+    cpu_after = _cpu_seconds(target.pid)
     after = _batch_totals(target)
+    if cpu_before is not None and cpu_after is not None and reading["requests"]:
+        cell.cpu_us.append((cpu_after - cpu_before) / reading["requests"] * 1e6)
     seconds_run = reading["duration_us"] / 1e6
     cell.rps.append(reading["requests"] / seconds_run)
     cell.p50_ms.append(reading["p50_us"] / 1000)
@@ -153,12 +178,12 @@ def _measure(wrk: str, cpu: str, target: Target, cell: Cell, seconds: float) -> 
         cell.mean_batch.append((after[0] - before[0]) / (after[1] - before[1]))
 
 
-def _wrk_script(path: Path, body: bytes) -> Path:
+def write_wrk_script(path: Path, body: bytes) -> Path:
     path.write_text(WRK_SCRIPT.format(body=body.decode()))
     return path
 
 
-def _wrk(
+def run_wrk(
     wrk: str, cpu: str, script: Path, url: str, concurrency: int, seconds: float
 ) -> dict[str, float]:
     command = ["taskset", "-c", cpu, wrk, "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s"]
@@ -166,6 +191,14 @@ def _wrk(
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     reading: dict[str, float] = json.loads(output.strip().splitlines()[-1])
     return reading
+
+
+def _cpu_seconds(pid: int | None) -> float | None:
+    """User and system CPU time of a server process so far."""
+    if pid is None:
+        return None
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
 
 
 def _batch_totals(target: Target) -> tuple[float, float] | None:
@@ -180,21 +213,40 @@ def _batch_totals(target: Target) -> tuple[float, float] | None:
     return totals["perfserve_batch_size_sum"], totals["perfserve_batch_size_count"]
 
 
+def serving_child_pid(url: str) -> int | None:
+    """The id of this process's child serving on `url`'s port (the floor's uvicorn, which
+    `running_bare_server` starts without handing out its process)."""
+    port = url.rsplit(":", 1)[1]
+    for child in psutil.Process().children(recursive=True):
+        with suppress(psutil.Error):
+            command = child.cmdline()
+            if "--port" in command and command[command.index("--port") + 1 :][:1] == [port]:
+                return int(child.pid)
+    return None
+
+
 def render(cells: list[Cell], concurrencies: list[int], variants: list[str]) -> str:
     """A Markdown table of medians, then the ratios the targets are stated in."""
     by_key = {(c.target, c.concurrency): c for c in cells}
     lines = [
-        "| target | concurrency | req/s | p50 ms | p99 ms | of floor | mean batch | failed |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| target | concurrency | req/s | p50 ms | p99 ms | of floor | server CPU µs/request "
+        "| floor's CPU over this | mean batch | failed |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for cell in cells:
         floor = by_key["bare ASGI floor", cell.concurrency]
         share = cell.median(cell.rps) / floor.median(floor.rps)
         batch = f"{cell.median(cell.mean_batch):.1f}" if cell.mean_batch else ""
+        cpu = f"{cell.median(cell.cpu_us):.1f}" if cell.cpu_us else ""
+        cpu_share = (
+            f"{floor.median(floor.cpu_us) / cell.median(cell.cpu_us):.0%}"
+            if cell.cpu_us and floor.cpu_us
+            else ""
+        )
         lines.append(
             f"| {cell.target} | {cell.concurrency} | {cell.median(cell.rps):,.0f} "
             f"| {cell.median(cell.p50_ms):.3f} | {cell.median(cell.p99_ms):.3f} "
-            f"| {share:.0%} | {batch} | {cell.failed} |"
+            f"| {share:.0%} | {cpu} | {cpu_share} | {batch} | {cell.failed} |"
         )
     lines += ["", "| variant | concurrency | batching on / off (req/s) | p50 on minus off (ms) |"]
     lines.append("| --- | --- | --- | --- |")
@@ -206,6 +258,7 @@ def render(cells: list[Cell], concurrencies: list[int], variants: list[str]) -> 
                 f"| {variant} | {concurrency} | {on.median(on.rps) / off.median(off.rps):.2f}x "
                 f"| {on.median(on.p50_ms) - off.median(off.p50_ms):+.3f} |"
             )
+    lines += _against_baseline(cells, by_key)
     rivals = sorted({c.target for c in cells if c.target.endswith(f"({COMPETITOR_VARIANT})")})
     if rivals and COMPETITOR_VARIANT in variants:
         lines += ["", "| server | concurrency | perfserve req/s over theirs | their p99 ms |"]
@@ -222,9 +275,33 @@ def render(cells: list[Cell], concurrencies: list[int], variants: list[str]) -> 
     return "\n".join(lines) + "\n"
 
 
-def add_bench_http_arguments(bench: argparse.ArgumentParser) -> None:
-    bench.description = __doc__
-    bench.formatter_class = RawDescriptionHelpFormatter
+def _against_baseline(cells: list[Cell], by_key: dict[tuple[str, int], Cell]) -> list[str]:
+    """This checkout against the baseline's, target by target, within the same rounds."""
+    pairs = [
+        (cell, by_key[cell.target + BASELINE, cell.concurrency])
+        for cell in cells
+        if (cell.target + BASELINE, cell.concurrency) in by_key
+    ]
+    if not pairs:
+        return []
+    lines = [
+        "",
+        "| target | concurrency | req/s over baseline | CPU µs/request, baseline → this "
+        "| p99 minus baseline (ms) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for ours, theirs in pairs:
+        lines.append(
+            f"| {ours.target} | {ours.concurrency} "
+            f"| {ours.median(ours.rps) / theirs.median(theirs.rps):.2f}x "
+            f"| {theirs.median(theirs.cpu_us):.1f} → {ours.median(ours.cpu_us):.1f} "
+            f"| {ours.median(ours.p99_ms) - theirs.median(theirs.p99_ms):+.3f} |"
+        )
+    return lines
+
+
+def add_pinned_bench_options(bench: argparse.ArgumentParser, out: Path, client: str) -> None:
+    """The store, the results folder and the two CPU lists every HTTP benchmark takes."""
     add_option(
         bench,
         "--store",
@@ -232,13 +309,15 @@ def add_bench_http_arguments(bench: argparse.ArgumentParser) -> None:
         default=Path("model_store"),
         help="Model store to serve; built there first if it is missing.",
     )
-    add_option(
-        bench,
-        "--out",
-        type=Path,
-        default=Path("reports/bench-http"),
-        help="Folder for the results.",
-    )
+    add_option(bench, "--out", type=Path, default=out, help="Folder for the results.")
+    add_option(bench, "--server-cpu", default="0", help="CPU list the servers are pinned to.")
+    add_option(bench, "--client-cpu", default="1", help=f"CPU list {client} is pinned to.")
+
+
+def add_bench_http_arguments(bench: argparse.ArgumentParser) -> None:
+    bench.description = __doc__
+    bench.formatter_class = RawDescriptionHelpFormatter
+    add_pinned_bench_options(bench, Path("reports/bench-http"), "wrk")
     add_option(
         bench,
         "--concurrency",
@@ -250,13 +329,18 @@ def add_bench_http_arguments(bench: argparse.ArgumentParser) -> None:
     add_option(
         bench, "--rounds", type=int, default=3, help="Interleaved rounds; medians are reported."
     )
-    add_option(bench, "--server-cpu", default="0", help="CPU list the servers are pinned to.")
-    add_option(bench, "--client-cpu", default="1", help="CPU list wrk is pinned to.")
     add_option(
         bench,
         "--variants",
         type=name_list,
         help="Variants to measure, comma-separated (default: all).",
+    )
+    add_option(
+        bench,
+        "--baseline",
+        type=Path,
+        help="Also serve the same variants from another checkout of perfserve (an earlier "
+        "commit) and compare this one against it, target by target.",
     )
     bench.add_argument(
         "--competitor",
@@ -270,6 +354,8 @@ def add_bench_http_arguments(bench: argparse.ArgumentParser) -> None:
 
 
 def _run_command(args: argparse.Namespace) -> int:
+    if args.baseline is not None and not (args.baseline / "service").is_dir():
+        raise UsageError(f"--baseline: {args.baseline} is not a checkout of perfserve")
     run_benchmark(
         args.store,
         args.out,
@@ -280,6 +366,7 @@ def _run_command(args: argparse.Namespace) -> int:
         args.client_cpu,
         args.variants or None,
         dict(_competitor(spec) for spec in args.competitor),
+        args.baseline,
     )
     return 0
 

@@ -11,8 +11,12 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display on servers or in CI
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import FuncFormatter, NullLocator
 
 from benchmarks.figures import figures_from_summary
+
+PLAIN = FuncFormatter(lambda value, _: f"{value:,.6g}")
+"""Log-axis tick labels as plain numbers (20,000, 0.05), not powers of ten."""
 
 
 def plot_tradeoffs(summary: dict[str, Any], path: Path) -> None:
@@ -20,6 +24,7 @@ def plot_tradeoffs(summary: dict[str, Any], path: Path) -> None:
     batch = summary["plan"]["headline_batch_size"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5), layout="constrained")
     largest = max(f.memory_bytes for f in figures) or 1
+    sizes = sorted(int(size) for size in summary["plan"]["batch_sizes"])
     for index, f in enumerate(figures):
         cell = summary["variants"][f.variant]["batches"][str(batch)]["per_call_ms"]
         color = f"C{index}"
@@ -38,9 +43,8 @@ def plot_tradeoffs(summary: dict[str, Any], path: Path) -> None:
             color=color,
             alpha=0.6,
             edgecolors="black",
-            label=f"{f.variant} ({f.memory_bytes / 2**20:.1f} MiB)",
+            label=f"{f.variant} ({memory_text(f.memory_bytes)})",
         )
-        sizes = [int(size) for size in summary["plan"]["batch_sizes"]]
         throughput = [
             summary["variants"][f.variant]["batches"][str(size)]["throughput_sps"]["mean"]
             for size in sizes
@@ -48,6 +52,7 @@ def plot_tradeoffs(summary: dict[str, Any], path: Path) -> None:
         right.plot(sizes, throughput, marker="o", color=color, label=f.variant)
     metric = figures[0].quality_metric
     left.set_xscale("log")
+    left.xaxis.set_major_formatter(PLAIN)
     left.set_xlabel(f"latency per call at batch {batch}, ms (mean, 95% CI; log scale)")
     left.set_ylabel(f"hold-out {metric}")
     left.set_title("Latency vs quality (point area: memory, load + peak per call)")
@@ -55,8 +60,13 @@ def plot_tradeoffs(summary: dict[str, Any], path: Path) -> None:
     # beside the points would overlap: the legend names them by colour instead.
     left.legend(loc="best", fontsize="small", markerscale=0.4)
     left.margins(0.25)
-    right.set_xscale("log", base=2)
+    # Ticks at the batch sizes measured, as plain numbers: a base-2 log axis would label
+    # its own powers of two (and repeat them when a few sizes span a short range).
+    right.set_xscale("log")
+    right.set_xticks(sizes, [str(size) for size in sizes])
+    right.xaxis.set_minor_locator(NullLocator())
     right.set_yscale("log")
+    right.yaxis.set_major_formatter(PLAIN)
     right.set_xlabel("batch size (rows per call)")
     right.set_ylabel("throughput, samples/s (one runner)")
     right.set_title("Throughput by batch size")
@@ -65,3 +75,11 @@ def plot_tradeoffs(summary: dict[str, Any], path: Path) -> None:
     fig.suptitle(f"{summary['model_name']} on {summary['holdout']['rows']} hold-out rows")
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def memory_text(size_bytes: float) -> str:
+    """Bytes in the unit that fits: `640 B`, `8.4 kB`, `12.3 MB`, `1.2 GB` (powers of 1000)."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size_bytes >= scale:
+            return f"{size_bytes / scale:.1f} {unit}"
+    return f"{size_bytes:.0f} B"

@@ -62,8 +62,12 @@ def start_server(
     options: Sequence[str] = (),
     env: dict[str, str] | None = None,
     cpus: str | None = None,
+    checkout: Path | None = None,
 ) -> ServerProcess:
-    """Start a `perfserve serve` on loopback without waiting for it; the caller stops it."""
+    """Start a `perfserve serve` on loopback without waiting for it; the caller stops it.
+
+    `checkout` serves the code of another copy of the project (an earlier commit, to
+    compare against) with this environment's packages."""
     port = port or free_port()
     command = [
         sys.executable,
@@ -81,8 +85,11 @@ def start_server(
     with tempfile.NamedTemporaryFile(prefix="perfserve-", suffix=".log", delete=False) as log:
         log_path = Path(log.name)
     with log_path.open("wb") as log_file:
+        environment = {**os.environ, **(env or {})}
+        if checkout is not None:  # `python -m` puts the working folder first on the path
+            environment["PYTHONPATH"] = str(checkout)
         process = subprocess.Popen(
-            command, stdout=log_file, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+            command, stdout=log_file, stderr=subprocess.STDOUT, env=environment, cwd=checkout
         )
     server = ServerProcess(f"http://127.0.0.1:{port}", process, log_path)
     return server
@@ -97,13 +104,14 @@ def running_server(
     env: dict[str, str] | None = None,
     cpus: str | None = None,
     ready_timeout_s: float = 60.0,
+    checkout: Path | None = None,
 ) -> Iterator[ServerProcess]:
     """A `perfserve serve` on loopback, ready to answer; stopped on exit.
 
     `cpus` pins the server with taskset (e.g. "0"), so a load generator pinned elsewhere
-    does not steal its core.
+    does not steal its core; `checkout` as for `start_server`.
     """
-    server = start_server(store, port=port, options=options, env=env, cpus=cpus)
+    server = start_server(store, port=port, options=options, env=env, cpus=cpus, checkout=checkout)
     try:
         wait_ready(server, ready_timeout_s)
         yield server

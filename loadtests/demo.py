@@ -40,7 +40,7 @@ def run_demo(store: Path, out: Path) -> int:
         if generator_cpu is not None:
             os.sched_setaffinity(0, {generator_cpu})
         from loadtests.report.outputs import write_outputs
-        from loadtests.report.text import knee_table
+        from loadtests.report.text import answers, knee_table
         from loadtests.sweep.runner import SweepPlan, run_sweep
 
         plan = SweepPlan(
@@ -55,8 +55,9 @@ def run_demo(store: Path, out: Path) -> int:
             generator_cpus=None if generator_cpu is None else [generator_cpu],
         )
         report = run_sweep(plan, lambda line: print(line, file=sys.stderr, flush=True))
-    write_outputs(report, out)
+    document = write_outputs(report, out)
     print(knee_table(report))
+    print(answers(document))
     print(f"report: {out / 'report.html'} (with steps.csv, summary.json and the plots)")
     return 0
 

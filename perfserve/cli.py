@@ -37,6 +37,11 @@ COMMANDS: dict[str, Command] = {
     "serve": Command(
         "serve every variant of the store over HTTP", "service.commands", "add_serve_arguments"
     ),
+    "rollout": Command(
+        "canary a candidate variant step by step on a running service; judged, rolled back",
+        "service.rollout.command",
+        "add_rollout_arguments",
+    ),
     "demo": Command(
         "build the store if needed, start the service, run a short sweep and report",
         "loadtests.demo",
@@ -53,6 +58,12 @@ COMMANDS: dict[str, Command] = {
         "requests/s and latency over HTTP against the bare-ASGI floor (needs wrk)",
         "benchmarks.http_overhead",
         "add_bench_http_arguments",
+        extra="bench",
+    ),
+    "bench-overload": Command(
+        "goodput at three times capacity under k6's open-loop arrivals; cost of a refusal",
+        "benchmarks.overload",
+        "add_bench_overload_arguments",
         extra="bench",
     ),
     "bench-generator": Command(

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.concurrency import run_in_threadpool
 
 from service.admin import admin_refusal
 from service.metrics import exposition, workers_with_all_variants
@@ -117,6 +118,11 @@ def put_traffic(split: TrafficSplit, service: ServiceDep) -> dict[str, Any]:
 
 
 @router.get("/metrics")
-def metrics(service: ServiceDep) -> Response:
-    """Prometheus text format; with several workers, summed over all of them."""
-    return Response(exposition(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+async def metrics(service: ServiceDep) -> Response:
+    """Prometheus text format; with several workers, summed over all of them.
+
+    This process's folded hot-path metrics are flushed first, on the event loop that folds
+    them; the exposition itself (files to read with several workers) runs off the loop."""
+    service.metrics.folding.flush()
+    text = await run_in_threadpool(exposition, service.metrics.registry)
+    return Response(text, media_type=CONTENT_TYPE_LATEST)

@@ -147,10 +147,16 @@ class MicroBatcher:
         self._waiter: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"runner-{name}")
+        metrics.folding.gauge(metrics.queue_depth, self._queue.__len__)
 
     @property
     def full(self) -> bool:
         return len(self._queue) >= self.max_queue
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting for a batch now (not counting the one computing)."""
+        return len(self._queue)
 
     @property
     def unavailable(self) -> str | None:
@@ -184,7 +190,6 @@ class MicroBatcher:
         future: asyncio.Future[BatchResult] = asyncio.get_running_loop().create_future()
         self._queue.append(PendingRequest(rows, future, time.perf_counter(), deadline))
         self._queued_rows += len(rows)
-        self.metrics.queue_depth.inc()
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -219,7 +224,6 @@ class MicroBatcher:
             batch, expired = take_batch(self._queue, self.max_batch_size, time.perf_counter())
             for pending in (*batch, *expired):
                 self._queued_rows -= len(pending.rows)
-            self.metrics.queue_depth.dec(len(batch) + len(expired))
             for pending in expired:
                 if not pending.future.done():
                     pending.future.set_exception(DeadlineExceeded(self.name))
@@ -250,7 +254,6 @@ class MicroBatcher:
         for pending in (*self._batch, *self._queue):
             if not pending.future.done():
                 pending.future.set_exception(error)
-        self.metrics.queue_depth.dec(len(self._queue))
         self._queue.clear()
         self._queued_rows = 0
 

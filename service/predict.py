@@ -13,16 +13,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, NamedTuple
+
+import numpy as np
 
 from service.batching import (
     BatchFailed,
+    BatchResult,
     DeadlineExceeded,
     QueueFull,
     ShuttingDown,
     VariantUnavailable,
 )
 from service.guards import FeatureRangeGuard, check_answers
+from service.metrics import FoldedCounter, FoldedHistogram
 from service.payload import Reject, encode_error, encode_prediction, parse_instances
 from service.state import Service
 
@@ -34,11 +38,23 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 JSON_TYPE = b"application/json"
 JSON_HEADER = (b"content-type", JSON_TYPE)
+RETRY_AFTER = (b"retry-after", b"1")
 CLOSE_HEADER = (b"connection", b"close")
 # Refusals sent before the whole body was read: the connection cannot carry another request.
 CLOSING_STATUSES = frozenset((408, 413))
 SHOWN_NAME_CHARS = 64
 MODEL_PREFIX, PREDICT_SUFFIX = "/models/", "/predict"
+# Formatted straight to bytes: no str to build and encode per answer.
+SERVER_TIMING = b"queue;dur=%.3f, infer;dur=%.3f, total;dur=%.3f"
+
+
+class Answered(NamedTuple):
+    """A 200 answer, with the rows and result a shadow copy is compared on."""
+
+    body: bytes
+    headers: list[tuple[bytes, bytes]]
+    rows: np.ndarray
+    result: BatchResult
 
 
 class PredictEndpoint:
@@ -52,6 +68,13 @@ class PredictEndpoint:
         self.max_body = settings.max_body_bytes
         self.max_rows = settings.max_request_rows
         self.n_features = service.manifest.n_features
+        self.inflight = 0
+        """Prediction requests inside the server now; the gauge reads it at each flush."""
+        metrics = service.metrics
+        metrics.folding.gauge(metrics.inflight, lambda: self.inflight)
+        self._durations: dict[tuple[str, int], FoldedHistogram] = {}
+        self._rejections: dict[str, FoldedCounter] = {}
+        self._refusals: dict[str, tuple[int, bytes, list[tuple[bytes, bytes]]]] = {}
         self.ranges = FeatureRangeGuard(service.manifest, settings.max_feature_range_factor)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -69,37 +92,79 @@ class PredictEndpoint:
         self, scope: Scope, receive: Receive, send: Send, variant: str | None
     ) -> None:
         started = time.perf_counter()
-        metrics = self.service.metrics
-        metrics.inflight.inc()
+        service = self.service
+        self.inflight += 1
+        by_split = False
+        answered: Answered | None = None
         try:
             try:
                 if scope["method"] != "POST":
                     raise Reject(405, "invalid_input", "use POST with a JSON body")
-                variant, length = self._route(scope["headers"], variant)
-                body, headers = await self._answer(receive, started, variant, length)
-                status = 200
+                variant, by_split, length = self._route(scope["headers"], variant)
+                if service.variants[variant].batcher.full:
+                    status, body, headers = self._refuse_at_capacity(variant)
+                else:
+                    answered = await self._answer(receive, started, variant, length)
+                    status, body, headers = 200, answered.body, answered.headers
             except Reject as reject:
                 status, body, headers = reject.status, encode_error(reject.message), []
                 if reject.retry_after is not None:
-                    headers.append((b"retry-after", str(reject.retry_after).encode()))
+                    headers.append((b"retry-after", b"%d" % reject.retry_after))
                 if status == 405:
                     headers.append((b"allow", b"POST"))
                 elif status in CLOSING_STATUSES:
                     headers.append(CLOSE_HEADER)
-                metrics.rejected.labels(reject.reason).inc()
+                self._rejected(reject.reason).inc()
             await _send(send, status, body, headers)
-            loaded = self.service.variants.get(variant) if variant else None
+            loaded = service.variants.get(variant) if variant else None
             if loaded is not None:
                 elapsed = time.perf_counter() - started
                 if status == 200:
                     loaded.batcher.metrics.request_ok.observe(elapsed)
                 else:
-                    metrics.request_duration.labels(variant, str(status)).observe(elapsed)
+                    self._duration(loaded.info.name, status).observe(elapsed)
+                # Only requests the split routed are a rollout's evidence or shadow traffic;
+                # a request that names its variant is a test of that variant.
+                if by_split:
+                    if service.rollouts.recorder.active:
+                        service.rollouts.recorder.record(loaded.info.name, elapsed, status)
+                    if answered is not None:
+                        service.mirror(loaded.info.name, answered.rows, answered.result)
         finally:
-            metrics.inflight.dec()
+            self.inflight -= 1
 
-    def _route(self, headers: list[tuple[bytes, bytes]], variant: str | None) -> tuple[str, int]:
-        """The variant to serve (path, then X-Variant, then the split) and the body length."""
+    def _duration(self, variant: str, status: int) -> FoldedHistogram:
+        """The request-duration histogram of one variant and status, folded."""
+        key = (variant, status)
+        if (folded := self._durations.get(key)) is None:
+            metrics = self.service.metrics
+            child = metrics.request_duration.labels(variant, str(status))
+            folded = self._durations[key] = metrics.folding.histogram(child)
+        return folded
+
+    def _refuse_at_capacity(self, variant: str) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        """A full queue's 503, before the body is read, encoded once per variant: under
+        overload most requests end here, and every microsecond a refusal costs is taken
+        from the requests being served."""
+        if (refusal := self._refusals.get(variant)) is None:
+            reject = _at_capacity(variant)
+            refusal = (503, encode_error(reject.message), [RETRY_AFTER])
+            self._refusals[variant] = refusal
+        self._rejected("queue_full").inc()
+        return refusal
+
+    def _rejected(self, reason: str) -> FoldedCounter:
+        if (folded := self._rejections.get(reason)) is None:
+            metrics = self.service.metrics
+            folded = metrics.folding.counter(metrics.rejected.labels(reason))
+            self._rejections[reason] = folded
+        return folded
+
+    def _route(
+        self, headers: list[tuple[bytes, bytes]], variant: str | None
+    ) -> tuple[str, bool, int]:
+        """The variant to serve (path, then X-Variant, then the split), whether the split
+        chose it, and the body length."""
         service = self.service
         if not service.ready:
             detail = service.load_error or "models are still loading"
@@ -107,21 +172,21 @@ class PredictEndpoint:
         forced, user_id, length, content_type = _routing_headers(headers)
         if content_type is not None and content_type != JSON_TYPE and not _is_json(content_type):
             raise Reject(415, "invalid_input", "send the body as Content-Type: application/json")
-        variant = variant or forced or service.router.choose(user_id)
+        variant = variant or forced
+        by_split = variant is None
+        variant = variant or service.router.choose(user_id)
         if variant not in service.variants:
             shown = variant[:SHOWN_NAME_CHARS] + ("..." if len(variant) > SHOWN_NAME_CHARS else "")
             raise Reject(
                 404, "unknown_variant", f"unknown variant {shown!r}; available: {service.names}"
             )
-        return variant, length
+        return variant, by_split, length
 
     async def _answer(
         self, receive: Receive, started: float, variant: str, length: int
-    ) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    ) -> Answered:
         loaded = self.service.variants[variant]
         batcher = loaded.batcher
-        if batcher.full:
-            raise _at_capacity(variant)
         if length > self.max_body:
             raise Reject(413, "too_large", f"body of {length} bytes exceeds {self.max_body}")
         body = await self.service.body_deadlines.read(receive, self.max_body, started)
@@ -130,9 +195,7 @@ class PredictEndpoint:
         parsed = time.perf_counter()
         batcher.metrics.preprocess.observe(parsed - started)
         try:
-            future = batcher.submit(rows, started + self.timeout_s)
-            self.service.mirror(variant, rows, future)
-            result = await future
+            result = await batcher.submit(rows, started + self.timeout_s)
         except QueueFull:
             raise _at_capacity(variant) from None
         except ShuttingDown:
@@ -157,11 +220,13 @@ class PredictEndpoint:
         )
         done = time.perf_counter()
         batcher.metrics.postprocess.observe(done - answered)
-        timing = (
-            f"queue;dur={result.queue_s * 1000:.3f}, infer;dur={result.infer_s * 1000:.3f}, "
-            f"total;dur={(done - started) * 1000:.3f}"
+        timing = SERVER_TIMING % (
+            result.queue_s * 1000,
+            result.infer_s * 1000,
+            (done - started) * 1000,
         )
-        return body, [(b"x-variant", variant.encode()), (b"server-timing", timing.encode())]
+        headers = [loaded.tag, (b"server-timing", timing)]
+        return Answered(body, headers, rows, result)
 
 
 def _at_capacity(variant: str) -> Reject:
@@ -201,7 +266,7 @@ async def _send(send: Send, status: int, body: bytes, headers: list[tuple[bytes,
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [JSON_HEADER, (b"content-length", str(len(body)).encode()), *headers],
+            "headers": [JSON_HEADER, (b"content-length", b"%d" % len(body)), *headers],
         }
     )
     await send({"type": "http.response.body", "body": body})

@@ -98,6 +98,16 @@ class Settings(BaseSettings):
     shadow: str | None = None
     """Variant that receives a mirrored copy of routed traffic; its answers are discarded."""
 
+    shadow_share: float = Field(0.1, ge=0, le=1)
+    """Share of routed requests copied to the shadow variant, once their answer is sent."""
+
+    shadow_tolerance: float = Field(1e-3, ge=0)
+    """A regressor's shadow agrees when within this (absolute and relative) of the served
+    value; classifiers agree on equal labels."""
+
+    rollout_max_samples: int = Field(50_000, ge=100)
+    """Requests (and shadow comparisons) each worker keeps for the rollout's window."""
+
     routing_seed: int | None = None
     """Seed for the random split of requests without a user id (reproducible tests)."""
 

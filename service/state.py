@@ -10,8 +10,11 @@ import asyncio
 import gc
 import logging
 import os
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import psutil
@@ -19,19 +22,15 @@ import threadpoolctl
 from pydantic import ValidationError
 
 from common.usage import UsageError, validation_message
-from service.batching import (
-    BatchResult,
-    MicroBatcher,
-    QueueFull,
-    ShuttingDown,
-    VariantUnavailable,
-)
+from service.batching import BatchResult, MicroBatcher
 from service.faults import FaultyRunner, latency_s
-from service.metrics import Metrics
+from service.metrics import FLUSH_INTERVAL_S, Metrics
 from service.receiving import BodyDeadlines
+from service.rollout.replica import RolloutReplica
 from service.routing import Router, TrafficSplit, UnknownVariant
 from service.runtimes import Runner, open_variant
 from service.settings import Settings
+from service.shadow import Compared, ShadowMirror
 from service.shared_split import SharedSplit
 from service.store import Manifest, StoreError, VariantInfo, load_holdout, load_manifest
 
@@ -47,6 +46,10 @@ class LoadedVariant:
     info: VariantInfo
     batcher: MicroBatcher
     memory_bytes: int
+
+    def __post_init__(self) -> None:
+        self.tag = (b"x-variant", self.info.name.encode())
+        """The answer's `X-Variant` header, encoded once."""
 
 
 class Service:
@@ -69,6 +72,21 @@ class Service:
         self.ready = False
         self.load_error: str | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.shadow = ShadowMirror(
+            metrics,
+            settings.shadow_share,
+            settings.shadow_tolerance,
+            settings.request_timeout_ms / 1000,
+            settings.routing_seed,
+        )
+        self._private_folder: Path | None = None
+        self.rollouts = RolloutReplica(
+            self._rollout_folder(),
+            metrics,
+            settings.rollout_max_samples,
+            self.set_split,
+            self.split_version,
+        )
 
     @property
     def inline(self) -> bool:
@@ -81,10 +99,12 @@ class Service:
         """Begin loading in the background; called from the app's lifespan."""
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._load(), name="load-models"))
+        self._tasks.append(loop.create_task(self._flush_metrics(), name="flush-metrics"))
         self._tasks.append(loop.create_task(self._watchdog(), name="watchdog"))
         if self.split.file is not None:
             follow = self.split.follow(self.settings.split_poll_s)
             self._tasks.append(loop.create_task(follow, name="follow-split"))
+        self._tasks.append(loop.create_task(self.rollouts.follow(), name="follow-rollout"))
 
     @property
     def unavailable(self) -> list[str]:
@@ -100,8 +120,18 @@ class Service:
         within one shared grace period."""
         for task in self._tasks:
             task.cancel()
+        await self.rollouts.stop()
         grace = self.settings.graceful_shutdown_s
         await asyncio.gather(*(v.batcher.close(grace) for v in self.variants.values()))
+        if self._private_folder is not None:
+            shutil.rmtree(self._private_folder, ignore_errors=True)
+        self.metrics.folding.flush()
+
+    async def _flush_metrics(self) -> None:
+        """Publish the folded hot-path metrics (see `service.metrics.Folding`)."""
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL_S)
+            self.metrics.folding.flush()
 
     def set_split(self, split: TrafficSplit) -> int:
         """Apply a new split here and in every process following the split file; its
@@ -115,29 +145,31 @@ class Service:
         )
         return version
 
-    def mirror(self, served: str, rows: np.ndarray, primary: asyncio.Future[BatchResult]) -> None:
-        """Send a copy of the rows to the shadow variant, if any, when it has room."""
-        shadow = self.router.split.shadow
-        if shadow is None or shadow == served or shadow not in self.variants:
-            return
-        deadline = time.perf_counter() + self.settings.request_timeout_ms / 1000
-        try:
-            copy = self.variants[shadow].batcher.submit(rows, deadline)
-        except (QueueFull, ShuttingDown, VariantUnavailable):
-            return  # the shadow must never slow or fail the served request
-        asyncio.get_running_loop().create_task(self._compare(shadow, primary, copy))
+    def split_version(self) -> int:
+        """The version of the split this process routes by."""
+        return self.split.current[1]
 
-    async def _compare(
-        self, shadow: str, primary: asyncio.Future[BatchResult], copy: asyncio.Future[BatchResult]
-    ) -> None:
-        try:
-            served, mirrored = await primary, await copy
-        except Exception:
+    def mirror(self, served: str, rows: np.ndarray, result: BatchResult) -> None:
+        """After `served` answered a routed request: a sampled copy to the shadow variant
+        (see service/shadow.py); compared rows also feed a running rollout's evidence."""
+        shadow = self.router.split.shadow
+        if shadow is None or shadow == served or (loaded := self.variants.get(shadow)) is None:
             return
-        same = int(np.count_nonzero(served.labels == mirrored.labels))
-        counter = self.metrics.shadow_predictions
-        counter.labels(shadow, "agree").inc(same)
-        counter.labels(shadow, "disagree").inc(len(served.labels) - same)
+        recorder = self.rollouts.recorder
+        on_compared = self._record_comparison if recorder.active else None
+        self.shadow.mirror(loaded.batcher, rows, result, on_compared)
+
+    def _record_comparison(self, compared: Compared) -> None:
+        self.rollouts.recorder.compare(*compared)
+
+    def _rollout_folder(self) -> Path:
+        """Next to the shared split file, so every replica following it shares the rollout;
+        a lone process without one keeps its rollout in a private folder."""
+        if self.split.file is not None:
+            path = self.split.file.path
+            return path.with_name(f"{path.stem}.rollout")
+        self._private_folder = Path(tempfile.mkdtemp(prefix="perfserve-rollout-"))
+        return self._private_folder
 
     def _variant_names(self) -> list[str]:
         available = list(self.manifest.variants)

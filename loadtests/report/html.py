@@ -1,7 +1,10 @@
-"""One self-contained HTML file: the knee per target, every step, the plots inlined.
+"""One self-contained HTML file that answers "how much load does one replica hold at my
+SLO?" in its first lines, then shows the evidence: plots, and every step.
 
 No external assets (images are base64 data URIs, styles inline), so the report can be
-mailed, attached to a ticket or opened from a CI artifact as it is.
+mailed, attached to a ticket or opened from a CI artifact as it is. It is laid out for a
+laptop screen (1366 px): the steps table keeps the columns that decide a verdict, and
+the server's side and the theory sit in a second table below it.
 """
 
 from __future__ import annotations
@@ -9,79 +12,190 @@ from __future__ import annotations
 import base64
 import html
 import json
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from loadtests.sweep.runner import SweepReport
+from loadtests.report.answer import answer, conditions_sentence, knee_text, queue_model_applies
 
 STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
-table { border-collapse: collapse; margin: 1em 0; font-size: 13px; }
-th, td { border: 1px solid #ccc; padding: 3px 7px; text-align: right; }
-th { background: #f2f2f2; }
+body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1300px;
+       padding: 0 1em; color: #222; }
+.answer { font-size: 1.25em; margin: 0.3em 0; }
+.conditions, .note { color: #444; max-width: 75em; }
+table { border-collapse: collapse; margin: 0.6em 0; font-size: 13px; }
+th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; white-space: nowrap; }
+th { background: #f2f2f2; white-space: normal; }
 td.text, th.text { text-align: left; }
 tr.holds td { background: #eef8ee; }
-img { max-width: 100%; border: 1px solid #ddd; margin: 0.5em 0; }
-.note { color: #555; max-width: 60em; }
+tr.fails td { background: #fbeaea; }
+tr.fails td.verdict { color: #a00; font-weight: bold; }
+img { max-width: 100%; border: 1px solid #ddd; margin: 0.3em 0; }
+dl.columns { font-size: 13px; color: #444; columns: 2; max-width: 75em; }
+dl.columns dt { font-weight: bold; display: inline; }
+dl.columns dd { display: inline; margin: 0; }
+dl.columns dd::after { content: ""; display: block; margin-bottom: 0.25em; }
 """
 
-STEP_COLUMNS = (
-    ("phase", "phase"), ("target_qps", "target/s"), ("achieved_qps", "achieved/s"),
-    ("p50_ms", "p50"), ("p90_ms", "p90"), ("p95_ms", "p95"), ("p99_ms", "p99"),
-    ("p999_ms", "p99.9"), ("max_ms", "max"), ("sent_p99_ms", "p99 from send"),
-    ("outside_p50_ms", "client - server p50"),
-    ("shed", "shed"), ("errors", "errors"), ("late", "late"), ("dropped", "dropped"),
-    ("server_queue_ms", "queue ms"), ("predicted_queue_ms", "M/D/c queue ms"),
-    ("server_infer_ms_per_batch", "infer ms/batch"), ("server_mean_batch_rows", "batch"),
-    ("server_utilization", "runner util"), ("server_cpu_cores", "server cores"),
-    ("server_sampled_in_flight", "in-flight"), ("little_disagreement", "Little Δ"),
-    ("generator_cpu", "gen cores"), ("verdict", "verdict"),
+# (key in steps[], header, kind, what it means): kind picks the one format of each
+# kind of number (see `_cell`).
+VERDICT_COLUMNS = (
+    ("verdict", "verdict", "text", "holds, or why the step failed: misses-slo (more than 1% "
+     "slower than the SLO or failed), server-saturated (fell short of the rate), "
+     "generator-bound (the load generator, not the server, fell behind), unstable (never "
+     "settled), too-few-answers (under 460 answers, too few for a p99)"),
+    ("phase", "phase", "text", "sweep, or stress / recovery / soak when those ran"),
+    ("target_qps", "target /s", "rate", "the rate the generator was asked to offer"),
+    ("achieved_qps", "achieved /s", "rate", "answers per second over the measured windows "
+     "(the first window is warm-up and left out)"),
+    ("p50_ms", "p50 ms", "ms", "median latency, ms, from each request's scheduled send time"),
+    ("p99_ms", "p99 ms", "ms", "99th percentile, ms, from scheduled send time: the SLO's figure"),
+    ("p999_ms", "p99.9 ms", "ms", "99.9th percentile, ms"),
+    ("max_ms", "max ms", "ms", "slowest answer, ms"),
+    ("miss_ratio", "> SLO", "share", "requests slower than the SLO or failed; a step holds "
+     "at 1% or less"),
+    ("shed", "shed", "count", "requests refused with 503 because the server's queue was full"),
+    ("errors", "errors", "count", "other failed requests (timeouts, 5xx, connection errors)"),
+    ("late", "late", "count", "sends more than 5 ms behind schedule (no free connection, or "
+     "a busy generator); still timed from their scheduled time"),
+    ("dropped", "dropped", "count", "arrivals never sent before the step ended"),
+    ("generator_cpu", "gen cores", "ratio", "CPU of the busiest generator process, in cores; "
+     "near 1 it is out of CPU and its timings include its own delays"),
+    ("generator_late_share", "gen late", "share", "sends late by the generator's own doing: "
+     "late sends less those that waited for a free connection (the server's doing)"),
 )  # fmt: skip
+SERVER_COLUMNS = (
+    ("target_qps", "target /s", "rate", "the step's rate"),
+    ("sent_p99_ms", "p99 from send, ms", "ms", "p99 timed from the actual send instead of the "
+     "scheduled one: the gap to p99 is time spent waiting to be sent"),
+    ("outside_p50_ms", "client - server p50 ms", "ms", "median of each answer's latency "
+     "minus the server's own time for it (its Server-Timing header): the wire, both HTTP "
+     "stacks and the generator"),
+    ("server_queue_ms", "queue ms", "ms", "mean wait in the server before the model ran, ms"),
+    ("predicted_queue_ms", "M/D/c queue ms", "ms", "that wait as the M/D/c queueing model "
+     "predicts it from utilization and time per batch (meaningful once the runner is busy)"),
+    ("server_infer_ms_per_batch", "infer ms /batch", "ms", "model time per batch, ms"),
+    ("server_mean_batch_rows", "rows /batch", "ratio", "mean rows per model call"),
+    ("server_utilization", "runner util", "share", "share of the time the model runner "
+     "was computing"),
+    ("server_cpu_cores", "server cores", "ratio", "the server process's CPU use, in cores"),
+    ("server_sampled_in_flight", "in flight", "ratio", "requests inside the server, "
+     "sampled 4 times a second and averaged"),
+    ("server_little_in_flight", "Little in flight", "ratio", "the same by Little's law: "
+     "throughput times mean server latency"),
+    ("little_disagreement", "Little Δ", "share", "(sampled - Little) / Little: near 0 when "
+     "the two agree; far from 0 when the step was not steady or sampling missed bursts"),
+)  # fmt: skip
+KNEE_NOTE = (
+    "The knee is the highest rate that held the SLO, every lower rate holding too. "
+    "<b>≥</b> marks a lower bound: the search stopped for a reason other than the server "
+    "missing the SLO, so the server may hold more. Limited by: <b>slo</b>, the next rate "
+    "missed the SLO or saturated the server (the knee is the server's); <b>generator</b>, "
+    "the next rate was generator-bound (add generator processes or cores); <b>unstable</b>, "
+    "the next rate gave no settled answer twice; <b>max-rate</b>, every rate tried held."
+)
 
 
-def write_html(
-    report: SweepReport, summary: dict[str, Any], plots: Sequence[Path], path: Path
-) -> None:
-    slo = report.plan.steps.slo_p99_ms
+def write_html(summary: dict[str, Any], plots: Mapping[str, Path], path: Path) -> None:
+    """report.html from summary.json's contents and the plots' files."""
+    slo = summary["slo_p99_ms"]
+    variants = summary["variants"]
     parts = [
-        f"<!doctype html><html><head><meta charset='utf-8'><title>perfserve sweep</title>"
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        f"<title>perfserve sweep: load per replica at p99 ≤ {slo:g} ms</title>"
         f"<style>{STYLE}</style></head><body>",
-        f"<h1>perfserve sweep of {html.escape(report.plan.url)}</h1>",
-        f"<p class='note'>p99 SLO {slo:g} ms. Latency is measured from each request's "
-        "scheduled send time (open-loop arrivals), so queueing in front of a stalled server "
-        "is counted; 'p99 from send' is the same answers timed from the actual send. A step "
-        "holds when at most 1% of its requests were slower than the SLO or failed, nothing "
-        "was dropped, and it achieved its target within 5%. Latencies in ms.</p>",
-        "<h2>Knee per target</h2>",
-        _knee_table(summary),
-        "<p class='note'>Limited by: <b>slo</b>, the next rate missed the SLO or saturated "
-        "the server; <b>generator</b>, the next rate was generator-bound (the load generator "
-        "could not send on schedule or read answers in time while the server was not "
-        "saturated), so the knee is only a lower bound: add generator workers or cores; "
-        "<b>unstable</b>, the next rate gave no settled answer twice; <b>max-rate</b>, every "
-        "rate tried held. Late and dropped arrivals are counted over the whole step; the "
-        "verdict weighs those of its measured windows only.</p>",
-        *(_image(p) for p in plots),
+        f"<h1>How much load does one replica hold at p99 ≤ {slo:g} ms?</h1>",
+        *(f"<p class='answer'>{html.escape(answer(n, t, slo))}</p>" for n, t in variants.items()),
+        "<p class='conditions'>"
+        + html.escape(conditions_sentence(summary["conditions"], summary["settings"]))
+        + " Latency is timed from each request's scheduled send time (open-loop arrivals), "
+        "so waiting in front of a stalled server counts.</p>",
+        "<h2>Knee per variant</h2>",
+        _knee_table(variants),
+        f"<p class='note'>{KNEE_NOTE}</p>",
+        *_figures(summary, plots),
     ]
-    for target in summary["variants"]:
-        rows = summary["variants"][target]
-        parts.append(f"<h2>{html.escape(target)}: steps</h2>")
-        parts.append(_steps_table(rows["steps"] + _extra_steps(rows)))
+    for target, rows in variants.items():
+        steps = rows["steps"] + _extra_steps(rows)
+        parts.append(f"<h2>{html.escape(target)}: every step</h2>")
+        parts.append(_table(steps, VERDICT_COLUMNS))
+        parts.append(f"<h3>{html.escape(target)}: the server's side and the theory</h3>")
+        parts.append(_table(steps, SERVER_COLUMNS))
         if "stress" in rows:
             parts.append(_stress_section(rows["stress"]))
         if "soak" in rows:
             soak = rows["soak"]
             parts.append(
-                f"<p>Soak: server RSS {soak['rss_start_mb']} → {soak['rss_end_mb']} MiB, "
-                f"trend {soak['rss_slope_mb_per_hour']} MiB/hour.</p>"
+                f"<p>Soak: server RSS {_cell(soak['rss_start_mb'], 'ratio')} → "
+                f"{_cell(soak['rss_end_mb'], 'ratio')} MiB, trend "
+                f"{_cell(soak['rss_slope_mb_per_hour'], 'ratio')} MiB/hour.</p>"
             )
-    parts.append(
-        "<h2>Settings</h2><pre>"
+    parts += [
+        "<h2>What the columns mean</h2>",
+        _glossary(VERDICT_COLUMNS + SERVER_COLUMNS[1:]),
+        "<p class='note'>A step holds when at most 1% of its requests were slower than the "
+        "SLO or failed, nothing was dropped, it achieved its target within 5%, and its "
+        "throughput and p99 settled. Late and dropped are counted over the whole step; the "
+        "verdict weighs those of its measured windows only. Rates and counts are whole "
+        "numbers, times in ms with two decimals, shares in percent.</p>",
+        "<details><summary>Settings (to reproduce the run)</summary><pre>"
         + html.escape(json.dumps(summary["settings"], indent=2))
-        + "</pre></body></html>"
-    )
+        + "</pre></details></body></html>",
+    ]
     path.write_text("\n".join(parts))
+
+
+def _figures(summary: dict[str, Any], plots: Mapping[str, Path]) -> list[str]:
+    """Each plot under a heading, with a caption that says how to read it."""
+    slo = summary["slo_p99_ms"]
+    captions = {
+        "latency": (
+            "Latency against load",
+            f"Percentiles per step against the rate achieved, all variants on one scale. "
+            f"The red line is the SLO (p99 ≤ {slo:g} ms); the green line marks the knee. "
+            "Grey crosses are generator-bound steps, which measure the generator.",
+        ),
+        "throughput": (
+            "Throughput and what went wrong",
+            "Top: the share of its target rate each step achieved (green: the step held; "
+            "the dashed line is the 95% a step must reach). Bottom: per step, the share of "
+            "requests slower than the SLO or failed, shed by the server, errors, sends late "
+            "and arrivals dropped by the generator: which side gave way first.",
+        ),
+        "queueing": (
+            "Waiting in the server",
+            _queueing_caption(summary["variants"]),
+        ),
+        "stress": ("Overload and recovery", "p99 per window through overload, then recovery."),
+        "soak": ("Soak", "The server's resident memory over the soak."),
+    }
+    parts = []
+    for name, plot in plots.items():
+        title, caption = captions[name]
+        parts += [f"<h2>{title}</h2>", f"<p class='note'>{html.escape(caption)}</p>"]
+        parts.append(_image(plot))
+    return parts
+
+
+def _queueing_caption(variants: dict[str, Any]) -> str:
+    left_out = [
+        name
+        for name, target in variants.items()
+        if not queue_model_applies([_number(s["server_utilization"]) for s in target["steps"]])
+    ]
+    text = (
+        "Mean wait in the server before the model ran, against how busy the model runner "
+        "was. The M/D/c line is what queueing theory predicts for a runner with that "
+        "utilization and time per batch: where they agree, the runner is the bottleneck."
+    )
+    if left_out:
+        text += (
+            f" Left out for {', '.join(left_out)}: the runner was busy under 30% of the "
+            "time at every step, so requests waited for the event loop (parsing, batching, "
+            "answering), not for the model, and the model does not apply."
+        )
+    return text
 
 
 def _image(path: Path) -> str:
@@ -89,16 +203,30 @@ def _image(path: Path) -> str:
     return f"<div><img alt='{path.stem}' src='data:image/png;base64,{data}'></div>"
 
 
-def _knee_table(summary: dict[str, Any]) -> str:
-    rows = [
-        f"<tr><td class='text'>{html.escape(name)}</td><td>{_cell(t['knee_qps'])}</td>"
-        f"<td class='text'>{t['knee_limited_by']}</td><td>{len(t['steps'])}</td></tr>"
-        for name, t in summary["variants"].items()
-    ]
+def _knee_table(variants: dict[str, Any]) -> str:
+    rows = []
+    for name, t in variants.items():
+        knee = knee_text(t["knee_qps"], t["knee_is_lower_bound"])
+        at = [s for s in t["steps"] if t["knee_qps"] and s["target_qps"] >= t["knee_qps"]]
+        step: dict[str, Any] = min(at, key=lambda s: s["target_qps"], default={})
+        rows.append(
+            f"<tr><td class='text'>{html.escape(name)}</td><td><b>{knee}</b></td>"
+            f"<td class='text'>{_knee_kind(t)}</td>"
+            f"<td class='text'>{t['knee_limited_by']}</td>"
+            f"<td>{_cell(step.get('p50_ms'), 'ms')}</td><td>{_cell(step.get('p99_ms'), 'ms')}</td>"
+            f"<td>{len(t['steps'])}</td></tr>"
+        )
     return (
-        "<table><tr><th class='text'>target</th><th>knee QPS</th>"
-        "<th class='text'>limited by</th><th>steps</th></tr>" + "".join(rows) + "</table>"
+        "<table><tr><th class='text'>variant</th><th>knee, req/s</th><th class='text'>"
+        "knee is</th><th class='text'>limited by</th><th>p50 at knee, ms</th>"
+        "<th>p99 at knee, ms</th><th>steps</th></tr>" + "".join(rows) + "</table>"
     )
+
+
+def _knee_kind(target: dict[str, Any]) -> str:
+    if target["knee_qps"] is None:
+        return "-"
+    return "lower bound" if target["knee_is_lower_bound"] else "the server's limit"
 
 
 def _extra_steps(target: dict[str, Any]) -> list[dict[str, Any]]:
@@ -111,34 +239,65 @@ def _extra_steps(target: dict[str, Any]) -> list[dict[str, Any]]:
     return steps
 
 
-def _steps_table(steps: list[dict[str, Any]]) -> str:
-    head = "".join(f"<th>{html.escape(label)}</th>" for _, label in STEP_COLUMNS)
+def _table(steps: list[dict[str, Any]], columns: tuple[tuple[str, str, str, str], ...]) -> str:
+    head = "".join(
+        f"<th class='{'text' if kind == 'text' else ''}' title='{html.escape(meaning)}'>"
+        f"{html.escape(label)}</th>"
+        for _, label, kind, meaning in columns
+    )
     body = []
     for step in steps:
-        cells = "".join(f"<td>{_cell(step.get(key))}</td>" for key, _ in STEP_COLUMNS)
-        css = " class='holds'" if step["verdict"] == "holds" else ""
-        body.append(f"<tr{css}>{cells}</tr>")
+        cells = "".join(
+            f"<td class='{key if kind == 'text' else ''} {'text' if kind == 'text' else ''}'>"
+            f"{_verdict_mark(step) if key == 'verdict' else ''}{_cell(step.get(key), kind)}</td>"
+            for key, _, kind, _ in columns
+        )
+        css = "holds" if step["verdict"] == "holds" else "fails"
+        body.append(f"<tr class='{css}'>{cells}</tr>")
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def _verdict_mark(step: dict[str, Any]) -> str:
+    return "✓ " if step["verdict"] == "holds" else "✗ "
+
+
+def _glossary(columns: tuple[tuple[str, str, str, str], ...]) -> str:
+    items = "".join(
+        f"<dt>{html.escape(label)}</dt> <dd>{html.escape(meaning)}</dd>"
+        for _, label, _, meaning in columns
+    )
+    return f"<dl class='columns'>{items}</dl>"
 
 
 def _stress_section(stress: dict[str, Any]) -> str:
     rows = "".join(
-        "<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in d.values()) + "</tr>"
+        "<tr>" + "".join(f"<td>{_cell(v, 'ratio')}</td>" for v in d.values()) + "</tr>"
         for d in stress["degradation"]
     )
     head = "".join(f"<th>{k}</th>" for k in (stress["degradation"] or [{}])[0])
     recovery = stress["recovery_s"]
     recovered = f"{recovery:.1f} s" if recovery is not None else "not within the recovery step"
     return (
-        f"<h3>Stress</h3><p>Breaking point: {_cell(stress['breaking_qps'])} QPS. "
+        f"<h3>Stress</h3><p>Breaking point: {_cell(stress['breaking_qps'], 'rate')} req/s. "
         f"After dropping to half the knee, p99 was back under the SLO after {recovered}.</p>"
         f"<table><tr>{head}</tr>{rows}</table>"
     )
 
 
-def _cell(value: Any) -> str:
-    if value is None:
+def _number(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _cell(value: Any, kind: str) -> str:
+    """One format per kind of number: rates and counts whole, ms with two decimals,
+    shares in percent, other ratios with two decimals; '-' when unknown."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
-    if isinstance(value, float):
-        return f"{value:,.3f}" if abs(value) < 100 else f"{value:,.0f}"
-    return html.escape(str(value))
+    if kind == "text":
+        return html.escape(str(value))
+    number = float(value)
+    if kind in ("rate", "count"):
+        return f"{number:,.0f}"
+    if kind == "share":
+        return f"{100 * number:,.1f}%"
+    return f"{number:,.2f}"

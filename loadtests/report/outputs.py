@@ -1,7 +1,9 @@
 """A sweep's files: steps.csv, summary.json, the plots and the HTML report.
 
 summary.json is read by `perfserve capacity --sweep DIR`: `slo_p99_ms` and, per target,
-`knee_qps` (null when no rate held) and its `steps`.
+`knee_qps` (null when no rate held), `knee_is_lower_bound` (the server may hold more:
+the generator, an unsettled step or the top rate tried ended the search) and its `steps`.
+knee.csv has one row per target with the same knee fields.
 """
 
 from __future__ import annotations
@@ -112,19 +114,43 @@ def summary(report: SweepReport) -> dict[str, Any]:
         "slo_p99_ms": report.plan.steps.slo_p99_ms,
         "generator_ceiling_qps": _round(report.plan.steps.generator_ceiling_qps),
         "settings": describe_plan(report.plan),
+        "conditions": report.conditions,
         "variants": {t.target: target_json(t) for t in report.targets},
     }
 
 
-def write_outputs(report: SweepReport, out: Path) -> None:
+def write_outputs(report: SweepReport, out: Path) -> dict[str, Any]:
+    """Every file of the sweep into `out`; returns summary.json's contents."""
     out.mkdir(parents=True, exist_ok=True)
-    rows = [step_row(s) for t in report.targets for s in t.all_steps()]
-    with (out / "steps.csv").open("w", newline="") as file:
+    _write_csv(out / "steps.csv", [step_row(s) for t in report.targets for s in t.all_steps()])
+    _write_csv(
+        out / "knee.csv", [knee_row(t, report.plan.steps.slo_p99_ms) for t in report.targets]
+    )
+    document = summary(report)
+    (out / "summary.json").write_text(json.dumps(document, indent=2))
+    plots = write_plots(report, out)
+    write_html(document, plots, out / "report.html")
+    return document
+
+
+def knee_row(report: TargetReport, slo_p99_ms: float) -> dict[str, Any]:
+    """One knee.csv row: the knee, whether it is only a lower bound, and why."""
+    step = report.knee.step
+    return {
+        "target": report.target,
+        "slo_p99_ms": slo_p99_ms,
+        "knee_qps": _round(report.knee.qps),
+        "knee_is_lower_bound": report.knee.is_lower_bound,
+        "knee_limited_by": report.knee.limited_by,
+        "p50_ms": _round(step.client.p50_ms) if step else None,
+        "p99_ms": _round(step.client.p99_ms) if step else None,
+        "steps": len(report.steps),
+    }
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    with path.open("w", newline="") as file:
         if rows:
             writer = csv.DictWriter(file, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
-    document = summary(report)
-    (out / "summary.json").write_text(json.dumps(document, indent=2))
-    plots = write_plots(report, out)
-    write_html(report, document, plots, out / "report.html")

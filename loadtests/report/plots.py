@@ -1,62 +1,78 @@
 """The sweep's plots, as PNG files: what a reader looks at before any table.
 
 - latency.png: client percentiles (from scheduled time) against achieved QPS, one panel
-  per target, the SLO as a line and the knee marked; generator-bound steps only as
-  grey crosses, since they measure the generator;
-- queueing.png: measured batch-queue delay and the model's prediction against runner
-  utilization (generator-bound steps left out: their arrivals came in bursts);
-- throughput.png: achieved against target QPS, with generator-bound steps marked;
+  per target on one shared y-scale (so variants compare at a glance), the SLO line inside
+  the frame and the knee labelled with its number ("≥" when it is a lower bound);
+  generator-bound steps only as grey crosses, since they measure the generator;
+- throughput.png: per step, how far short of its target it fell and what went wrong
+  (slower than the SLO, shed, errors, late and dropped sends, as shares of its requests);
+- queueing.png: measured batch-queue delay against runner utilization, with the M/D/c
+  model's prediction only where the model applies (`queue_model_applies`);
 - stress.png / soak.png when those ran: p99 per window through overload and recovery,
   and the server's resident memory over the soak.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only; never a display
 
 import matplotlib.pyplot as plt
+import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator
 
+from loadtests.report.answer import knee_text, queue_model_applies
+from loadtests.sweep.acceptance import RATE_TOLERANCE
 from loadtests.sweep.knee import GENERATOR_BOUND
 from loadtests.sweep.results import StepResult
 from loadtests.sweep.runner import SweepReport, TargetReport
 
 PERCENTILE_FIELDS = (("p50_ms", "p50"), ("p90_ms", "p90"), ("p99_ms", "p99"), ("p999_ms", "p99.9"))
+PROBLEMS = (
+    ("slower than SLO or failed", "C3"), ("shed (503)", "C1"), ("errors", "C4"),
+    ("sent late", "C0"), ("dropped", "C7"),
+)  # fmt: skip
+PLAIN = FuncFormatter(lambda value, _: f"{value:g}")
+"""Tick labels as plain numbers (50, 0.5), not powers of ten."""
 
 
-def write_plots(report: SweepReport, out: Path) -> list[Path]:
-    """Every plot that has data, written into `out`; returns their paths."""
+def write_plots(report: SweepReport, out: Path) -> dict[str, Path]:
+    """Every plot that has data, written into `out`; their paths by name."""
     slo = report.plan.steps.slo_p99_ms
     swept = [t for t in report.targets if t.steps]
-    paths = []
+    paths = {}
     if swept:
-        paths.append(_save(_latency(swept, slo), out / "latency.png"))
-        paths.append(_save(_queueing(swept), out / "queueing.png"))
-        paths.append(_save(_throughput(swept), out / "throughput.png"))
+        paths["latency"] = _save(_latency(swept, slo), out / "latency.png")
+        paths["throughput"] = _save(_throughput(swept), out / "throughput.png")
+        paths["queueing"] = _save(_queueing(swept), out / "queueing.png")
     stressed = [t for t in report.targets if t.stress is not None]
     if stressed:
-        paths.append(_save(_stress(stressed, slo), out / "stress.png"))
+        paths["stress"] = _save(_stress(stressed, slo), out / "stress.png")
     soaked = [t for t in report.targets if t.soak is not None]
     if soaked:
-        paths.append(_save(_soak(soaked), out / "soak.png"))
+        paths["soak"] = _save(_soak(soaked), out / "soak.png")
     return paths
 
 
 def _save(figure: Figure, path: Path) -> Path:
-    figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path
 
 
-def _panels(count: int) -> tuple[Figure, list[Axes]]:
-    figure, axes = plt.subplots(1, count, figsize=(5.5 * count, 4.2), squeeze=False)
-    return figure, list(axes[0])
+def _panels(count: int, rows: int = 1, sharey: bool = False) -> tuple[Figure, np.ndarray]:
+    figure, axes = plt.subplots(
+        rows, count, figsize=(4.6 * count + 0.8, 4.0 * rows), squeeze=False,
+        sharey="row" if sharey else False, layout="constrained",
+    )  # fmt: skip
+    return figure, axes
 
 
 def _server_bound(target: TargetReport) -> list[StepResult]:
@@ -66,8 +82,14 @@ def _server_bound(target: TargetReport) -> list[StepResult]:
 
 
 def _latency(targets: list[TargetReport], slo: float) -> Figure:
-    figure, axes = _panels(len(targets))
-    for ax, target in zip(axes, targets, strict=True):
+    figure, axes = _panels(len(targets), sharey=True)
+    values = [
+        getattr(s.client, field)
+        for t in targets for s in t.steps for field, _ in PERCENTILE_FIELDS
+    ]  # fmt: skip
+    known = [v for v in values if not math.isnan(v) and v > 0] or [slo]
+    low, high = min(known), max(*known, slo)
+    for ax, target in zip(axes[0], targets, strict=True):
         steps = sorted(_server_bound(target), key=lambda s: s.client.achieved_qps)
         qps = [s.client.achieved_qps for s in steps]
         for field, label in PERCENTILE_FIELDS:
@@ -78,49 +100,139 @@ def _latency(targets: list[TargetReport], slo: float) -> Figure:
                 [s.client.achieved_qps for s in bound], [s.client.p99_ms for s in bound],
                 marker="x", color="grey", label="p99, generator-bound step",
             )  # fmt: skip
-        ax.axhline(slo, color="red", linestyle="--", label=f"SLO p99 {slo:g} ms")
-        if target.knee.qps:
-            ax.axvline(target.knee.qps, color="green", linestyle=":", label="knee")
-        ax.set_yscale("log")
-        ax.set(title=target.target, xlabel="achieved QPS", ylabel="latency from schedule, ms")
-        ax.legend(fontsize=8)
+        ax.axhline(slo, color="red", linestyle="--", label=f"SLO: p99 ≤ {slo:g} ms")
+        _plain_log_y(ax)
+        ax.set_ylim(low / 1.5, high * 2)
+        _rate_axis(ax, [s.target_qps for s in target.steps])
+        _mark_knee(ax, target)
+        ax.grid(True, which="major", alpha=0.3)
+        ax.set(title=target.target, xlabel="achieved requests/s")
+    axes[0][0].set_ylabel("ms from scheduled send (log scale)")
+    _shared_legend(figure, list(axes[0]))
     return figure
+
+
+def _shared_legend(figure: Figure, axes: list[Axes]) -> None:
+    """One legend for every panel, beside them, where it hides no data."""
+    entries: dict[str, Any] = {}
+    for ax in axes:
+        handles, labels = ax.get_legend_handles_labels()
+        entries.update(zip(labels, handles, strict=True))
+    figure.legend(list(entries.values()), list(entries), loc="outside right upper", fontsize=8)
+
+
+def _plain_log_y(ax: Axes) -> None:
+    """A log y-axis labelled 1, 2, 5, 10, 20, 50 ... as plain numbers."""
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(PLAIN)
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda *_: ""))
+
+
+def _rate_axis(ax: Axes, rates: list[float]) -> None:
+    """A log x-axis (rates double from step to step) ticked at the rates tried."""
+    ax.set_xscale("log")
+    ax.set_xticks(sorted(set(rates)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda *_: ""))
+    low, high = min(rates), max(rates)
+    ax.set_xlim(low / 1.4, high * 1.4)
+
+
+def _mark_knee(ax: Axes, target: TargetReport) -> None:
+    if target.knee.qps is None:
+        ax.text(0.5, 0.1, "no rate held", transform=ax.transAxes, ha="center", color="green")
+        return
+    label = f"knee {knee_text(target.knee.qps, target.knee.is_lower_bound)}/s"
+    ax.axvline(target.knee.qps, color="green", linestyle=":")
+    # Beside the line, on the side with room: left of it when the knee is the top rate.
+    left, right = ax.get_xlim()
+    in_right_half = math.log(target.knee.qps / left) > math.log(right / left) / 2
+    ax.annotate(
+        label, (target.knee.qps, 0.97), xycoords=("data", "axes fraction"), va="top",
+        ha="right" if in_right_half else "left", xytext=(-4 if in_right_half else 4, 0),
+        textcoords="offset points", color="green", fontweight="bold",
+    )  # fmt: skip
+
+
+def _throughput(targets: list[TargetReport]) -> Figure:
+    figure, axes = _panels(len(targets), rows=2, sharey=True)
+    for column, target in enumerate(targets):
+        steps = sorted(target.steps, key=lambda s: s.target_qps)
+        x = np.arange(len(steps))
+        labels = [f"{s.target_qps:,.0f}\n{s.verdict}" for s in steps]
+        top, bottom = axes[0][column], axes[1][column]
+        delivered = [100 * s.client.achieved_qps / s.target_qps for s in steps]
+        colors = ["C2" if s.holds else "C3" for s in steps]
+        top.bar(x, delivered, color=colors, width=0.5)
+        top.axhline(100 * (1 - RATE_TOLERANCE), color="grey", linestyle="--", linewidth=1)
+        top.set(title=f"{target.target}: achieved ÷ target", xticks=x, ylim=(0, 110))
+        top.set_xlim(-0.6, max(len(steps), 3) - 0.4)
+        top.set_xticklabels(labels, fontsize=8)
+        top.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}%"))
+        width = 0.8 / len(PROBLEMS)
+        for index, (label, color) in enumerate(PROBLEMS):
+            shares = [100 * _problem_shares(s)[index] for s in steps]
+            bottom.bar(x + (index - 2) * width, shares, width, color=color, label=label)
+        bottom.set(title=f"{target.target}: what went wrong", xticks=x)
+        bottom.set_xlim(-0.6, max(len(steps), 3) - 0.4)
+        bottom.set_xticklabels(labels, fontsize=8)
+        bottom.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}%"))
+    axes[0][0].set_ylabel("achieved ÷ target rate (green: holds)")
+    axes[1][0].set_ylabel("share of the step's requests")
+    _shared_legend(figure, list(axes[1]))
+    return figure
+
+
+def _problem_shares(step: StepResult) -> tuple[float, ...]:
+    """Slower than the SLO or failed (measured windows), then shed, errors, late and
+    dropped (whole step), as shares of the step's requests, in `PROBLEMS` order."""
+    counts = step.totals
+    requests = max(1, counts.requests)
+    miss = 0.0 if math.isnan(step.client.miss_ratio) else step.client.miss_ratio
+    return (
+        miss, counts.shed / requests, counts.errors / requests,
+        counts.late / requests, counts.dropped / (requests + counts.dropped),
+    )  # fmt: skip
 
 
 def _queueing(targets: list[TargetReport]) -> Figure:
     figure, axes = _panels(len(targets))
-    for ax, target in zip(axes, targets, strict=True):
+    for ax, target in zip(axes[0], targets, strict=True):
         steps = sorted(_server_bound(target), key=lambda s: s.server.utilization)
         rho = [s.server.utilization for s in steps]
-        ax.plot(rho, [s.server.queue_ms for s in steps], marker="o", label="measured")
-        ax.plot(rho, [s.predicted_queue_ms for s in steps], marker="x", label="M/D/c predicted")
-        ax.set(title=target.target, xlabel="runner utilization", ylabel="queue delay, ms")
-        ax.legend(fontsize=8)
-    return figure
-
-
-def _throughput(targets: list[TargetReport]) -> Figure:
-    figure, axes = _panels(len(targets))
-    for ax, target in zip(axes, targets, strict=True):
-        steps = sorted(target.steps, key=lambda s: s.target_qps)
-        offered = [s.target_qps for s in steps]
-        ax.plot(offered, offered, color="grey", linestyle="--", label="achieved = target")
-        ax.plot(offered, [s.client.achieved_qps for s in steps], marker="o", label="achieved")
-        bound = [s for s in steps if s.verdict == GENERATOR_BOUND]
-        if bound:
-            ax.scatter(
-                [s.target_qps for s in bound],
-                [s.client.achieved_qps for s in bound],
-                color="red", zorder=3, label="generator-bound",
-            )  # fmt: skip
-        ax.set(title=target.target, xlabel="target QPS", ylabel="achieved QPS")
-        ax.legend(fontsize=8)
+        title = target.target
+        queue = [s.server.queue_ms for s in steps]
+        ax.plot(rho, queue, marker="o", linestyle="none", label="measured, by rate")
+        for step, x, y in zip(steps, rho, queue, strict=True):
+            ax.annotate(f"{step.target_qps:,.0f}/s", (x, y), xytext=(4, 4),
+                        textcoords="offset points", fontsize=8)  # fmt: skip
+        if queue_model_applies(rho):
+            predicted = [s.predicted_queue_ms for s in steps]
+            ax.plot(rho, predicted, marker="x", label="M/D/c model")
+            ax.legend(fontsize=8, loc="best")
+        elif steps:
+            title += "\n(no model: the runner was hardly busy)"
+        else:
+            ax.text(0.5, 0.5, "no server-bound step", transform=ax.transAxes, ha="center")
+        ax.set(title=title, xlabel="runner utilization (share of time busy)")
+        ax.set_xlim(0, max([0.2, *(1.1 * r for r in rho if not math.isnan(r))]))
+        # Log scale: waits span microseconds to seconds once the runner saturates (where
+        # the model's wait is infinite: scaled to what is finite).
+        shown = [y for line in ax.get_lines() for y in line.get_ydata() if 0 < y < math.inf]
+        if shown:
+            _plain_log_y(ax)
+            ax.set_ylim(min(shown) / 2, max(shown) * 3)
+        else:
+            ax.set_yticks([])
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{100 * value:g}%"))
+    axes[0][0].set_ylabel("mean wait before the model ran, ms (log scale)")
     return figure
 
 
 def _stress(targets: list[TargetReport], slo: float) -> Figure:
     figure, axes = _panels(len(targets))
-    for ax, target in zip(axes, targets, strict=True):
+    for ax, target in zip(axes[0], targets, strict=True):
         assert target.stress is not None
         clock = 0.0
         for step in [*target.stress.steps, *filter(None, [target.stress.recovery])]:
@@ -128,7 +240,7 @@ def _stress(targets: list[TargetReport], slo: float) -> Figure:
             ax.plot(times, step.window_p99_ms, marker=".", label=f"{step.target_qps:,.0f}/s")
             clock += step.duration_s
         ax.axhline(slo, color="red", linestyle="--", label="SLO")
-        ax.set_yscale("log")
+        _plain_log_y(ax)
         ax.set(title=f"{target.target}: overload, then recovery", xlabel="s", ylabel="p99, ms")
         ax.legend(fontsize=7)
     return figure
@@ -136,7 +248,7 @@ def _stress(targets: list[TargetReport], slo: float) -> Figure:
 
 def _soak(targets: list[TargetReport]) -> Figure:
     figure, axes = _panels(len(targets))
-    for ax, target in zip(axes, targets, strict=True):
+    for ax, target in zip(axes[0], targets, strict=True):
         assert target.soak is not None
         rss = target.soak.step.rss_mb
         ax.plot([t for t, _ in rss], [mb for _, mb in rss])

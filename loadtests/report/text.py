@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hdrh.histogram import HdrHistogram
 
 from loadtests.recorder import percentile_ms
+from loadtests.report.answer import answer, knee_text
 
 if TYPE_CHECKING:
     from loadtests.sweep.runner import SweepReport
@@ -25,15 +26,17 @@ def latency_line(label: str, histogram: HdrHistogram) -> str:
 
 
 def knee_table(report: SweepReport) -> str:
-    """Per target: the knee, what limited it, and the step at the knee."""
+    """Per target: the knee ("≥" when it is only a lower bound), what limited it, and the
+    step at the knee."""
     slo = report.plan.steps.slo_p99_ms
     lines = [
-        f"knee = highest QPS holding p99 <= {slo:g} ms (latency from scheduled send time)",
+        f"knee = highest QPS holding p99 <= {slo:g} ms (latency from scheduled send time); "
+        "≥: a lower bound, the server may hold more",
         f"{'target':<14}{'knee QPS':>10}  {'limited by':<11}{'p50 ms':>8}{'p99 ms':>8}"
         f"{'queue ms':>9}{'batch':>7}{'util':>6}{'steps':>6}",
     ]
     for target in report.targets:
-        knee = f"{target.knee.qps:,.0f}" if target.knee.qps else "-"
+        knee = knee_text(target.knee.qps, target.knee.is_lower_bound)
         line = f"{target.target:<14}{knee:>10}  {target.knee.limited_by:<11}"
         step = target.knee.step
         if step is not None:
@@ -46,3 +49,9 @@ def knee_table(report: SweepReport) -> str:
             line += " " * 38
         lines.append(f"{line}{len(target.steps):>6}")
     return "\n".join(lines)
+
+
+def answers(document: dict[str, Any]) -> str:
+    """The answer sentence of every target, from summary.json's contents."""
+    slo = document["slo_p99_ms"]
+    return "\n".join(answer(name, t, slo) for name, t in document["variants"].items())

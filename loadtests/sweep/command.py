@@ -205,12 +205,13 @@ def run_sweep_command(args: argparse.Namespace) -> int:
         import locust  # noqa: F401  (gevent's monkey-patching, before the sweep's imports)
 
     from loadtests.report.outputs import write_outputs
-    from loadtests.report.text import knee_table
+    from loadtests.report.text import answers, knee_table
     from loadtests.sweep.runner import run_sweep
 
     report = run_sweep(plan, lambda line: print(line, file=sys.stderr, flush=True))
-    write_outputs(report, args.out)
+    document = write_outputs(report, args.out)
     print(knee_table(report))
+    print(answers(document))
     print(f"report: {args.out / 'report.html'}")
     return 0
 

@@ -22,6 +22,7 @@ from loadtests.bodies import encode_bodies, holdout_rows
 from loadtests.engines.base import Engine, EngineName
 from loadtests.loadgen_metrics import LoadgenMetrics
 from loadtests.sweep.calibration import Calibration, calibrate
+from loadtests.sweep.conditions import run_conditions
 from loadtests.sweep.endurance import SoakReport, StressReport, soak, stress
 from loadtests.sweep.knee import Knee, fixed_rates, knee_of, search
 from loadtests.sweep.results import StepResult
@@ -82,6 +83,8 @@ class SweepReport:
     plan: SweepPlan
     targets: list[TargetReport]
     calibration: Calibration | None = None
+    conditions: dict[str, Any] = field(default_factory=dict)
+    """Date, machine, code and model versions, placement (see sweep/conditions.py)."""
 
 
 def start_engine(plan: SweepPlan, url: str, metrics: LoadgenMetrics) -> Engine:
@@ -106,6 +109,7 @@ def _other_cpus(generator_cpus: list[int] | None) -> str | None:
 
 def run_sweep(plan: SweepPlan, progress: Callable[[str], None]) -> SweepReport:
     bodies = encode_bodies(holdout_rows(plan.store), plan.rows_per_request)
+    conditions = run_conditions(plan.url, plan.generator_cpus)
     calibration = None
     if plan.calibrate:
         progress(f"calibrating the {plan.engine} engine against the bare HTTP floor ...")
@@ -134,7 +138,7 @@ def run_sweep(plan: SweepPlan, progress: Callable[[str], None]) -> SweepReport:
         driver.close()
         if server is not None:
             server.shutdown()
-    return SweepReport(plan, reports, calibration)
+    return SweepReport(plan, reports, calibration, conditions)
 
 
 def _run_target(
@@ -148,8 +152,6 @@ def _run_target(
             steps = search(runner.run, plan.start_rate, plan.max_rate, plan.precision)
         else:
             steps = fixed_rates(runner.run, plan.rates)
-        for step in steps:
-            progress(f"  -> {step.target_qps:,.0f}/s: {step.verdict}")
     report = TargetReport(target, steps, knee_of(steps))
     # Stress starts from the knee, or from the lowest rate swept when none held.
     base = report.knee.qps or min((s.target_qps for s in steps), default=None)

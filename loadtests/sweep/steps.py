@@ -112,9 +112,12 @@ class StepRunner:
             points = window_points(measured, window_s, s.slo_p99_ms)
             settled = stable(points, s.slo_p99_ms, window_s)
             answers = result_answers(measured)
+            so_far = client_side(measured, window_s, s.slo_p99_ms).p99_ms
             self.progress(
                 f"  {self.target} {phase} {rate:,.0f}/s  {windows * window_s:4.0f}s  "
-                f"achieved {points[-1].throughput:,.0f}/s  p99 {_p99_text(points[-1].p99_ms)}  "
+                f"step so far: p99 {_p99_text(so_far)}"
+                f"  (last window: achieved {points[-1].throughput:,.0f}/s  "
+                f"p99 {_p99_text(points[-1].p99_ms)})  "
                 f"answers {answers}  {'settled' if settled else 'settling'}"
             )
             if (settled and answers >= P99_SAMPLES) or windows >= n_max:
@@ -160,6 +163,11 @@ class StepRunner:
             rss_mb=[(t, rss / 2**20) for t, rss in sampler.rss],
         )
         result.verdict = self._verdict(result, split, measured)
+        self.progress(
+            f"  {self.target} {phase} {rate:,.0f}/s  -> {result.verdict}  (whole step: "
+            f"achieved {result.client.achieved_qps:,.0f}/s  p99 {_p99_text(result.client.p99_ms)}"
+            f"  over {len(measured)} windows)"
+        )
         self.driver.collected.discard(step)
         return result
 

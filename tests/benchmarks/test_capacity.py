@@ -129,9 +129,21 @@ def test_capacity_command_from_a_sweep_knee(
             {
                 "slo_p99_ms": 50.0,
                 "variants": {
-                    "onnx_int8": {"knee_qps": 80.0, "knee_limited_by": "slo"},
-                    "onnx_fp32": {"knee_qps": 1600.0, "knee_limited_by": "generator"},
-                    "sklearn_fp32": {"knee_qps": None, "knee_limited_by": "none-held"},
+                    "onnx_int8": {
+                        "knee_qps": 80.0,
+                        "knee_limited_by": "slo",
+                        "knee_is_lower_bound": False,
+                    },
+                    "onnx_fp32": {
+                        "knee_qps": 1600.0,
+                        "knee_limited_by": "generator",
+                        "knee_is_lower_bound": True,
+                    },
+                    "sklearn_fp32": {
+                        "knee_qps": None,
+                        "knee_limited_by": "none-held",
+                        "knee_is_lower_bound": False,
+                    },
                 },
             }
         )
@@ -142,7 +154,7 @@ def test_capacity_command_from_a_sweep_knee(
     line = next(line for line in out.splitlines() if line.startswith("onnx_int8"))
     assert line.split()[1:4] == ["80", "2", "62%"]  # the hand-computed plan above
     assert "sklearn_fp32: no knee" in out
-    assert "onnx_fp32: the knee 1,600 QPS is a lower bound (limited by generator" in out
+    assert "onnx_fp32: the knee ≥ 1,600 QPS is a lower bound (limited by generator" in out
     assert "onnx_int8: the knee" not in out
 
 

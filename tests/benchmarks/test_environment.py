@@ -8,11 +8,11 @@ import pytest
 import threadpoolctl
 
 from benchmarks.environment import (
-    code_revision,
     machine_description,
     machine_fingerprint,
     pinned,
 )
+from common.machine import code_revision
 
 
 def test_pinning_applies_inside_the_block_and_is_restored_after() -> None:

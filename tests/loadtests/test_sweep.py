@@ -55,6 +55,9 @@ def test_open_loop_rate_and_the_server_side_add_up(
     assert (tmp_path / "steps.csv").read_text().startswith("target,phase,step,target_qps")
     report = (tmp_path / "report.html").read_text()
     assert report.count("data:image/png;base64,") == 3
+    assert "<p class='answer'>onnx_int8 h" in report  # holds ... or held none ...
+    assert "Server on " in report and "generator on " in report
+    assert (tmp_path / "knee.csv").read_text().startswith("target,slo_p99_ms,knee_qps,")
     assert {p.name for p in tmp_path.glob("*.png")} == {
         "latency.png", "queueing.png", "throughput.png",
     }  # fmt: skip

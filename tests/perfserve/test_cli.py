@@ -67,6 +67,7 @@ BAD_INVOCATIONS: list[tuple[str, list[str], dict[str, str], list[str]]] = [
     ("sweep", ["--url", UNUSED_URL, "--engine", "fast"], {}, ["--engine", "'fast'", "native"]),
     ("sweep", ["--url", UNUSED_URL, "--generator-cpus", "99"], {}, ["--generator-cpus", "'99'"]),
     ("bench-http", ["--concurrency", "x"], {}, ["--concurrency", "'x'", "integers"]),
+    ("bench-overload", ["--case", "onnx_int8:x"], {}, ["--case", "'onnx_int8:x'", "VARIANT"]),
     ("bench-generator", ["--variant", "onnx_int9"], {}, ["--variant", "onnx_int9", "onnx_int8"]),
     ("bench", ["--runs", "1"], {}, ["--runs"]),
     ("bench", ["--variants", "onnx_int9"], {}, ["onnx_int9", "sklearn_fp32"]),
@@ -78,6 +79,13 @@ BAD_INVOCATIONS: list[tuple[str, list[str], dict[str, str], list[str]]] = [
     ("compare", ["--baseline", "onnx_int9", "--candidate", "onnx_fp32"], {}, ["onnx_int9"]),
     ("history", ["frob"], {}, ["'frob'", "list", "accept"]),
     ("history", ["accept"], {}, ["record id"]),
+    ("rollout", ["--baseline", "a", "--candidate", "b", "--steps", "5,1"], {}, ["--steps", "rise"]),
+    (
+        "rollout",
+        ["--baseline", "a", "--candidate", "b", "--url", UNUSED_URL],
+        {"PERFSERVE_ADMIN_TOKEN": "a-token-of-16-chars"},
+        ["--url", UNUSED_URL],
+    ),
 ]
 NEEDS_A_STORE = {"serve", "bench", "compare", "bench-generator"}
 

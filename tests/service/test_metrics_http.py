@@ -4,6 +4,7 @@ across worker processes."""
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -12,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from common.processes import ServerProcess, running_server
 from service.store import Dataset
-from tests.utils import body, require_tool
+from tests.utils import body, require_tool, server_timing
 
 EXPECTED = {
     "perfserve_request_duration_seconds",
@@ -87,22 +88,49 @@ def test_promtool_accepts_the_exposition(server: ServerProcess) -> None:
 
 @pytest.mark.integration
 def test_several_workers_add_up(store: Path, holdout: Dataset) -> None:
+    """Counts and sums equal what was served, whichever worker answered and whichever
+    answers the scrape: each worker folds its own observations and flushes them shortly."""
+    served = 60
+    queued_ms = 0.0
     with running_server(store, options=["--workers", "2"]) as server, httpx.Client() as client:
-        for _ in range(60):
+        for _ in range(served):
             # A fresh connection each time, so both workers get some of the requests.
-            client.post(
+            response = client.post(
                 f"{server.url}/predict",
-                json=body(holdout.features[:1]),
+                json=body(holdout.features[:2]),
                 headers={"Connection": "close"},
-            ).raise_for_status()
+            )
+            response.raise_for_status()
+            queued_ms += server_timing(response.headers["server-timing"])["queue"]
+        after = _settled(server.url, served)
         text = httpx.get(f"{server.url}/metrics").content
-    after = parse(text.decode())
-    count = value(
-        after, "perfserve_request_duration_seconds_count", variant="sklearn_fp32", status="200"
-    )
-    assert count == 60
-    assert value(after, "perfserve_runners", variant="sklearn_fp32") == 2
+    ok = {"variant": "sklearn_fp32", "status": "200"}
+    assert value(after, "perfserve_request_duration_seconds_count", **ok) == served
+    assert value(after, "perfserve_request_duration_seconds_bucket", le="+Inf", **ok) == served
+    assert value(after, "perfserve_request_duration_seconds_sum", **ok) > 0
+    variant = {"variant": "sklearn_fp32"}
+    assert value(after, "perfserve_queue_duration_seconds_count", **variant) == served
+    # The same durations the responses reported, each rounded to a microsecond there.
+    queue_sum = value(after, "perfserve_queue_duration_seconds_sum", **variant)
+    assert abs(queue_sum * 1000 - queued_ms) <= served * 0.0005 + 1e-9
+    preprocess = {**variant, "stage": "preprocess"}
+    assert value(after, "perfserve_stage_duration_seconds_count", **preprocess) == served
+    assert value(after, "perfserve_batch_size_sum", **variant) == 2 * served
+    assert value(after, "perfserve_inflight_requests") == 0
+    assert value(after, "perfserve_queue_depth", **variant) == 0
+    assert value(after, "perfserve_runners", **variant) == 2
     assert value(after, "process_resident_memory_bytes") > 0
     promtool = require_tool("promtool")
     checked = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True)
     assert checked.returncode == 0, checked.stdout.decode()
+
+
+def _settled(url: str, served: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The metrics once every worker has flushed what it folded (within a few intervals)."""
+    ok = {"variant": "sklearn_fp32", "status": "200"}
+    for _ in range(100):
+        snapshot = parse(httpx.get(f"{url}/metrics").text)
+        if value(snapshot, "perfserve_request_duration_seconds_count", **ok) >= served:
+            return snapshot
+        time.sleep(0.05)
+    return snapshot

@@ -21,7 +21,7 @@ from tests.utils.stack import (
     panels,
 )
 
-ROWS = ["Overview", "Tail latency", "Queueing", "Canary", "Resources", "Load generator"]
+ROWS = ["Overview", "Tail latency", "Queueing", "Canary", "Resources", "Load generator", "Rollout"]
 COUNTER_SERIES = re.compile(r"\b[a-z_:]+_(?:total|sum|count|bucket)\b")
 
 
@@ -82,7 +82,7 @@ def test_counters_and_histograms_are_read_through_rate_windows(dashboard: dict[s
     for query in panel_queries(dashboard):
         for match in COUNTER_SERIES.finditer(query.expr):
             before = query.expr[: match.start()]
-            assert re.search(r"\b(rate|changes)\($", before), (
+            assert re.search(r"\b(rate|increase|changes)\($", before), (
                 f"{query.panel}: {match.group()} outside rate(): a lifetime total or average"
             )
         for window in re.findall(r"\[([^\]]+)\]", query.expr):
@@ -125,10 +125,11 @@ def test_slo_line_and_utilization_guide_are_drawn(dashboard: dict[str, Any]) -> 
     assert [step["value"] for step in utilization["thresholds"]["steps"]] == [None, 0.7]
 
 
-def test_split_changes_are_annotated(dashboard: dict[str, Any]) -> None:
+def test_split_changes_and_rollout_steps_are_annotated(dashboard: dict[str, Any]) -> None:
     annotations = [a for a in dashboard["annotations"]["list"] if "expr" in a]
-    assert [a["name"] for a in annotations] == ["Split changes"]
+    assert [a["name"] for a in annotations] == ["Split changes", "Rollout steps"]
     assert "changes(perfserve_traffic_weight" in annotations[0]["expr"]
+    assert "changes(perfserve_rollout_step" in annotations[1]["expr"]
 
 
 def test_home_dashboard_is_the_provisioned_file() -> None:

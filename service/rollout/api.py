@@ -1,0 +1,58 @@
+"""Admin endpoints under /rollout: start, status, pause, resume, abort, promote.
+
+Token-protected like `PUT /traffic`. Any replica answers: the state and the commands go
+through the shared folder, and the replica that accepted the start runs the controller.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException
+
+from service.api import ServiceDep, require_admin
+from service.rollout.plan import RolloutPlan
+from service.rollout.replica import RolloutConflict
+from service.rollout.shared import Command
+
+router = APIRouter(prefix="/rollout", tags=["rollout"], dependencies=[Depends(require_admin)])
+
+
+@router.post("/start", status_code=202)
+async def start(plan: RolloutPlan, service: ServiceDep) -> dict[str, Any]:
+    """Begin a rollout of `candidate` against `baseline`; 409 while another one runs."""
+    unknown = [v for v in (plan.baseline, plan.candidate) if v not in service.names]
+    if unknown:
+        raise HTTPException(422, f"unknown variant(s) {unknown}; available: {service.names}")
+    try:
+        return service.rollouts.start(plan).model_dump()
+    except RolloutConflict as conflict:
+        raise HTTPException(409, str(conflict)) from None
+
+
+@router.get("/status")
+def status(service: ServiceDep) -> dict[str, Any]:
+    """Step, weights, each gate's last verdict with its numbers, and every decision."""
+    state = service.rollouts.status()
+    if state is None:
+        raise HTTPException(404, "no rollout has been started")
+    return state.model_dump()
+
+
+def _command(command: Command) -> Any:
+    def send(service: ServiceDep) -> dict[str, Any]:
+        try:
+            sent = service.rollouts.send(command)
+        except RolloutConflict as conflict:
+            raise HTTPException(409, str(conflict)) from None
+        return {"accepted": sent.command, "id": sent.id}
+
+    send.__doc__ = f"Ask the controller to {command}; it acts within a tick (0.2 s)."
+    return send
+
+
+COMMANDS: tuple[Command, ...] = ("pause", "resume", "abort", "promote")
+for _command_name in COMMANDS:
+    router.add_api_route(
+        f"/{_command_name}", _command(_command_name), methods=["POST"], status_code=202
+    )

@@ -1,0 +1,61 @@
+"""`perfserve bench-overload` end to end, kept tiny, and how it reads a k6 summary."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks.overload import KINDS, PHASES, Case, parse_case
+from perfserve.cli import main
+from tests.utils import require_tool
+
+
+def test_bench_overload_counts_every_answer_and_prices_a_refusal(
+    store: Path, tmp_path: Path
+) -> None:
+    require_tool("wrk")
+    require_tool("k6")
+    options = ["--store", str(store), "--out", str(tmp_path), "--case", "onnx_int8"]
+    options += ["--seconds", "1", "--rounds", "1", "--vus", "50", "--max-queue", "8"]
+    options += ["--quiet-seconds", "1", "--overload-seconds", "2", "--after-seconds", "2"]
+    assert main(["bench-overload", *options]) == 0
+    (outcome,) = json.loads((tmp_path / "bench-overload.json").read_text())
+    assert outcome["case"] == "onnx_int8 max batch 64"
+    assert outcome["capacity_rps"] > 0
+    assert set(outcome["counts"]) == set(PHASES)
+    assert all(set(counts) == set(KINDS) for counts in outcome["counts"].values())
+    assert all(counts["ok"] > 0 for counts in outcome["counts"].values())
+    # The service refuses only with 503 and Retry-After, whatever k6 offered.
+    assert all(
+        counts["refused_without_retry_after"] == counts["other_5xx"] == 0
+        for counts in outcome["counts"].values()
+    )
+    assert len(outcome["p99_after_ms"]) == 2
+    assert set(outcome["refusal_cpu_us"]) == {"bare ASGI floor (200)", "this checkout (503)"}
+    assert all(cost > 0 for cost in outcome["refusal_cpu_us"].values())
+    assert "| onnx_int8 max batch 64 |" in (tmp_path / "bench-overload.md").read_text()
+
+
+def test_a_case_names_a_variant_and_optionally_its_batch_size() -> None:
+    assert parse_case("sklearn_fp32:1") == Case("sklearn_fp32", 1)
+    assert parse_case("onnx_int8") == Case("onnx_int8", 64)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--case", "onnx_int8:x"], "'onnx_int8:x': expected VARIANT or VARIANT:MAX_BATCH_SIZE"),
+        (["--factor", "0"], "--factor: must be above 0"),
+    ],
+)
+def test_bad_options_are_usage_errors(
+    options: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    try:
+        code = main(["bench-overload", *options])
+    except SystemExit as exited:
+        code = int(exited.code or 0)
+    assert code == 2
+    assert message in capsys.readouterr().err

@@ -1,0 +1,148 @@
+"""The sweep's outputs written from a constructed report: the knee marked "≥" wherever it
+is only a lower bound (terminal, knee.csv, summary.json, HTML), and the HTML's answer.
+
+The steps are built by hand so that each kind of knee is certain; the real sweep against
+a real server is in test_sweep.py."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import MISSING, fields
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from loadtests.report.outputs import write_outputs
+from loadtests.report.text import answers, knee_table
+from loadtests.sweep.knee import knee_of
+from loadtests.sweep.results import ClientSide, StepResult, Totals
+from loadtests.sweep.runner import SweepPlan, SweepReport, TargetReport
+from loadtests.sweep.server_metrics import ServerSplit
+from loadtests.sweep.steps import StepSettings
+
+
+def step(target: str, rate: float, verdict: str, p99_ms: float) -> StepResult:
+    """A sweep step at `rate` with `verdict`, 5 s long, every request answered."""
+    holds = verdict == "holds"
+    client_figures: dict[str, Any] = {f.name: 0.0 for f in fields(ClientSide)}
+    client = ClientSide(
+        **client_figures
+        | {
+            "achieved_qps": rate, "sent_qps": rate, "answers": int(5 * rate),
+            "p50_ms": p99_ms / 5, "p90_ms": p99_ms / 2, "p95_ms": p99_ms / 1.5,
+            "p99_ms": p99_ms, "p999_ms": 1.5 * p99_ms, "max_ms": 2 * p99_ms,
+            "miss_ratio": 0.0 if holds else 0.2,
+        }
+    )  # fmt: skip
+    server_figures: dict[str, Any] = {f.name: 0.4 for f in fields(ServerSplit)}
+    server = ServerSplit(**server_figures | {"statuses": {}, "rejected": {}})
+    required: dict[str, Any] = {
+        f.name: 0.0
+        for f in fields(StepResult)
+        if f.default is MISSING and f.default_factory is MISSING
+    }
+    return StepResult(
+        **required
+        | {
+            "target": target, "step": 1, "phase": "sweep", "target_qps": rate,
+            "duration_s": 5.0, "window_s": 1.0, "windows": 4, "client": client,
+            "totals": Totals(requests=int(5 * rate), ok=int(5 * rate)), "server": server,
+            "enough_samples": True, "stable": True, "verdict": verdict,
+        }
+    )  # fmt: skip
+
+
+def target(name: str, *steps: StepResult) -> TargetReport:
+    return TargetReport(name, list(steps), knee_of(steps))
+
+
+@pytest.fixture
+def report() -> SweepReport:
+    """onnx_int8: every rate held (a lower bound, ≥ 400); sklearn_fp32: 200 held and 400
+    missed the SLO (a measured knee); onnx_fp32: the generator fell behind at 400 (a
+    lower bound, ≥ 200)."""
+    plan = SweepPlan(
+        url="http://127.0.0.1:8000",
+        targets=["onnx_int8", "sklearn_fp32", "onnx_fp32"],
+        rates=[100, 200, 400],
+        steps=StepSettings(slo_p99_ms=50.0, step_seconds=3.0),
+        store=Path("model_store"),
+    )
+    targets = [
+        target(
+            "onnx_int8",
+            step("onnx_int8", 100, "holds", 3.0),
+            step("onnx_int8", 200, "holds", 4.0),
+            step("onnx_int8", 400, "holds", 6.0),
+        ),
+        target(
+            "sklearn_fp32",
+            step("sklearn_fp32", 100, "holds", 10.0),
+            step("sklearn_fp32", 200, "holds", 30.0),
+            step("sklearn_fp32", 400, "misses-slo", 218.0),
+        ),
+        target(
+            "onnx_fp32",
+            step("onnx_fp32", 100, "holds", 3.0),
+            step("onnx_fp32", 200, "holds", 5.0),
+            step("onnx_fp32", 400, "generator-bound", 90.0),
+        ),
+    ]
+    conditions = {
+        "date": "2026-11-30 18:00 UTC", "cpu_model": "Test CPU", "logical_cpus": 2,
+        "code_revision": "0123456789abcdef", "model_versions": {"onnx_int8": "m-1"},
+        "server_cpus": [0], "generator_cpus": [1],
+    }  # fmt: skip
+    return SweepReport(plan, targets, conditions=conditions)
+
+
+def test_the_terminal_marks_only_lower_bounds(report: SweepReport) -> None:
+    rows = {line.split()[0]: line.split()[1:4] for line in knee_table(report).splitlines()[2:]}
+    assert rows["onnx_int8"] == ["≥", "400", "max-rate"]
+    assert rows["onnx_fp32"] == ["≥", "200", "generator"]
+    assert rows["sklearn_fp32"][:2] == ["200", "slo"]
+
+
+def test_files_carry_the_lower_bound_flag(report: SweepReport, tmp_path: Path) -> None:
+    document = write_outputs(report, tmp_path)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary == json.loads(json.dumps(document))
+    flags = {name: t["knee_is_lower_bound"] for name, t in summary["variants"].items()}
+    assert flags == {"onnx_int8": True, "sklearn_fp32": False, "onnx_fp32": True}
+    with (tmp_path / "knee.csv").open() as file:
+        knees = {row["target"]: row for row in csv.DictReader(file)}
+    assert knees["onnx_int8"]["knee_is_lower_bound"] == "True"
+    assert knees["onnx_int8"]["knee_qps"] == "400"
+    assert knees["sklearn_fp32"]["knee_is_lower_bound"] == "False"
+    for name in ("latency.png", "throughput.png", "queueing.png"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_html_opens_with_the_answer_and_its_conditions(
+    report: SweepReport, tmp_path: Path
+) -> None:
+    write_outputs(report, tmp_path)
+    page = (tmp_path / "report.html").read_text()
+    first = page.index("<p class='answer'>")
+    assert page.index("<h1>How much load does one replica hold at p99 ≤ 50 ms?</h1>") < first
+    assert (
+        "onnx_int8 holds ≥ 400 req/s at p99 ≤ 50 ms on one replica: a lower bound, "
+        "since the highest rate tried held (try higher rates)." in page
+    )
+    assert "sklearn_fp32 holds 200 req/s at p99 ≤ 50 ms on one replica; at 400/s it " in page
+    assert "since the next rate was limited by the load generator" in page
+    assert "Test CPU (2 logical CPUs)" in page and "code 0123456789ab" in page
+    assert "Server on CPU 0 (pinned), generator on CPU 1 (pinned)" in page
+    knee_cells = [cell for cell in page.split("<td><b>")[1:]]
+    assert [cell.split("</b>")[0] for cell in knee_cells] == ["≥ 400", "200", "≥ 200"]
+    assert page.count("<tr class='fails'>") == 4  # two failing steps, in both tables
+
+
+def test_the_answers_read_the_same_flag_in_the_terminal(
+    report: SweepReport, tmp_path: Path
+) -> None:
+    lines = answers(write_outputs(report, tmp_path)).splitlines()
+    assert lines[0].startswith("onnx_int8 holds ≥ 400 req/s")
+    assert lines[1].startswith("sklearn_fp32 holds 200 req/s")
