@@ -66,7 +66,7 @@ async def test_take_batch_skips_requests_nobody_awaits() -> None:
 
 def make_batcher(
     runner: Runner,
-    registry: CollectorRegistry | None = None,
+    metrics: Metrics | None = None,
     inline: bool = False,
     **limits: float,
 ) -> MicroBatcher:
@@ -80,7 +80,7 @@ def make_batcher(
     batcher = MicroBatcher(
         "test",
         runner,
-        Metrics(registry or CollectorRegistry()).for_variant("test"),
+        (metrics or Metrics(CollectorRegistry())).for_variant("test"),
         max_batch_size=int(settings["max_batch_size"]),
         max_batch_delay_s=settings["max_batch_delay_s"],
         max_queue=int(settings["max_queue"]),
@@ -310,10 +310,12 @@ async def test_a_model_answering_the_wrong_number_of_rows_fails_the_batch() -> N
 
 async def test_metrics_count_batches_rows_and_waiting_requests() -> None:
     registry = CollectorRegistry()
+    metrics = Metrics(registry)
     runner = GatedRunner()
-    batcher = make_batcher(runner, registry)
+    batcher = make_batcher(runner, metrics)
 
     def sample(name: str) -> float:
+        metrics.folding.flush()  # as a scrape does first
         return registry.get_sample_value(name, {"variant": "test"}) or 0.0
 
     first = batcher.submit(numbered(0), FAR)
