@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 STORE ?= model_store
 
-.PHONY: venv demo test lint typecheck unit store clean
+.PHONY: venv demo test test-fast lint typecheck unit store clean
 
 venv: $(STAMP)
 
@@ -39,6 +39,11 @@ unit: $(STAMP)
 	$(BIN)/pytest
 
 test: lint typecheck unit
+
+# The inner loop: tests that run in this process (the app driven through its ASGI
+# interface, the batcher, the pure parts); no server, Locust, Prometheus or nginx.
+test-fast: $(STAMP)
+	$(BIN)/pytest -m "not integration"
 
 # The staging stack's Prometheus (config and rules) against a `perfserve serve` on :8000
 # and a load generator's metrics on :9465, without Docker. Needs a prometheus binary.

@@ -16,6 +16,10 @@ from pathlib import Path
 
 import httpx
 
+# How `/readyz` (service/api.py) starts its detail once loading the store has failed; a
+# test ties the two.
+LOAD_FAILED = "loading failed"
+
 
 def free_port() -> int:
     """A TCP port on loopback that nothing listens on right now."""
@@ -146,15 +150,18 @@ def running_bare_server(cpus: str | None = None, ready_timeout_s: float = 10.0) 
 
 def wait_ready(server: ServerProcess, timeout_s: float) -> None:
     """Poll `/readyz` until it answers 200 (with several workers: all of them are ready);
-    fail with the server's log if it dies."""
+    fail with the server's log if it dies, or at once if loading failed (it never retries)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             raise RuntimeError(f"server exited with {server.process.returncode}:\n{server.log()}")
         try:
-            if httpx.get(f"{server.url}/readyz", timeout=1.0).status_code == 200:
-                return
+            ready = httpx.get(f"{server.url}/readyz", timeout=1.0)
         except httpx.TransportError:
-            pass
+            ready = None
+        if ready is not None and ready.status_code == 200:
+            return
+        if ready is not None and LOAD_FAILED in ready.text:
+            raise RuntimeError(f"server cannot turn ready: {ready.text}\n{server.log()}")
         time.sleep(0.1)
     raise RuntimeError(f"server not ready after {timeout_s} s:\n{server.log()}")

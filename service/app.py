@@ -15,13 +15,13 @@ from service.api import router
 from service.docs import serve_docs
 from service.metrics import Metrics, new_registry
 from service.openapi import document_predict
-from service.predict import ASGIApp, PredictEndpoint
+from service.predict import PredictEndpoint
 from service.rollout.api import router as rollout_router
 from service.settings import Settings
 from service.state import Service
 
 
-def create_app(settings: Settings | None = None) -> ASGIApp:
+def create_app(settings: Settings | None = None) -> PredictEndpoint:
     """An ASGI app serving the store named in `settings` (default: from the environment)."""
     settings = settings or Settings()
     service = Service(settings, Metrics(new_registry()))

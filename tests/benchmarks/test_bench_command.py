@@ -12,6 +12,7 @@ from perfserve.cli import main
 TINY = ["--batch-sizes", "1", "--runs", "8", "--min-block-ms", "5", "--warmup", "2"]
 
 
+@pytest.mark.integration
 def test_bench_command_writes_everything_and_flags_a_regression(
     store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

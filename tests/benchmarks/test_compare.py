@@ -31,6 +31,7 @@ def worse_store(tmp_path_factory: pytest.TempPathFactory, holdout: Dataset) -> P
     return path
 
 
+@pytest.mark.integration
 def test_compare_exits_non_zero_on_a_worse_candidate(
     store: Path, worse_store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -63,6 +64,7 @@ def test_compare_exits_non_zero_on_a_worse_candidate(
     assert json.loads(record.read_text())["accepted"] is False
 
 
+@pytest.mark.integration
 def test_compare_promotes_an_equal_candidate(
     store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 import threadpoolctl
 
 from benchmarks.environment import (
@@ -24,6 +25,7 @@ def test_pinning_applies_inside_the_block_and_is_restored_after() -> None:
     assert os.sched_getaffinity(0) == before
 
 
+@pytest.mark.integration
 def test_fingerprint_and_revision_identify_the_run() -> None:
     description = machine_description()
     assert machine_fingerprint(description) == machine_fingerprint()

@@ -33,6 +33,7 @@ def test_the_readme_decides_with_the_example_requirements(
     assert ("choose: " in out) == (code == 0)
 
 
+@pytest.mark.integration
 def test_the_readme_compares_with_the_example_rules(
     store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

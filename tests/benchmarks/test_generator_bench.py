@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from benchmarks.generator_bench import render
 from tests.utils import run_perfserve
 
@@ -24,6 +26,7 @@ def test_the_table_shows_medians_over_rounds_and_dashes_for_what_was_not_measure
     assert table[3].split()[1] == "-"
 
 
+@pytest.mark.integration
 def test_a_variant_the_store_lacks_is_a_usage_error(store: Path) -> None:
     done = run_perfserve("bench-generator", "--store", str(store), "--variant", "nope")
     assert done.returncode == 2

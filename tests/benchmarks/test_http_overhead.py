@@ -16,6 +16,7 @@ from tests.utils import require_tool
 REPOSITORY = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.integration
 def test_bench_http_measures_floor_variant_and_a_competitor(
     store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -12,6 +12,8 @@ import pytest
 from perfserve.cli import main
 from service.store import Manifest
 
+pytestmark = pytest.mark.integration  # a bench measures cold starts in fresh processes
+
 TINY = ["--batch-sizes", "1,8", "--runs", "3", "--min-block-ms", "2", "--warmup", "1"]
 
 

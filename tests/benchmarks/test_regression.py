@@ -24,6 +24,8 @@ from service.build import build_store
 from service.runtimes import open_runner
 from service.store import Dataset, load_holdout, load_manifest
 
+pytestmark = pytest.mark.integration  # a bench measures cold starts in fresh processes
+
 
 @pytest.fixture(scope="module")
 def regressor_store(tmp_path_factory: pytest.TempPathFactory) -> Path:

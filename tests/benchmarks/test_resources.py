@@ -24,6 +24,7 @@ def test_peak_memory_of_a_call_sees_its_allocations() -> None:
     assert peak_bytes_during(lambda: None) < MIB
 
 
+@pytest.mark.integration
 def test_load_is_measured_in_a_fresh_process(
     store: Path, manifest: Manifest, holdout: Dataset
 ) -> None:

@@ -20,6 +20,8 @@ from benchmarks.score import DEFAULT_WEIGHTS
 from benchmarks.summary import summarize
 from service.store import Manifest
 
+pytestmark = pytest.mark.integration  # a bench measures cold starts in fresh processes
+
 
 def _bench(store: Path, manifest: Manifest, delay_s: float) -> dict[str, Any]:
     info = manifest.variants["onnx_int8"]

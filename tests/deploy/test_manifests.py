@@ -31,6 +31,8 @@ from service.shared_split import StoredSplit
 from service.store import Manifest
 from tests.utils.stack import ROOT
 
+pytestmark = pytest.mark.integration  # renders with kubectl kustomize
+
 DEPLOY = ROOT / "deploy"
 KUSTOMIZATIONS = ["overlays/keda", "overlays/cpu-hpa", "loadtest"]
 # The oldest Kubernetes these manifests promise to fit (PodDisruptionBudget policy/v1,

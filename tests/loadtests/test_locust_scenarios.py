@@ -16,6 +16,8 @@ import pytest
 
 from common.processes import ServerProcess, free_port
 
+pytestmark = pytest.mark.integration  # Locust against real servers
+
 LOCUSTFILE = str(Path(__file__).parents[2] / "loadtests" / "locustfile.py")
 
 

@@ -13,6 +13,8 @@ from common.processes import ServerProcess, running_server
 from loadtests.engines.base import ENGINES
 from tests.utils import run_perfserve
 
+pytestmark = pytest.mark.integration  # real servers under generated load
+
 SLOW = ["--inference", "thread", "--max-batch-size", "1"]
 
 

@@ -101,6 +101,7 @@ def test_the_table_covers_every_subcommand() -> None:
     assert {command for command, *_ in BAD_INVOCATIONS} == set(COMMANDS)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("command", "args", "env", "words"),
     BAD_INVOCATIONS,
@@ -132,6 +133,7 @@ def test_a_bad_invocation_is_one_line_and_exit_2(
     assert "errors.pydantic.dev" not in lines[0]
 
 
+@pytest.mark.integration
 def test_a_port_in_use_is_one_line_and_exit_2(store: Path) -> None:
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = str(taken.getsockname()[1])
@@ -144,6 +146,7 @@ def test_a_port_in_use_is_one_line_and_exit_2(store: Path) -> None:
     assert "ready" not in result.stdout
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("env", "words"),
     [
@@ -170,6 +173,7 @@ def test_a_bad_load_shape_is_one_line_and_exit_2(env: dict[str, str], words: lis
         assert word in line
 
 
+@pytest.mark.integration
 def test_no_arguments_print_help_and_version_is_there() -> None:
     bare = run_perfserve()
     assert bare.returncode == 0
@@ -180,6 +184,7 @@ def test_no_arguments_print_help_and_version_is_there() -> None:
     assert version.returncode == 0 and version.stdout.startswith("perfserve ")
 
 
+@pytest.mark.integration
 def test_help_gives_sentences_with_defaults() -> None:
     sweep = run_perfserve("sweep", "--help").stdout
     assert "(default: 20.0; env PERFSERVE_STEP_SECONDS)" in " ".join(sweep.split())

@@ -20,6 +20,8 @@ from common.processes import ServerProcess, running_server
 from service.store import Dataset, Manifest
 from tests.utils import body
 
+pytestmark = pytest.mark.integration  # real servers, one without the range check
+
 VARIANTS = ["sklearn_fp32", "onnx_fp32", "onnx_int8"]
 
 

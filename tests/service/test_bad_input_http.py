@@ -1,4 +1,4 @@
-"""Bad requests over HTTP: each gets a 4xx JSON error that names the problem."""
+"""Bad requests, in process and over HTTP: each gets a 4xx JSON error that names the problem."""
 
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ ROW = [1.0] * 30
         ("GET", "/no/such/path", b"", {}, 404, "Not Found"),
     ],
 )
-def test_bad_requests_get_a_clear_4xx(
-    server: ServerProcess,
+async def test_bad_requests_get_a_clear_4xx(
+    client: httpx.AsyncClient,
     method: str,
     path: str,
     content: bytes,
@@ -35,14 +35,14 @@ def test_bad_requests_get_a_clear_4xx(
     status: int,
     message: str,
 ) -> None:
-    response = httpx.request(method, f"{server.url}{path}", content=content, headers=headers)
+    response = await client.request(method, path, content=content, headers=headers)
     assert response.status_code == status
     assert response.headers["content-type"] == "application/json"
     assert message in response.json()["detail"]
 
 
-def test_too_many_rows_is_413(server: ServerProcess) -> None:
-    response = httpx.post(f"{server.url}/predict", json={"instances": [ROW] * 1025})
+async def test_too_many_rows_is_413(client: httpx.AsyncClient) -> None:
+    response = await client.post("/predict", json={"instances": [ROW] * 1025})
     assert response.status_code == 413
     assert "too many rows: 1025" in response.json()["detail"]
 
@@ -64,6 +64,6 @@ def test_an_oversized_chunked_body_is_refused_too(server: ServerProcess) -> None
     assert response.status_code == 413
 
 
-def test_the_server_survives_every_bad_request(server: ServerProcess) -> None:
-    good = httpx.post(f"{server.url}/predict", json={"instances": [ROW]})
+async def test_the_server_survives_every_bad_request(client: httpx.AsyncClient) -> None:
+    good = await client.post("/predict", json={"instances": [ROW]})
     assert good.status_code == 200

@@ -145,6 +145,7 @@ def _batches_and_rows(server: ServerProcess, variant: str) -> tuple[float, float
     return values.get("count", 0.0), values.get("sum", 0.0)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_concurrent_requests_merged_into_batches_get_their_own_answers(
     merging_server: ServerProcess, holdout: Dataset, variant: str

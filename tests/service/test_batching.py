@@ -1,8 +1,12 @@
-"""The micro-batcher on its own: collection rules, batching under concurrency, errors."""
+"""The micro-batcher on its own: collection rules, batching under concurrency, errors.
+
+Most tests use a real ONNX runner; those that need to decide when the runner is busy use
+`GatedRunner`, a stand-in model whose calls finish when the test says so (no sleeps)."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -60,7 +64,12 @@ async def test_take_batch_skips_requests_nobody_awaits() -> None:
     assert batch == [waiting] and expired == [abandoned]
 
 
-def make_batcher(runner: Runner, **limits: float) -> MicroBatcher:
+def make_batcher(
+    runner: Runner,
+    metrics: Metrics | None = None,
+    inline: bool = False,
+    **limits: float,
+) -> MicroBatcher:
     settings: dict[str, float] = {
         "max_batch_size": 64,
         "max_batch_delay_s": 0.002,
@@ -71,11 +80,12 @@ def make_batcher(runner: Runner, **limits: float) -> MicroBatcher:
     batcher = MicroBatcher(
         "test",
         runner,
-        Metrics(CollectorRegistry()).for_variant("test"),
+        (metrics or Metrics(CollectorRegistry())).for_variant("test"),
         max_batch_size=int(settings["max_batch_size"]),
         max_batch_delay_s=settings["max_batch_delay_s"],
         max_queue=int(settings["max_queue"]),
         hung_after_s=settings["hung_after_s"],
+        inline=inline,
     )
     batcher.start()
     return batcher
@@ -213,3 +223,137 @@ async def test_a_hung_model_call_is_bounded_by_the_deadlines(
         await asyncio.sleep(0.05)
     assert (await batcher.submit(holdout.features[:1], time.perf_counter() + 10)).labels.size == 1
     await batcher.close(5.0)
+
+
+class GatedRunner:
+    """A model whose calls finish when the test opens the gate, so a test decides how long
+    the runner stays busy. It answers each row with its first feature, so every request
+    can check that it got its own rows back, and records the rows of every call."""
+
+    def __init__(self, *, drop_one: bool = False) -> None:
+        self.busy = threading.Event()
+        self.gate = threading.Event()
+        self.calls: list[int] = []
+        self.threads: set[int] = set()
+        self.drop_one = drop_one
+
+    def predict(self, rows: np.ndarray) -> Prediction:
+        self.calls.append(len(rows))
+        self.threads.add(threading.get_ident())
+        self.busy.set()
+        if not self.gate.wait(10):
+            raise TimeoutError("the test never opened the gate")
+        labels = rows[:, 0].astype(np.int64)
+        return Prediction(labels[:-1] if self.drop_one else labels, None)
+
+    async def wait_busy(self) -> None:
+        """Return once a call has started (it then holds the runner until the gate opens)."""
+        assert await asyncio.to_thread(self.busy.wait, 10), "the runner was never called"
+
+
+def numbered(first: int, rows: int = 1) -> np.ndarray:
+    """`rows` rows whose first features are first, first + 1, ..."""
+    return np.arange(first, first + rows, dtype=np.float32).reshape(rows, 1)
+
+
+async def test_requests_queued_while_the_runner_is_busy_share_the_next_batch() -> None:
+    runner = GatedRunner()
+    batcher = make_batcher(runner)
+    first = batcher.submit(numbered(0), FAR)
+    await runner.wait_busy()
+    queued = [batcher.submit(numbered(i), FAR) for i in range(1, 11)]
+    runner.gate.set()
+    results = await asyncio.gather(first, *queued)
+    assert runner.calls == [1, 10]
+    assert [r.labels.tolist() for r in results] == [[i] for i in range(11)]
+    assert [r.batch_rows for r in results] == [1] + [10] * 10
+    await batcher.close(1.0)
+
+
+async def test_batches_take_whole_requests_up_to_the_row_limit() -> None:
+    runner = GatedRunner()
+    batcher = make_batcher(runner, max_batch_size=8)
+    first = batcher.submit(numbered(0, 3), FAR)
+    await runner.wait_busy()
+    queued = [batcher.submit(numbered(3 * i, 3), FAR) for i in range(1, 7)]
+    runner.gate.set()
+    results = await asyncio.gather(first, *queued)
+    assert runner.calls == [3, 6, 6, 6]  # a third request of 3 rows would make 9 > 8
+    assert [r.labels.tolist() for r in results] == [[3 * i, 3 * i + 1, 3 * i + 2] for i in range(7)]
+    await batcher.close(1.0)
+
+
+async def test_an_expired_request_is_refused_and_never_computed() -> None:
+    runner = GatedRunner()
+    batcher = make_batcher(runner)
+    first = batcher.submit(numbered(0), FAR)
+    await runner.wait_busy()
+    late = batcher.submit(numbered(1), time.perf_counter())  # its deadline has passed
+    on_time = batcher.submit(numbered(2), FAR)
+    runner.gate.set()
+    assert (await on_time).labels.tolist() == [2]
+    with pytest.raises(DeadlineExceeded):
+        await late
+    await first
+    assert runner.calls == [1, 1]
+    await batcher.close(1.0)
+
+
+async def test_a_model_answering_the_wrong_number_of_rows_fails_the_batch() -> None:
+    runner = GatedRunner(drop_one=True)
+    runner.gate.set()
+    batcher = make_batcher(runner)
+    with pytest.raises(BatchFailed, match="model returned 2 answers for 3 rows"):
+        await batcher.submit(numbered(0, 3), FAR)
+    await batcher.close(1.0)
+
+
+async def test_metrics_count_batches_rows_and_waiting_requests() -> None:
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    runner = GatedRunner()
+    batcher = make_batcher(runner, metrics)
+
+    def sample(name: str) -> float:
+        metrics.folding.flush()  # as a scrape does first
+        return registry.get_sample_value(name, {"variant": "test"}) or 0.0
+
+    first = batcher.submit(numbered(0), FAR)
+    await runner.wait_busy()
+    queued = [batcher.submit(numbered(0, 2), FAR) for _ in range(4)]
+    assert sample("perfserve_queue_depth") == 4
+    runner.gate.set()
+    await asyncio.gather(first, *queued)
+    assert sample("perfserve_queue_depth") == 0
+    assert sample("perfserve_batch_size_count") == 2
+    assert sample("perfserve_batch_size_sum") == 1 + 4 * 2
+    assert sample("perfserve_queue_duration_seconds_count") == 5
+    assert sample("perfserve_inference_duration_seconds_count") == 2
+    assert sample("perfserve_busy_seconds_total") > 0
+    await batcher.close(1.0)
+
+
+@pytest.mark.parametrize("inline", [False, True])
+async def test_inline_batches_run_on_the_event_loop_and_others_on_the_runner_thread(
+    inline: bool,
+) -> None:
+    runner = GatedRunner()
+    runner.gate.set()
+    batcher = make_batcher(runner, inline=inline)
+    await batcher.submit(numbered(0), FAR)
+    on_loop = runner.threads == {threading.get_ident()}
+    assert on_loop == inline
+    await batcher.close(1.0)
+
+
+async def test_close_answers_a_batch_it_gave_up_waiting_for() -> None:
+    runner = GatedRunner()
+    batcher = make_batcher(runner)
+    stuck = batcher.submit(numbered(0), FAR)
+    await runner.wait_busy()
+    queued = batcher.submit(numbered(1), FAR)
+    await batcher.close(0.05)
+    runner.gate.set()  # let the runner thread finish
+    for future in (stuck, queued):
+        with pytest.raises(ShuttingDown):
+            await asyncio.wait_for(future, 5)

@@ -41,6 +41,7 @@ def faulty(store: Path) -> Iterator[ServerProcess]:
         yield server
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("arguments", "environment"),
     [
@@ -60,6 +61,7 @@ def test_faults_are_refused_unless_allowed(
     assert "--inject" in done.stderr and "--allow-faults" in done.stderr
 
 
+@pytest.mark.integration
 def test_a_fault_on_a_variant_not_served_is_refused(store: Path) -> None:
     done = run_perfserve(
         "serve", "--store", str(store), "--allow-faults", "--inject", "onnx_int9:error-rate=1"
@@ -67,6 +69,7 @@ def test_a_fault_on_a_variant_not_served_is_refused(store: Path) -> None:
     assert done.returncode == 2 and "onnx_int9" in done.stderr and "Traceback" not in done.stderr
 
 
+@pytest.mark.integration
 def test_active_faults_are_listed_and_exported(faulty: ServerProcess) -> None:
     faults = {
         name: httpx.get(f"{faulty.url}/models/{name}").json()["faults"]
@@ -95,6 +98,7 @@ def test_no_fault_is_shown_where_none_is_set(server: ServerProcess) -> None:
     assert "perfserve_injected_fault{" not in httpx.get(f"{server.url}/metrics").text
 
 
+@pytest.mark.integration
 def test_injected_errors_are_the_variants_500s(faulty: ServerProcess, holdout: Dataset) -> None:
     payload = body(holdout.features[:1])
     with httpx.Client(base_url=faulty.url) as client:
@@ -105,6 +109,7 @@ def test_injected_errors_are_the_variants_500s(faulty: ServerProcess, holdout: D
     assert stats.binomtest(statuses.count(500), len(statuses), ERROR_RATE).pvalue > 0.001
 
 
+@pytest.mark.integration
 def test_flipped_answers_are_the_mirror_of_the_real_ones(
     faulty: ServerProcess, store: Path, manifest: Manifest, holdout: Dataset
 ) -> None:
@@ -136,6 +141,7 @@ async def _slow_and_fast(url: str, payload: dict[str, object]) -> tuple[list[flo
     return infer, others
 
 
+@pytest.mark.integration
 def test_injected_latency_slows_its_variant_only(faulty: ServerProcess, holdout: Dataset) -> None:
     infer_ms, others_s = asyncio.run(_slow_and_fast(faulty.url, body(holdout.features[:1])))
     assert min(infer_ms) >= LATENCY_MS

@@ -135,6 +135,7 @@ def test_the_token_file_allows_admin_changes(server: ServerProcess) -> None:
     assert httpx.put(f"{server.url}/traffic", json=split, headers=ADMIN).status_code == 200
 
 
+@pytest.mark.integration
 def test_a_token_on_the_command_line_is_refused_without_echoing_it(store: Path) -> None:
     refused = run_perfserve("serve", "--store", str(store), "--admin-token", WRONG_TOKEN)
     assert refused.returncode == 2

@@ -7,10 +7,13 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
+import pytest
 
 from common.processes import running_server
 from service.store import Dataset
 from tests.utils import ADMIN, ADMIN_ENV, body
+
+pytestmark = pytest.mark.integration  # real servers under load
 
 SPLITS = [
     {"weights": {"sklearn_fp32": 0.9, "onnx_int8": 0.1}},

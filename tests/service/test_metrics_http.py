@@ -1,4 +1,5 @@
-"""`/metrics` moves with traffic, passes promtool, and adds up across worker processes."""
+"""`/metrics` moves with traffic (in process and over HTTP), passes promtool, and adds up
+across worker processes."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from common.processes import ServerProcess, running_server
@@ -29,8 +31,10 @@ EXPECTED = {
 }
 
 
-def samples(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    text = httpx.get(f"{url}/metrics").text
+Snapshot = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def parse(text: str) -> Snapshot:
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for family in text_string_to_metric_families(text)
@@ -38,24 +42,26 @@ def samples(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     }
 
 
-def value(
-    snapshot: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
-) -> float:
+async def scrape(client: httpx.AsyncClient) -> Snapshot:
+    return parse((await client.get("/metrics")).text)
+
+
+def value(snapshot: Snapshot, name: str, **labels: str) -> float:
     return snapshot.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
-def test_every_contract_metric_is_exposed(server: ServerProcess) -> None:
-    text = httpx.get(f"{server.url}/metrics").text
+async def test_every_contract_metric_is_exposed(client: httpx.AsyncClient) -> None:
+    text = (await client.get("/metrics")).text
     names = {family.name for family in text_string_to_metric_families(text)}
     assert names >= EXPECTED
 
 
-def test_metrics_move_when_traffic_flows(server: ServerProcess, holdout: Dataset) -> None:
-    before = samples(server.url)
+async def test_metrics_move_when_traffic_flows(client: httpx.AsyncClient, holdout: Dataset) -> None:
+    before = await scrape(client)
     for _ in range(20):
-        httpx.post(f"{server.url}/models/onnx_int8/predict", json=body(holdout.features[:2]))
-    httpx.post(f"{server.url}/models/onnx_int8/predict", json={"instances": [[1]]})
-    after = samples(server.url)
+        await client.post("/models/onnx_int8/predict", json=body(holdout.features[:2]))
+    await client.post("/models/onnx_int8/predict", json={"instances": [[1]]})
+    after = await scrape(client)
 
     def delta(name: str, **labels: str) -> float:
         return value(after, name, **labels) - value(before, name, **labels)
@@ -80,6 +86,7 @@ def test_promtool_accepts_the_exposition(server: ServerProcess) -> None:
     assert checked.returncode == 0, checked.stdout.decode() + checked.stderr.decode()
 
 
+@pytest.mark.integration
 def test_several_workers_add_up(store: Path, holdout: Dataset) -> None:
     """Counts and sums equal what was served, whichever worker answered and whichever
     answers the scrape: each worker folds its own observations and flushes them shortly."""
@@ -122,7 +129,7 @@ def _settled(url: str, served: int) -> dict[tuple[str, tuple[tuple[str, str], ..
     """The metrics once every worker has flushed what it folded (within a few intervals)."""
     ok = {"variant": "sklearn_fp32", "status": "200"}
     for _ in range(100):
-        snapshot = samples(url)
+        snapshot = parse(httpx.get(f"{url}/metrics").text)
         if value(snapshot, "perfserve_request_duration_seconds_count", **ok) >= served:
             return snapshot
         time.sleep(0.05)

@@ -7,11 +7,14 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from common.processes import running_server
 from service.store import Dataset
 from tests.utils import body
+
+pytestmark = pytest.mark.integration  # real servers under load
 
 
 async def _burst(

@@ -8,10 +8,13 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pytest
 
 from common.processes import ServerProcess, running_server
 from service.store import Dataset
 from tests.utils import ADMIN_ENV, body
+
+pytestmark = pytest.mark.integration  # real servers and their output
 
 
 def _wait_for_line(server: ServerProcess, start: str, timeout_s: float = 30.0) -> str:

@@ -94,6 +94,7 @@ def wait_until_compared(client: httpx.Client, url: str, count: int) -> None:
     raise AssertionError(f"the shadow did not answer copy {count} within 10 s")
 
 
+@pytest.mark.integration
 def test_served_agreement_matches_the_offline_comparison(
     store: Path, manifest: Manifest, holdout: Dataset
 ) -> None:

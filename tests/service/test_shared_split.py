@@ -54,6 +54,7 @@ def split_version(server: ServerProcess) -> float | None:
     return None
 
 
+@pytest.mark.integration
 def test_replicas_follow_a_change_made_on_either_and_a_late_one_joins(
     store: Path, holdout: Dataset, tmp_path: Path
 ) -> None:
@@ -92,6 +93,7 @@ def test_replicas_follow_a_change_made_on_either_and_a_late_one_joins(
     print(f"followed within {followed_b:.3f} s and {followed_a:.3f} s (poll {POLL_S} s)")
 
 
+@pytest.mark.integration
 def test_a_split_file_naming_unknown_variants_stops_start_up(store: Path, tmp_path: Path) -> None:
     split_file = tmp_path / "traffic.json"
     split_file.write_text('{"version": 4, "weights": {"onnx_int9": 1}}')

@@ -8,12 +8,14 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from common.processes import running_server
 from service.store import Dataset
 from tests.utils import body
 
 
+@pytest.mark.integration
 def test_a_grace_under_a_second_still_lets_admitted_requests_finish(
     store: Path, holdout: Dataset
 ) -> None:

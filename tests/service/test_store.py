@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import time
@@ -18,7 +19,7 @@ from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
-from common.processes import start_server
+from common.processes import LOAD_FAILED, start_server
 from service.build import build_from_files, build_store, reference_data
 from service.convert import INTEGER_OPERATORS
 from service.quality import quality_metrics
@@ -31,6 +32,7 @@ from service.store import (
     sha256_of,
     write_csv_dataset,
 )
+from tests.utils.inprocess import started
 
 
 def test_manifest_describes_every_variant(store: Path, manifest: Manifest) -> None:
@@ -206,6 +208,7 @@ def wait_ready_status(url: str, timeout_s: float = 30.0) -> int:
             time.sleep(0.1)
 
 
+@pytest.mark.integration
 def test_a_server_on_a_tampered_store_never_turns_ready(store: Path, tmp_path: Path) -> None:
     copy = _copy_store(store, tmp_path)
     joblib.dump({"not": "the model"}, copy / "sklearn_fp32/model.joblib")
@@ -219,6 +222,24 @@ def test_a_server_on_a_tampered_store_never_turns_ready(store: Path, tmp_path: P
     finally:
         server.stop()
         server.log_path.unlink(missing_ok=True)
+
+
+async def test_an_app_on_a_tampered_store_says_why_it_is_not_ready(
+    store: Path, tmp_path: Path
+) -> None:
+    copy = _copy_store(store, tmp_path)
+    joblib.dump({"not": "the model"}, copy / "sklearn_fp32/model.joblib")
+    async with started(copy) as app:
+        deadline = time.monotonic() + 30
+        while app.service.load_error is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        ready = await app.client.get("/readyz")
+        refused = await app.client.post("/predict", json={"instances": [[1.0] * 30]})
+    assert ready.status_code == 503
+    assert ready.json()["detail"].startswith(LOAD_FAILED)  # what `running_server` stops at
+    assert "does not match the sha256 in the manifest" in ready.json()["detail"]
+    assert refused.status_code == 503
+    assert "does not match the sha256" in refused.json()["detail"]
 
 
 def test_the_manifest_records_why_it_serves_its_int8_method(manifest: Manifest) -> None:

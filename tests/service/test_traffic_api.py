@@ -8,7 +8,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from common.processes import ServerProcess
 from service.store import Dataset
 from tests.utils import ADMIN, body, run_perfserve
 
@@ -28,33 +27,36 @@ BASELINE = {"weights": {"sklearn_fp32": 1.0}, "shadow": None}
         ('{"weights": {"onnx_int8": 1}, "shadow": ""}', "unknown variant"),
     ],
 )
-def test_splits_that_would_break_serving_are_refused(
-    server: ServerProcess, holdout: Dataset, raw: str, detail: str
+async def test_splits_that_would_break_serving_are_refused(
+    client: httpx.AsyncClient, holdout: Dataset, raw: str, detail: str
 ) -> None:
-    before = httpx.get(f"{server.url}/traffic").json()
+    before = (await client.get("/traffic")).json()
     headers = {**ADMIN, "content-type": "application/json"}
-    refused = httpx.put(f"{server.url}/traffic", content=raw, headers=headers)
+    refused = await client.put("/traffic", content=raw, headers=headers)
     assert refused.status_code == 422
     assert detail in refused.text
-    assert httpx.get(f"{server.url}/traffic").json() == before
-    served = httpx.post(f"{server.url}/predict", json=body(holdout.features[:1]))
+    assert (await client.get("/traffic")).json() == before
+    served = await client.post("/predict", json=body(holdout.features[:1]))
     assert served.status_code == 200
 
 
-def test_rescaled_weights_are_reported_and_versions_increase(server: ServerProcess) -> None:
-    first = httpx.put(f"{server.url}/traffic", json=BASELINE, headers=ADMIN).json()
+async def test_rescaled_weights_are_reported_and_versions_increase(
+    client: httpx.AsyncClient,
+) -> None:
+    first = (await client.put("/traffic", json=BASELINE, headers=ADMIN)).json()
     assert "normalized_from" not in first
     huge = {"weights": {"sklearn_fp32": 1e308, "onnx_int8": 1e308}}
-    answer = httpx.put(f"{server.url}/traffic", json=huge, headers=ADMIN)
+    answer = await client.put("/traffic", json=huge, headers=ADMIN)
     assert answer.status_code == 200
     assert answer.json()["weights"] == {"sklearn_fp32": 0.5, "onnx_int8": 0.5}
     assert answer.json()["normalized_from"] == huge["weights"]
     assert answer.json()["version"] == first["version"] + 1
-    shown = httpx.get(f"{server.url}/traffic").json()
+    shown = (await client.get("/traffic")).json()
     assert shown["version"] == first["version"] + 1 and "normalized_from" not in shown
-    httpx.put(f"{server.url}/traffic", json=BASELINE, headers=ADMIN).raise_for_status()
+    (await client.put("/traffic", json=BASELINE, headers=ADMIN)).raise_for_status()
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("arguments", "environment", "message"),
     [

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import psutil
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from common.processes import running_server
@@ -41,6 +42,7 @@ def wait_for(condition: str, check: Callable[[], bool], timeout_s: float) -> Non
         time.sleep(0.05)
 
 
+@pytest.mark.integration
 def test_a_killed_worker_leaves_no_live_gauges_behind(store: Path) -> None:
     options = ["--workers", "2", "--body-timeout-s", "2", "--inference", "thread"]
     with running_server(store, options=options) as server:

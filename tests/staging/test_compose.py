@@ -45,11 +45,13 @@ def compose_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.integration
 def test_compose_validates() -> None:
     checked = compose_config(SECRETS)
     assert checked.returncode == 0, checked.stderr
 
 
+@pytest.mark.integration
 def test_secrets_come_from_the_environment(services: dict[str, dict[str, Any]]) -> None:
     refused = compose_config({})
     assert refused.returncode != 0

@@ -17,6 +17,7 @@ import sys
 import tomllib
 from pathlib import Path, PurePosixPath
 
+import pytest
 import yaml
 
 from common.processes import ServerProcess, free_port, wait_ready
@@ -152,6 +153,7 @@ def test_build_and_run_steps_are_the_readme_commands() -> None:
     assert any(line.startswith(" ".join(command)) for line in documented)
 
 
+@pytest.mark.integration
 def test_the_images_commands_build_serve_and_pass_the_healthcheck(tmp_path: Path) -> None:
     port = free_port()
     env = image_environment(port)

@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import httpx
+import pytest
 
 from common.processes import ServerProcess
 from service.settings import Settings
@@ -19,6 +20,7 @@ from tests.utils import body, require_tool
 from tests.utils.stack import NGINX_CONFIG, nginx_config, running_nginx
 
 
+@pytest.mark.integration
 def test_config_passes_nginx_t(tmp_path: Path) -> None:
     nginx = require_tool("nginx")
     config = nginx_config(["127.0.0.1:8000", "127.0.0.1:8001"], "127.0.0.1:8080", tmp_path)

@@ -44,6 +44,7 @@ def test_unknown_job_is_refused() -> None:
         local_config(PROMETHEUS_CONFIG, {"perfservd": ["127.0.0.1:8000"]})
 
 
+@pytest.mark.integration
 def test_command_line_writes_a_config_promtool_accepts(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -38,17 +38,20 @@ def unit_tests() -> list[dict[str, Any]]:
     return [test for path in RULE_TESTS for test in yaml.safe_load(path.read_text())["tests"]]
 
 
+@pytest.mark.integration
 def test_config_passes_promtool() -> None:
     checked = promtool("check", "config", PROMETHEUS_CONFIG)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert f"{len(RULES)} rule files found" in checked.stdout
 
 
+@pytest.mark.integration
 def test_rules_pass_promtool() -> None:
     checked = promtool("check", "rules", *RULES)
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
+@pytest.mark.integration
 def test_rule_unit_tests_pass() -> None:
     assert RULE_TESTS
     tested = promtool("test", "rules", *RULE_TESTS)

@@ -34,6 +34,7 @@ def test_command_line_sets_and_shows_the_split(
     assert "shadow=onnx_fp32" in printed
 
 
+@pytest.mark.integration
 def test_one_put_reaches_replicas_sharing_the_file_and_a_laggard_is_named(
     store: Path, tmp_path: Path
 ) -> None:

@@ -7,6 +7,7 @@ import pytest
 from tests.utils import run_perfserve
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -26,6 +27,7 @@ def test_a_bad_plan_is_one_line_and_exit_2(args: list[str], message: str) -> Non
     assert line.startswith(f"perfserve rollout: error: {message}")
 
 
+@pytest.mark.integration
 def test_the_token_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PERFSERVE_ADMIN_TOKEN", raising=False)
     done = run_perfserve("rollout", "--baseline", "a", "--candidate", "b")
