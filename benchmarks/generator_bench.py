@@ -173,7 +173,10 @@ def k6_knee(k6: str, url: str, args: argparse.Namespace, slo_ms: float) -> list[
 def compare_knees(args: argparse.Namespace) -> str:
     """The native sweep's knee and k6's, on one server, one SLO, constant arrivals."""
     slo = args.knee_slo_ms
-    with running_server(args.store, cpus=args.server_cpu) as server:
+    options = []
+    if args.knee_max_batch_size is not None:
+        options = ["--max-batch-size", str(args.knee_max_batch_size)]
+    with running_server(args.store, options=options, cpus=args.server_cpu) as server:
         with tempfile.TemporaryDirectory() as out:
             command = [sys.executable, "-m", "perfserve", "sweep", "--url", server.url]
             command += ["--store", str(args.store), "--variant", args.variant, "--out", out]
@@ -186,7 +189,8 @@ def compare_knees(args: argparse.Namespace) -> str:
         runs = k6_knee(args.k6, server.url, args, slo)
     ours = found["knee_qps"]
     theirs = max((r["rate"] for r in runs if r["holds"]), default=None)
-    lines = [f"knee of {args.variant} at p99 <= {slo:g} ms, constant arrivals:"]
+    batch = "" if args.knee_max_batch_size is None else f", max batch {args.knee_max_batch_size}"
+    lines = [f"knee of {args.variant}{batch} at p99 <= {slo:g} ms, constant arrivals:"]
     lines.append(f"  native sweep: {ours} (limited by {found['knee_limited_by']})")
     lines.append(f"  k6 bisection: {theirs}")
     if ours and theirs:
@@ -291,6 +295,11 @@ def add_bench_generator_arguments(bench: argparse.ArgumentParser) -> None:
         ("--knee-seconds", {"type": positive_float, "default": 8.0}, "Knee step length, s."),
         ("--knee-start-rate", {"type": positive_float, "default": 1000.0}, "First knee rate."),
         ("--knee-max-rate", {"type": positive_float, "default": 64_000.0}, "Top knee rate."),
+        (
+            "--knee-max-batch-size",
+            {"type": int},
+            "The knee server's --max-batch-size (1: unbatched, a knee within k6's reach).",
+        ),
     ]
     for name, settings, text in options:
         add_option(bench, name, help=text, **settings)

@@ -19,6 +19,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
@@ -53,6 +54,15 @@ class ShuttingDown(Exception):
 
 class VariantUnavailable(Exception):
     """The variant cannot answer now: its batch loop stopped, or its model call hangs."""
+
+
+class InvalidRows(Exception):
+    """The request holds a row that failed its batch's screen; its batch-mates were
+    computed without it. The caller says which value is wrong, from its own rows."""
+
+
+Screen = Callable[[np.ndarray], "np.ndarray | None"]
+"""Given a batch's float32 rows: None when all may be computed, else a mask of the bad ones."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +135,7 @@ class MicroBatcher:
         max_queue: int,
         hung_after_s: float = float("inf"),
         inline: bool = False,
+        screen: Screen | None = None,
         added_latency_s: float = 0.0,
     ) -> None:
         self.name = name
@@ -135,6 +146,7 @@ class MicroBatcher:
         self.max_queue = max_queue
         self.hung_after_s = hung_after_s
         self.inline = inline
+        self.screen = screen
         self.added_latency_s = added_latency_s
         """Injected fault: every batch takes this much longer (see service/faults.py)."""
         self.closed = False
@@ -279,7 +291,9 @@ class MicroBatcher:
             quiet = quiet + 1 if self._queued_rows == rows else 0
 
     async def _execute(self, batch: list[PendingRequest]) -> None:
-        rows = batch[0].rows if len(batch) == 1 else np.concatenate([p.rows for p in batch])
+        batch, rows = self._screened(batch)
+        if not batch:
+            return
         self._batch_started = started = time.perf_counter()
         slept = 0.0
         try:
@@ -304,6 +318,21 @@ class MicroBatcher:
         self._last_batch_requests = len(batch)
         self._record(batch, started, infer_s, len(rows))
         self._deliver(batch, prediction, started, infer_s, len(rows))
+
+    def _screened(self, batch: list[PendingRequest]) -> tuple[list[PendingRequest], np.ndarray]:
+        """The batch's rows as one float32 matrix, cast and screened once for the whole
+        batch; requests holding a row the screen refuses get `InvalidRows` and leave it."""
+        with np.errstate(over="ignore"):  # beyond float32's range: inf, which the screen sees
+            rows = np.concatenate([p.rows for p in batch], dtype=np.float32, casting="same_kind")
+        if self.screen is None or (bad := self.screen(rows)) is None:
+            return batch, rows
+        sizes = [len(pending.rows) for pending in batch]
+        refused = np.logical_or.reduceat(bad, np.cumsum([0, *sizes[:-1]]))
+        for pending, refuse in zip(batch, refused, strict=True):
+            if refuse and not pending.future.done():
+                pending.future.set_exception(InvalidRows(self.name))
+        kept = [pending for pending, refuse in zip(batch, refused, strict=True) if not refuse]
+        return kept, rows[np.repeat(~refused, sizes)]
 
     def _timed_predict(self, rows: np.ndarray) -> tuple[Prediction, float]:
         started = time.perf_counter()

@@ -21,11 +21,12 @@ from service.batching import (
     BatchFailed,
     BatchResult,
     DeadlineExceeded,
+    InvalidRows,
     QueueFull,
     ShuttingDown,
     VariantUnavailable,
 )
-from service.guards import FeatureRangeGuard, check_answers
+from service.guards import check_answers
 from service.metrics import FoldedCounter, FoldedHistogram
 from service.payload import Reject, encode_error, encode_prediction, parse_instances
 from service.state import Service
@@ -75,7 +76,6 @@ class PredictEndpoint:
         self._durations: dict[tuple[str, int], FoldedHistogram] = {}
         self._rejections: dict[str, FoldedCounter] = {}
         self._refusals: dict[str, tuple[int, bytes, list[tuple[bytes, bytes]]]] = {}
-        self.ranges = FeatureRangeGuard(service.manifest, settings.max_feature_range_factor)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -191,11 +191,12 @@ class PredictEndpoint:
             raise Reject(413, "too_large", f"body of {length} bytes exceeds {self.max_body}")
         body = await self.service.body_deadlines.read(receive, self.max_body, started)
         rows = parse_instances(body, self.n_features, self.max_rows)
-        self.ranges.check(rows)
         parsed = time.perf_counter()
         batcher.metrics.preprocess.observe(parsed - started)
         try:
             result = await batcher.submit(rows, started + self.timeout_s)
+        except InvalidRows:
+            raise self.service.row_screen.refusal(rows) from None
         except QueueFull:
             raise _at_capacity(variant) from None
         except ShuttingDown:

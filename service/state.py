@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from common.usage import UsageError, validation_message
 from service.batching import BatchResult, MicroBatcher
 from service.faults import FaultyRunner, latency_s
+from service.guards import FeatureRangeGuard
 from service.metrics import FLUSH_INTERVAL_S, Metrics
 from service.receiving import BodyDeadlines
 from service.rollout.replica import RolloutReplica
@@ -59,6 +60,7 @@ class Service:
         self.settings = settings
         self.metrics = metrics
         self.manifest: Manifest = load_manifest(settings.store)
+        self.row_screen = FeatureRangeGuard(self.manifest, settings.max_feature_range_factor)
         self.names = self._variant_names()
         self._check_faults()
         try:
@@ -223,6 +225,7 @@ class Service:
                 # A model call longer than a request may wait can no longer answer anyone.
                 hung_after_s=self.settings.request_timeout_ms / 1000,
                 inline=self.inline,
+                screen=self.row_screen.bad_rows,
                 added_latency_s=latency_s(self.settings.inject.get(name, {})),
             )
             batcher.start()

@@ -12,6 +12,7 @@ from perfserve.cli import main
 from tests.utils import require_tool
 
 
+@pytest.mark.integration
 def test_bench_overload_counts_every_answer_and_prices_a_refusal(
     store: Path, tmp_path: Path
 ) -> None:

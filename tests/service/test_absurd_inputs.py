@@ -53,11 +53,17 @@ def test_an_answer_that_is_not_a_number_is_a_422_naming_the_row(
     assert response.json()["detail"].startswith("row 1: the model's answer is not a number")
 
 
+@pytest.mark.parametrize(
+    ("serving", "value"),
+    [("unguarded", 3e38), ("server", 1e30), ("server", 1e39)],
+    ids=["answer-check", "range-screen", "beyond-float32"],
+)
 def test_only_the_request_with_the_absurd_row_fails_in_a_shared_batch(
-    unguarded: ServerProcess, holdout: Dataset
+    request: pytest.FixtureRequest, holdout: Dataset, serving: str, value: float
 ) -> None:
-    url = f"{unguarded.url}/models/onnx_fp32/predict"
-    bad = {"instances": [_absurd(holdout, 3e38)]}
+    """The answer check (range check off), and the batch's screen (on by default)."""
+    url = f"{request.getfixturevalue(serving).url}/models/onnx_fp32/predict"
+    bad = {"instances": [_absurd(holdout, value)]}
     goods = [body(row) for row in holdout.features[:40]]
 
     async def send() -> list[httpx.Response]:

@@ -18,9 +18,11 @@ from prometheus_client import CollectorRegistry
 from service.batching import (
     BatchFailed,
     DeadlineExceeded,
+    InvalidRows,
     MicroBatcher,
     PendingRequest,
     QueueFull,
+    Screen,
     ShuttingDown,
     VariantUnavailable,
     take_batch,
@@ -68,6 +70,7 @@ def make_batcher(
     runner: Runner,
     metrics: Metrics | None = None,
     inline: bool = False,
+    screen: Screen | None = None,
     **limits: float,
 ) -> MicroBatcher:
     settings: dict[str, float] = {
@@ -86,6 +89,7 @@ def make_batcher(
         max_queue=int(settings["max_queue"]),
         hung_after_s=settings["hung_after_s"],
         inline=inline,
+        screen=screen,
     )
     batcher.start()
     return batcher
@@ -280,6 +284,47 @@ async def test_batches_take_whole_requests_up_to_the_row_limit() -> None:
     results = await asyncio.gather(first, *queued)
     assert runner.calls == [3, 6, 6, 6]  # a third request of 3 rows would make 9 > 8
     assert [r.labels.tolist() for r in results] == [[3 * i, 3 * i + 1, 3 * i + 2] for i in range(7)]
+    await batcher.close(1.0)
+
+
+def negative_rows(rows: np.ndarray) -> np.ndarray | None:
+    """A screen that refuses rows whose first feature is negative."""
+    bad = rows[:, 0] < 0
+    return bad if bad.any() else None
+
+
+async def test_a_request_with_a_screened_row_fails_alone_and_is_never_computed() -> None:
+    runner = GatedRunner()
+    batcher = make_batcher(runner, screen=negative_rows)
+    first = batcher.submit(numbered(0), FAR)
+    await runner.wait_busy()
+    before = batcher.submit(numbered(1, 2), FAR)
+    refused = batcher.submit(np.array([[3.0], [-1.0]]), FAR)  # float64, as parsed
+    after = batcher.submit(numbered(5), FAR)
+    runner.gate.set()
+    assert [r.labels.tolist() for r in await asyncio.gather(before, after)] == [[1, 2], [5]]
+    with pytest.raises(InvalidRows):
+        await refused
+    await first
+    assert runner.calls == [1, 3]  # the refused request's rows never reached the model
+    await batcher.close(1.0)
+
+
+async def test_rows_beyond_float32_become_infinite_for_the_screen() -> None:
+    seen: list[np.ndarray] = []
+
+    def not_finite(rows: np.ndarray) -> np.ndarray | None:
+        seen.append(rows.copy())
+        bad = ~np.isfinite(rows[:, 0])
+        return bad if bad.any() else None
+
+    runner = GatedRunner()
+    runner.gate.set()
+    batcher = make_batcher(runner, screen=not_finite)
+    with pytest.raises(InvalidRows):
+        await batcher.submit(np.array([[1e39], [2.0]]), FAR)
+    assert seen[0].dtype == np.float32 and seen[0][:, 0].tolist() == [np.inf, 2.0]
+    assert runner.calls == []
     await batcher.close(1.0)
 
 
