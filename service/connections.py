@@ -1,4 +1,5 @@
-"""uvicorn's httptools protocol, with a deadline on a request's headers.
+"""uvicorn's httptools protocol, with a deadline on a request's headers and one write
+per answer.
 
 uvicorn closes a keep-alive connection that stays idle between requests, but not one
 that opens and sends nothing, or sends its headers a byte at a time: such a connection
@@ -14,7 +15,8 @@ from __future__ import annotations
 
 import asyncio
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn._types import ASGISendEvent
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 
 class HeaderDeadlineProtocol(HttpToolsProtocol):
@@ -40,6 +42,7 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self.headers_since = None
         super().on_headers_complete()
+        self.cycle.__class__ = OneWriteCycle  # the cycle's own class, one write per answer
 
     def _check_headers(self) -> None:
         since, now = self.headers_since, self.loop.time()
@@ -48,3 +51,77 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
             return
         wait = self.timeout_keep_alive if since is None else since + self.timeout_keep_alive - now
         self._header_check = self.loop.call_later(wait, self._check_headers)
+
+
+class OneWriteCycle(RequestResponseCycle):
+    """uvicorn's request cycle, with a response's head and the first part of its body
+    leaving in one write.
+
+    uvicorn writes the status line and headers when the app sends `http.response.start`
+    and the body when it sends `http.response.body`: two writes, so two TCP segments,
+    and on loopback the sending core also runs the receiving side of each. A prediction
+    is small, so one write carries all of it. The head is held only between those two
+    messages; a HEAD request's head, which no body follows, leaves at once.
+    """
+
+    held_head = b""
+
+    async def send(self, message: ASGISendEvent) -> None:
+        if message["type"] == "http.response.start" and self.scope["method"] != "HEAD":
+            transport = self.transport
+            self.transport = capture = _Capture()  # type: ignore[assignment]
+            try:
+                await super().send(message)
+            finally:
+                self.transport = transport
+            self.held_head = capture.written
+            return
+        if not self.held_head:
+            return await super().send(message)
+        transport = self.transport
+        self.transport = prefixed = _Prefixed(transport, self.held_head)  # type: ignore[assignment]
+        self.held_head = b""
+        try:
+            await super().send(message)
+        finally:
+            self.transport = transport
+            if not self.disconnected:
+                prefixed.flush()
+
+
+class _Capture:
+    """Stands in for the transport while uvicorn writes a response head."""
+
+    __slots__ = ("written",)
+
+    def __init__(self) -> None:
+        self.written = b""
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+
+class _Prefixed:
+    """Stands in for the transport while uvicorn writes a body: its first write carries
+    the held head too; whatever else uvicorn asks of the transport goes through."""
+
+    __slots__ = ("head", "transport")
+
+    def __init__(self, transport: asyncio.Transport, head: bytes) -> None:
+        self.transport = transport
+        self.head = head
+
+    def write(self, data: bytes) -> None:
+        head, self.head = self.head, b""
+        self.transport.write(head + data if head else data)
+
+    def flush(self) -> None:
+        if self.head:
+            self.write(b"")
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.transport, name)

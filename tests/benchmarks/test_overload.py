@@ -39,6 +39,28 @@ def test_bench_overload_counts_every_answer_and_prices_a_refusal(
     assert "| onnx_int8 max batch 64 |" in (tmp_path / "bench-overload.md").read_text()
 
 
+@pytest.mark.integration
+def test_h2load_offers_the_phases_and_its_log_is_counted_alike(
+    store: Path, tmp_path: Path
+) -> None:
+    require_tool("wrk")
+    require_tool("h2load")
+    options = ["--store", str(store), "--out", str(tmp_path), "--case", "onnx_int8"]
+    options += ["--generator", "h2load", "--seconds", "1", "--rounds", "1", "--vus", "50"]
+    options += ["--max-queue", "8", "--quiet-seconds", "1", "--overload-seconds", "2"]
+    options += ["--after-seconds", "2"]
+    assert main(["bench-overload", *options]) == 0
+    (outcome,) = json.loads((tmp_path / "bench-overload.json").read_text())
+    counts = outcome["counts"]
+    assert all(counts[phase]["ok"] > 0 for phase in PHASES)
+    assert all(counts[phase]["other_5xx"] == counts[phase]["other"] == 0 for phase in PHASES)
+    assert all(counts[phase]["connection_error"] == 0 for phase in PHASES)
+    assert counts["overload"]["refused"] > 0  # 50 connections against a queue of 8
+    assert outcome["goodput_rps"] == counts["overload"]["ok"] / 2
+    assert len(outcome["p99_after_ms"]) == 2
+    assert "503 (headers unseen)" in (tmp_path / "bench-overload.md").read_text()
+
+
 def test_a_case_names_a_variant_and_optionally_its_batch_size() -> None:
     assert parse_case("sklearn_fp32:1") == Case("sklearn_fp32", 1)
     assert parse_case("onnx_int8") == Case("onnx_int8", 64)
