@@ -16,7 +16,6 @@ import numpy as np
 from service.payload import Reject
 from service.store import Manifest
 
-
 FLOAT32_MAX = np.finfo(np.float32).max
 
 

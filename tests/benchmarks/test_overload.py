@@ -40,9 +40,7 @@ def test_bench_overload_counts_every_answer_and_prices_a_refusal(
 
 
 @pytest.mark.integration
-def test_h2load_offers_the_phases_and_its_log_is_counted_alike(
-    store: Path, tmp_path: Path
-) -> None:
+def test_h2load_offers_the_phases_and_its_log_is_counted_alike(store: Path, tmp_path: Path) -> None:
     require_tool("wrk")
     require_tool("h2load")
     options = ["--store", str(store), "--out", str(tmp_path), "--case", "onnx_int8"]

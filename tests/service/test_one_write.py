@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import cast
 
+from uvicorn._types import HTTPResponseBodyEvent, HTTPResponseStartEvent, HTTPScope
 from uvicorn.protocols.http.flow_control import FlowControl
 
 from service.connections import OneWriteCycle
@@ -35,7 +37,7 @@ class Transport:
 
 def cycle(transport: Transport, method: str = "POST", keep_alive: bool = True) -> OneWriteCycle:
     return OneWriteCycle(
-        scope={"type": "http", "method": method, "path": "/predict", "http_version": "1.1"},
+        scope=cast(HTTPScope, {"type": "http", "method": method, "http_version": "1.1"}),
         transport=transport,  # type: ignore[arg-type]
         flow=FlowControl(transport),  # type: ignore[arg-type]
         logger=logging.getLogger("test"),
@@ -49,8 +51,16 @@ def cycle(transport: Transport, method: str = "POST", keep_alive: bool = True) -
     )
 
 
-START = {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]}
-BODY = {"type": "http.response.body", "body": b"{}"}
+def start(headers: list[tuple[bytes, bytes]]) -> HTTPResponseStartEvent:
+    return {"type": "http.response.start", "status": 200, "headers": headers}
+
+
+def body(data: bytes, more: bool = False) -> HTTPResponseBodyEvent:
+    return {"type": "http.response.body", "body": data, "more_body": more}
+
+
+START = start([(b"content-length", b"2")])
+BODY = body(b"{}")
 
 
 async def test_the_head_waits_for_the_body_and_both_leave_in_one_write() -> None:
@@ -73,9 +83,9 @@ async def test_a_head_request_gets_its_head_at_once() -> None:
 async def test_a_streamed_body_leaves_its_first_part_with_the_head_then_part_by_part() -> None:
     transport = Transport()
     answer = cycle(transport)
-    await answer.send({"type": "http.response.start", "status": 200, "headers": []})
-    await answer.send({"type": "http.response.body", "body": b"ab", "more_body": True})
-    await answer.send({"type": "http.response.body", "body": b"", "more_body": False})
+    await answer.send(start([]))
+    await answer.send(body(b"ab", more=True))
+    await answer.send(body(b""))
     head = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
     assert transport.writes == [head + b"2\r\nab\r\n", b"0\r\n\r\n"]
 
