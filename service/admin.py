@@ -73,11 +73,12 @@ class ManagementGuard:
             None if authorization is None else authorization.decode("latin-1"),
         )
         if refusal is not None:
-            client = scope.get("client") or ("?", 0)
+            client = (scope.get("client") or ("?", 0))[0]
+            forwarded = dict(scope["headers"]).get(b"x-forwarded-for")
+            if forwarded is not None:
+                client += f" (forwarded for {forwarded.decode('latin-1')[:100]})"
             path = str(scope["path"])[:100]
-            log.warning(
-                "refused %s %r from %s: %s", scope["method"], path, client[0], refusal.message
-            )
+            log.warning("refused %s %r from %s: %s", scope["method"], path, client, refusal.message)
             raise refusal
 
 

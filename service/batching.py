@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from service.guards import finite_answers
 from service.metrics import VariantMetrics
 from service.runtimes import Prediction, Runner
 
@@ -74,6 +75,8 @@ class BatchResult:
     queue_s: float
     infer_s: float
     batch_rows: int
+    finite: bool = True
+    """False when some answer of the batch is not a finite number (maybe this request's)."""
 
 
 @dataclass(slots=True, eq=False)
@@ -358,6 +361,7 @@ class MicroBatcher:
         infer_s: float,
         rows: int,
     ) -> None:
+        finite = finite_answers(prediction.labels, prediction.probabilities)
         offset = 0
         for pending in batch:
             end = offset + len(pending.rows)
@@ -368,6 +372,7 @@ class MicroBatcher:
                 started - pending.enqueued_at,
                 infer_s,
                 rows,
+                finite,
             )
             if not pending.future.done():
                 pending.future.set_result(result)

@@ -77,14 +77,19 @@ class FeatureRangeGuard:
         )
 
 
+def finite_answers(labels: np.ndarray, probabilities: np.ndarray | None) -> bool:
+    """Whether every answer is a finite number, in one reduction: NaN and inf propagate
+    into the sum (a sum that overflows merely sends the caller to the exact check). The
+    batcher runs it once per batch; only a batch that fails it is checked request by
+    request (`check_answers`)."""
+    values = labels if probabilities is None else probabilities
+    return values.dtype.kind != "f" or math.isfinite(np.add.reduce(values, axis=None))
+
+
 def check_answers(labels: np.ndarray, probabilities: np.ndarray | None) -> None:
     """Raise a 422 naming the first row whose answer is not a finite number."""
     values = labels if probabilities is None else probabilities
-    # One reduction is the cheapest test on the hot path: NaN and inf propagate into the
-    # sum (a sum that overflows merely sends us to the exact check).
-    if values.dtype.kind != "f" or math.isfinite(np.add.reduce(values, axis=None)):
-        return
-    if np.isfinite(values).all():
+    if finite_answers(labels, probabilities) or np.isfinite(values).all():
         return
     finite = np.isfinite(values.reshape(len(values), -1)).all(axis=1)
     row = int(np.flatnonzero(~finite)[0])

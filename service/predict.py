@@ -214,7 +214,8 @@ class PredictEndpoint:
             raise Reject(
                 500, "model_error", f"{variant} failed on this request's batch; see the server log"
             ) from None
-        check_answers(result.labels, result.probabilities)
+        if not result.finite:
+            check_answers(result.labels, result.probabilities)
         answered = time.perf_counter()
         body = encode_prediction(
             variant, loaded.info.model_version, result.labels, result.probabilities

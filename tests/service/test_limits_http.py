@@ -118,6 +118,14 @@ def test_an_admin_request_without_the_token_is_refused_before_its_body(
     assert WRONG_TOKEN not in log
 
 
+def test_a_refused_admin_call_through_a_proxy_logs_whom_it_was_forwarded_for(
+    server: ServerProcess,
+) -> None:
+    headers = {"Authorization": f"Bearer {WRONG_TOKEN}", "X-Forwarded-For": "203.0.113.7"}
+    assert httpx.put(f"{server.url}/traffic", headers=headers, json={}).status_code == 401
+    assert "from 127.0.0.1 (forwarded for 203.0.113.7): wrong admin token" in server.log()
+
+
 def test_an_oversized_admin_body_is_refused_with_413(server: ServerProcess) -> None:
     head = post_head("/traffic", 100_000, f"Authorization: Bearer {ADMIN_TOKEN}")
     status, answer, _ = exchange(server, head.replace("POST", "PUT"))
