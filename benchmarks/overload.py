@@ -258,6 +258,7 @@ def _h2load(
     metrics: dict[str, dict[str, float]] = {"dropped_iterations": {"count": 0}}
     for phase, connections, rate, seconds in phases:
         log = work / f"h2load-{phase}.tsv"
+        log.unlink(missing_ok=True)  # h2load appends to an existing log
         command = ["taskset", "-c", args.client_cpu, h2load, "--h1", "-c", str(connections)]
         command += ["--rps", f"{rate / connections:.4f}", "-D", str(seconds)]
         command += ["-d", str(body_file), "-H", "content-type: application/json"]

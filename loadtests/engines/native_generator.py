@@ -30,7 +30,7 @@ from loadtests.arrivals import arrival_times
 from loadtests.checks import judge_answer, status_label
 from loadtests.engines.base import Plan
 from loadtests.engines.native_client import Pool, Request, Response
-from loadtests.engines.timer import DeadlineTimer, tighten_timer_slack
+from loadtests.engines.timer import DeadlineTimer
 from loadtests.recorder import Recorder, WindowKey, windows_to_wire
 from loadtests.scenarios.pacing import LATE_TOLERANCE_S
 
@@ -190,7 +190,6 @@ def main(argv: list[str]) -> None:
     fd, url, max_in_flight = int(argv[0]), argv[1], int(argv[2])
     if len(argv) > 3:
         os.sched_setaffinity(0, {int(argv[3])})
-    tighten_timer_slack()
     generator = Generator(Connection(fd), url, max_in_flight)
     # Nothing allocated from here on lives long enough to need the cyclic collector's
     # full passes; freezing what exists keeps them short.

@@ -4,9 +4,7 @@ uvloop's timers tick in milliseconds, so a send scheduled 0.3 ms ahead would go 
 to a millisecond late, and spinning instead would burn the generator's core (and make
 its CPU share useless as a sign that it is out of breath). A timerfd armed at an
 absolute CLOCK_MONOTONIC deadline becomes readable at that moment; the loop watches it
-like any socket and wakes within the kernel's timer slack: 50 µs by default, which
-`tighten_timer_slack` lowers to 1 µs for the generator process (a send that leaves 50 µs
-after its time would count as latency the server never caused).
+like any socket and wakes within the kernel's timer slack (about 50 µs).
 `time.monotonic()` reads the same clock. Python exposes timerfd only from 3.13, so this
 calls libc directly.
 """
@@ -21,7 +19,6 @@ CLOCK_MONOTONIC = 1
 TFD_NONBLOCK = os.O_NONBLOCK
 TFD_CLOEXEC = os.O_CLOEXEC
 TFD_TIMER_ABSTIME = 1
-PR_SET_TIMERSLACK = 29
 
 
 class _Timespec(ctypes.Structure):
@@ -37,13 +34,6 @@ _libc.timerfd_create.argtypes = [ctypes.c_int, ctypes.c_int]
 _libc.timerfd_settime.argtypes = [
     ctypes.c_int, ctypes.c_int, ctypes.POINTER(_Itimerspec), ctypes.c_void_p,
 ]  # fmt: skip
-_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong]
-
-
-def tighten_timer_slack(nanoseconds: int = 1_000) -> None:
-    """Let this process's timers fire within `nanoseconds` of their deadline."""
-    if _libc.prctl(PR_SET_TIMERSLACK, nanoseconds) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_TIMERSLACK) failed")
 
 
 class DeadlineTimer:
