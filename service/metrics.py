@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from bisect import bisect_left
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +24,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
@@ -338,7 +338,8 @@ def new_registry() -> CollectorRegistry:
     """A registry with the standard process, platform and GC collectors."""
     # `*_created` series double the scrape for no use on a dashboard or in the sweep.
     disable_created_metrics()  # type: ignore[no-untyped-call]
-    registry = CollectorRegistry()
+    # Described collectors can be rendered alone (`/metrics?name[]=`).
+    registry = CollectorRegistry(auto_describe=True)
     if not multiprocess_mode():
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
@@ -346,15 +347,28 @@ def new_registry() -> CollectorRegistry:
     return registry
 
 
-def exposition(registry: CollectorRegistry) -> bytes:
-    """The text to answer `/metrics` with; with several workers, the sum over all of them."""
+def exposition(registry: CollectorRegistry, names: Sequence[str] = ()) -> bytes:
+    """The text to answer `/metrics` with, only `names` if given; with several workers,
+    the sum over all of them."""
     if multiprocess_mode():
         forget_dead_workers()
         merged = CollectorRegistry()
         multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
         merged.register(SiblingWorkersCollector())
-        return generate_latest(merged)
-    return generate_latest(registry)
+        return generate_latest(_Only(merged, names) if names else merged)
+    return generate_latest(registry.restricted_registry(names) if names else registry)
+
+
+class _Only:
+    """The metrics of a registry with the given names; the workers' merged metrics are
+    read from their files as a whole, so they can only be filtered after collection."""
+
+    def __init__(self, registry: CollectorRegistry, names: Sequence[str]) -> None:
+        self.registry = registry
+        self.names = set(names)
+
+    def collect(self) -> Iterator[Metric]:
+        return (metric for metric in self.registry.collect() if metric.name in self.names)
 
 
 def workers_with_all_variants(variants: list[str]) -> int:

@@ -56,6 +56,12 @@ async def test_every_contract_metric_is_exposed(client: httpx.AsyncClient) -> No
     assert names >= EXPECTED
 
 
+async def test_a_scrape_can_ask_for_some_metrics_only(client: httpx.AsyncClient) -> None:
+    asked = ["perfserve_inflight_requests", "process_resident_memory_bytes"]
+    text = (await client.get("/metrics", params={"name[]": asked})).text
+    assert {family.name for family in text_string_to_metric_families(text)} == set(asked)
+
+
 async def test_metrics_move_when_traffic_flows(client: httpx.AsyncClient, holdout: Dataset) -> None:
     before = await scrape(client)
     for _ in range(20):
@@ -104,6 +110,7 @@ def test_several_workers_add_up(store: Path, holdout: Dataset) -> None:
             queued_ms += server_timing(response.headers["server-timing"])["queue"]
         after = _settled(server.url, served)
         text = httpx.get(f"{server.url}/metrics").content
+        only = httpx.get(f"{server.url}/metrics", params={"name[]": "perfserve_runners"}).text
     ok = {"variant": "sklearn_fp32", "status": "200"}
     assert value(after, "perfserve_request_duration_seconds_count", **ok) == served
     assert value(after, "perfserve_request_duration_seconds_bucket", le="+Inf", **ok) == served
@@ -120,6 +127,7 @@ def test_several_workers_add_up(store: Path, holdout: Dataset) -> None:
     assert value(after, "perfserve_queue_depth", **variant) == 0
     assert value(after, "perfserve_runners", **variant) == 2
     assert value(after, "process_resident_memory_bytes") > 0
+    assert [family.name for family in text_string_to_metric_families(only)] == ["perfserve_runners"]
     promtool = require_tool("promtool")
     checked = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True)
     assert checked.returncode == 0, checked.stdout.decode()
