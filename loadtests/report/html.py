@@ -208,7 +208,10 @@ def _knee_table(variants: dict[str, Any]) -> str:
     for name, t in variants.items():
         knee = knee_text(t["knee_qps"], t["knee_is_lower_bound"])
         at = [s for s in t["steps"] if t["knee_qps"] and s["target_qps"] >= t["knee_qps"]]
-        step: dict[str, Any] = min(at, key=lambda s: s["target_qps"], default={})
+        # A rate tried twice (a step that did not settle is retried) shows the step that held.
+        step: dict[str, Any] = min(
+            at, key=lambda s: (s["target_qps"], s.get("verdict") != "holds"), default={}
+        )
         rows.append(
             f"<tr><td class='text'>{html.escape(name)}</td><td><b>{knee}</b></td>"
             f"<td class='text'>{_knee_kind(t)}</td>"

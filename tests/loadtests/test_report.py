@@ -146,3 +146,26 @@ def test_the_answers_read_the_same_flag_in_the_terminal(
     lines = answers(write_outputs(report, tmp_path)).splitlines()
     assert lines[0].startswith("onnx_int8 holds ≥ 400 req/s")
     assert lines[1].startswith("sklearn_fp32 holds 200 req/s")
+
+
+def test_a_rate_tried_twice_shows_the_step_that_held_at_the_knee(tmp_path: Path) -> None:
+    """A step that did not settle is retried at the same rate; the knee's figures are
+    those of the retry that held, as in the terminal's table."""
+    plan = SweepPlan(
+        url="http://127.0.0.1:8000",
+        targets=["onnx_fp32"],
+        rates=[100, 200, 400],
+        steps=StepSettings(slo_p99_ms=50.0, step_seconds=3.0),
+        store=Path("model_store"),
+    )
+    retried = target(
+        "onnx_fp32",
+        step("onnx_fp32", 100, "holds", 3.0),
+        step("onnx_fp32", 200, "unstable", 16.0),
+        step("onnx_fp32", 200, "holds", 3.5),
+        step("onnx_fp32", 400, "misses-slo", 120.0),
+    )
+    write_outputs(SweepReport(plan, [retried]), tmp_path)
+    page = (tmp_path / "report.html").read_text()
+    knee_row = page.split("<td><b>200</b></td>")[1].split("</tr>")[0]
+    assert "3.50" in knee_row and "16.00" not in knee_row
