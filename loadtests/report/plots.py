@@ -41,6 +41,9 @@ PROBLEMS = (
 )  # fmt: skip
 PLAIN = FuncFormatter(lambda value, _: f"{value:g}")
 """Tick labels as plain numbers (50, 0.5), not powers of ten."""
+MIN_TICK_RATIO = 1.9
+"""Rates labelled on the log axis are at least this far apart: the doublings, not the
+bisection's rates between them, whose labels would overlap."""
 
 
 def write_plots(report: SweepReport, out: Path) -> dict[str, Path]:
@@ -130,9 +133,14 @@ def _plain_log_y(ax: Axes) -> None:
 
 
 def _rate_axis(ax: Axes, rates: list[float]) -> None:
-    """A log x-axis (rates double from step to step) ticked at the rates tried."""
+    """A log x-axis (rates double from step to step) ticked at the rates tried, leaving
+    out those a bisection put between two doublings, where the labels would overlap."""
     ax.set_xscale("log")
-    ax.set_xticks(sorted(set(rates)))
+    ticks: list[float] = []
+    for rate in sorted(set(rates)):
+        if not ticks or rate >= ticks[-1] * MIN_TICK_RATIO:
+            ticks.append(rate)
+    ax.set_xticks(ticks)
     ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
     ax.xaxis.set_minor_formatter(FuncFormatter(lambda *_: ""))
     low, high = min(rates), max(rates)
