@@ -184,14 +184,8 @@ def _run_case(
         run_wrk(wrk, args.client_cpu, script, url, 8, 1)  # warm up
         reading = run_wrk(wrk, args.client_cpu, script, url, CAPACITY_CONNECTIONS, args.seconds)
         capacity = reading["requests"] / (reading["duration_us"] / 1e6)
-        if args.generator == "h2load":
-            outcome = _outcome(
-                name, capacity, args, _h2load(generator, args, work, url, body, capacity)
-            )
-        else:
-            outcome = _outcome(
-                name, capacity, args, _k6(generator, args, work, url, body, capacity)
-            )
+        offer = _h2load if args.generator == "h2load" else _k6
+        outcome = _outcome(name, capacity, args, offer(generator, args, work, url, body, capacity))
     outcome.refusal_cpu_us = _refusal_costs(wrk, args, script, case)
     print(f"{name} done", file=sys.stderr)
     return outcome

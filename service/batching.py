@@ -331,10 +331,12 @@ class MicroBatcher:
             return batch, rows
         sizes = [len(pending.rows) for pending in batch]
         refused = np.logical_or.reduceat(bad, np.cumsum([0, *sizes[:-1]]))
+        kept = []
         for pending, refuse in zip(batch, refused, strict=True):
-            if refuse and not pending.future.done():
+            if not refuse:
+                kept.append(pending)
+            elif not pending.future.done():
                 pending.future.set_exception(InvalidRows(self.name))
-        kept = [pending for pending, refuse in zip(batch, refused, strict=True) if not refuse]
         return kept, rows[np.repeat(~refused, sizes)]
 
     def _timed_predict(self, rows: np.ndarray) -> tuple[Prediction, float]:

@@ -33,8 +33,7 @@ class FeatureRangeGuard:
         self.names = manifest.feature_names
         ranges = manifest.feature_ranges
         self.factor = factor
-        self.enabled = factor > 0 and ranges is not None
-        if ranges is None or not self.enabled:
+        if ranges is None or factor <= 0:
             # Bounds that only infinities and NaN fall outside of.
             self.low = np.full(manifest.n_features, -FLOAT32_MAX, dtype=np.float32)
             self.high = np.full(manifest.n_features, FLOAT32_MAX, dtype=np.float32)
@@ -49,19 +48,23 @@ class FeatureRangeGuard:
         """For a float32 batch: None when every row may be computed, else a boolean mask
         of the rows that may not. NaN fails every comparison and the bounds are finite,
         so this one test also refuses what is not a finite float32."""
-        inside = np.greater_equal(rows, self.low)
-        inside &= rows <= self.high
+        inside = self._inside(rows)
         if np.logical_and.reduce(inside, axis=None):
             return None
         bad: np.ndarray = ~np.logical_and.reduce(inside, axis=1)
         return bad
 
+    def _inside(self, rows: np.ndarray) -> np.ndarray:
+        """Per value of float32 rows: within the bounds (NaN never is)."""
+        inside: np.ndarray = np.greater_equal(rows, self.low)
+        inside &= rows <= self.high
+        return inside
+
     def refusal(self, rows: np.ndarray) -> Reject:
         """The 422 for one request whose rows failed the screen, naming its first bad value."""
         with np.errstate(over="ignore"):
             values = rows.astype(np.float32)
-        outside = ~((values >= self.low) & (values <= self.high))
-        row, column = (int(i[0]) for i in np.nonzero(outside))
+        row, column = (int(i[0]) for i in np.nonzero(~self._inside(values)))
         if not np.isfinite(values[row, column]):
             return Reject(
                 422,
