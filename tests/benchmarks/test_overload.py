@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.overload import KINDS, PHASES, Case, parse_case
+from benchmarks.overload import Case, parse_case
+from benchmarks.overload_load import KINDS, PHASES
 from perfserve.cli import main
 from tests.utils import require_tool
 
