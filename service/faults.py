@@ -92,7 +92,7 @@ class FaultyRunner:
         inner: Runner,
         faults: Mapping[str, float],
         classes: Sequence[int | float | str],
-        seed: int | None = None,
+        seed: int | Sequence[int] | None = None,
     ) -> None:
         self.inner = inner
         self.error_rate = faults.get("error-rate", 0.0)

@@ -109,7 +109,8 @@ class Settings(BaseSettings):
     """Requests (and shadow comparisons) each worker keeps for the rollout's window."""
 
     routing_seed: int | None = None
-    """Seed for the random split of requests without a user id (reproducible tests)."""
+    """Seed for the random choices: the split of requests without a user id and the
+    injected faults (reproducible tests)."""
 
     admin_token: SecretStr | None = None
     """Bearer token that allows admin changes (`PUT /traffic`, `/rollout`); unset means

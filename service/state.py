@@ -245,7 +245,7 @@ class Service:
         holdout = load_holdout(settings.store, self.manifest).features
         process = psutil.Process()
         loaded: dict[str, tuple[Runner, int]] = {}
-        for name in self.names:
+        for position, name in enumerate(self.names):
             info = self.manifest.variants[name]
             before = process.memory_info().rss
             runner: Runner = open_variant(
@@ -254,7 +254,8 @@ class Service:
             _warm_up(runner, holdout, settings.max_batch_size)
             memory = max(0, process.memory_info().rss - before)
             if faults := settings.inject.get(name):
-                runner = FaultyRunner(runner, faults, self.manifest.classes or [])
+                seed = None if settings.routing_seed is None else [settings.routing_seed, position]
+                runner = FaultyRunner(runner, faults, self.manifest.classes or [], seed)
             loaded[name] = (runner, memory)
         return loaded
 

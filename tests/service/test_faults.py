@@ -33,8 +33,9 @@ FAULTS = [
 @pytest.fixture(scope="module")
 def faulty(store: Path) -> Iterator[ServerProcess]:
     """Every variant with a fault; inline inference, where a blocking fault would stall the
-    whole event loop."""
+    whole event loop; seeded, so the faults come out the same on every run."""
     options = ["--allow-faults", "--inference", "inline", "--max-batch-size", "1"]
+    options += ["--routing-seed", "7"]
     for fault in FAULTS:
         options += ["--inject", fault]
     with running_server(store, options=options) as server:
