@@ -1,5 +1,5 @@
-"""uvicorn's httptools protocol, with a deadline on a request's headers and one write
-per answer.
+"""uvicorn's httptools protocol, with a deadline on a request's headers, the request's
+arrival time in its scope, and one write per answer.
 
 uvicorn closes a keep-alive connection that stays idle between requests, but not one
 that opens and sends nothing, or sends its headers a byte at a time: such a connection
@@ -9,14 +9,22 @@ opening or of the request's first byte, or the connection is closed.
 
 One timer per connection, re-armed only when it fires; a request costs two attribute
 writes and a clock read, no timer of its own.
+
+The server's own time for a request starts when its first byte is parsed, not when the
+app is called: uvicorn's parsing, the scope and the task that runs the app come before
+that call, about 40 µs on an idle server, and they are the server's work too. The
+moment rides in the scope's extensions under `ARRIVED` (`time.perf_counter()` seconds).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 from uvicorn._types import ASGISendEvent
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+
+ARRIVED = "perfserve.arrived"
 
 
 class HeaderDeadlineProtocol(HttpToolsProtocol):
@@ -38,6 +46,7 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         self.headers_since = self.loop.time()
         super().on_message_begin()
+        self.scope["extensions"] = {ARRIVED: time.perf_counter()}  # type: ignore[dict-item]
 
     def on_headers_complete(self) -> None:
         self.headers_since = None

@@ -26,6 +26,7 @@ from service.batching import (
     ShuttingDown,
     VariantUnavailable,
 )
+from service.connections import ARRIVED
 from service.guards import check_answers
 from service.metrics import FoldedCounter, FoldedHistogram
 from service.payload import Reject, encode_error, encode_prediction, parse_instances
@@ -46,6 +47,7 @@ CLOSING_STATUSES = frozenset((408, 413))
 SHOWN_NAME_CHARS = 64
 MODEL_PREFIX, PREDICT_SUFFIX = "/models/", "/predict"
 # Formatted straight to bytes: no str to build and encode per answer.
+NO_EXTENSIONS: dict[str, Any] = {}
 SERVER_TIMING = b"queue;dur=%.3f, infer;dur=%.3f, total;dur=%.3f"
 
 
@@ -91,7 +93,7 @@ class PredictEndpoint:
     async def _predict(
         self, scope: Scope, receive: Receive, send: Send, variant: str | None
     ) -> None:
-        started = time.perf_counter()
+        started = scope.get("extensions", NO_EXTENSIONS).get(ARRIVED) or time.perf_counter()
         service = self.service
         self.inflight += 1
         by_split = False

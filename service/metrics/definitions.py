@@ -63,7 +63,10 @@ class Metrics:
         )
         self.stage_duration = Histogram(
             "perfserve_stage_duration_seconds",
-            "Time per stage: preprocess (parse, validate), infer (batch), postprocess (encode).",
+            (
+                "Time per stage: preprocess (HTTP and JSON parsing, from the first byte), "
+                "infer (batch), postprocess (encode)."
+            ),
             ["variant", "stage"],
             buckets=LATENCY_BUCKETS,
             registry=registry,

@@ -6,6 +6,7 @@ request can declare a body it never sends.
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -17,7 +18,7 @@ import pytest
 
 from common.processes import ServerProcess, running_server
 from service.store import Dataset
-from tests.utils import ADMIN, ADMIN_TOKEN, body, run_perfserve
+from tests.utils import ADMIN, ADMIN_TOKEN, body, run_perfserve, server_timing
 
 BODY_TIMEOUT_S = 1.0
 KEEP_ALIVE_S = 2
@@ -170,6 +171,21 @@ def test_an_unknown_variant_is_not_echoed_whole(server: ServerProcess, holdout: 
         f"{server.url}/predict", json=body(holdout.features[:1]), headers={"X-Variant": name}
     )
     assert refused.status_code == 404 and len(refused.content) < 300
+
+
+def test_the_servers_time_counts_from_the_requests_first_byte(
+    server: ServerProcess, holdout: Dataset
+) -> None:
+    payload = json.dumps(body(holdout.features[:1])).encode()
+    head = post_head("/models/onnx_int8/predict", len(payload)).replace("\n", "\r\n").encode()
+    with socket.create_connection(("127.0.0.1", port(server)), timeout=15) as sock:
+        sock.sendall(head[:10])
+        time.sleep(0.3)
+        sock.sendall(head[10:] + payload)
+        answer = sock.recv(65536).decode()
+    assert answer.startswith("HTTP/1.1 200")
+    timing = next(line for line in answer.splitlines() if line.startswith("server-timing:"))
+    assert server_timing(timing.partition(": ")[2])["total"] >= 300
 
 
 def test_slow_headers_are_cut_off(server: ServerProcess) -> None:
