@@ -12,6 +12,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from common.processes import ServerProcess
 from loadtests.bodies import encode_bodies, holdout_rows
 from loadtests.checks import server_timing_total_s
@@ -79,6 +81,28 @@ def test_a_generator_starved_of_cpu_is_blamed_not_the_server(
     assert step.generator_late_share > 0.1
     assert step.server.utilization < 0.5
     assert step.verdict == "generator-bound"
+
+
+def test_at_a_low_rate_sends_leave_on_schedule_never_before(
+    server: ServerProcess, store: Path
+) -> None:
+    # At 200/s the generator is idle between arrivals: it wakes a little early and spins
+    # to the scheduled moment. A send before its schedule would make latency from the
+    # schedule shorter than latency from the send.
+    engine = NativeEngine(server.url, 1, 64, LoadgenMetrics())
+    try:
+        engine.setup(encode_bodies(holdout_rows(store), 1), 1, "onnx_int8")
+        settings = StepSettings(
+            step_seconds=2.0, window_seconds=0.5, max_step_seconds=2.0, arrivals="constant"
+        )
+        runner = StepRunner(engine, server.url, "onnx_int8", ["onnx_int8"], settings, print)
+        step = runner.run(200.0, extend=False)
+    finally:
+        engine.close()
+    client = step.client
+    assert client.sent_qps == pytest.approx(200.0, rel=0.05)
+    assert client.p50_ms >= client.sent_p50_ms
+    assert client.p99_ms >= client.sent_p99_ms
 
 
 def _stop_for(pid: int, seconds: float) -> None:
