@@ -43,6 +43,8 @@ KNEE_MAX_RUNS = 14
 STEP_WINDOW_S = 1.0
 K6_SCRIPT = """
 import http from 'k6/http';
+import {{ Trend }} from 'k6/metrics';
+const outside = new Trend('outside', true);
 export const options = {{
   scenarios: {{ open: {{
     executor: 'constant-arrival-rate', rate: {rate}, timeUnit: '1s', duration: '{seconds}s',
@@ -52,7 +54,9 @@ export const options = {{
 }};
 const body = open('{body}');
 export default function () {{
-  http.post('{url}', body, {{ headers: {{ 'content-type': 'application/json' }} }});
+  const answer = http.post('{url}', body, {{ headers: {{ 'content-type': 'application/json' }} }});
+  const total = /total;dur=([0-9.]+)/.exec(answer.headers['Server-Timing'] || '');
+  if (total) outside.add(answer.timings.duration - parseFloat(total[1]));
 }}
 """
 
@@ -124,7 +128,8 @@ def measure_k6(
 def run_k6(
     k6: str, url: str, store: Path, variant: str, rate: float, seconds: float, cpu: str
 ) -> dict[str, Any]:
-    """One k6 constant-arrival-rate run: achieved rate, p50 and p99 from send, and the
+    """One k6 constant-arrival-rate run: achieved rate, p50 and p99 from send, the same
+    less each answer's `Server-Timing` total (what k6 and the wire add), and the
     iterations it could not start on time (no free virtual user: dropped). Up to 1,000
     virtual users: with fewer, a stall of the server makes k6 drop arrivals, and fail the
     step, that the native engine keeps and times from their schedule."""
@@ -147,6 +152,8 @@ def run_k6(
         "sent_qps": metrics["http_reqs"]["rate"],
         "p50_ms": duration["p(50)"],
         "p99_ms": duration["p(99)"],
+        "outside_p50_ms": metrics["outside"]["p(50)"],
+        "outside_p99_ms": metrics["outside"]["p(99)"],
         "dropped": metrics.get("dropped_iterations", {}).get("count", 0),
         "failed": metrics["http_req_failed"]["passes"],
     }
