@@ -7,11 +7,12 @@ calibration.py), and one step at `--rate` against a perfserve variant: latency f
 schedule, the part of it outside the server's own `Server-Timing` total (what the wire,
 both HTTP stacks and the generator add), and the server's CPU per request. With `--k6`,
 k6's constant-arrival-rate executor (an open-loop generator we did not write) runs the
-same step, as a reference for the server's CPU per request; with `--knee-slo-ms` too,
-the native sweep's knee for `--variant` is set beside k6's, found by bisection on the
-same server (constant arrivals on both sides). Each engine runs in a
-process of its own (Locust patches the process it runs in with gevent); rounds are
-interleaved and the table shows medians over rounds.
+same step, as a reference for what a generator adds and for the server's CPU per
+request; with `--knee-slo-ms` too, the native sweep's knee for `--variant` is set beside
+k6's, found by bisection on the same server (constant arrivals on both sides),
+`--knee-rounds` times with medians. Each engine runs in a process of its own (Locust
+patches the process it runs in with gevent); rounds are interleaved and the table shows
+medians over rounds.
 """
 
 from __future__ import annotations
@@ -41,9 +42,15 @@ CEILING_START_QPS = 500.0
 KNEE_PRECISION = 0.1
 KNEE_MAX_RUNS = 14
 STEP_WINDOW_S = 1.0
+K6_WARMUP_SHARE = 0.25
+"""The first quarter of a k6 run is left out of its percentiles, as the sweep leaves out
+its first window (a quarter of a step by default): connections opening, the server's
+queue filling to its level."""
 K6_SCRIPT = """
+import exec from 'k6/execution';
 import http from 'k6/http';
 import {{ Trend }} from 'k6/metrics';
+const measured = new Trend('measured', true);
 const outside = new Trend('outside', true);
 export const options = {{
   scenarios: {{ open: {{
@@ -55,6 +62,8 @@ export const options = {{
 const body = open('{body}');
 export default function () {{
   const answer = http.post('{url}', body, {{ headers: {{ 'content-type': 'application/json' }} }});
+  if (Date.now() - exec.scenario.startTime < {warmup_ms}) return;
+  measured.add(answer.timings.duration);
   const total = /total;dur=([0-9.]+)/.exec(answer.headers['Server-Timing'] || '');
   if (total) outside.add(answer.timings.duration - parseFloat(total[1]));
 }}
@@ -128,26 +137,27 @@ def measure_k6(
 def run_k6(
     k6: str, url: str, store: Path, variant: str, rate: float, seconds: float, cpu: str
 ) -> dict[str, Any]:
-    """One k6 constant-arrival-rate run: achieved rate, p50 and p99 from send, the same
-    less each answer's `Server-Timing` total (what k6 and the wire add), and the
-    iterations it could not start on time (no free virtual user: dropped). Up to 1,000
-    virtual users: with fewer, a stall of the server makes k6 drop arrivals, and fail the
-    step, that the native engine keeps and times from their schedule."""
+    """One k6 constant-arrival-rate run: achieved rate, p50 and p99 from send after the
+    warm-up (`K6_WARMUP_SHARE`), the same less each answer's `Server-Timing` total (what
+    k6 and the wire add), and the iterations it could not start on time (no free
+    virtual user: dropped). Up to 1,000 virtual users: with fewer, a stall of the server
+    makes k6 drop arrivals, and fail the step, that the native engine keeps and times
+    from their schedule."""
     row = load_holdout(store).features[0].tolist()
     with tempfile.TemporaryDirectory() as folder:
         body = Path(folder, "body.json")
         body.write_text(json.dumps({"instances": [row]}))
         script = Path(folder, "open.js")
         target = f"{url}/models/{variant}/predict"
-        script.write_text(
-            K6_SCRIPT.format(rate=round(rate), seconds=round(seconds), body=body, url=target)
-        )
+        warmup_ms = round(1000 * seconds * K6_WARMUP_SHARE)
+        settings = {"rate": round(rate), "seconds": round(seconds), "warmup_ms": warmup_ms}
+        script.write_text(K6_SCRIPT.format(body=body, url=target, **settings))
         summary = Path(folder, "summary.json")
         command = ["taskset", "-c", cpu, k6, "run", "--quiet", "--summary-export"]
         command += [str(summary), str(script)]
         subprocess.run(command, check=True, capture_output=True)
         metrics = json.loads(summary.read_text())["metrics"]
-    duration = metrics["http_req_duration"]
+    duration = metrics["measured"]
     return {
         "sent_qps": metrics["http_reqs"]["rate"],
         "p50_ms": duration["p(50)"],
@@ -179,31 +189,60 @@ def k6_knee(k6: str, url: str, args: argparse.Namespace, slo_ms: float) -> list[
     return climb(at, lambda r: bool(r["holds"]), start, top, KNEE_PRECISION, KNEE_MAX_RUNS)[1]
 
 
-def compare_knees(args: argparse.Namespace) -> str:
-    """The native sweep's knee and k6's, on one server, one SLO, constant arrivals."""
-    slo = args.knee_slo_ms
+def sweep_knee(args: argparse.Namespace, url: str) -> tuple[float | None, str]:
+    """The native sweep's knee for `--variant` at `--knee-slo-ms`, and what limited it."""
+    with tempfile.TemporaryDirectory() as out:
+        command = [sys.executable, "-m", "perfserve", "sweep", "--url", url]
+        command += ["--store", str(args.store), "--variant", args.variant, "--out", out]
+        command += ["--slo-p99-ms", str(args.knee_slo_ms), "--arrivals", "constant"]
+        command += ["--step-seconds", str(args.knee_seconds), "--precision", "0.1"]
+        command += ["--start-rate", str(args.knee_start_rate), "--metrics-port", "0"]
+        command += ["--generator-cpus", args.generator_cpu]
+        subprocess.run(command, check=True, capture_output=True)
+        found = json.loads(Path(out, "summary.json").read_text())["variants"][args.variant]
+    return found["knee_qps"], found["knee_limited_by"]
+
+
+def knee_round(args: argparse.Namespace, k6_first: bool) -> tuple[float | None, str, float | None]:
+    """One round on a fresh server: the native sweep's knee, what limited it, and k6's
+    knee. Which generator goes first alternates between rounds, so a server that warms
+    or drifts during a round favours neither."""
     options = []
     if args.knee_max_batch_size is not None:
         options = ["--max-batch-size", str(args.knee_max_batch_size)]
     with running_server(args.store, options=options, cpus=args.server_cpu) as server:
-        with tempfile.TemporaryDirectory() as out:
-            command = [sys.executable, "-m", "perfserve", "sweep", "--url", server.url]
-            command += ["--store", str(args.store), "--variant", args.variant, "--out", out]
-            command += ["--slo-p99-ms", str(slo), "--arrivals", "constant", "--metrics-port", "0"]
-            command += ["--step-seconds", str(args.knee_seconds), "--precision", "0.1"]
-            command += ["--start-rate", str(args.knee_start_rate)]
-            command += ["--generator-cpus", args.generator_cpu]
-            subprocess.run(command, check=True, capture_output=True)
-            found = json.loads(Path(out, "summary.json").read_text())["variants"][args.variant]
-        runs = k6_knee(args.k6, server.url, args, slo)
-    ours = found["knee_qps"]
+        if k6_first:
+            runs = k6_knee(args.k6, server.url, args, args.knee_slo_ms)
+        ours, limited_by = sweep_knee(args, server.url)
+        if not k6_first:
+            runs = k6_knee(args.k6, server.url, args, args.knee_slo_ms)
     theirs = max((r["rate"] for r in runs if r["holds"]), default=None)
+    return ours, limited_by, theirs
+
+
+def compare_knees(args: argparse.Namespace) -> str:
+    """The native sweep's knee and k6's, on one server per round, one SLO, constant
+    arrivals; with several rounds, the medians too (the knee of one server moves by
+    ±20% from run to run, more than the two generators differ within a run)."""
+    slo = args.knee_slo_ms
     batch = "" if args.knee_max_batch_size is None else f", max batch {args.knee_max_batch_size}"
     lines = [f"knee of {args.variant}{batch} at p99 <= {slo:g} ms, constant arrivals:"]
-    lines.append(f"  native sweep: {ours} (limited by {found['knee_limited_by']})")
-    lines.append(f"  k6 bisection: {theirs}")
-    if ours and theirs:
-        lines.append(f"  native / k6: {ours / theirs:.2f}")
+    ours_all, theirs_all = [], []
+    for number in range(args.knee_rounds):
+        ours, limited_by, theirs = knee_round(args, k6_first=number % 2 == 1)
+        ratio = f"{ours / theirs:.2f}" if ours and theirs else "-"
+        line = f"  round {number + 1}: native sweep {ours} (limited by {limited_by}), "
+        lines.append(line + f"k6 bisection {theirs}, native / k6 {ratio}")
+        print(lines[-1], file=sys.stderr, flush=True)
+        if ours and theirs:
+            ours_all.append(ours)
+            theirs_all.append(theirs)
+    if len(ours_all) > 1:
+        ours_median, theirs_median = statistics.median(ours_all), statistics.median(theirs_all)
+        lines.append(
+            f"  medians over {len(ours_all)} rounds: native sweep {ours_median:,.0f}, "
+            f"k6 {theirs_median:,.0f}, native / k6 {ours_median / theirs_median:.2f}"
+        )
     return "\n".join(lines)
 
 
@@ -302,6 +341,7 @@ def add_bench_generator_arguments(bench: argparse.ArgumentParser) -> None:
         ("--k6", {}, "Path of a k6 binary, to run k6 beside the engines."),
         ("--knee-slo-ms", {"type": positive_float}, "With --k6: compare knees at this SLO."),
         ("--knee-seconds", {"type": positive_float, "default": 8.0}, "Knee step length, s."),
+        ("--knee-rounds", {"type": int, "default": 1}, "Knee comparisons, each on a fresh server."),
         ("--knee-start-rate", {"type": positive_float, "default": 1000.0}, "First knee rate."),
         ("--knee-max-rate", {"type": positive_float, "default": 64_000.0}, "Top knee rate."),
         (
@@ -326,6 +366,8 @@ def run_command(args: argparse.Namespace) -> int:
         )
     if args.rounds < 0:
         raise UsageError("--rounds must be >= 0 (0: only the knee comparison)")
+    if args.knee_rounds < 1:
+        raise UsageError("--knee-rounds must be >= 1")
     if args.knee_slo_ms and not args.k6:
         raise UsageError("--knee-slo-ms needs --k6 (the independent generator)")
     print(f"load average before: {os.getloadavg()}", file=sys.stderr)

@@ -34,3 +34,6 @@ def test_a_variant_the_store_lacks_is_a_usage_error(store: Path) -> None:
     done = run_perfserve("bench-generator", "--store", str(store), "--knee-slo-ms", "25")
     assert done.returncode == 2
     assert "--knee-slo-ms needs --k6" in done.stderr
+    done = run_perfserve("bench-generator", "--store", str(store), "--knee-rounds", "0")
+    assert done.returncode == 2
+    assert "--knee-rounds must be >= 1" in done.stderr
