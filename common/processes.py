@@ -1,4 +1,5 @@
-"""Start and stop a real `perfserve serve` process: for tests, the demo and benchmarks."""
+"""Start and stop real processes (`perfserve serve`, the bare floor, tools such as nginx
+and Prometheus): for tests, the demo and benchmarks."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -165,3 +167,41 @@ def wait_ready(server: ServerProcess, timeout_s: float) -> None:
             raise RuntimeError(f"server cannot turn ready: {ready.text}\n{server.log()}")
         time.sleep(0.1)
     raise RuntimeError(f"server not ready after {timeout_s} s:\n{server.log()}")
+
+
+@contextmanager
+def running_process(
+    command: Sequence[str], ready_url: str, *, timeout_s: float = 30.0
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`command` running until the block ends, once `ready_url` answers 200.
+
+    Fails with the process's output if it exits or never becomes ready.
+    """
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            _wait_for(ready_url, process, log, timeout_s)
+            yield process
+        finally:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _wait_for(url: str, process: subprocess.Popen[bytes], log: IO[bytes], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            break
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    log.seek(0)
+    output = log.read().decode(errors="replace")
+    raise RuntimeError(f"{process.args!r} not ready at {url} (exit {process.poll()}):\n{output}")

@@ -16,12 +16,12 @@ import pytest
 import yaml
 
 from service.settings import Settings
+from staging.nginx import CONFIG as NGINX_CONFIG
 from tests.utils import require_tool
 from tests.utils.stack import (
     COMPOSE,
     DATASOURCES,
     DOCKERFILE,
-    NGINX_CONFIG,
     PROMETHEUS_CONFIG,
     ROOT,
 )

@@ -16,14 +16,17 @@ import pytest
 from common.processes import ServerProcess
 from service.settings import Settings
 from service.store import Dataset
+from staging.nginx import CONFIG as NGINX_CONFIG
+from staging.nginx import SHEDDING_KINDS, Shedding, local_config, running_nginx
 from tests.utils import body, require_tool
-from tests.utils.stack import NGINX_CONFIG, nginx_config, running_nginx
 
 
 @pytest.mark.integration
-def test_config_passes_nginx_t(tmp_path: Path) -> None:
+@pytest.mark.parametrize("shedding", [None, *(Shedding(kind, 64) for kind in SHEDDING_KINDS)])
+def test_config_passes_nginx_t(shedding: Shedding | None, tmp_path: Path) -> None:
     nginx = require_tool("nginx")
-    config = nginx_config(["127.0.0.1:8000", "127.0.0.1:8001"], "127.0.0.1:8080", tmp_path)
+    upstreams = ["127.0.0.1:8000", "127.0.0.1:8001"]
+    config = local_config(upstreams, "127.0.0.1:8080", tmp_path, shedding)
     checked = subprocess.run(
         [nginx, "-e", "stderr", "-t", "-c", str(config), "-p", str(tmp_path)],
         capture_output=True,
@@ -52,6 +55,22 @@ def test_predictions_and_refusals_pass_through_unchanged(
     assert refused.status_code == 422 and "features" in refused.json()["detail"]
     assert unknown.status_code == 404
     assert "perfserve_request_duration_seconds_bucket" in metrics.text
+
+
+def test_the_balancer_sheds_past_its_rate_with_a_503_that_says_when_to_retry(
+    server: ServerProcess, holdout: Dataset, tmp_path: Path
+) -> None:
+    require_tool("nginx")
+    upstream = server.url.removeprefix("http://")
+    payload = body(holdout.features[:1])
+    shedding = Shedding("limit-req", 1)
+    with running_nginx([upstream], tmp_path, shedding) as lb, httpx.Client(base_url=lb) as client:
+        statuses = [client.post("/predict", json=payload) for _ in range(6)]
+    shed = [answer for answer in statuses if answer.status_code == 503]
+    assert 1 <= len(shed) <= 5  # one a second, plus a burst of one, pass
+    assert {answer.status_code for answer in statuses} == {200, 503}
+    assert all(answer.headers["retry-after"] == "1" for answer in shed)
+    assert "load balancer is at its limit" in shed[0].json()["detail"]
 
 
 def test_slow_clients_and_idle_upstreams_are_timed_out() -> None:

@@ -28,6 +28,7 @@ import yaml
 
 from common.processes import free_port, running_server
 from service.routing import TrafficSplit
+from staging.nginx import running_nginx
 from staging.traffic import apply_split
 from tests.utils import ADMIN, ADMIN_TOKEN, require_tool
 from tests.utils.stack import (
@@ -38,7 +39,6 @@ from tests.utils.stack import (
     load_dashboard,
     panel_queries,
     query_range,
-    running_nginx,
     running_prometheus,
     with_data,
 )

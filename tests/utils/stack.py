@@ -6,9 +6,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import subprocess
-import tempfile
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from common.processes import free_port
+from common.processes import free_port, running_process
 from staging.prometheus import prometheus_command, write_local_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,48 +23,9 @@ RULES = sorted((ROOT / "prometheus" / "rules").glob("*.yml"))
 RULE_TESTS = sorted((ROOT / "prometheus" / "tests").glob("*.yml"))
 DASHBOARD = ROOT / "grafana" / "dashboards" / "perfserve.json"
 DATASOURCES = ROOT / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
-NGINX_CONFIG = ROOT / "nginx" / "nginx.conf"
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 README = ROOT / "README.md"
-
-
-@contextmanager
-def running_process(
-    command: Sequence[str], ready_url: str, *, timeout_s: float = 30.0
-) -> Iterator[subprocess.Popen[bytes]]:
-    """`command` running until the block ends, once `ready_url` answers 200.
-
-    Fails with the process's output if it exits or never becomes ready.
-    """
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            _wait_for(ready_url, process, log, timeout_s)
-            yield process
-        finally:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def _wait_for(url: str, process: subprocess.Popen[bytes], log: Any, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            break
-        try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    log.seek(0)
-    output = log.read().decode(errors="replace")
-    raise RuntimeError(f"{process.args!r} not ready at {url} (exit {process.poll()}):\n{output}")
 
 
 @contextmanager
@@ -82,29 +40,6 @@ def running_prometheus(
     )
     command = prometheus_command(config, workdir / "data", listen)
     with running_process(command, f"http://{listen}/-/ready"):
-        yield f"http://{listen}"
-
-
-def nginx_config(upstreams: Sequence[str], listen: str, workdir: Path) -> Path:
-    """The project's nginx.conf with the replicas, the listening address and the
-    temporary paths moved to this machine; everything else as the stack runs it."""
-    text = NGINX_CONFIG.read_text()
-    servers = "\n".join(f"        server {address};" for address in upstreams)
-    text, replaced = re.subn(r"^\s*server service:8000;$", servers, text, flags=re.MULTILINE)
-    assert replaced == 1, "nginx.conf should name the compose service once"
-    text = text.replace("listen 8080;", f"listen {listen};").replace("/tmp/", f"{workdir}/")
-    path = workdir / "nginx.conf"
-    path.write_text(text)
-    return path
-
-
-@contextmanager
-def running_nginx(upstreams: Sequence[str], workdir: Path) -> Iterator[str]:
-    """nginx from the project's config in front of `upstreams`; yields its base URL."""
-    listen = f"127.0.0.1:{free_port()}"
-    config = nginx_config(upstreams, listen, workdir)
-    command = ["nginx", "-e", "stderr", "-c", str(config), "-p", str(workdir), "-g", "daemon off;"]
-    with running_process(command, f"http://{listen}/readyz"):
         yield f"http://{listen}"
 
 
