@@ -10,7 +10,10 @@ For each case (a variant and its batch size), one server pinned to one core, and
    header; h2load (Debian's nghttp2-client, written in C) runs them as three runs of
    `--rps` per connection over `--vus` connections and offers ten times k6's rate from
    one core, which the fast variants need, but sees no header, so its 503s are counted
-   without telling whether they carried Retry-After;
+   without telling whether they carried Retry-After, and its connections send together
+   each period, so its latencies are those of bursts;
+   With `--load-balancer`, capacity and the offered load go through nginx (the stack's
+   config) on the generator's core, which may shed before the replica does;
 3. the cost of a refusal in server CPU time: wrk against the same variant with its
    queue always full (a one-second model call injected, one request admitted), beside
    the bare-ASGI floor in the same run, and `--baseline`'s server if given.
@@ -30,7 +33,7 @@ import shutil
 import statistics
 import sys
 import tempfile
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -53,8 +56,10 @@ from common.processes import running_bare_server, running_server
 from common.usage import RawDescriptionHelpFormatter, UsageError, add_option
 from service.build import build_store
 from service.store import StoreError, load_holdout, load_manifest
+from staging.nginx import SHEDDING_KINDS, Shedding, running_nginx
 
 CAPACITY_CONNECTIONS = 64
+LOAD_BALANCERS = ("none", "nginx", *(f"nginx+{kind}" for kind in SHEDDING_KINDS))
 
 
 @dataclass(frozen=True)
@@ -130,18 +135,48 @@ def _run_case(
     case: Case,
 ) -> Outcome:
     name = f"{case.variant} max batch {case.max_batch_size}"
+    if args.load_balancer != "none":
+        name += f" via {args.load_balancer}"
     options = ["--variants", case.variant, "--max-batch-size", str(case.max_batch_size)]
     options += ["--max-queue", str(args.max_queue)]
+    path = f"/models/{case.variant}/predict"
+    offer = offer_with_h2load if args.generator == "h2load" else offer_with_k6
     with running_server(args.store, options=options, cpus=args.server_cpu) as server:
-        url = f"{server.url}/models/{case.variant}/predict"
-        run_wrk(wrk, args.client_cpu, script, url, 8, 1)  # warm up
-        reading = run_wrk(wrk, args.client_cpu, script, url, CAPACITY_CONNECTIONS, args.seconds)
-        capacity = reading["requests"] / (reading["duration_us"] / 1e6)
-        offer = offer_with_h2load if args.generator == "h2load" else offer_with_k6
-        outcome = _outcome(name, capacity, args, offer(generator, args, work, url, body, capacity))
+        with _balanced(args, server.url, work / "lb", None) as base:
+            run_wrk(wrk, args.client_cpu, script, base + path, 8, 1)  # warm up
+            reading = run_wrk(
+                wrk, args.client_cpu, script, base + path, CAPACITY_CONNECTIONS, args.seconds
+            )
+            capacity = reading["requests"] / (reading["duration_us"] / 1e6)
+        with _balanced(args, server.url, work / "lb", _shedding(args, capacity)) as base:
+            offered = offer(generator, args, work, base + path, body, capacity)
+        outcome = _outcome(name, capacity, args, offered)
     outcome.refusal_cpu_us = _refusal_costs(wrk, args, script, case)
     print(f"{name} done", file=sys.stderr)
     return outcome
+
+
+def _balanced(
+    args: argparse.Namespace, replica: str, workdir: Path, shedding: Shedding | None
+) -> AbstractContextManager[str]:
+    """The base URL to load: the replica itself, or nginx in front of it (the stack's
+    config, on the generator's core: a balancer runs on other machines than its
+    replicas)."""
+    if args.load_balancer == "none":
+        return nullcontext(replica)
+    workdir.mkdir(exist_ok=True)
+    return running_nginx([replica.removeprefix("http://")], workdir, shedding, args.client_cpu)
+
+
+def _shedding(args: argparse.Namespace, capacity: float) -> Shedding | None:
+    """The balancer's own limit: as many requests in flight as capacity was measured
+    with, or capacity's rate."""
+    kind = args.load_balancer.removeprefix("nginx+")
+    if kind == "limit-conn":
+        return Shedding(kind, CAPACITY_CONNECTIONS)
+    if kind == "limit-req":
+        return Shedding(kind, capacity)
+    return None
 
 
 def _tool(name: str) -> str:
@@ -276,6 +311,15 @@ def add_bench_overload_arguments(bench: argparse.ArgumentParser) -> None:
         choices=GENERATORS,
         default="k6",
         help="What offers the load: k6 (sees headers) or h2load (ten times k6's rate).",
+    )
+    add_option(
+        bench,
+        "--load-balancer",
+        choices=LOAD_BALANCERS,
+        default="none",
+        help="Load the replica directly, or through the stack's nginx (on --client-cpu), "
+        "which may shed itself: limit-conn admits as many requests at once as capacity "
+        "was measured with, limit-req capacity's rate.",
     )
     add_option(bench, "--factor", type=float, default=3.0, help="Offered load over capacity.")
     add_option(

@@ -62,6 +62,27 @@ def test_h2load_offers_the_phases_and_its_log_is_counted_alike(store: Path, tmp_
     assert "503 (headers unseen)" in (tmp_path / "bench-overload.md").read_text()
 
 
+@pytest.mark.integration
+def test_a_balancer_that_sheds_refuses_with_retry_after_too(store: Path, tmp_path: Path) -> None:
+    for tool in ("wrk", "k6", "nginx"):
+        require_tool(tool)
+    options = ["--store", str(store), "--out", str(tmp_path), "--case", "onnx_int8"]
+    options += ["--load-balancer", "nginx+limit-conn", "--seconds", "1", "--rounds", "1"]
+    options += ["--vus", "200", "--quiet-seconds", "1", "--overload-seconds", "2"]
+    options += ["--after-seconds", "2"]
+    assert main(["bench-overload", *options]) == 0
+    (outcome,) = json.loads((tmp_path / "bench-overload.json").read_text())
+    assert outcome["case"] == "onnx_int8 max batch 64 via nginx+limit-conn"
+    counts = outcome["counts"]
+    assert all(counts[phase]["ok"] > 0 for phase in PHASES)
+    # 200 connections against nginx's 64: the excess is nginx's 503, with Retry-After.
+    assert counts["overload"]["refused"] > 0
+    assert all(
+        counts[phase]["refused_without_retry_after"] == counts[phase]["other_5xx"] == 0
+        for phase in PHASES
+    )
+
+
 def test_a_case_names_a_variant_and_optionally_its_batch_size() -> None:
     assert parse_case("sklearn_fp32:1") == Case("sklearn_fp32", 1)
     assert parse_case("onnx_int8") == Case("onnx_int8", 64)
