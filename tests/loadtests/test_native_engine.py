@@ -10,6 +10,8 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -62,21 +64,16 @@ def test_a_generator_starved_of_cpu_is_blamed_not_the_server(
     # The generator process is stopped for 0.8 s of a 3 s step at 200/s: every arrival
     # due meanwhile goes out late in one burst, and misses a 50 ms SLO from schedule,
     # while the server, nearly idle, answers each in a millisecond.
-    engine = NativeEngine(server.url, 1, 64, LoadgenMetrics())
-    try:
-        engine.setup(encode_bodies(holdout_rows(store), 1), 1, "onnx_int8")
-        settings = StepSettings(
-            slo_p99_ms=50.0, step_seconds=3.0, window_seconds=0.5, max_step_seconds=3.0,
-            arrivals="constant",
-        )  # fmt: skip
-        runner = StepRunner(engine, server.url, "onnx_int8", ["onnx_int8"], settings, print)
+    settings = StepSettings(
+        slo_p99_ms=50.0, step_seconds=3.0, window_seconds=0.5, max_step_seconds=3.0,
+        arrivals="constant",
+    )  # fmt: skip
+    with _onnx_int8_steps(server, store, settings) as (engine, runner):
         (generator,) = engine.processes()
         starve = threading.Timer(1.2, _stop_for, (generator.pid, 0.8))
         starve.start()
         step = runner.run(200.0, extend=False)
         starve.join()
-    finally:
-        engine.close()
     assert step.client.miss_ratio > 0.05
     assert step.generator_late_share > 0.1
     assert step.server.utilization < 0.5
@@ -89,20 +86,29 @@ def test_at_a_low_rate_sends_leave_on_schedule_never_before(
     # At 200/s the generator is idle between arrivals: it wakes a little early and spins
     # to the scheduled moment. A send before its schedule would make latency from the
     # schedule shorter than latency from the send.
-    engine = NativeEngine(server.url, 1, 64, LoadgenMetrics())
-    try:
-        engine.setup(encode_bodies(holdout_rows(store), 1), 1, "onnx_int8")
-        settings = StepSettings(
-            step_seconds=2.0, window_seconds=0.5, max_step_seconds=2.0, arrivals="constant"
-        )
-        runner = StepRunner(engine, server.url, "onnx_int8", ["onnx_int8"], settings, print)
+    settings = StepSettings(
+        step_seconds=2.0, window_seconds=0.5, max_step_seconds=2.0, arrivals="constant"
+    )
+    with _onnx_int8_steps(server, store, settings) as (_, runner):
         step = runner.run(200.0, extend=False)
-    finally:
-        engine.close()
     client = step.client
     assert client.sent_qps == pytest.approx(200.0, rel=0.05)
     assert client.p50_ms >= client.sent_p50_ms
     assert client.p99_ms >= client.sent_p99_ms
+
+
+@contextmanager
+def _onnx_int8_steps(
+    server: ServerProcess, store: Path, settings: StepSettings
+) -> Iterator[tuple[NativeEngine, StepRunner]]:
+    """A native engine of one generator process, set up to load onnx_int8, and the
+    runner of its steps."""
+    engine = NativeEngine(server.url, 1, 64, LoadgenMetrics())
+    try:
+        engine.setup(encode_bodies(holdout_rows(store), 1), 1, "onnx_int8")
+        yield engine, StepRunner(engine, server.url, "onnx_int8", ["onnx_int8"], settings, print)
+    finally:
+        engine.close()
 
 
 def _stop_for(pid: int, seconds: float) -> None:
