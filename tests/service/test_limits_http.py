@@ -207,6 +207,22 @@ def test_slow_headers_are_cut_off(server: ServerProcess) -> None:
     assert KEEP_ALIVE_S <= time.monotonic() - started < KEEP_ALIVE_S + 10
 
 
+def test_a_keep_alive_connection_idle_after_its_answer_is_closed(server: ServerProcess) -> None:
+    with socket.create_connection(("127.0.0.1", port(server)), timeout=15) as sock:
+
+        def ask() -> bytes:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+            return sock.recv(65536)
+
+        assert ask().startswith(b"HTTP/1.1 200")
+        for _ in range(2):  # a connection in use stays open past the keep-alive time
+            time.sleep(KEEP_ALIVE_S * 0.6)
+            assert ask().startswith(b"HTTP/1.1 200")
+        idle_from = time.monotonic()
+        assert sock.recv(1024) == b""  # then closed, once idle for the keep-alive time
+    assert KEEP_ALIVE_S * 0.5 <= time.monotonic() - idle_from < KEEP_ALIVE_S + 10
+
+
 def test_idle_connections_are_bounded(server: ServerProcess) -> None:
     idle = [socket.create_connection(("127.0.0.1", port(server))) for _ in range(LIMIT_CONCURRENCY)]
     try:
