@@ -18,6 +18,9 @@ For each case (a variant and its batch size), one server pinned to one core, and
    queue always full (a one-second model call injected, one request admitted), beside
    the bare-ASGI floor in the same run, and `--baseline`'s server if given.
 
+`--repeats N` runs steps 1 and 2 N times per case, each time on a fresh server, and adds
+the median share per case: one overload run on a shared machine moves by a tenth.
+
 It reports successful answers per second during the overload as a share of the capacity,
 the refusals (503 with and without Retry-After), other 5xx and connection errors, the
 requests the generator could not start because every connection was waiting (`dropped`), p99 before,
@@ -82,6 +85,7 @@ class Outcome:
     p99_after_ms: list[float]
     normal_from_s: int | None
     refusal_cpu_us: dict[str, float] = field(default_factory=dict)
+    run: int = 1
 
     @property
     def goodput_share(self) -> float:
@@ -114,7 +118,12 @@ def run_overload(args: argparse.Namespace) -> list[Outcome]:
         work = Path(folder)
         script = write_wrk_script(work / "predict.lua", body.encode())
         for case in args.case:
-            outcomes.append(_run_case(args, wrk, generator, work, script, body, case))
+            runs = [
+                _run_case(args, wrk, generator, work, script, body, case, run)
+                for run in range(1, args.repeats + 1)
+            ]
+            runs[-1].refusal_cpu_us = _refusal_costs(wrk, args, script, case)
+            outcomes += runs
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench-overload.json").write_text(
         json.dumps([asdict(o) for o in outcomes], indent=2)
@@ -133,6 +142,7 @@ def _run_case(
     script: Path,
     body: str,
     case: Case,
+    run: int,
 ) -> Outcome:
     name = f"{case.variant} max batch {case.max_batch_size}"
     if args.load_balancer != "none":
@@ -151,8 +161,8 @@ def _run_case(
         with _balanced(args, server.url, work / "lb", _shedding(args, capacity)) as base:
             offered = offer(generator, args, work, base + path, body, capacity)
         outcome = _outcome(name, capacity, args, offered)
-    outcome.refusal_cpu_us = _refusal_costs(wrk, args, script, case)
-    print(f"{name} done", file=sys.stderr)
+    outcome.run = run
+    print(f"{name} run {run} done", file=sys.stderr)
     return outcome
 
 
@@ -271,26 +281,51 @@ def render(outcomes: list[Outcome], factor: float, generator: str = "k6") -> str
         "| p99 before ms | back to normal after |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
+    repeated = {o.case for o in outcomes if o.run > 1}
+
+    def row_name(o: Outcome) -> str:
+        return f"{o.case}, run {o.run}" if o.case in repeated else o.case
+
     for o in outcomes:
         counts = {
             kind: sum(o.counts[phase][kind] for phase in PHASES) for kind in KINDS if kind != "ok"
         }
         normal = "not within the run" if o.normal_from_s is None else f"{o.normal_from_s} s"
         lines.append(
-            f"| {o.case} | {o.capacity_rps:,.0f} | {o.offered_rps:,.0f} | {o.goodput_rps:,.0f} "
+            f"| {row_name(o)} | {o.capacity_rps:,.0f} | {o.offered_rps:,.0f} | {o.goodput_rps:,.0f} "
             f"| {o.goodput_share:.0%} | {counts['refused']} "
             f"| {counts['refused_without_retry_after']} | {counts['other_5xx']} "
             f"| {counts['connection_error']} | {o.dropped} | {o.p99_before_ms:.2f} | {normal} |"
         )
+    lines += _medians(outcomes)
     lines += ["", "| case | p99 per second after the overload (ms) |", "| --- | --- |"]
     for o in outcomes:
-        lines.append(f"| {o.case} | {', '.join(f'{v:.1f}' for v in o.p99_after_ms)} |")
+        lines.append(f"| {row_name(o)} | {', '.join(f'{v:.1f}' for v in o.p99_after_ms)} |")
     lines += ["", "| case | server, queue always full | server CPU µs per answer |"]
     lines.append("| --- | --- | --- |")
     for o in outcomes:
         for label, cost in o.refusal_cpu_us.items():
             lines.append(f"| {o.case} | {label} | {cost:.1f} |")
     return "\n".join(lines) + "\n"
+
+
+def _medians(outcomes: list[Outcome]) -> list[str]:
+    """Per case run more than once, the median of its runs' goodput and share."""
+    runs: dict[str, list[Outcome]] = {}
+    for outcome in outcomes:
+        runs.setdefault(outcome.case, []).append(outcome)
+    repeated = {case: those for case, those in runs.items() if len(those) > 1}
+    if not repeated:
+        return []
+    lines = ["", "| case | runs | 200/s in overload, median | of capacity, median (runs) |"]
+    lines.append("| --- | --- | --- | --- |")
+    for case, those in repeated.items():
+        shares = ", ".join(f"{o.goodput_share:.0%}" for o in those)
+        lines.append(
+            f"| {case} | {len(those)} | {statistics.median(o.goodput_rps for o in those):,.0f} "
+            f"| {statistics.median(o.goodput_share for o in those):.0%} ({shares}) |"
+        )
+    return lines
 
 
 def add_bench_overload_arguments(bench: argparse.ArgumentParser) -> None:
@@ -329,6 +364,13 @@ def add_bench_overload_arguments(bench: argparse.ArgumentParser) -> None:
     add_option(bench, "--seconds", type=float, default=5.0, help="Length of each wrk measurement.")
     add_option(bench, "--rounds", type=int, default=3, help="Rounds of the refusal cost.")
     add_option(
+        bench,
+        "--repeats",
+        type=int,
+        default=1,
+        help="Capacity and overload runs per case, each on a fresh server; medians shown.",
+    )
+    add_option(
         bench, "--quiet-seconds", type=int, default=5, help="Seconds at half capacity before."
     )
     add_option(bench, "--overload-seconds", type=int, default=10, help="Seconds of overload.")
@@ -347,7 +389,8 @@ def add_bench_overload_arguments(bench: argparse.ArgumentParser) -> None:
 def _run_command(args: argparse.Namespace) -> int:
     if args.baseline is not None and not (args.baseline / "service").is_dir():
         raise UsageError(f"--baseline: {args.baseline} is not a checkout of perfserve")
-    for option in ("factor", "vus", "max_queue", "seconds", "rounds", "overload_seconds"):
+    options = ("factor", "vus", "max_queue", "seconds", "rounds", "repeats", "overload_seconds")
+    for option in options:
         if getattr(args, option) <= 0:
             raise UsageError(f"--{option.replace('_', '-')}: must be above 0")
     args.case = args.case or [Case("sklearn_fp32", 1), Case("onnx_int8", 64)]

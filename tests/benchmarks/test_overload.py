@@ -46,10 +46,15 @@ def test_h2load_offers_the_phases_and_its_log_is_counted_alike(store: Path, tmp_
     require_tool("h2load")
     options = ["--store", str(store), "--out", str(tmp_path), "--generator", "h2load"]
     options += ["--case", "onnx_int8", "--case", "onnx_fp32", "--seconds", "1", "--rounds", "1"]
+    options += ["--repeats", "2"]
     options += ["--vus", "50", "--max-queue", "8", "--quiet-seconds", "1"]
     options += ["--overload-seconds", "2", "--after-seconds", "2"]
     assert main(["bench-overload", *options]) == 0
-    for outcome in json.loads((tmp_path / "bench-overload.json").read_text()):
+    outcomes = json.loads((tmp_path / "bench-overload.json").read_text())
+    assert [(o["case"], o["run"]) for o in outcomes] == [
+        (f"{variant} max batch 64", run) for variant in ("onnx_int8", "onnx_fp32") for run in (1, 2)
+    ]
+    for outcome in outcomes:
         counts = outcome["counts"]
         assert all(counts[phase]["ok"] > 0 for phase in PHASES)
         assert all(counts[phase]["other_5xx"] == counts[phase]["other"] == 0 for phase in PHASES)
@@ -59,7 +64,10 @@ def test_h2load_offers_the_phases_and_its_log_is_counted_alike(store: Path, tmp_
         # Each case counts its own answers only: no more than its half-capacity second sent.
         assert sum(counts["before"].values()) <= outcome["capacity_rps"] / 2 * 1.1 + 64
         assert len(outcome["p99_after_ms"]) == 2
-    assert "503 (headers unseen)" in (tmp_path / "bench-overload.md").read_text()
+    report = (tmp_path / "bench-overload.md").read_text()
+    assert "503 (headers unseen)" in report
+    assert "| onnx_int8 max batch 64, run 2 |" in report
+    assert "| onnx_fp32 max batch 64 | 2 |" in report  # the median of its two runs
 
 
 @pytest.mark.integration
