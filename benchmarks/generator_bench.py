@@ -194,17 +194,27 @@ def k6_knee(k6: str, url: str, args: argparse.Namespace, slo_ms: float) -> list[
     return climb(at, lambda r: bool(r["holds"]), start, top, KNEE_PRECISION, KNEE_MAX_RUNS)[1]
 
 
-def sweep_knee(args: argparse.Namespace, url: str) -> tuple[float | None, str]:
-    """The native sweep's knee for `--variant` at `--knee-slo-ms`, and what limited it."""
+def sweep_knee(
+    url: str,
+    store: Path,
+    variant: str,
+    *,
+    slo_ms: float,
+    step_seconds: float,
+    start_rate: float,
+    generator_cpu: str,
+) -> tuple[float | None, str]:
+    """`perfserve sweep --auto`'s knee for `variant` on the server at `url` (constant
+    arrivals, bisected to 10%), and what limited it."""
     with tempfile.TemporaryDirectory() as out:
         command = [sys.executable, "-m", "perfserve", "sweep", "--url", url]
-        command += ["--store", str(args.store), "--variant", args.variant, "--out", out]
-        command += ["--slo-p99-ms", str(args.knee_slo_ms), "--arrivals", "constant"]
-        command += ["--step-seconds", str(args.knee_seconds), "--precision", "0.1"]
-        command += ["--start-rate", str(args.knee_start_rate), "--metrics-port", "0"]
-        command += ["--generator-cpus", args.generator_cpu]
+        command += ["--store", str(store), "--variant", variant, "--out", out]
+        command += ["--slo-p99-ms", str(slo_ms), "--arrivals", "constant"]
+        command += ["--step-seconds", str(step_seconds), "--precision", "0.1"]
+        command += ["--start-rate", str(start_rate), "--metrics-port", "0"]
+        command += ["--generator-cpus", generator_cpu]
         subprocess.run(command, check=True, capture_output=True)
-        found = json.loads(Path(out, "summary.json").read_text())["variants"][args.variant]
+        found = json.loads(Path(out, "summary.json").read_text())["variants"][variant]
     return found["knee_qps"], found["knee_limited_by"]
 
 
@@ -218,7 +228,15 @@ def knee_round(args: argparse.Namespace, k6_first: bool) -> tuple[float | None, 
     with running_server(args.store, options=options, cpus=args.server_cpu) as server:
         if k6_first:
             runs = k6_knee(args.k6, server.url, args, args.knee_slo_ms)
-        ours, limited_by = sweep_knee(args, server.url)
+        ours, limited_by = sweep_knee(
+            server.url,
+            args.store,
+            args.variant,
+            slo_ms=args.knee_slo_ms,
+            step_seconds=args.knee_seconds,
+            start_rate=args.knee_start_rate,
+            generator_cpu=args.generator_cpu,
+        )
         if not k6_first:
             runs = k6_knee(args.k6, server.url, args, args.knee_slo_ms)
     theirs = max((r["rate"] for r in runs if r["holds"]), default=None)

@@ -3,6 +3,8 @@
 For each case (a variant and its batch size), one server pinned to one core, and in order:
 
 1. capacity: wrk, closed loop at 64 connections, `--seconds` long: the most it answers;
+   or with `--capacity knee`, the sweep's knee (native engine, constant arrivals, steps
+   of 3 s, bisected to 10%) at `--slo-p99-ms`: the most it answers within the SLO;
 2. the offered load, by `--generator`: `before` at half the capacity, `overload` at
    `--factor` times it, `after` at half again. k6 (the default) runs them as one
    script of constant-arrival-rate scenarios (new requests at a fixed rate whatever the
@@ -42,6 +44,7 @@ from pathlib import Path
 
 import psutil
 
+from benchmarks.generator_bench import sweep_knee
 from benchmarks.http_overhead import (
     add_pinned_bench_options,
     run_wrk,
@@ -56,12 +59,17 @@ from benchmarks.overload_load import (
     offer_with_k6,
 )
 from common.processes import running_bare_server, running_server
+from common.slo import SLO_P99_MS
 from common.usage import RawDescriptionHelpFormatter, UsageError, add_option
+from loadtests.sweep.knee import LOWER_BOUND_LIMITS
 from service.build import build_store
 from service.store import StoreError, load_holdout, load_manifest
 from staging.nginx import SHEDDING_KINDS, Shedding, running_nginx
 
 CAPACITY_CONNECTIONS = 64
+WRK_CAPACITY = f"wrk, {CAPACITY_CONNECTIONS} connections"
+CAPACITIES = ("wrk", "knee")
+KNEE_STEP_SECONDS, KNEE_START_RATE = 3.0, 500.0  # as `make demo`'s
 LOAD_BALANCERS = ("none", "nginx", *(f"nginx+{kind}" for kind in SHEDDING_KINDS))
 
 
@@ -86,6 +94,10 @@ class Outcome:
     normal_from_s: int | None
     refusal_cpu_us: dict[str, float] = field(default_factory=dict)
     run: int = 1
+    capacity_from: str = WRK_CAPACITY
+    capacity_is_bound: bool = False
+    """The knee was limited by the generator or the rates tried: the server holds at
+    least this much, and the share is at most the one shown."""
 
     @property
     def goodput_share(self) -> float:
@@ -153,17 +165,41 @@ def _run_case(
     offer = offer_with_h2load if args.generator == "h2load" else offer_with_k6
     with running_server(args.store, options=options, cpus=args.server_cpu) as server:
         with _balanced(args, server.url, work / "lb", None) as base:
-            run_wrk(wrk, args.client_cpu, script, base + path, 8, 1)  # warm up
-            reading = run_wrk(
-                wrk, args.client_cpu, script, base + path, CAPACITY_CONNECTIONS, args.seconds
-            )
-            capacity = reading["requests"] / (reading["duration_us"] / 1e6)
+            capacity, capacity_from, is_bound = _capacity(args, wrk, script, base, case.variant)
         with _balanced(args, server.url, work / "lb", _shedding(args, capacity)) as base:
             offered = offer(generator, args, work, base + path, body, capacity)
         outcome = _outcome(name, capacity, args, offered)
-    outcome.run = run
+    outcome.run, outcome.capacity_from, outcome.capacity_is_bound = run, capacity_from, is_bound
     print(f"{name} run {run} done", file=sys.stderr)
     return outcome
+
+
+def _capacity(
+    args: argparse.Namespace, wrk: str, script: Path, base: str, variant: str
+) -> tuple[float, str, bool]:
+    """What the overload is measured against (see `--capacity`), how it was measured,
+    and whether it is only a lower bound."""
+    if args.capacity == "knee":
+        knee, limited_by = sweep_knee(
+            base,
+            args.store,
+            variant,
+            slo_ms=args.slo_p99_ms,
+            step_seconds=KNEE_STEP_SECONDS,
+            start_rate=KNEE_START_RATE,
+            generator_cpu=args.client_cpu,
+        )
+        if knee is None:
+            raise RuntimeError(f"{variant}: no rate held p99 <= {args.slo_p99_ms:g} ms")
+        return (
+            knee,
+            f"knee at p99 <= {args.slo_p99_ms:g} ms ({limited_by})",
+            (limited_by in LOWER_BOUND_LIMITS),
+        )
+    path = f"{base}/models/{variant}/predict"
+    run_wrk(wrk, args.client_cpu, script, path, 8, 1)  # warm up
+    reading = run_wrk(wrk, args.client_cpu, script, path, CAPACITY_CONNECTIONS, args.seconds)
+    return reading["requests"] / (reading["duration_us"] / 1e6), WRK_CAPACITY, False
 
 
 def _balanced(
@@ -276,10 +312,11 @@ def render(outcomes: list[Outcome], factor: float, generator: str = "k6") -> str
     if generator == "h2load":
         refusals = "503 (headers unseen) | -"
     lines = [
-        f"| case | capacity req/s | offered ({factor:g}x) | 200/s in overload | of capacity "
+        f"| case | capacity from | capacity req/s | offered ({factor:g}x) | 200/s in overload "
+        "| of capacity "
         f"| {refusals} | other 5xx | connection errors | dropped by {generator} "
         "| p99 before ms | back to normal after |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     repeated = {o.case for o in outcomes if o.run > 1}
 
@@ -292,8 +329,8 @@ def render(outcomes: list[Outcome], factor: float, generator: str = "k6") -> str
         }
         normal = "not within the run" if o.normal_from_s is None else f"{o.normal_from_s} s"
         lines.append(
-            f"| {row_name(o)} | {o.capacity_rps:,.0f} | {o.offered_rps:,.0f} | {o.goodput_rps:,.0f} "
-            f"| {o.goodput_share:.0%} | {counts['refused']} "
+            f"| {row_name(o)} | {o.capacity_from} | {_at_least(o)}{o.capacity_rps:,.0f} "
+            f"| {o.offered_rps:,.0f} | {o.goodput_rps:,.0f} | {_share(o)} | {counts['refused']} "
             f"| {counts['refused_without_retry_after']} | {counts['other_5xx']} "
             f"| {counts['connection_error']} | {o.dropped} | {o.p99_before_ms:.2f} | {normal} |"
         )
@@ -320,12 +357,21 @@ def _medians(outcomes: list[Outcome]) -> list[str]:
     lines = ["", "| case | runs | 200/s in overload, median | of capacity, median (runs) |"]
     lines.append("| --- | --- | --- | --- |")
     for case, those in repeated.items():
-        shares = ", ".join(f"{o.goodput_share:.0%}" for o in those)
+        shares = ", ".join(_share(o) for o in those)
+        bound = "at most " if any(o.capacity_is_bound for o in those) else ""
         lines.append(
             f"| {case} | {len(those)} | {statistics.median(o.goodput_rps for o in those):,.0f} "
-            f"| {statistics.median(o.goodput_share for o in those):.0%} ({shares}) |"
+            f"| {bound}{statistics.median(o.goodput_share for o in those):.0%} ({shares}) |"
         )
     return lines
+
+
+def _at_least(outcome: Outcome) -> str:
+    return "≥ " if outcome.capacity_is_bound else ""
+
+
+def _share(outcome: Outcome) -> str:
+    return f"{'≤ ' if outcome.capacity_is_bound else ''}{outcome.goodput_share:.0%}"
 
 
 def add_bench_overload_arguments(bench: argparse.ArgumentParser) -> None:
@@ -355,6 +401,21 @@ def add_bench_overload_arguments(bench: argparse.ArgumentParser) -> None:
         help="Load the replica directly, or through the stack's nginx (on --client-cpu), "
         "which may shed itself: limit-conn admits as many requests at once as capacity "
         "was measured with, limit-req capacity's rate.",
+    )
+    add_option(
+        bench,
+        "--capacity",
+        choices=CAPACITIES,
+        default="wrk",
+        help="What the offered load and goodput are measured against: wrk's most at 64 "
+        "connections, or the sweep's knee at --slo-p99-ms (the most within the SLO).",
+    )
+    add_option(
+        bench,
+        "--slo-p99-ms",
+        type=float,
+        default=SLO_P99_MS,
+        help="With --capacity knee: the SLO the knee holds.",
     )
     add_option(bench, "--factor", type=float, default=3.0, help="Offered load over capacity.")
     add_option(
@@ -389,8 +450,8 @@ def add_bench_overload_arguments(bench: argparse.ArgumentParser) -> None:
 def _run_command(args: argparse.Namespace) -> int:
     if args.baseline is not None and not (args.baseline / "service").is_dir():
         raise UsageError(f"--baseline: {args.baseline} is not a checkout of perfserve")
-    options = ("factor", "vus", "max_queue", "seconds", "rounds", "repeats", "overload_seconds")
-    for option in options:
+    positive = ("factor", "vus", "max_queue", "seconds", "rounds", "repeats", "overload_seconds")
+    for option in (*positive, "slo_p99_ms"):
         if getattr(args, option) <= 0:
             raise UsageError(f"--{option.replace('_', '-')}: must be above 0")
     args.case = args.case or [Case("sklearn_fp32", 1), Case("onnx_int8", 64)]
