@@ -190,7 +190,10 @@ def _capacity(
             generator_cpu=args.client_cpu,
         )
         if knee is None:
-            raise RuntimeError(f"{variant}: no rate held p99 <= {args.slo_p99_ms:g} ms")
+            raise UsageError(
+                f"--slo-p99-ms {args.slo_p99_ms:g}: {variant} held it at no rate from "
+                f"{KNEE_START_RATE:g}/s up; loosen it, or use --capacity wrk"
+            )
         return (
             knee,
             f"knee at p99 <= {args.slo_p99_ms:g} ms ({limited_by})",
