@@ -16,6 +16,8 @@ from loadtests.sweep.results import StepResult
 
 GENERATOR_BOUND = "generator-bound"
 INCONCLUSIVE = ("unstable", "too-few-answers")
+SAYS_NOTHING = (GENERATOR_BOUND, *INCONCLUSIVE)
+"""Verdicts that tell nothing of the server: measured once more, then the search ends."""
 LIMITS = {"generator-bound": "generator", "unstable": "unstable", "too-few-answers": "unstable"}
 MAX_HALVINGS = 4
 T = TypeVar("T")
@@ -75,9 +77,11 @@ def search(
 ) -> list[StepResult]:
     """Doubling, then bisection; returns every step measured, in order.
 
-    A generator-bound step ends the search. An inconclusive one (unstable, too few
-    answers) is measured once more; if it stays inconclusive the search ends there
-    rather than reading it as a failure of the server."""
+    A step that says nothing of the server, generator-bound or inconclusive (unstable,
+    too few answers), is measured once more: a stall of the machine that made the
+    generator late once, or one step's noise, should not end the search. If it says
+    nothing again the search ends there, rather than reading it as a failure of the
+    server."""
     steps: list[StepResult] = []
     held: float | None = None
     failed: float | None = None
@@ -86,10 +90,10 @@ def search(
     while len(steps) < max_steps:
         step = measure(rate)
         steps.append(step)
-        if step.verdict in INCONCLUSIVE and len(steps) < max_steps:
+        if step.verdict in SAYS_NOTHING and len(steps) < max_steps:
             step = measure(rate)
             steps.append(step)
-        if step.verdict == GENERATOR_BOUND or step.verdict in INCONCLUSIVE:
+        if step.verdict in SAYS_NOTHING:
             break
         if step.holds:
             held = rate
