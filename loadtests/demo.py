@@ -22,7 +22,7 @@ from service.build import build_store
 from service.store import StoreError, load_manifest
 
 DEMO_STEPS = StepSettings(
-    slo_p99_ms=SLO_P99_MS, step_seconds=3.0, window_seconds=1.0, max_step_seconds=5.0
+    slo_p99_ms=SLO_P99_MS, step_seconds=3.0, window_seconds=1.0, max_step_seconds=9.0
 )
 START_RATE, MAX_RATE, PRECISION = 500.0, 32_000.0, 0.25
 
