@@ -210,7 +210,7 @@ def sweep_knee(
         command = [sys.executable, "-m", "perfserve", "sweep", "--url", url]
         command += ["--store", str(store), "--variant", variant, "--out", out]
         command += ["--slo-p99-ms", str(slo_ms), "--arrivals", "constant"]
-        command += ["--step-seconds", str(step_seconds), "--precision", "0.1"]
+        command += ["--step-seconds", str(step_seconds), "--precision", str(KNEE_PRECISION)]
         command += ["--start-rate", str(start_rate), "--metrics-port", "0"]
         command += ["--generator-cpus", generator_cpu]
         subprocess.run(command, check=True, capture_output=True)

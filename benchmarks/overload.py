@@ -199,9 +199,9 @@ def _capacity(
             f"knee at p99 <= {args.slo_p99_ms:g} ms ({limited_by})",
             (limited_by in LOWER_BOUND_LIMITS),
         )
-    path = f"{base}/models/{variant}/predict"
-    run_wrk(wrk, args.client_cpu, script, path, 8, 1)  # warm up
-    reading = run_wrk(wrk, args.client_cpu, script, path, CAPACITY_CONNECTIONS, args.seconds)
+    url = f"{base}/models/{variant}/predict"
+    run_wrk(wrk, args.client_cpu, script, url, 8, 1)  # warm up
+    reading = run_wrk(wrk, args.client_cpu, script, url, CAPACITY_CONNECTIONS, args.seconds)
     return reading["requests"] / (reading["duration_us"] / 1e6), WRK_CAPACITY, False
 
 
