@@ -92,7 +92,7 @@ KNEE_NOTE = (
     "<b>≥</b> marks a lower bound: the search stopped for a reason other than the server "
     "missing the SLO, so the server may hold more. Limited by: <b>slo</b>, the next rate "
     "missed the SLO or saturated the server (the knee is the server's); <b>generator</b>, "
-    "the next rate was generator-bound (add generator processes or cores); <b>unstable</b>, "
+    "the next rate was generator-bound twice (add generator processes or cores); <b>unstable</b>, "
     "the next rate gave no settled answer twice; <b>max-rate</b>, every rate tried held."
 )
 
