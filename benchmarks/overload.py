@@ -44,13 +44,13 @@ from pathlib import Path
 
 import psutil
 
-from benchmarks.generator_bench import sweep_knee
 from benchmarks.http_overhead import (
     add_pinned_bench_options,
     run_wrk,
     serving_child_pid,
     write_wrk_script,
 )
+from benchmarks.knee_check import sweep_knee
 from benchmarks.overload_load import (
     GENERATORS,
     KINDS,

@@ -1,0 +1,169 @@
+"""The sweep's knee beside the knee an independent open-loop generator finds.
+
+On one server per round, pinned to its core, the native sweep (`perfserve sweep`,
+constant arrivals) and each reference generator (k6, openloop: benchmarks/references.py)
+search the same variant at the same SLO by the same rule: doubling from a start rate,
+or halving while even the start fails, then bisection to `KNEE_PRECISION`. Every step
+lasts `--knee-seconds` on both sides: the sweep does not extend an unsettled step here,
+since near the knee a longer step is likelier to catch one of the server's stalls, and
+the comparison is of the generators, not of step lengths. Which goes
+first alternates between rounds, so a server that warms or drifts during a round
+favours neither; with several rounds, the medians (the knee of one server moves by
+±20% from run to run, more than two generators differ within a run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from benchmarks.references import Step
+from common.processes import running_server
+from loadtests.sweep.knee import climb
+
+KNEE_PRECISION = 0.1
+KNEE_MAX_RUNS = 14
+SHORTFALL = 0.05
+OWN_LATE_LIMIT = 0.01
+"""As the sweep's calibration: sends more than 5% short, or more than 1% of them late by
+the generator's own doing, and the step measured the generator."""
+
+
+def holds(run: dict[str, Any], rate: float, slo_ms: float) -> bool:
+    """A step holds when the generator offered the rate (within 5%, nothing dropped, at
+    most 1% late by its own doing), every answer was a 200, and p99 met the SLO."""
+    return (
+        run["sent_qps"] >= (1 - SHORTFALL) * rate
+        and not run["dropped"]
+        and (run["late_share"] or 0.0) <= OWN_LATE_LIMIT
+        and not run["failed"]
+        and run["p99_ms"] <= slo_ms
+    )
+
+
+def reference_knee(
+    name: str, step: Step, url: str, args: argparse.Namespace
+) -> list[dict[str, Any]]:
+    """The steps a reference generator ran to find its knee, each with its rate and
+    whether it held."""
+
+    def at(rate: float) -> dict[str, Any]:
+        run = step(url, rate, args.knee_seconds)
+        run["rate"] = rate
+        run["holds"] = holds(run, rate, args.knee_slo_ms)
+        late = "" if run["late_share"] is None else f", late {run['late_share']:.2%}"
+        print(f"  {name} {rate:,.0f}/s: p99 {run['p99_ms']:.2f} ms{late}, holds {run['holds']}",
+              file=sys.stderr, flush=True)  # fmt: skip
+        return run
+
+    start, top = args.knee_start_rate, args.knee_max_rate
+    return climb(at, lambda r: bool(r["holds"]), start, top, KNEE_PRECISION, KNEE_MAX_RUNS)[1]
+
+
+def sweep_knee(
+    url: str,
+    store: Path,
+    variant: str,
+    *,
+    slo_ms: float,
+    step_seconds: float,
+    start_rate: float,
+    generator_cpu: str,
+    max_rate: float | None = None,
+    max_step_seconds: float | None = None,
+) -> tuple[float | None, str]:
+    """`perfserve sweep --auto`'s knee for `variant` on the server at `url` (constant
+    arrivals, bisected to `KNEE_PRECISION`, up to `max_rate` or the sweep's own top;
+    steps extended up to `max_step_seconds` or the sweep's own limit while they have
+    not settled), and what limited it."""
+    with tempfile.TemporaryDirectory() as out:
+        command = [sys.executable, "-m", "perfserve", "sweep", "--url", url]
+        command += ["--store", str(store), "--variant", variant, "--out", out]
+        command += ["--slo-p99-ms", str(slo_ms), "--arrivals", "constant"]
+        command += ["--step-seconds", str(step_seconds), "--precision", str(KNEE_PRECISION)]
+        command += ["--start-rate", str(start_rate), "--metrics-port", "0"]
+        command += ["--generator-cpus", generator_cpu]
+        if max_rate is not None:
+            command += ["--max-rate", str(max_rate)]
+        if max_step_seconds is not None:
+            command += ["--max-step-seconds", str(max_step_seconds)]
+        subprocess.run(command, check=True, capture_output=True)
+        found = json.loads(Path(out, "summary.json").read_text())["variants"][variant]
+    return found["knee_qps"], found["knee_limited_by"]
+
+
+def knee_round(
+    references: dict[str, Step], args: argparse.Namespace, references_first: bool
+) -> tuple[float | None, str, dict[str, float | None]]:
+    """One round on a fresh server: the native sweep's knee, what limited it, and each
+    reference's knee."""
+    options = []
+    if args.knee_max_batch_size is not None:
+        options = ["--max-batch-size", str(args.knee_max_batch_size)]
+    theirs: dict[str, float | None] = {}
+
+    def run_references(url: str) -> None:
+        for name, step in references.items():
+            runs = reference_knee(name, step, url, args)
+            theirs[name] = max((r["rate"] for r in runs if r["holds"]), default=None)
+
+    with running_server(args.store, options=options, cpus=args.server_cpu) as server:
+        if references_first:
+            run_references(server.url)
+        ours, limited_by = sweep_knee(
+            server.url,
+            args.store,
+            args.variant,
+            slo_ms=args.knee_slo_ms,
+            step_seconds=args.knee_seconds,
+            start_rate=args.knee_start_rate,
+            generator_cpu=args.generator_cpu,
+            max_rate=args.knee_max_rate,
+            max_step_seconds=args.knee_seconds,
+        )
+        if not references_first:
+            run_references(server.url)
+    return ours, limited_by, theirs
+
+
+def compare_knees(references: dict[str, Step], args: argparse.Namespace) -> str:
+    """The native sweep's knee and each reference's, round by round, then the medians."""
+    slo = args.knee_slo_ms
+    batch = "" if args.knee_max_batch_size is None else f", max batch {args.knee_max_batch_size}"
+    lines = [f"knee of {args.variant}{batch} at p99 <= {slo:g} ms, constant arrivals:"]
+    ours_all: list[float] = []
+    theirs_all: dict[str, list[float]] = {name: [] for name in references}
+    for number in range(args.knee_rounds):
+        ours, limited_by, theirs = knee_round(references, args, number % 2 == 1)
+        line = f"  round {number + 1}: native sweep {_shown(ours)} (limited by {limited_by})"
+        for name, knee in theirs.items():
+            ratio = f"{ours / knee:.2f}" if ours and knee else "-"
+            bound = "≥ " if knee == args.knee_max_rate else ""
+            line += f", {name} bisection {bound}{_shown(knee)}, native / {name} {ratio}"
+        lines.append(line)
+        print(line, file=sys.stderr, flush=True)
+        if ours:
+            ours_all.append(ours)
+        for name, knee in theirs.items():
+            if knee:
+                theirs_all[name].append(knee)
+    if len(ours_all) > 1:
+        ours_median = statistics.median(ours_all)
+        line = f"  medians over {len(ours_all)} rounds: native sweep {ours_median:,.0f}"
+        for name, knees in theirs_all.items():
+            if knees:
+                theirs_median = statistics.median(knees)
+                line += f", {name} {theirs_median:,.0f}, native / {name} "
+                line += f"{ours_median / theirs_median:.2f}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _shown(knee: float | None) -> str:
+    return "none" if knee is None else f"{knee:,.0f}/s"

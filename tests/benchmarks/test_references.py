@@ -1,0 +1,58 @@
+"""The reference generators the sweep is checked against: openloop, built from its C
+source and run against a real server, and the rule by which their steps hold."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from benchmarks.knee_check import holds
+from benchmarks.references import build_openloop, run_openloop
+from common.processes import running_server
+from perfserve.cli import main
+from tests.utils import require_tool
+
+A_STEP = {"sent_qps": 1000.0, "dropped": 0, "late_share": 0.0, "failed": 0, "p99_ms": 10.0}
+
+
+def test_a_step_holds_only_when_the_generator_kept_its_rate_and_the_server_its_slo() -> None:
+    assert holds(A_STEP, 1000.0, slo_ms=25.0)
+    assert holds({**A_STEP, "late_share": None}, 1000.0, slo_ms=25.0)  # k6 cannot tell
+    assert not holds(A_STEP, 1000.0, slo_ms=5.0)
+    assert not holds({**A_STEP, "sent_qps": 900.0}, 1000.0, slo_ms=25.0)
+    assert not holds({**A_STEP, "late_share": 0.05}, 1000.0, slo_ms=25.0)
+    assert not holds({**A_STEP, "dropped": 3}, 1000.0, slo_ms=25.0)
+    assert not holds({**A_STEP, "failed": 1}, 1000.0, slo_ms=25.0)
+
+
+@pytest.mark.integration
+def test_openloop_offers_its_rate_and_times_every_answer(store: Path, tmp_path: Path) -> None:
+    require_tool("cc")
+    binary = build_openloop(tmp_path)
+    with running_server(store) as server:
+        step = run_openloop(binary, server.url, store, "onnx_int8", 400.0, 2.0, cpu="0")
+        refused = run_openloop(binary, server.url, store, "no_such", 100.0, 1.0, cpu="0")
+    assert step["sent_qps"] == pytest.approx(400.0, rel=0.05)
+    assert step["failed"] == step["dropped"] == 0
+    assert 0 < step["p50_ms"] <= step["p99_ms"] < 1000
+    # Latency from schedule holds the server's own time and what is outside it.
+    assert 0 < step["outside_p50_ms"] < step["p50_ms"]
+    assert refused["failed"] == 100  # every 404 counted, none timed
+    assert refused["p99_ms"] != refused["p99_ms"]  # NaN: no answer to time
+
+
+@pytest.mark.integration
+def test_the_sweep_knee_is_set_beside_openloops(
+    store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    require_tool("cc")
+    options = ["--store", str(store), "--variant", "sklearn_fp32", "--openloop", "--rounds", "0"]
+    options += ["--knee-slo-ms", "200", "--knee-seconds", "2", "--knee-start-rate", "100"]
+    options += ["--knee-max-rate", "400", "--server-cpu", "0", "--generator-cpu", "0"]
+    assert main(["bench-generator", *options]) == 0
+    knee = capsys.readouterr().out
+    assert "knee of sklearn_fp32 at p99 <= 200 ms, constant arrivals:" in knee
+    # Both searches end at the top rate, which a server with headroom holds: bounds.
+    assert "native sweep 400/s (limited by max-rate)" in knee
+    assert "openloop bisection ≥ 400/s, native / openloop 1.00" in knee
