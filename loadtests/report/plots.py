@@ -44,6 +44,8 @@ PLAIN = FuncFormatter(lambda value, _: f"{value:g}")
 MIN_TICK_RATIO = 1.9
 """Rates labelled on the log axis are at least this far apart: the doublings, not the
 bisection's rates between them, whose labels would overlap."""
+CROWDED_STEPS = 6
+"""More bars than this in a panel and their labels are slanted."""
 
 
 def write_plots(report: SweepReport, out: Path) -> dict[str, Path]:
@@ -176,7 +178,7 @@ def _throughput(targets: list[TargetReport]) -> Figure:
         top.axhline(100 * (1 - RATE_TOLERANCE), color="grey", linestyle="--", linewidth=1)
         top.set(title=f"{target.target}: achieved ÷ target", xticks=x, ylim=(0, 110))
         top.set_xlim(-0.6, max(len(steps), 3) - 0.4)
-        top.set_xticklabels(labels, fontsize=8)
+        _step_labels(top, labels)
         top.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}%"))
         width = 0.8 / len(PROBLEMS)
         for index, (label, color) in enumerate(PROBLEMS):
@@ -184,12 +186,21 @@ def _throughput(targets: list[TargetReport]) -> Figure:
             bottom.bar(x + (index - 2) * width, shares, width, color=color, label=label)
         bottom.set(title=f"{target.target}: what went wrong", xticks=x)
         bottom.set_xlim(-0.6, max(len(steps), 3) - 0.4)
-        bottom.set_xticklabels(labels, fontsize=8)
+        _step_labels(bottom, labels)
         bottom.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}%"))
     axes[0][0].set_ylabel("achieved ÷ target rate (green: holds)")
     axes[1][0].set_ylabel("share of the step's requests")
     _shared_legend(figure, list(axes[1]))
     return figure
+
+
+def _step_labels(ax: Axes, labels: list[str]) -> None:
+    """Rate and verdict under each bar; slanted when there are more bars than fit
+    "misses-slo" side by side, so that neighbours do not run into each other."""
+    if len(labels) <= CROWDED_STEPS:
+        ax.set_xticklabels(labels, fontsize=8)
+    else:
+        ax.set_xticklabels(labels, fontsize=8, rotation=35, ha="right", rotation_mode="anchor")
 
 
 def _problem_shares(step: StepResult) -> tuple[float, ...]:
