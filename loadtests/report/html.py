@@ -160,8 +160,9 @@ def _figures(summary: dict[str, Any], plots: Mapping[str, Path]) -> list[str]:
             "Throughput and what went wrong",
             "Top: the share of its target rate each step achieved (green: the step held; "
             "the dashed line is the 95% a step must reach). Bottom: per step, the share of "
-            "requests slower than the SLO or failed, shed by the server, errors, sends late "
-            "and arrivals dropped by the generator: which side gave way first.",
+            "requests slower than the SLO or failed, shed by the server, errors, arrivals "
+            "that waited for a connection (every one busy: the server's doing), sends late "
+            "by the generator's own doing and arrivals it dropped: which side gave way first.",
         ),
         "queueing": (
             "Waiting in the server",

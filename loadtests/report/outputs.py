@@ -41,7 +41,7 @@ def step_row(step: StepResult) -> dict[str, Any]:
     counts = step.totals
     row.update(
         requests=counts.requests, ok=counts.ok, shed=counts.shed, errors=counts.errors,
-        late=counts.late, dropped=counts.dropped,
+        late=counts.late, blocked=counts.blocked, dropped=counts.dropped,
     )  # fmt: skip
     server = dataclasses.asdict(step.server)
     row.update({f"server_{k}": _round(server[k]) for k in SERVER_COLUMNS})

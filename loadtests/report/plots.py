@@ -37,7 +37,7 @@ from loadtests.sweep.runner import SweepReport, TargetReport
 PERCENTILE_FIELDS = (("p50_ms", "p50"), ("p90_ms", "p90"), ("p99_ms", "p99"), ("p999_ms", "p99.9"))
 PROBLEMS = (
     ("slower than SLO or failed", "C3"), ("shed (503)", "C1"), ("errors", "C4"),
-    ("sent late", "C0"), ("dropped", "C7"),
+    ("waited for a connection", "C0"), ("sent late by the generator", "C9"), ("dropped", "C7"),
 )  # fmt: skip
 PLAIN = FuncFormatter(lambda value, _: f"{value:g}")
 """Tick labels as plain numbers (50, 0.5), not powers of ten."""
@@ -183,7 +183,8 @@ def _throughput(targets: list[TargetReport]) -> Figure:
         width = 0.8 / len(PROBLEMS)
         for index, (label, color) in enumerate(PROBLEMS):
             shares = [100 * _problem_shares(s)[index] for s in steps]
-            bottom.bar(x + (index - 2) * width, shares, width, color=color, label=label)
+            offset = (index - (len(PROBLEMS) - 1) / 2) * width
+            bottom.bar(x + offset, shares, width, color=color, label=label)
         bottom.set(title=f"{target.target}: what went wrong", xticks=x)
         bottom.set_xlim(-0.6, max(len(steps), 3) - 0.4)
         _step_labels(bottom, labels)
@@ -204,14 +205,17 @@ def _step_labels(ax: Axes, labels: list[str]) -> None:
 
 
 def _problem_shares(step: StepResult) -> tuple[float, ...]:
-    """Slower than the SLO or failed (measured windows), then shed, errors, late and
-    dropped (whole step), as shares of the step's requests, in `PROBLEMS` order."""
+    """Slower than the SLO or failed (measured windows), then shed, errors, arrivals
+    that waited for a connection (the server's doing), sends late by the generator's own
+    doing (late sends less those) and dropped (whole step), as shares of the step's
+    requests, in `PROBLEMS` order."""
     counts = step.totals
     requests = max(1, counts.requests)
     miss = 0.0 if math.isnan(step.client.miss_ratio) else step.client.miss_ratio
     return (
         miss, counts.shed / requests, counts.errors / requests,
-        counts.late / requests, counts.dropped / (requests + counts.dropped),
+        counts.blocked / requests, max(0, counts.late - counts.blocked) / requests,
+        counts.dropped / (requests + counts.dropped),
     )  # fmt: skip
 
 

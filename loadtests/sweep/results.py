@@ -47,6 +47,8 @@ class Totals:
     shed: int = 0
     errors: int = 0
     late: int = 0
+    blocked: int = 0
+    """Arrivals that found every connection busy and waited: the server's doing."""
     dropped: int = 0
     statuses: dict[str, int] = field(default_factory=dict)
     answered_by: dict[str, int] = field(default_factory=dict)
@@ -110,6 +112,7 @@ def totals(windows: list[Window]) -> Totals:
         shed=outcomes["shed"],
         errors=outcomes["error"],
         late=sum(w.late for w in windows),
+        blocked=sum(w.blocked for w in windows),
         dropped=sum(w.dropped for w in windows),
         statuses=dict(statuses),
         answered_by={k: v for k, v in answered_by.items() if v},
