@@ -211,11 +211,11 @@ def _problem_shares(step: StepResult) -> tuple[float, ...]:
     requests, in `PROBLEMS` order."""
     counts = step.totals
     requests = max(1, counts.requests)
+    arrivals = requests + counts.dropped  # waiting and dropped count arrivals, sent or not
     miss = 0.0 if math.isnan(step.client.miss_ratio) else step.client.miss_ratio
     return (
-        miss, counts.shed / requests, counts.errors / requests,
-        counts.blocked / requests, max(0, counts.late - counts.blocked) / requests,
-        counts.dropped / (requests + counts.dropped),
+        miss, counts.shed / requests, counts.errors / requests, counts.blocked / arrivals,
+        max(0, counts.late - counts.blocked) / requests, counts.dropped / arrivals,
     )  # fmt: skip
 
 
