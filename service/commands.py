@@ -171,7 +171,9 @@ def check_address(host: str, port: int) -> None:
 
 def _serve_counting_drain(app: object, common: dict[str, object]) -> int:
     """Run one uvicorn server; return how many requests were in flight at the stop signal
-    (uvicorn answers them all before it exits, up to the graceful shutdown time)."""
+    (uvicorn answers them all before it exits, up to the graceful shutdown time): those
+    whose answer was not yet sent, not a request answered a moment ago whose task is
+    still finishing."""
     import uvicorn
 
     class Server(uvicorn.Server):
@@ -179,12 +181,18 @@ def _serve_counting_drain(app: object, common: dict[str, object]) -> int:
 
         def handle_exit(self, sig: int, frame: types.FrameType | None) -> None:
             if not self.should_exit:
-                self.drained = len(self.server_state.tasks)
+                self.drained = sum(map(_answering, self.server_state.connections))
             super().handle_exit(sig, frame)
 
     server = Server(uvicorn.Config(app, **common))  # type: ignore[arg-type]
     server.run()
     return server.drained
+
+
+def _answering(connection: object) -> bool:
+    """Whether a connection's current request is still waiting for its answer."""
+    cycle = getattr(connection, "cycle", None)
+    return cycle is not None and not cycle.response_complete
 
 
 def _serve_workers(settings: Settings, given: dict[str, Any], common: dict[str, object]) -> None:
