@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import MISSING, fields
+from dataclasses import MISSING, fields, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from loadtests.report.outputs import write_outputs
+from loadtests.report.answer import answer
+from loadtests.report.outputs import target_json, write_outputs
 from loadtests.report.text import answers, knee_table
 from loadtests.sweep.knee import knee_of
 from loadtests.sweep.results import ClientSide, StepResult, Totals
@@ -169,3 +170,19 @@ def test_a_rate_tried_twice_shows_the_step_that_held_at_the_knee(tmp_path: Path)
     page = (tmp_path / "report.html").read_text()
     knee_row = page.split("<td><b>200</b></td>")[1].split("</tr>")[0]
     assert "3.50" in knee_row and "16.00" not in knee_row
+
+
+def test_the_answer_names_the_rate_that_failed_not_a_retried_rate_that_then_held() -> None:
+    first_try = step("onnx_fp32", 12_000, "unstable", 80.0)
+    held = step("onnx_fp32", 12_000, "holds", 30.0)
+    # Retried, it held, a little short of the rate: the knee is what it achieved.
+    retried = replace(held, client=replace(held.client, achieved_qps=11_952.0))
+    swept = target(
+        "onnx_fp32", step("onnx_fp32", 10_000, "holds", 20.0), first_try, retried,
+        step("onnx_fp32", 14_000, "misses-slo", 120.0),
+    )  # fmt: skip
+    sentence = answer("onnx_fp32", target_json(swept), slo_ms=50.0)
+    assert sentence == (
+        "onnx_fp32 holds 11,952 req/s at p99 ≤ 50 ms on one replica; "
+        "at 14,000/s it missed the SLO (p99 120.0 ms)."
+    )
