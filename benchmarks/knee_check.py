@@ -25,19 +25,17 @@ from typing import Any
 
 from benchmarks.references import Step
 from common.processes import running_server
-from loadtests.sweep.knee import climb
+from loadtests.sweep.calibration import OWN_LATE_LIMIT, SHORTFALL
+from loadtests.sweep.knee import LOWER_BOUND_LIMITS, climb
 
 KNEE_PRECISION = 0.1
 KNEE_MAX_RUNS = 14
-SHORTFALL = 0.05
-OWN_LATE_LIMIT = 0.01
-"""As the sweep's calibration: sends more than 5% short, or more than 1% of them late by
-the generator's own doing, and the step measured the generator."""
 
 
 def holds(run: dict[str, Any], rate: float, slo_ms: float) -> bool:
     """A step holds when the generator offered the rate (within 5%, nothing dropped, at
-    most 1% late by its own doing), every answer was a 200, and p99 met the SLO."""
+    most 1% late by its own doing: the sweep's calibration rule), every answer was a
+    200, and p99 met the SLO."""
     return (
         run["sent_qps"] >= (1 - SHORTFALL) * rate
         and not run["dropped"]
@@ -133,37 +131,60 @@ def knee_round(
 
 
 def compare_knees(references: dict[str, Step], args: argparse.Namespace) -> str:
-    """The native sweep's knee and each reference's, round by round, then the medians."""
+    """The native sweep's knee and each reference's, round by round, then the medians.
+    A knee that is only a lower bound shows "≥" (the sweep's when something other than
+    the SLO ended its search, a reference's at the top rate), and so does a median of
+    rounds one of which was a bound; a ratio of two bounds shows as "-"."""
     slo = args.knee_slo_ms
     batch = "" if args.knee_max_batch_size is None else f", max batch {args.knee_max_batch_size}"
     lines = [f"knee of {args.variant}{batch} at p99 <= {slo:g} ms, constant arrivals:"]
-    ours_all: list[float] = []
-    theirs_all: dict[str, list[float]] = {name: [] for name in references}
+    ours_all: list[Bounded] = []
+    theirs_all: dict[str, list[Bounded]] = {name: [] for name in references}
     for number in range(args.knee_rounds):
         ours, limited_by, theirs = knee_round(references, args, number % 2 == 1)
-        line = f"  round {number + 1}: native sweep {_shown(ours)} (limited by {limited_by})"
+        ours_known = (ours, limited_by in LOWER_BOUND_LIMITS)
+        line = f"  round {number + 1}: native sweep {_shown(ours_known)} (limited by {limited_by})"
         for name, knee in theirs.items():
-            ratio = f"{ours / knee:.2f}" if ours and knee else "-"
-            bound = "≥ " if knee == args.knee_max_rate else ""
-            line += f", {name} bisection {bound}{_shown(knee)}, native / {name} {ratio}"
+            theirs_known = (knee, knee == args.knee_max_rate)
+            line += f", {name} bisection {_shown(theirs_known)}, native / {name} "
+            line += _ratio(ours_known, theirs_known)
+            if knee:
+                theirs_all[name].append(theirs_known)
         lines.append(line)
         print(line, file=sys.stderr, flush=True)
         if ours:
-            ours_all.append(ours)
-        for name, knee in theirs.items():
-            if knee:
-                theirs_all[name].append(knee)
+            ours_all.append(ours_known)
     if len(ours_all) > 1:
-        ours_median = statistics.median(ours_all)
-        line = f"  medians over {len(ours_all)} rounds: native sweep {ours_median:,.0f}"
+        ours_median = _median(ours_all)
+        line = f"  medians over {len(ours_all)} rounds: native sweep {_shown(ours_median)}"
         for name, knees in theirs_all.items():
             if knees:
-                theirs_median = statistics.median(knees)
-                line += f", {name} {theirs_median:,.0f}, native / {name} "
-                line += f"{ours_median / theirs_median:.2f}"
+                theirs_median = _median(knees)
+                line += f", {name} {_shown(theirs_median)}, native / {name} "
+                line += _ratio(ours_median, theirs_median)
         lines.append(line)
     return "\n".join(lines)
 
 
-def _shown(knee: float | None) -> str:
-    return "none" if knee is None else f"{knee:,.0f}/s"
+Bounded = tuple[float | None, bool]
+"""A knee in requests/s (None: no rate held) and whether it is only a lower bound."""
+
+
+def _median(knees: list[Bounded]) -> Bounded:
+    """The median of knees; a lower bound when any of them is one (a bound can only
+    rise, and the median with it)."""
+    return statistics.median(k for k, _ in knees if k), any(bound for _, bound in knees)
+
+
+def _ratio(ours: Bounded, theirs: Bounded) -> str:
+    """ours / theirs, "≥" or "≤" when one side is a bound, "-" when both are or either
+    is missing."""
+    (mine, my_bound), (other, other_bound) = ours, theirs
+    if not mine or not other or (my_bound and other_bound):
+        return "-"
+    return f"{'≥ ' if my_bound else '≤ ' if other_bound else ''}{mine / other:.2f}"
+
+
+def _shown(knee: Bounded) -> str:
+    qps, bound = knee
+    return "none" if qps is None else f"{'≥ ' if bound else ''}{qps:,.0f}/s"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.knee_check import holds
+from benchmarks.knee_check import _median, _ratio, holds
 from benchmarks.references import build_openloop, run_openloop
 from common.processes import running_server
 from perfserve.cli import main
@@ -24,6 +24,15 @@ def test_a_step_holds_only_when_the_generator_kept_its_rate_and_the_server_its_s
     assert not holds({**A_STEP, "late_share": 0.05}, 1000.0, slo_ms=25.0)
     assert not holds({**A_STEP, "dropped": 3}, 1000.0, slo_ms=25.0)
     assert not holds({**A_STEP, "failed": 1}, 1000.0, slo_ms=25.0)
+
+
+def test_a_knee_that_is_only_a_bound_keeps_its_sign_through_ratios_and_medians() -> None:
+    assert _ratio((8000.0, False), (7500.0, False)) == "1.07"
+    assert _ratio((8000.0, True), (7500.0, False)) == "≥ 1.07"  # the sweep could hold more
+    assert _ratio((8000.0, False), (8000.0, True)) == "≤ 1.00"
+    assert _ratio((8000.0, True), (8000.0, True)) == "-"
+    assert _median([(7000.0, False), (8000.0, True), (9000.0, False)]) == (8000.0, True)
+    assert _median([(7000.0, False), (9000.0, False)]) == (8000.0, False)
 
 
 @pytest.mark.integration
@@ -53,6 +62,7 @@ def test_the_sweep_knee_is_set_beside_openloops(
     assert main(["bench-generator", *options]) == 0
     knee = capsys.readouterr().out
     assert "knee of sklearn_fp32 at p99 <= 200 ms, constant arrivals:" in knee
-    # Both searches end at the top rate, which a server with headroom holds: bounds.
-    assert "native sweep 400/s (limited by max-rate)" in knee
-    assert "openloop bisection ≥ 400/s, native / openloop 1.00" in knee
+    # Both searches end at the top rate, which a server with headroom holds: two bounds,
+    # whose ratio says nothing.
+    assert "native sweep ≥ 400/s (limited by max-rate)" in knee
+    assert "openloop bisection ≥ 400/s, native / openloop -" in knee
