@@ -8,10 +8,12 @@ schedule, the part of it outside the server's own `Server-Timing` total (what th
 both HTTP stacks and the generator add), and the server's CPU per request. With `--k6`
 or `--openloop`, reference generators that share no code with the engines
 (benchmarks/references.py) run the same step, as a reference for what a generator adds
-and for the server's CPU per request; with `--knee-slo-ms` too, the native sweep's knee
-for `--variant` is set beside theirs (benchmarks/knee_check.py). Each engine runs in a
-process of its own (Locust patches the process it runs in with gevent); rounds are
-interleaved and the table shows medians over rounds.
+and for the server's CPU per request; `--openloop` adds the wire row too, openloop
+against a C server that does no work, the part of "added" that is the machine's own.
+With `--knee-slo-ms` too, the native sweep's knee for `--variant` is set beside theirs
+(benchmarks/knee_check.py). Each engine runs in a process of its own (Locust patches
+the process it runs in with gevent); rounds are interleaved and the table shows medians
+over rounds.
 """
 
 from __future__ import annotations
@@ -31,7 +33,15 @@ import httpx
 import psutil
 
 from benchmarks.knee_check import compare_knees
-from benchmarks.references import Step, build_openloop, k6_step, openloop_step
+from benchmarks.references import (
+    Step,
+    build_instant,
+    build_openloop,
+    k6_step,
+    openloop_step,
+    run_openloop,
+    running_instant,
+)
 from common.processes import running_server
 from common.usage import UsageError, add_option
 from loadtests.argtypes import positive_float
@@ -106,6 +116,16 @@ def measure_reference(
     return result
 
 
+def measure_wire(
+    openloop: Path, instant: Path, store: Path, rate: float, seconds: float, cpus: tuple[str, str]
+) -> dict[str, Any]:
+    """openloop's step at `rate` against the instant server (no work, a Server-Timing
+    total of zero) on the server's core: the loopback path and the wake-ups alone."""
+    server_cpu, generator_cpu = cpus
+    with running_instant(instant, server_cpu) as url:
+        return run_openloop(openloop, url, store, "wire", rate, seconds, generator_cpu)
+
+
 def scrape_cost_ms(store: Path, server_cpu: str, scrapes: int = 50) -> float:
     """Server CPU per `/metrics` scrape, once every variant has answered (the sweep's
     gauge sampler pays this on the server's core each time it reads)."""
@@ -133,9 +153,12 @@ def _served(url: str) -> float:
 
 
 def run_benchmark(
-    args: argparse.Namespace, references: dict[str, Step]
+    args: argparse.Namespace, references: dict[str, Step], wire: tuple[Path, Path] | None
 ) -> dict[str, list[dict[str, Any]]]:
-    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in [*args.engines, *references]}
+    """Each engine and reference generator, then the wire (openloop and instant, when
+    built), once per round."""
+    rows = [*args.engines, *references, *(["wire"] if wire else [])]
+    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in rows}
     for number in range(args.rounds):
         print(f"round {number + 1}/{args.rounds}", file=sys.stderr, flush=True)
         for engine in args.engines:
@@ -150,6 +173,9 @@ def run_benchmark(
                     step, args.store, args.variant, args.rate, args.seconds, args.server_cpu
                 )
             )
+        if wire:
+            cpus = (args.server_cpu, args.generator_cpu)
+            rounds["wire"].append(measure_wire(*wire, args.store, args.rate, args.seconds, cpus))
     return rounds
 
 
@@ -172,7 +198,8 @@ def render(rounds: dict[str, list[dict[str, Any]]], rate: float) -> str:
     lines = [
         f"ceiling: against the bare-ASGI floor; the rest: one step at {rate:,.0f}/s "
         "(added = latency minus the server's Server-Timing total; from the schedule, but "
-        "k6 from its send)",
+        "k6 from its send; wire: openloop against a C server that does no work, the "
+        "loopback path and wake-ups no generator can take away)",
         f"{'engine':<8}" + "".join(f"{title:>14}" for _, title, _ in COLUMNS),
     ]
     for name, results in rounds.items():
@@ -204,7 +231,8 @@ def add_bench_generator_arguments(bench: argparse.ArgumentParser) -> None:
         (
             "--openloop",
             {"action": "store_true"},
-            "Build benchmarks/openloop.c (needs cc) and run it beside the engines.",
+            "Build benchmarks/openloop.c and instant.c (needs cc); run openloop beside the "
+            "engines, and against instant for the wire's own latency.",
         ),
         (
             "--knee-slo-ms",
@@ -242,10 +270,12 @@ def run_command(args: argparse.Namespace) -> int:
     if args.knee_slo_ms and not (args.k6 or args.openloop):
         raise UsageError("--knee-slo-ms needs --k6 or --openloop (an independent generator)")
     with tempfile.TemporaryDirectory() as folder:
-        references = reference_steps(args, Path(folder))
+        openloop = build_openloop(Path(folder)) if args.openloop else None
+        references = reference_steps(args, openloop)
+        wire = (openloop, build_instant(Path(folder))) if openloop else None
         print(f"load average before: {os.getloadavg()}", file=sys.stderr)
         if args.rounds:
-            print(render(run_benchmark(args, references), args.rate))
+            print(render(run_benchmark(args, references, wire), args.rate))
             cost = scrape_cost_ms(args.store, args.server_cpu)
             print(f"server CPU per /metrics scrape: {cost:.1f} ms")
         if args.knee_slo_ms:
@@ -254,15 +284,15 @@ def run_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def reference_steps(args: argparse.Namespace, folder: Path) -> dict[str, Step]:
-    """The reference generators asked for, pinned to the generator CPU (openloop built
-    into `folder`)."""
+def reference_steps(args: argparse.Namespace, openloop: Path | None) -> dict[str, Step]:
+    """The reference generators asked for, pinned to the generator CPU."""
     references = {}
     if args.k6:
         references["k6"] = k6_step(args.k6, args.store, args.variant, args.generator_cpu)
-    if args.openloop:
-        binary = build_openloop(folder)
-        references["openloop"] = openloop_step(binary, args.store, args.variant, args.generator_cpu)
+    if openloop:
+        references["openloop"] = openloop_step(
+            openloop, args.store, args.variant, args.generator_cpu
+        )
     return references
 
 

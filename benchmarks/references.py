@@ -9,6 +9,10 @@ figures, so a knee search or a latency row can use either:
   compiled here, sharing no code with the sweep's engines. It times from the schedule
   like the native engine, and one core offers 20,000 requests a second against the
   bare-ASGI floor, enough for the ONNX variants' knees.
+
+And `benchmarks/instant.c`, a server that answers at once and reports a Server-Timing
+total of zero: openloop against it measures the wire alone, the floor under every
+"added" figure.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ import math
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -38,6 +43,7 @@ queue filling to its level."""
 MAX_IN_FLIGHT = 256
 """openloop's connections, the sweep's `--max-in-flight` default."""
 OPENLOOP_SOURCE = Path(__file__).with_name("openloop.c")
+INSTANT_SOURCE = Path(__file__).with_name("instant.c")
 K6_SCRIPT = """
 import exec from 'k6/execution';
 import http from 'k6/http';
@@ -111,15 +117,41 @@ def run_k6(
 
 def build_openloop(folder: Path) -> Path:
     """Compile `openloop.c` into `folder` with the system's C compiler."""
+    return _compile(OPENLOOP_SOURCE, folder)
+
+
+def build_instant(folder: Path) -> Path:
+    """Compile `instant.c` into `folder` with the system's C compiler."""
+    return _compile(INSTANT_SOURCE, folder)
+
+
+@contextmanager
+def running_instant(binary: Path, cpu: str) -> Iterator[str]:
+    """The instant server (built by `build_instant`) pinned to `cpu`, on a free loopback
+    port; yields its URL and stops it on the way out."""
+    command = ["taskset", "-c", cpu, str(binary), "0"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        words = process.stdout.readline().split()
+        if words[:1] != ["listening"]:
+            raise RuntimeError(f"{binary.name} did not start (exit code {process.wait()})")
+        yield f"http://127.0.0.1:{words[1]}"
+    finally:
+        process.kill()
+        process.wait()
+
+
+def _compile(source: Path, folder: Path) -> Path:
     compiler = shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
         raise UsageError("--openloop needs a C compiler: apt-get install gcc libc6-dev")
-    binary = folder / "openloop"
-    command = [compiler, "-O2", "-o", str(binary), str(OPENLOOP_SOURCE)]
+    binary = folder / source.stem
+    command = [compiler, "-O2", "-o", str(binary), str(source)]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         reason = (done.stderr.strip().splitlines() or ["no message"])[0]
-        raise UsageError(f"--openloop: {compiler} could not build {OPENLOOP_SOURCE.name}: {reason}")
+        raise UsageError(f"--openloop: {compiler} could not build {source.name}: {reason}")
     return binary
 
 

@@ -1,14 +1,17 @@
 """The reference generators the sweep is checked against: openloop, built from its C
-source and run against a real server, and the rule by which their steps hold."""
+source and run against a real server, and the rule by which their steps hold; and the
+instant server under the wire row."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import pytest
 
+from benchmarks.generator_bench import measure_wire
 from benchmarks.knee_check import _median, _ratio, holds
-from benchmarks.references import build_openloop, run_openloop
+from benchmarks.references import build_instant, build_openloop, run_openloop, running_instant
 from common.processes import running_server
 from perfserve.cli import main
 from tests.utils import require_tool
@@ -49,6 +52,27 @@ def test_openloop_offers_its_rate_and_times_every_answer(store: Path, tmp_path: 
     assert 0 < step["outside_p50_ms"] < step["p50_ms"]
     assert refused["failed"] == 100  # every 404 counted, none timed
     assert refused["p99_ms"] != refused["p99_ms"]  # NaN: no answer to time
+
+
+@pytest.mark.integration
+def test_the_instant_server_answers_at_once_and_says_it_spent_nothing(tmp_path: Path) -> None:
+    require_tool("cc")
+    with running_instant(build_instant(tmp_path), cpu="0") as url, httpx.Client() as client:
+        answers = [client.post(f"{url}/any/path", json={"instances": [[1.0]]}) for _ in range(3)]
+    assert [answer.status_code for answer in answers] == [200, 200, 200]
+    assert answers[-1].headers["server-timing"] == "total;dur=0"
+    assert answers[-1].json() == {}
+
+
+@pytest.mark.integration
+def test_the_wire_row_is_all_outside_the_server(store: Path, tmp_path: Path) -> None:
+    require_tool("cc")
+    binaries = (build_openloop(tmp_path), build_instant(tmp_path))
+    wire = measure_wire(*binaries, store, rate=500.0, seconds=1.0, cpus=("0", "0"))
+    assert wire["sent_qps"] == pytest.approx(500.0, rel=0.05)
+    assert wire["failed"] == 0
+    # The server's total is zero, so everything it took is what the wire added.
+    assert wire["outside_p50_ms"] == wire["p50_ms"] > 0
 
 
 @pytest.mark.integration
