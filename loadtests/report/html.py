@@ -81,11 +81,12 @@ SERVER_COLUMNS = (
      "was computing"),
     ("server_cpu_cores", "server cores", "ratio", "the server process's CPU use, in cores"),
     ("server_sampled_in_flight", "in flight", "ratio", "requests inside the server, "
-     "sampled 4 times a second and averaged"),
+     "sampled once a second and averaged"),
     ("server_little_in_flight", "Little in flight", "ratio", "the same by Little's law: "
      "throughput times mean server latency"),
     ("little_disagreement", "Little Δ", "share", "(sampled - Little) / Little: near 0 when "
-     "the two agree; far from 0 when the step was not steady or sampling missed bursts"),
+     "the two agree; far from 0 when the step was not steady or sampling missed bursts; "
+     "- when the samples counted too few requests to tell (under 16 in all)"),
 )  # fmt: skip
 KNEE_NOTE = (
     "The knee is the highest rate that held the SLO, every lower rate holding too. "

@@ -68,6 +68,8 @@ class ServerSplit:
     """Throughput times mean server latency: Little's law's in-flight (= Σ latency / time)."""
     sampled_in_flight: float
     """The `perfserve_inflight_requests` gauge, averaged over the samples of the step."""
+    in_flight_samples: int
+    """How many readings of the gauge that average is of."""
     rss_bytes: float
     p99_ms_at_most: float
     """Server-side p99 of successful requests, as the upper bound of its histogram bucket."""
@@ -156,6 +158,7 @@ def server_split(
             elapsed_s,
         ),
         sampled_in_flight=_ratio(sum(in_flight_samples), len(in_flight_samples)),
+        in_flight_samples=len(in_flight_samples),
         rss_bytes=total(after, "process_resident_memory_bytes"),
         p99_ms_at_most=bucket_p99_ms(before, after, variants),
     )

@@ -150,7 +150,7 @@ class StepRunner:
             server=split,
             predicted_queue_ms=self._predicted_queue_ms(split),
             little_disagreement=little_disagreement(
-                split.sampled_in_flight, split.little_in_flight
+                split.sampled_in_flight, split.little_in_flight, split.in_flight_samples
             ),
             generator_cpu=generator_cpu,
             generator_late_share=own_late_share(measured),
