@@ -18,7 +18,8 @@ For each case (a variant and its batch size), one server pinned to one core, and
    config) on the generator's core, which may shed before the replica does;
 3. the cost of a refusal in server CPU time: wrk against the same variant with its
    queue always full (a one-second model call injected, one request admitted), beside
-   the bare-ASGI floor in the same run, and `--baseline`'s server if given.
+   the bare-ASGI floor in the same run, and `--baseline`'s server if given
+   (refusal_cost.py).
 
 `--repeats N` runs steps 1 and 2 N times per case, each time on a fresh server, and adds
 the median share per case: one overload run on a shared machine moves by a tenth.
@@ -38,16 +39,13 @@ import shutil
 import statistics
 import sys
 import tempfile
-from contextlib import AbstractContextManager, ExitStack, nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-
-import psutil
 
 from benchmarks.http_overhead import (
     add_pinned_bench_options,
     run_wrk,
-    serving_child_pid,
     write_wrk_script,
 )
 from benchmarks.knee_check import sweep_knee
@@ -58,7 +56,8 @@ from benchmarks.overload_load import (
     offer_with_h2load,
     offer_with_k6,
 )
-from common.processes import running_bare_server, running_server
+from benchmarks.refusal_cost import refusal_costs
+from common.processes import running_server
 from common.slo import SLO_P99_MS
 from common.usage import RawDescriptionHelpFormatter, UsageError, add_option
 from loadtests.sweep.knee import LOWER_BOUND_LIMITS
@@ -134,7 +133,9 @@ def run_overload(args: argparse.Namespace) -> list[Outcome]:
                 _run_case(args, wrk, generator, work, script, body, case, run)
                 for run in range(1, args.repeats + 1)
             ]
-            runs[-1].refusal_cpu_us = _refusal_costs(wrk, args, script, case)
+            runs[-1].refusal_cpu_us = refusal_costs(
+                wrk, args, script, case.variant, CAPACITY_CONNECTIONS
+            )
             outcomes += runs
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench-overload.json").write_text(
@@ -264,50 +265,6 @@ def _outcome(
         p99_after_ms=after,
         normal_from_s=normal_from,
     )
-
-
-def _refusal_costs(
-    wrk: str, args: argparse.Namespace, script: Path, case: Case
-) -> dict[str, float]:
-    """Server CPU µs per answer with the queue always full (every answer a 503), beside
-    the floor's per 200, medians over rounds. CPU time rather than answers per second:
-    it holds on a machine where other work takes turns on the server's core."""
-    options = ["--variants", case.variant, "--max-batch-size", "1", "--max-queue", "1"]
-    options += ["--allow-faults", "--inject", f"{case.variant}:latency-ms=1000"]
-    options += ["--inference", "thread"]
-    targets: dict[str, tuple[str, int]] = {}
-    with ExitStack() as servers:
-        bare = servers.enter_context(running_bare_server(args.server_cpu))
-        bare_pid = serving_child_pid(bare)
-        if bare_pid is None:
-            raise RuntimeError("the bare ASGI server's process was not found")
-        targets["bare ASGI floor (200)"] = (bare, bare_pid)
-        builds = [("this checkout", None)]
-        if args.baseline is not None:
-            builds.append(("baseline", args.baseline.resolve()))
-        for label, checkout in builds:
-            server = servers.enter_context(
-                running_server(
-                    args.store.resolve(), options=options, cpus=args.server_cpu, checkout=checkout
-                )
-            )
-            targets[f"{label} (503)"] = (server.url, server.process.pid)
-        costs: dict[str, list[float]] = {label: [] for label in targets}
-        for _ in range(args.rounds):
-            for label, (base, pid) in targets.items():
-                process = psutil.Process(pid)
-                before = sum(process.cpu_times()[:2])
-                reading = run_wrk(
-                    wrk,
-                    args.client_cpu,
-                    script,
-                    f"{base}/models/{case.variant}/predict",
-                    CAPACITY_CONNECTIONS,
-                    args.seconds,
-                )
-                used = sum(process.cpu_times()[:2]) - before
-                costs[label].append(used / max(1, reading["requests"]) * 1e6)
-    return {label: statistics.median(values) for label, values in costs.items()}
 
 
 def render(outcomes: list[Outcome], factor: float, generator: str = "k6") -> str:
