@@ -120,7 +120,8 @@ def measure_wire(
     openloop: Path, instant: Path, store: Path, rate: float, seconds: float, cpus: tuple[str, str]
 ) -> dict[str, Any]:
     """openloop's step at `rate` against the instant server (no work, a Server-Timing
-    total of zero) on the server's core: the loopback path and the wake-ups alone."""
+    total of zero) on the server's core: the loopback path and the wake-ups alone. The
+    body is a perfserve request as in the other rows; instant answers any path."""
     server_cpu, generator_cpu = cpus
     with running_instant(instant, server_cpu) as url:
         return run_openloop(openloop, url, store, "wire", rate, seconds, generator_cpu)
