@@ -102,35 +102,37 @@ class StepRunner:
         first = 1 if warmup else 0
         before = scrape(self.url)
         sampler = GaugeSampler(self.url).start()
-        cpu_before = _cpu_seconds(self.driver.processes())
-        start = self.driver.start_step(step, rate, s.arrivals, window_s)
-        windows = n_min
-        while True:
-            time.sleep(max(0.0, start + windows * window_s + GRACE_S - time.time()))
-            self.driver.flush()
-            measured = self._windows(step, range(first, windows))
-            points = window_points(measured, window_s, s.slo_p99_ms)
-            settled = stable(points, s.slo_p99_ms, window_s)
-            answers = result_answers(measured)
-            so_far = client_side(measured, window_s, s.slo_p99_ms).p99_ms
-            self.progress(
-                f"  {self.target} {phase} {rate:,.0f}/s  {windows * window_s:4.0f}s  "
-                f"step so far: p99 {_p99_text(so_far)}"
-                f"  (last window: achieved {points[-1].throughput:,.0f}/s  "
-                f"p99 {_p99_text(points[-1].p99_ms)})  "
-                f"answers {answers}  {'settled' if settled else 'settling'}"
-            )
-            if (settled and answers >= P99_SAMPLES) or windows >= n_max:
-                break
-            windows += 1
-        stopped = time.time()
-        self.driver.stop_arrivals(step)
-        if drain:
-            self.driver.drain(s.drain_timeout_s)
-        else:
-            self.driver.flush()
-        after = scrape(self.url)
-        sampler.stop()
+        try:  # a step that fails (the server gone) must not leave the sampler polling
+            cpu_before = _cpu_seconds(self.driver.processes())
+            start = self.driver.start_step(step, rate, s.arrivals, window_s)
+            windows = n_min
+            while True:
+                time.sleep(max(0.0, start + windows * window_s + GRACE_S - time.time()))
+                self.driver.flush()
+                measured = self._windows(step, range(first, windows))
+                points = window_points(measured, window_s, s.slo_p99_ms)
+                settled = stable(points, s.slo_p99_ms, window_s)
+                answers = result_answers(measured)
+                so_far = client_side(measured, window_s, s.slo_p99_ms).p99_ms
+                self.progress(
+                    f"  {self.target} {phase} {rate:,.0f}/s  {windows * window_s:4.0f}s  "
+                    f"step so far: p99 {_p99_text(so_far)}"
+                    f"  (last window: achieved {points[-1].throughput:,.0f}/s  "
+                    f"p99 {_p99_text(points[-1].p99_ms)})  "
+                    f"answers {answers}  {'settled' if settled else 'settling'}"
+                )
+                if (settled and answers >= P99_SAMPLES) or windows >= n_max:
+                    break
+                windows += 1
+            stopped = time.time()
+            self.driver.stop_arrivals(step)
+            if drain:
+                self.driver.drain(s.drain_timeout_s)
+            else:
+                self.driver.flush()
+            after = scrape(self.url)
+        finally:
+            sampler.stop()
         active_s = stopped - start
         cpu = _cpu_seconds(self.driver.processes())
         generator_cpu = max((cpu.get(p, 0.0) - cpu_before.get(p, 0.0)) / active_s for p in cpu)
