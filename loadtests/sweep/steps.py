@@ -105,25 +105,10 @@ class StepRunner:
         try:  # a step that fails (the server gone) must not leave the sampler polling
             cpu_before = _cpu_seconds(self.driver.processes())
             start = self.driver.start_step(step, rate, s.arrivals, window_s)
-            windows = n_min
-            while True:
-                time.sleep(max(0.0, start + windows * window_s + GRACE_S - time.time()))
-                self.driver.flush()
-                measured = self._windows(step, range(first, windows))
-                points = window_points(measured, window_s, s.slo_p99_ms)
-                settled = stable(points, s.slo_p99_ms, window_s)
-                answers = result_answers(measured)
-                so_far = client_side(measured, window_s, s.slo_p99_ms).p99_ms
-                self.progress(
-                    f"  {self.target} {phase} {rate:,.0f}/s  {windows * window_s:4.0f}s  "
-                    f"step so far: p99 {_p99_text(so_far)}"
-                    f"  (last window: achieved {points[-1].throughput:,.0f}/s  "
-                    f"p99 {_p99_text(points[-1].p99_ms)})  "
-                    f"answers {answers}  {'settled' if settled else 'settling'}"
-                )
-                if (settled and answers >= P99_SAMPLES) or windows >= n_max:
-                    break
-                windows += 1
+            windows = self._until_settled(
+                step, rate, phase, start=start, window_s=window_s, first=first,
+                n_min=n_min, n_max=n_max,
+            )  # fmt: skip
             stopped = time.time()
             self.driver.stop_arrivals(step)
             if drain:
@@ -172,6 +157,42 @@ class StepRunner:
         )
         self.driver.collected.discard(step)
         return result
+
+    def _until_settled(
+        self,
+        step: int,
+        rate: float,
+        phase: str,
+        *,
+        start: float,
+        window_s: float,
+        first: int,
+        n_min: int,
+        n_max: int,
+    ) -> int:
+        """Wait out windows from `n_min` on, one at a time, until the measured ones have
+        settled with enough answers for a p99, or `n_max` of them have passed; reports
+        progress after each; returns how many windows the step lasted."""
+        s = self.settings
+        windows = n_min
+        while True:
+            time.sleep(max(0.0, start + windows * window_s + GRACE_S - time.time()))
+            self.driver.flush()
+            measured = self._windows(step, range(first, windows))
+            points = window_points(measured, window_s, s.slo_p99_ms)
+            settled = stable(points, s.slo_p99_ms, window_s)
+            answers = result_answers(measured)
+            so_far = client_side(measured, window_s, s.slo_p99_ms).p99_ms
+            self.progress(
+                f"  {self.target} {phase} {rate:,.0f}/s  {windows * window_s:4.0f}s  "
+                f"step so far: p99 {_p99_text(so_far)}"
+                f"  (last window: achieved {points[-1].throughput:,.0f}/s  "
+                f"p99 {_p99_text(points[-1].p99_ms)})  "
+                f"answers {answers}  {'settled' if settled else 'settling'}"
+            )
+            if (settled and answers >= P99_SAMPLES) or windows >= n_max:
+                return windows
+            windows += 1
 
     def _every_window(self, step: int) -> list[Window]:
         """Warm-up and tail included: every request of the step, to match the server's."""
