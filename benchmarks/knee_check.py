@@ -26,10 +26,9 @@ from typing import Any
 from benchmarks.references import Step
 from common.processes import running_server
 from loadtests.sweep.calibration import OWN_LATE_LIMIT, SHORTFALL
-from loadtests.sweep.knee import LOWER_BOUND_LIMITS, climb
+from loadtests.sweep.knee import LOWER_BOUND_LIMITS, MAX_STEPS, climb
 
 KNEE_PRECISION = 0.1
-KNEE_MAX_RUNS = 14
 
 
 def holds(run: dict[str, Any], rate: float, slo_ms: float) -> bool:
@@ -61,7 +60,7 @@ def reference_knee(
         return run
 
     start, top = args.knee_start_rate, args.knee_max_rate
-    return climb(at, lambda r: bool(r["holds"]), start, top, KNEE_PRECISION, KNEE_MAX_RUNS)[1]
+    return climb(at, lambda r: bool(r["holds"]), start, top, KNEE_PRECISION, MAX_STEPS)[1]
 
 
 def sweep_knee(

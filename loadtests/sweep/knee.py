@@ -20,6 +20,8 @@ SAYS_NOTHING = (GENERATOR_BOUND, *INCONCLUSIVE)
 """Verdicts that tell nothing of the server: measured once more, then the search ends."""
 LIMITS = {"generator-bound": "generator", "unstable": "unstable", "too-few-answers": "unstable"}
 MAX_HALVINGS = 4
+MAX_STEPS = 14
+"""Most steps one knee search measures."""
 T = TypeVar("T")
 LOWER_BOUND_LIMITS = ("generator", "unstable", "max-rate")
 
@@ -73,7 +75,7 @@ def search(
     start: float,
     max_rate: float,
     precision: float = 0.1,
-    max_steps: int = 14,
+    max_steps: int = MAX_STEPS,
 ) -> list[StepResult]:
     """Doubling, then bisection; returns every step measured, in order.
 
