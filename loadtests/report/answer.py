@@ -21,6 +21,9 @@ BOUND_REASONS = {
     "max-rate": "the highest rate tried held (try higher rates)",
 }
 """Why a knee is only a lower bound, by what limited it (`Knee.limited_by`)."""
+SLOW_CORE = 0.9
+"""Below this share of its fastest speed in the run, the server's core was slow enough
+to move a knee by more than the 10% two measurements of one are expected to agree to."""
 QUEUE_MODEL_MIN_UTILIZATION = 0.3
 """Below this runner utilization at every step, the M/D/c model of the batch queue does
 not describe what requests waited for (see `queue_model_applies`)."""
@@ -59,8 +62,16 @@ def answer(name: str, target: dict[str, Any], slo_ms: float) -> str:
         next_step = f" ({failed['target_qps']:,.0f}/s: {failed['verdict']})" if failed else ""
         return f"{sentence}: a lower bound, since {reason}{next_step}."
     if failed:
-        return f"{sentence}; at {failed['target_qps']:,.0f}/s it {_failure(failed)}."
+        return f"{sentence}; at {failed['target_qps']:,.0f}/s it {_failure(failed)}{_slow(failed)}."
     return f"{sentence}."
+
+
+def _slow(step: dict[str, Any]) -> str:
+    """`, with the server's core at 0.71 of its fastest speed` when it was slow."""
+    speed = step.get("core_speed")
+    if speed is None or speed >= SLOW_CORE:
+        return ""
+    return f", with the server's core at {speed:.2f} of its fastest speed in this run"
 
 
 def _failure(step: dict[str, Any]) -> str:
@@ -94,8 +105,26 @@ def conditions_sentence(conditions: dict[str, Any], settings: dict[str, Any]) ->
         f"{settings['max_step_seconds']:g} s until throughput and p99 settle), "
         f"{settings['window_seconds']:g} s windows, {settings['arrivals']} arrivals, "
         f"{settings.get('engine', 'locust')} engine, {settings['rows_per_request']} row(s) "
-        f"per request, against {settings['url']}."
+        f"per request, against {settings['url']}. {core_speed_sentence(conditions)}"
+    ).rstrip()
+
+
+def core_speed_sentence(conditions: dict[str, Any]) -> str:
+    """How steady the server's core ran over the sweep, from `conditions["core_speed"]`
+    (see loadtests/sweep/runner.py); empty when it was not read."""
+    read = conditions.get("core_speed")
+    if not read:
+        return ""
+    text = (
+        f"The server's core (CPU {read['cpu']}), read with a fixed loop while idle before "
+        f"each step, ran at {read['slowest_share']:.2f} to 1.00 of its fastest speed in this run"
     )
+    if read["slowest_share"] < SLOW_CORE:
+        text += (
+            ": the machine's own speed moved, and a knee moves with it, so repeat the sweep "
+            'before comparing knees (docs/PERFORMANCE.md, "The host\'s own speed")'
+        )
+    return text + "."
 
 
 def _versions(by_variant: dict[str, str]) -> str:

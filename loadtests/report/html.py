@@ -80,6 +80,9 @@ SERVER_COLUMNS = (
     ("server_utilization", "runner util", "share", "share of the time the model runner "
      "was computing"),
     ("server_cpu_cores", "server cores", "ratio", "the server process's CPU use, in cores"),
+    ("core_speed", "core speed", "ratio", "the server's core, idle just before the step, "
+     "running a fixed loop, as a share of its fastest in this run: below 1 the machine "
+     "itself ran slower (on a virtual machine, its neighbours), and the server with it"),
     ("server_sampled_in_flight", "in flight", "ratio", "requests inside the server, "
      "sampled once a second and averaged"),
     ("server_little_in_flight", "Little in flight", "ratio", "the same by Little's law: "

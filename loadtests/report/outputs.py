@@ -50,6 +50,8 @@ def step_row(step: StepResult) -> dict[str, Any]:
         little_disagreement=_round(step.little_disagreement),
         generator_cpu=_round(step.generator_cpu),
         generator_late_share=_round(step.generator_late_share),
+        core_rate=_round(step.core_rate),
+        core_speed=_round(step.core_speed),
         enough_samples=step.enough_samples,
         stable=step.stable,
         verdict=step.verdict,

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from hdrh.histogram import HdrHistogram
 
 from loadtests.recorder import percentile_ms
-from loadtests.report.answer import answer, knee_text
+from loadtests.report.answer import answer, core_speed_sentence, knee_text
 
 if TYPE_CHECKING:
     from loadtests.sweep.runner import SweepReport
@@ -48,6 +48,8 @@ def knee_table(report: SweepReport) -> str:
         else:
             line += " " * 38
         lines.append(f"{line}{len(target.steps):>6}")
+    if steadiness := core_speed_sentence(report.conditions):
+        lines.append(steadiness)
     return "\n".join(lines)
 
 

@@ -5,7 +5,9 @@ A target is one variant (`POST /models/{variant}/predict`) or the live traffic s
 loadtests/engines/base.py) is started once and reused for every target; its metrics are
 served for the whole run. With `calibrate`, the generators first measure their own
 ceiling against the bare HTTP floor (loadtests/sweep/calibration.py), and every step is
-judged against it.
+judged against it. Before every step that starts idle, the server's core is read with a
+fixed loop (common/core_speed.py), and each step's reading is reported as a share of the
+fastest in the run: a knee is only as steady as the machine under it.
 """
 
 from __future__ import annotations
@@ -110,6 +112,8 @@ def _other_cpus(generator_cpus: list[int] | None) -> str | None:
 def run_sweep(plan: SweepPlan, progress: Callable[[str], None]) -> SweepReport:
     bodies = encode_bodies(holdout_rows(plan.store), plan.rows_per_request)
     conditions = run_conditions(plan.url, plan.generator_cpus)
+    if server_cpus := conditions["server_cpus"]:
+        plan = replace(plan, steps=replace(plan.steps, server_cpu=server_cpus[0]))
     calibration = None
     if plan.calibrate:
         progress(f"calibrating the {plan.engine} engine against the bare HTTP floor ...")
@@ -138,7 +142,25 @@ def run_sweep(plan: SweepPlan, progress: Callable[[str], None]) -> SweepReport:
         driver.close()
         if server is not None:
             server.shutdown()
+    conditions["core_speed"] = _share_of_fastest(reports, plan.steps.server_cpu)
     return SweepReport(plan, reports, calibration, conditions)
+
+
+def _share_of_fastest(reports: list[TargetReport], cpu: int | None) -> dict[str, Any] | None:
+    """Sets each step's `core_speed` from its `core_rate`; for the report's conditions,
+    the CPU read, the fastest rate and the slowest share (None when none was read)."""
+    read = [(s, s.core_rate) for r in reports for s in r.all_steps() if s.core_rate is not None]
+    if not read:
+        return None
+    fastest = max(rate for _, rate in read)
+    for step, rate in read:
+        step.core_speed = rate / fastest
+    return {
+        "cpu": cpu,
+        "fastest_rate": fastest,
+        "slowest_share": min(rate for _, rate in read) / fastest,
+        "readings": len(read),
+    }
 
 
 def _run_target(

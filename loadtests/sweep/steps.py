@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import psutil
 
+from common.core_speed import core_speed
 from common.queueing import little_disagreement, predicted_queue_s
 from common.slo import SLO_P99_MS
 from loadtests.arrivals import ArrivalProcess, squared_cv
@@ -56,6 +57,9 @@ class StepSettings:
     drain_timeout_s: float = 35.0
     generator_ceiling_qps: float | None = None
     """The generator's calibrated ceiling (`--calibrate`); None when not measured."""
+    server_cpu: int | None = None
+    """A CPU the server runs on, read with `core_speed` before each step that starts
+    idle; None when the server is not on this machine."""
 
 
 class StepRunner:
@@ -76,6 +80,8 @@ class StepRunner:
         self.variants = variants
         self.settings = settings
         self.progress = progress
+        self._idle = True
+        """Whether the last step drained: the server and generator are idle until the next."""
 
     def run(
         self,
@@ -100,6 +106,9 @@ class StepRunner:
         n_max = max(n_min, math.ceil(longest / window_s)) if extend else n_min
         step = self.driver.new_step()
         first = 1 if warmup else 0
+        core_rate = None
+        if self._idle and s.server_cpu is not None:
+            core_rate = core_speed(s.server_cpu)
         before = scrape(self.url)
         sampler = GaugeSampler(self.url).start()
         try:  # a step that fails (the server gone) must not leave the sampler polling
@@ -115,6 +124,7 @@ class StepRunner:
                 self.driver.drain(s.drain_timeout_s)
             else:
                 self.driver.flush()
+            self._idle = drain
             after = scrape(self.url)
         finally:
             sampler.stop()
@@ -148,6 +158,7 @@ class StepRunner:
             window_qps=[p.throughput for p in points],
             window_miss_ratio=[p.miss_ratio for p in points],
             rss_mb=[(t, rss / 2**20) for t, rss in sampler.rss],
+            core_rate=core_rate,
         )
         result.verdict = self._verdict(result, split, measured)
         self.progress(

@@ -7,6 +7,7 @@ a real server is in test_sweep.py."""
 from __future__ import annotations
 
 import csv
+import html
 import json
 from dataclasses import MISSING, fields, replace
 from pathlib import Path
@@ -185,4 +186,52 @@ def test_the_answer_names_the_rate_that_failed_not_a_retried_rate_that_then_held
     assert sentence == (
         "onnx_fp32 holds 11,952 req/s at p99 ≤ 50 ms on one replica; "
         "at 14,000/s it missed the SLO (p99 120.0 ms)."
+    )
+
+
+def steadied(speeds: tuple[float, float]) -> SweepReport:
+    """onnx_fp32 held 10,000/s and missed at 14,000/s, its server's core read at
+    `speeds` (shares of the fastest) before the two steps."""
+    plan = SweepPlan(
+        url="http://127.0.0.1:8000",
+        targets=["onnx_fp32"],
+        rates=[10_000, 14_000],
+        steps=StepSettings(slo_p99_ms=50.0, step_seconds=3.0),
+        store=Path("model_store"),
+    )
+    held, missed = (
+        replace(step("onnx_fp32", rate, verdict, p99), core_rate=30 * speed, core_speed=speed)
+        for (rate, verdict, p99), speed in zip(
+            [(10_000, "holds", 20.0), (14_000, "misses-slo", 120.0)], speeds, strict=True
+        )
+    )
+    read = {"cpu": 0, "fastest_rate": 30.0, "slowest_share": min(speeds), "readings": 2}
+    return SweepReport(plan, [target("onnx_fp32", held, missed)], conditions={"core_speed": read})
+
+
+def test_a_miss_on_a_slowed_core_says_so_and_the_conditions_warn(tmp_path: Path) -> None:
+    report = steadied((1.0, 0.7))
+    document = write_outputs(report, tmp_path)
+    assert answers(document) == (
+        "onnx_fp32 holds 10,000 req/s at p99 ≤ 50 ms on one replica; at 14,000/s it missed "
+        "the SLO (p99 120.0 ms), with the server's core at 0.70 of its fastest speed in this run."
+    )
+    warning = (
+        "The server's core (CPU 0), read with a fixed loop while idle before each step, ran "
+        "at 0.70 to 1.00 of its fastest speed in this run: the machine's own speed moved, and "
+        "a knee moves with it, so repeat the sweep before comparing knees"
+    )
+    assert knee_table(report).splitlines()[-1].startswith(warning)
+    assert html.escape(warning) in (tmp_path / "report.html").read_text()
+    with (tmp_path / "steps.csv").open() as file:
+        assert [row["core_speed"] for row in csv.DictReader(file)] == ["1.0", "0.7"]
+
+
+def test_a_steady_core_is_stated_without_a_warning(tmp_path: Path) -> None:
+    report = steadied((1.0, 0.95))
+    sentence = answers(write_outputs(report, tmp_path))
+    assert sentence.endswith("at 14,000/s it missed the SLO (p99 120.0 ms).")
+    assert knee_table(report).splitlines()[-1] == (
+        "The server's core (CPU 0), read with a fixed loop while idle before each step, ran "
+        "at 0.95 to 1.00 of its fastest speed in this run."
     )

@@ -52,6 +52,9 @@ def test_open_loop_rate_and_the_server_side_add_up(
     assert 0 < step["server_utilization"] < 1
     assert step["p50_ms"] <= step["p99_ms"] <= step["p999_ms"] <= step["max_ms"]
     assert summary["slo_p99_ms"] == 500
+    # The server's core was read before the step; the one reading is the run's fastest.
+    assert step["core_rate"] > 0 and step["core_speed"] == 1.0
+    assert summary["conditions"]["core_speed"]["cpu"] in summary["conditions"]["server_cpus"]
     assert (tmp_path / "steps.csv").read_text().startswith("target,phase,step,target_qps")
     report = (tmp_path / "report.html").read_text()
     assert report.count("data:image/png;base64,") == 3
@@ -124,6 +127,11 @@ def test_stress_breaks_the_service_and_times_its_recovery_then_a_soak(
     assert stress["recovery"]["phase"] == "recovery"
     assert stress["recovery_s"] is not None
     soak = target["soak"]
+    # The server's core is read only before a step that starts idle: not between stress
+    # steps, which follow one another without a pause, nor before the recovery.
+    assert target["steps"][0]["core_rate"] > 0 and soak["step"]["core_rate"] > 0
+    assert [s["core_rate"] for s in stress["steps"][1:]] == [None] * (len(stress["steps"]) - 1)
+    assert stress["recovery"]["core_rate"] is None
     assert soak["rss_start_mb"] > 10
     assert len(soak["rss_mb"]) >= 3  # sampled once a second
     assert {p.name for p in tmp_path.glob("*.png")} >= {"stress.png", "soak.png"}
