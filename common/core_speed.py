@@ -1,12 +1,13 @@
 """How fast one CPU runs right now, read with a fixed loop in a short pinned process.
 
-A virtual machine's CPU can run a third slower for tens of seconds while its neighbours
-on the host are busy, with nothing to show for it inside the machine: no load average,
-no steal time. A server's capacity moves with it: on a 2-core VM, a pure-Python loop's
-rate and a server's closed-loop throughput read side by side moved together from 1.0x to
-1.6x within a minute (docs/PERFORMANCE.md, "The host's own speed"). The sweep reads the
-server's core this way before every step, while server and generator are idle, so a
-knee can be read against the speed of the machine it was measured on.
+A virtual machine's CPU can run a third slower for seconds to tens of seconds while its
+neighbours on the host are busy, with nothing to show for it inside the machine: no load
+average, no steal time. A server's capacity moves with it. On a 2-core VM, a pure-Python
+loop's rate and a server's closed-loop throughput, read in turn, each ranged over 1.35x
+to 1.6x within a minute and rose and fell together (docs/PERFORMANCE.md, "The host's own
+speed"). The sweep reads the server's core this way before every step, while server and
+generator are idle, so a knee can be read against the speed of the machine under it.
+The speed also moves within a step, so a reading before it describes the step in part.
 
     python -m common.core_speed CPU [SECONDS]
 

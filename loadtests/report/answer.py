@@ -67,11 +67,12 @@ def answer(name: str, target: dict[str, Any], slo_ms: float) -> str:
 
 
 def _slow(step: dict[str, Any]) -> str:
-    """`, with the server's core at 0.71 of its fastest speed` when it was slow."""
+    """`, with the server's core at 0.71 of this run's fastest speed just before it`, when
+    the core read slow before the step (it is read while idle, not during the step)."""
     speed = step.get("core_speed")
     if speed is None or speed >= SLOW_CORE:
         return ""
-    return f", with the server's core at {speed:.2f} of its fastest speed in this run"
+    return f", with the server's core at {speed:.2f} of this run's fastest speed just before it"
 
 
 def _failure(step: dict[str, Any]) -> str:

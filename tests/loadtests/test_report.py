@@ -214,7 +214,8 @@ def test_a_miss_on_a_slowed_core_says_so_and_the_conditions_warn(tmp_path: Path)
     document = write_outputs(report, tmp_path)
     assert answers(document) == (
         "onnx_fp32 holds 10,000 req/s at p99 ≤ 50 ms on one replica; at 14,000/s it missed "
-        "the SLO (p99 120.0 ms), with the server's core at 0.70 of its fastest speed in this run."
+        "the SLO (p99 120.0 ms), with the server's core at 0.70 of this run's fastest speed just "
+        "before it."
     )
     warning = (
         "The server's core (CPU 0), read with a fixed loop while idle before each step, ran "
