@@ -9,13 +9,16 @@ since near the knee a longer step is likelier to catch one of the server's stall
 the comparison is of the generators, not of step lengths. Which goes
 first alternates between rounds, so a server that warms or drifts during a round
 favours neither; with several rounds, the medians (the knee of one server moves by
-±20% from run to run, more than two generators differ within a run).
+±20% from run to run, more than two generators differ within a run). The server's core
+is read with a fixed loop (common/core_speed.py) before and after each side, so a
+round whose two sides ran on a machine of different speeds shows it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -24,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.references import Step
+from common.core_speed import core_speed
 from common.processes import running_server
 from loadtests.sweep.calibration import OWN_LATE_LIMIT, SHORTFALL
 from loadtests.sweep.knee import LOWER_BOUND_LIMITS, MAX_STEPS, climb
@@ -97,22 +101,30 @@ def sweep_knee(
 
 def knee_round(
     references: dict[str, Step], args: argparse.Namespace, references_first: bool
-) -> tuple[float | None, str, dict[str, float | None]]:
-    """One round on a fresh server: the native sweep's knee, what limited it, and each
-    reference's knee."""
+) -> tuple[float | None, str, dict[str, float | None], str]:
+    """One round on a fresh server: the native sweep's knee, what limited it, each
+    reference's knee, and the server core's speed around each side."""
     options = []
     if args.knee_max_batch_size is not None:
         options = ["--max-batch-size", str(args.knee_max_batch_size)]
     theirs: dict[str, float | None] = {}
+    cpu = _first_cpu(args.server_cpu)
+    speeds: dict[str, list[float | None]] = {}
+
+    def read_core(side: str) -> None:
+        speeds.setdefault(side, []).append(None if cpu is None else core_speed(cpu))
 
     def run_references(url: str) -> None:
+        read_core("references")
         for name, step in references.items():
             runs = reference_knee(name, step, url, args)
             theirs[name] = max((r["rate"] for r in runs if r["holds"]), default=None)
+        read_core("references")
 
     with running_server(args.store, options=options, cpus=args.server_cpu) as server:
         if references_first:
             run_references(server.url)
+        read_core("sweep")
         ours, limited_by = sweep_knee(
             server.url,
             args.store,
@@ -124,9 +136,30 @@ def knee_round(
             max_rate=args.knee_max_rate,
             max_step_seconds=args.knee_seconds,
         )
+        read_core("sweep")
         if not references_first:
             run_references(server.url)
-    return ours, limited_by, theirs
+    return ours, limited_by, theirs, _speeds_text(speeds)
+
+
+def _first_cpu(cpus: str) -> int | None:
+    """The first CPU of a taskset list (`0`, `0,1`, `0-1`), or None."""
+    found = re.match(r"\s*(\d+)", cpus)
+    return int(found.group(1)) if found else None
+
+
+def _speeds_text(speeds: dict[str, list[float | None]]) -> str:
+    """`core speed before → after, of the round's fastest: sweep 0.82 → 0.95, ...`, or
+    empty when the core could not be read."""
+    read = [v for values in speeds.values() for v in values if v is not None]
+    if not read:
+        return ""
+    fastest = max(read)
+    sides = [
+        f"{side} " + " → ".join("?" if v is None else f"{v / fastest:.2f}" for v in values)
+        for side, values in speeds.items()
+    ]
+    return "core speed before → after, of the round's fastest: " + ", ".join(sides)
 
 
 def compare_knees(references: dict[str, Step], args: argparse.Namespace) -> str:
@@ -140,7 +173,7 @@ def compare_knees(references: dict[str, Step], args: argparse.Namespace) -> str:
     ours_all: list[Bounded] = []
     theirs_all: dict[str, list[Bounded]] = {name: [] for name in references}
     for number in range(args.knee_rounds):
-        ours, limited_by, theirs = knee_round(references, args, number % 2 == 1)
+        ours, limited_by, theirs, speeds = knee_round(references, args, number % 2 == 1)
         ours_known = (ours, limited_by in LOWER_BOUND_LIMITS)
         line = f"  round {number + 1}: native sweep {_shown(ours_known)} (limited by {limited_by})"
         for name, knee in theirs.items():
@@ -149,6 +182,8 @@ def compare_knees(references: dict[str, Step], args: argparse.Namespace) -> str:
             line += _ratio(ours_known, theirs_known)
             if knee:
                 theirs_all[name].append(theirs_known)
+        if speeds:
+            line += f"; {speeds}"
         lines.append(line)
         print(line, file=sys.stderr, flush=True)
         if ours:

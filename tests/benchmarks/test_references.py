@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from benchmarks.generator_bench import measure_wire
-from benchmarks.knee_check import _median, _ratio, holds
+from benchmarks.knee_check import _first_cpu, _median, _ratio, holds
 from benchmarks.references import build_instant, build_openloop, run_openloop, running_instant
 from common.processes import running_server
 from perfserve.cli import main
@@ -27,6 +27,10 @@ def test_a_step_holds_only_when_the_generator_kept_its_rate_and_the_server_its_s
     assert not holds({**A_STEP, "late_share": 0.05}, 1000.0, slo_ms=25.0)
     assert not holds({**A_STEP, "dropped": 3}, 1000.0, slo_ms=25.0)
     assert not holds({**A_STEP, "failed": 1}, 1000.0, slo_ms=25.0)
+
+
+def test_the_core_read_is_the_first_of_a_taskset_list() -> None:
+    assert [_first_cpu(text) for text in ("0", "1,3", "2-3", "")] == [0, 1, 2, None]
 
 
 def test_a_knee_that_is_only_a_bound_keeps_its_sign_through_ratios_and_medians() -> None:
@@ -90,3 +94,9 @@ def test_the_sweep_knee_is_set_beside_openloops(
     # whose ratio says nothing.
     assert "native sweep ≥ 400/s (limited by max-rate)" in knee
     assert "openloop bisection ≥ 400/s, native / openloop -" in knee
+    # The server's core, read before and after each side; one of the four is the fastest.
+    speeds = knee.split("core speed before → after, of the round's fastest: ")[1].splitlines()[0]
+    sides = dict(side.split(" ", 1) for side in speeds.split(", "))
+    readings = [float(v) for text in sides.values() for v in text.split(" → ")]
+    assert set(sides) == {"sweep", "references"} and len(readings) == 4
+    assert max(readings) == 1.0 and min(readings) > 0
