@@ -54,7 +54,8 @@ def core_speed(cpu: int, seconds: float = PROBE_SECONDS) -> float | None:
 
 
 def _main(arguments: list[str]) -> int:
-    cpu, seconds = int(arguments[0]), float(arguments[1]) if len(arguments) > 1 else PROBE_SECONDS
+    cpu = int(arguments[0])
+    seconds = float(arguments[1]) if len(arguments) > 1 else PROBE_SECONDS
     try:
         os.sched_setaffinity(0, {cpu})
     except (OSError, ValueError) as error:
