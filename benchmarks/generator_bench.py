@@ -74,7 +74,7 @@ def measure_engine(
         lambda url: start_engine(plan, url, LoadgenMetrics()), bodies, server_cpu,
         start_qps=CEILING_START_QPS,
     )  # fmt: skip
-    at_ceiling = [p for p in calibration.points if p.rate == calibration.ceiling_qps]
+    at_ceiling = [p for p in calibration.points if p.rate == calibration.ceiling_qps][-1:]
     with running_server(store, cpus=server_cpu) as server:
         driver = start_engine(plan, server.url, LoadgenMetrics())
         try:

@@ -58,6 +58,23 @@ def test_calibration_finds_the_highest_rate_the_generator_keeps_up_with() -> Non
     assert all(p.keeps_up == (p.rate <= 10_000) for p in calibration.points)
 
 
+def test_one_stall_of_the_host_does_not_cut_the_calibrated_ceiling() -> None:
+    # At 4,000/s the first try meets a stall that makes 3% of its sends late; the second
+    # keeps up, so the search goes on to the generator's real limit.
+    tries: dict[float, int] = {}
+
+    def generator(rate: float) -> CalibrationPoint:
+        tries[rate] = tries.get(rate, 0) + 1
+        stalled = rate == 4000 and tries[rate] == 1
+        late = 0.03 if stalled or rate > 10_000 else 0.0
+        return CalibrationPoint(rate, rate, late, min(1.0, rate / 11_000))
+
+    calibration = search_ceiling(generator, 2000, 128_000)
+    assert 9000 <= calibration.ceiling_qps <= 10_000
+    assert [p.keeps_up for p in calibration.points if p.rate == 4000] == [False, True]
+    assert all(tries[rate] == 2 for rate in tries if rate > 10_000)
+
+
 def test_a_generator_starved_of_cpu_is_blamed_not_the_server(
     server: ServerProcess, store: Path
 ) -> None:
