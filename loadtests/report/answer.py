@@ -13,7 +13,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from loadtests import SPLIT
+from loadtests.scenarios.pacing import LATE_TOLERANCE_S
 from loadtests.sweep.conditions import placement
+from loadtests.sweep.steps import GENERATOR_CPU_LIMIT
 
 BOUND_REASONS = {
     "generator": "the next rate was limited by the load generator, not the server",
@@ -24,6 +26,10 @@ BOUND_REASONS = {
 SLOW_CORE = 0.9
 """Below this share of its fastest speed in the run, the server's core was slow enough
 to move a knee by more than the 10% two measurements of one are expected to agree to."""
+MOSTLY_IDLE_GENERATOR = 0.5
+"""A generator process busy less than this share of its core that still sent late was
+more likely held up by its machine (docs/PERFORMANCE.md, "A host where work after a
+pause runs slowly") than by its own work, and more generators would not help."""
 QUEUE_MODEL_MIN_UTILIZATION = 0.3
 """Below this runner utilization at every step, the M/D/c model of the batch queue does
 not describe what requests waited for (see `queue_model_applies`)."""
@@ -59,7 +65,7 @@ def answer(name: str, target: dict[str, Any], slo_ms: float) -> str:
     failed = min(above, key=lambda s: s["target_qps"], default=None)
     if target["knee_is_lower_bound"]:
         reason = BOUND_REASONS.get(target["knee_limited_by"], target["knee_limited_by"])
-        next_step = f" ({failed['target_qps']:,.0f}/s: {failed['verdict']})" if failed else ""
+        next_step = f" ({failed['target_qps']:,.0f}/s: {_verdict(failed)})" if failed else ""
         return f"{sentence}: a lower bound, since {reason}{next_step}."
     if failed:
         return f"{sentence}; at {failed['target_qps']:,.0f}/s it {_failure(failed)}{_slow(failed)}."
@@ -75,6 +81,28 @@ def _slow(step: dict[str, Any]) -> str:
     return f", with the server's core at {speed:.2f} of this run's fastest speed just before it"
 
 
+def _verdict(step: dict[str, Any]) -> str:
+    """The verdict, and for a generator-bound step what held the generator back."""
+    if step["verdict"] != "generator-bound":
+        return str(step["verdict"])
+    return f"generator-bound; {_generator_remedy(step)}"
+
+
+def _generator_remedy(step: dict[str, Any]) -> str:
+    """What to do about a generator that fell behind, from its CPU and its late sends."""
+    cpu, late = step.get("generator_cpu"), step.get("generator_late_share") or 0.0
+    if cpu is not None and cpu >= GENERATOR_CPU_LIMIT:
+        busy = f"its busiest process used {cpu:.2f} of a core"
+        return f"{busy}: add generator processes or free cores"
+    if cpu is not None and cpu < MOSTLY_IDLE_GENERATOR and late > 0:
+        return (
+            f"{late:.1%} of its sends left over {LATE_TOLERANCE_S * 1000:g} ms late while its "
+            f"busiest process used {cpu:.2f} of a core: more likely the machine's delays than "
+            "its own work, so repeat the sweep before adding generators"
+        )
+    return "add generator processes or free cores"
+
+
 def _failure(step: dict[str, Any]) -> str:
     """What went wrong at a step, in words, with its p99."""
     p99 = f"p99 {_ms(step['p99_ms'])}"
@@ -83,7 +111,7 @@ def _failure(step: dict[str, Any]) -> str:
         "misses-slo": f"missed the SLO ({p99})",
         "server-saturated": f"fell short of the rate: the server was saturated ({p99})",
         "generator-bound": "was generator-bound: the load generator fell behind, which says "
-        "nothing about the server (add generator processes or free cores)",
+        f"nothing about the server ({_generator_remedy(step)})",
         "unstable": f"did not settle ({p99})",
         "too-few-answers": "had too few answers for a p99",
     }.get(verdict, verdict)

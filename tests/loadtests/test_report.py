@@ -189,6 +189,26 @@ def test_the_answer_names_the_rate_that_failed_not_a_retried_rate_that_then_held
     )
 
 
+def test_a_generator_that_fell_behind_is_told_apart_from_one_its_machine_held_up() -> None:
+    def behind(cpu: float, late_share: float) -> str:
+        fell_behind = replace(
+            step("onnx_fp32", 2000, "generator-bound", 52.0),
+            generator_cpu=cpu, generator_late_share=late_share,
+        )  # fmt: skip
+        swept = target("onnx_fp32", step("onnx_fp32", 1000, "holds", 20.0), fell_behind)
+        return answer("onnx_fp32", target_json(swept), slo_ms=50.0)
+
+    assert behind(0.95, 0.2).endswith(
+        "(2,000/s: generator-bound; its busiest process used 0.95 of a core: add generator "
+        "processes or free cores)."
+    )
+    assert behind(0.25, 0.013).endswith(
+        "(2,000/s: generator-bound; 1.3% of its sends left over 5 ms late while its busiest "
+        "process used 0.25 of a core: more likely the machine's delays than its own work, so "
+        "repeat the sweep before adding generators)."
+    )
+
+
 def steadied(speeds: tuple[float, float]) -> SweepReport:
     """onnx_fp32 held 10,000/s and missed at 14,000/s, its server's core read at
     `speeds` (shares of the fastest) before the two steps."""
