@@ -119,13 +119,13 @@ def test_the_overload_can_be_measured_against_the_knee(store: Path, tmp_path: Pa
     require_tool("wrk")
     require_tool("h2load")
     options = ["--store", str(store), "--out", str(tmp_path), "--generator", "h2load"]
-    options += ["--case", "sklearn_fp32:1", "--capacity", "knee", "--slo-p99-ms", "50"]
+    options += ["--case", "sklearn_fp32:1", "--capacity", "knee", "--slo-p99-ms", "250"]
     options += ["--seconds", "1", "--rounds", "1", "--vus", "50", "--quiet-seconds", "1"]
     options += ["--overload-seconds", "2", "--after-seconds", "2"]
     assert main(["bench-overload", *options]) == 0
     (outcome,) = json.loads((tmp_path / "bench-overload.json").read_text())
-    assert outcome["capacity_from"].startswith("knee at p99 <= 50 ms (")
+    assert outcome["capacity_from"].startswith("knee at p99 <= 250 ms (")
     assert outcome["capacity_rps"] >= 500  # the search's first rate held
     assert outcome["offered_rps"] == pytest.approx(3 * outcome["capacity_rps"])
     assert outcome["counts"]["overload"]["ok"] > 0
-    assert "| knee at p99 <= 50 ms (" in (tmp_path / "bench-overload.md").read_text()
+    assert "| knee at p99 <= 250 ms (" in (tmp_path / "bench-overload.md").read_text()
