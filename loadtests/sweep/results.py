@@ -6,7 +6,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 
-from loadtests.recorder import Tally, Window, count_above_ms, percentile_ms
+from loadtests.recorder import Tally, Window, count_above_ms, new_histogram, percentile_ms
 from loadtests.sweep.acceptance import WindowPoint
 from loadtests.sweep.server_metrics import ServerSplit
 
@@ -121,13 +121,16 @@ def totals(windows: list[Window]) -> Totals:
 
 def window_points(windows: list[Window], window_s: float, slo_ms: float) -> list[WindowPoint]:
     points = []
+    so_far = new_histogram()
     for window in windows:
         tally = window.merged_tally()
+        so_far.add(tally.scheduled)
         points.append(
             WindowPoint(
                 window.completed / window_s,
                 percentile_ms(tally.scheduled, 99),
                 miss_ratio(tally, slo_ms),
+                percentile_ms(so_far, 99),
             )
         )
     return points
