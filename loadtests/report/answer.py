@@ -76,7 +76,7 @@ def _slow(step: dict[str, Any]) -> str:
     """`, with the server's core at 0.71 of this run's fastest speed just before it`, when
     the core read slow before the step (it is read while idle, not during the step)."""
     speed = step.get("core_speed")
-    if speed is None or speed >= SLOW_CORE:
+    if speed is None or not _slow_core(speed):
         return ""
     return f", with the server's core at {speed:.2f} of this run's fastest speed just before it"
 
@@ -148,12 +148,17 @@ def core_speed_sentence(conditions: dict[str, Any]) -> str:
         f"The server's core (CPU {read['cpu']}), read with a fixed loop while idle before "
         f"each step, ran at {read['slowest_share']:.2f} to 1.00 of its fastest speed in this run"
     )
-    if read["slowest_share"] < SLOW_CORE:
+    if _slow_core(read["slowest_share"]):
         text += (
             ": the machine's own speed moved, and a knee moves with it, so repeat the sweep "
             'before comparing knees (docs/PERFORMANCE.md, "The host\'s own speed")'
         )
     return text + "."
+
+
+def _slow_core(share: float) -> bool:
+    """Under `SLOW_CORE` as printed (two decimals), so 0.899 does not read "0.90" as slow."""
+    return round(share, 2) < SLOW_CORE
 
 
 def _versions(by_variant: dict[str, str]) -> str:

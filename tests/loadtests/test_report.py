@@ -248,11 +248,12 @@ def test_a_miss_on_a_slowed_core_says_so_and_the_conditions_warn(tmp_path: Path)
         assert [row["core_speed"] for row in csv.DictReader(file)] == ["1.0", "0.7"]
 
 
-def test_a_steady_core_is_stated_without_a_warning(tmp_path: Path) -> None:
-    report = steadied((1.0, 0.95))
+@pytest.mark.parametrize("speed", [0.95, 0.899])
+def test_a_steady_core_is_stated_without_a_warning(tmp_path: Path, speed: float) -> None:
+    report = steadied((1.0, speed))
     sentence = answers(write_outputs(report, tmp_path))
     assert sentence.endswith("at 14,000/s it missed the SLO (p99 120.0 ms).")
     assert knee_table(report).splitlines()[-1] == (
         "The server's core (CPU 0), read with a fixed loop while idle before each step, ran "
-        "at 0.95 to 1.00 of its fastest speed in this run."
+        f"at {speed:.2f} to 1.00 of its fastest speed in this run."
     )
