@@ -193,10 +193,9 @@ class StepRunner:
             points = window_points(measured, window_s, s.slo_p99_ms)
             settled = stable(points, s.slo_p99_ms, window_s)
             answers = result_answers(measured)
-            so_far = client_side(measured, window_s, s.slo_p99_ms).p99_ms
             self.progress(
                 f"  {self.target} {phase} {rate:,.0f}/s  {windows * window_s:4.0f}s  "
-                f"step so far: p99 {_p99_text(so_far)}"
+                f"step so far: p99 {_p99_text(points[-1].p99_so_far_ms)}"
                 f"  (last window: achieved {points[-1].throughput:,.0f}/s  "
                 f"p99 {_p99_text(points[-1].p99_ms)})  "
                 f"answers {answers}  {'settled' if settled else 'settling'}"
