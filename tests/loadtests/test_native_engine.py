@@ -114,6 +114,23 @@ def test_at_a_low_rate_sends_leave_on_schedule_never_before(
     assert client.p99_ms >= client.sent_p99_ms
 
 
+def test_arrivals_sent_ahead_of_their_time_are_timed_from_their_send(
+    server: ServerProcess, store: Path
+) -> None:
+    # Poisson gaps at 2,000/s fall under SEND_AHEAD_S one time in six: such arrivals
+    # leave with the one before them, a little early. Their latency then runs from the
+    # send, so no request's latency from the schedule is shorter than from its send.
+    settings = StepSettings(
+        step_seconds=2.0, window_seconds=0.5, max_step_seconds=2.0, arrivals="poisson"
+    )
+    with _onnx_int8_steps(server, store, settings) as (_, runner):
+        step = runner.run(2_000.0, extend=False)
+    client = step.client
+    assert client.sent_qps == pytest.approx(2_000.0, rel=0.05)
+    assert client.p50_ms >= client.sent_p50_ms
+    assert client.p99_ms >= client.sent_p99_ms
+
+
 @contextmanager
 def _onnx_int8_steps(
     server: ServerProcess, store: Path, settings: StepSettings
