@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from common.processes import ServerProcess
+from loadtests.arrivals import ArrivalProcess
 from loadtests.bodies import encode_bodies, holdout_rows
 from loadtests.checks import server_timing_total_s
 from loadtests.engines.native import NativeEngine
@@ -97,36 +98,27 @@ def test_a_generator_starved_of_cpu_is_blamed_not_the_server(
     assert step.verdict == "generator-bound"
 
 
-def test_at_a_low_rate_sends_leave_on_schedule_never_before(
-    server: ServerProcess, store: Path
+@pytest.mark.parametrize(
+    ("rate", "arrivals"),
+    [
+        # At 200/s the generator is idle between arrivals: it wakes a little early and
+        # spins to the scheduled moment, never sending before it.
+        (200.0, "constant"),
+        # Poisson gaps at 2,000/s fall under SEND_AHEAD_S one time in six: such arrivals
+        # leave with the one before them, a little early, and are timed from the send.
+        (2_000.0, "poisson"),
+    ],
+)
+def test_latency_from_the_schedule_is_never_shorter_than_from_the_send(
+    server: ServerProcess, store: Path, rate: float, arrivals: ArrivalProcess
 ) -> None:
-    # At 200/s the generator is idle between arrivals: it wakes a little early and spins
-    # to the scheduled moment. A send before its schedule would make latency from the
-    # schedule shorter than latency from the send.
     settings = StepSettings(
-        step_seconds=2.0, window_seconds=0.5, max_step_seconds=2.0, arrivals="constant"
+        step_seconds=2.0, window_seconds=0.5, max_step_seconds=2.0, arrivals=arrivals
     )
     with _onnx_int8_steps(server, store, settings) as (_, runner):
-        step = runner.run(200.0, extend=False)
+        step = runner.run(rate, extend=False)
     client = step.client
-    assert client.sent_qps == pytest.approx(200.0, rel=0.05)
-    assert client.p50_ms >= client.sent_p50_ms
-    assert client.p99_ms >= client.sent_p99_ms
-
-
-def test_arrivals_sent_ahead_of_their_time_are_timed_from_their_send(
-    server: ServerProcess, store: Path
-) -> None:
-    # Poisson gaps at 2,000/s fall under SEND_AHEAD_S one time in six: such arrivals
-    # leave with the one before them, a little early. Their latency then runs from the
-    # send, so no request's latency from the schedule is shorter than from its send.
-    settings = StepSettings(
-        step_seconds=2.0, window_seconds=0.5, max_step_seconds=2.0, arrivals="poisson"
-    )
-    with _onnx_int8_steps(server, store, settings) as (_, runner):
-        step = runner.run(2_000.0, extend=False)
-    client = step.client
-    assert client.sent_qps == pytest.approx(2_000.0, rel=0.05)
+    assert client.sent_qps == pytest.approx(rate, rel=0.05)
     assert client.p50_ms >= client.sent_p50_ms
     assert client.p99_ms >= client.sent_p99_ms
 
