@@ -2,8 +2,10 @@
 
 Widen by doubling from a start rate until a step fails, then bisect between the last
 rate that held and the first that did not, until they are within `precision` of each
-other. A step whose shortfall is the generator's (not the server's) ends the search:
-the knee is then only known to be at least the last rate that held.
+other. A rate the generator cannot offer (generator-bound twice) says nothing of the
+server, so the search bisects below it: a lower rate may still fail by the SLO, and
+then the knee is the server's; if every rate up to it holds, the knee is only known to
+be at least the last rate that held.
 """
 
 from __future__ import annotations
@@ -82,8 +84,9 @@ def search(
     A step that says nothing of the server, generator-bound or inconclusive (unstable,
     too few answers), is measured once more: a stall of the machine that made the
     generator late once, or one step's noise, should not end the search. If it says
-    nothing again the search ends there, rather than reading it as a failure of the
-    server."""
+    nothing again it is not read as a failure of the server: an inconclusive rate ends
+    the search there, and a generator-bound one becomes the top of the bisection, which
+    goes on below it while some rate has held."""
     steps: list[StepResult] = []
     held: float | None = None
     failed: float | None = None
@@ -95,7 +98,7 @@ def search(
         if step.verdict in SAYS_NOTHING and len(steps) < max_steps:
             step = measure(rate)
             steps.append(step)
-        if step.verdict in SAYS_NOTHING:
+        if step.verdict in SAYS_NOTHING and (step.verdict != GENERATOR_BOUND or held is None):
             break
         if step.holds:
             held = rate

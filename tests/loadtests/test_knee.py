@@ -64,10 +64,24 @@ def test_halves_when_even_the_start_rate_fails() -> None:
     assert knee.qps is not None and knee.qps < 30
 
 
-def test_a_step_generator_bound_twice_ends_the_search_with_a_lower_bound() -> None:
+def test_below_a_rate_the_generator_cannot_offer_the_search_bisects_to_a_lower_bound() -> None:
+    # The server would hold 10,000/s; the generator falls behind from 800/s on.
     asked, knee = run(limit=10_000, generator_limit=800)
-    assert asked == [100, 200, 400, 800, 800]
-    assert knee.qps == 400 and knee.limited_by == "generator" and knee.is_lower_bound
+    assert asked == [100, 200, 400, 800, 800, 600, 700, 750]
+    assert knee.qps == 750 and knee.limited_by == "generator" and knee.is_lower_bound
+
+
+def test_below_a_rate_the_generator_cannot_offer_the_server_can_still_miss() -> None:
+    # The generator falls behind from 800/s on, but the server misses from 650/s.
+    asked, knee = run(limit=650, generator_limit=800)
+    assert asked == [100, 200, 400, 800, 800, 600, 700, 650]
+    assert knee.qps == 600 and knee.limited_by == "slo" and not knee.is_lower_bound
+
+
+def test_a_start_rate_the_generator_cannot_offer_ends_the_search() -> None:
+    asked, knee = run(limit=10_000, generator_limit=50)
+    assert asked == [100, 100]
+    assert knee.qps is None and knee.limited_by == "none-held"
 
 
 def test_a_step_generator_bound_once_is_measured_again_before_the_search_goes_on() -> None:
