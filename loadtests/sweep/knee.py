@@ -98,7 +98,7 @@ def search(
         if step.verdict in SAYS_NOTHING and len(steps) < max_steps:
             step = measure(rate)
             steps.append(step)
-        if step.verdict in SAYS_NOTHING and (step.verdict != GENERATOR_BOUND or held is None):
+        if step.verdict in INCONCLUSIVE or (step.verdict == GENERATOR_BOUND and held is None):
             break
         if step.holds:
             held = rate
