@@ -17,11 +17,8 @@ ENV PIP_NO_CACHE_DIR=1 \
 WORKDIR /src
 COPY pyproject.toml README.md constraints.txt ./
 COPY perfserve perfserve
-COPY common common
 COPY service service
 COPY loadtests loadtests
-COPY benchmarks benchmarks
-COPY staging staging
 
 # Build stage: the serving install for the runtime, and a second virtualenv with the
 # model-building extra that builds the store (train, convert, quantize, score), so that

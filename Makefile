@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml constraints.txt
 # After changing dependencies: pin what the images install to this virtualenv's versions.
 .PHONY: constraints
 constraints: $(STAMP)
-	$(BIN)/python -m staging.constraints > constraints.txt
+	$(BIN)/python -m perfserve.staging.constraints > constraints.txt
 
 store: $(STAMP)
 	$(BIN)/perfserve build --store $(STORE)
@@ -49,7 +49,7 @@ test-fast: $(STAMP)
 # and a load generator's metrics on :9465, without Docker. Needs a prometheus binary.
 .PHONY: prometheus
 prometheus: $(STAMP)
-	$(BIN)/python -m staging.prometheus --service 127.0.0.1:8000 --loadgen 127.0.0.1:9465 --run
+	$(BIN)/python -m perfserve.staging.prometheus --service 127.0.0.1:8000 --loadgen 127.0.0.1:9465 --run
 
 clean:
 	rm -rf $(VENV) $(STORE) reports .mypy_cache .ruff_cache .pytest_cache

@@ -19,7 +19,6 @@ import locust
 import psutil
 from locust.env import Environment
 
-from common.processes import free_port, wait_or_kill
 from loadtests.arrivals import ArrivalProcess
 from loadtests.engines import locust_openloop as openloop
 from loadtests.engines.base import START_DELAY_S, Plan
@@ -27,6 +26,7 @@ from loadtests.engines.locust_openloop import PLAN, SETUP, OpenLoopUser, plan_me
 from loadtests.harness import Harness
 from loadtests.loadgen_metrics import LoadgenMetrics
 from loadtests.recorder import Recorder
+from perfserve.common.processes import free_port, wait_or_kill
 
 
 class Driver:

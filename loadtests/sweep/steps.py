@@ -18,9 +18,6 @@ from typing import TYPE_CHECKING
 
 import psutil
 
-from common.core_speed import core_speed
-from common.queueing import little_disagreement, predicted_queue_s
-from common.slo import SLO_P99_MS
 from loadtests.arrivals import ArrivalProcess, squared_cv
 from loadtests.recorder import Window
 from loadtests.sweep.acceptance import SATURATION, STABLE_WINDOWS, min_samples, stable, verdict
@@ -32,6 +29,9 @@ from loadtests.sweep.results import (
     window_points,
 )
 from loadtests.sweep.server_metrics import GaugeSampler, ServerSplit, scrape, server_split
+from perfserve.common.core_speed import core_speed
+from perfserve.common.queueing import little_disagreement, predicted_queue_s
+from perfserve.common.slo import SLO_P99_MS
 
 if TYPE_CHECKING:
     from loadtests.engines.base import Engine

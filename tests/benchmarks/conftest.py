@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from benchmarks.bench import BenchPlan, BenchResult, default_specs, run_bench
-from benchmarks.report import write_outputs
-from benchmarks.score import DEFAULT_WEIGHTS
-from benchmarks.summary import summarize
+from perfserve.benchmarks.gate.score import DEFAULT_WEIGHTS
+from perfserve.benchmarks.offline.bench import BenchPlan, BenchResult, default_specs, run_bench
+from perfserve.benchmarks.offline.report import write_outputs
+from perfserve.benchmarks.offline.summary import summarize
 from service.store import Manifest
 
 

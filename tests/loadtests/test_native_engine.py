@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from common.processes import ServerProcess
 from loadtests.arrivals import ArrivalProcess
 from loadtests.bodies import encode_bodies, holdout_rows
 from loadtests.checks import server_timing_total_s
@@ -25,6 +24,7 @@ from loadtests.engines.native_generator import encode_requests
 from loadtests.loadgen_metrics import LoadgenMetrics
 from loadtests.sweep.calibration import CalibrationPoint, search_ceiling
 from loadtests.sweep.steps import StepRunner, StepSettings
+from perfserve.common.processes import ServerProcess
 
 
 def test_the_server_timing_total_is_read_in_seconds() -> None:

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from common.processes import ServerProcess, running_server
 from loadtests.engines.base import ENGINES
+from perfserve.common.processes import ServerProcess, running_server
 from tests.utils import run_perfserve
 
 pytestmark = pytest.mark.integration  # real servers under generated load

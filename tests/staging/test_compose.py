@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
+from perfserve.staging.nginx import CONFIG as NGINX_CONFIG
 from service.settings import Settings
-from staging.nginx import CONFIG as NGINX_CONFIG
 from tests.utils import require_tool
 from tests.utils.stack import (
     COMPOSE,

@@ -20,9 +20,9 @@ from pathlib import Path, PurePosixPath
 import pytest
 import yaml
 
-from common.processes import ServerProcess, free_port, wait_ready
+from perfserve.common.processes import ServerProcess, free_port, wait_ready
+from perfserve.staging.constraints import closure
 from service.store import load_manifest
-from staging.constraints import closure
 from tests.utils.stack import COMPOSE, DOCKERFILE, README, ROOT
 
 VENV_BIN = Path(sys.executable).parent

@@ -13,11 +13,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from common.processes import ServerProcess
+from perfserve.common.processes import ServerProcess
+from perfserve.staging.nginx import CONFIG as NGINX_CONFIG
+from perfserve.staging.nginx import SHEDDING_KINDS, Shedding, local_config, running_nginx
 from service.settings import Settings
 from service.store import Dataset
-from staging.nginx import CONFIG as NGINX_CONFIG
-from staging.nginx import SHEDDING_KINDS, Shedding, local_config, running_nginx
 from tests.utils import body, require_tool
 
 

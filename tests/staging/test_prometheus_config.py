@@ -1,4 +1,4 @@
-"""`python -m staging.prometheus`: the stack's config for services started by hand."""
+"""`python -m perfserve.staging.prometheus`: the stack's config for services started by hand."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from staging.prometheus import local_config, main
+from perfserve.staging.prometheus import local_config, main
 from tests.utils import require_tool
 from tests.utils.stack import PROMETHEUS_CONFIG
 

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from common.processes import ServerProcess, free_port, wait_ready
+from perfserve.common.processes import ServerProcess, free_port, wait_ready
 from service.store import Dataset
 from tests.utils import body
 from tests.utils.stack import ROOT
@@ -147,7 +147,7 @@ def test_serves_predictions_and_metrics(
         assert sum(answered) == 1
         # The split tool of the staging stack runs inside the serving image too.
         shown = subprocess.run(
-            [str(serving_python), "-m", "staging.traffic", "--url", server.url],
+            [str(serving_python), "-m", "perfserve.staging.traffic", "--url", server.url],
             capture_output=True,
             text=True,
             timeout=60,

@@ -26,10 +26,10 @@ import httpx
 import pytest
 import yaml
 
-from common.processes import free_port, running_server
+from perfserve.common.processes import free_port, running_server
+from perfserve.staging.nginx import running_nginx
+from perfserve.staging.traffic import apply_split
 from service.routing import TrafficSplit
-from staging.nginx import running_nginx
-from staging.traffic import apply_split
 from tests.utils import ADMIN, ADMIN_TOKEN, require_tool
 from tests.utils.stack import (
     COMPOSE,

@@ -1,4 +1,5 @@
-"""`python -m staging.traffic`: one split applied to every replica, or to none silently."""
+"""`python -m perfserve.staging.traffic`: one split applied to every replica, or to none
+silently."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from common.processes import ServerProcess, running_server
+from perfserve.common.processes import ServerProcess, running_server
+from perfserve.staging.traffic import apply_split, main, replica_urls
 from service.routing import TrafficSplit
-from staging.traffic import apply_split, main, replica_urls
 from tests.utils import ADMIN_ENV, ADMIN_TOKEN
 
 CANARY = '{"weights": {"sklearn_fp32": 0.9, "onnx_int8": 0.1}, "shadow": "onnx_fp32"}'

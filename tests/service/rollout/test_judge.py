@@ -58,7 +58,8 @@ def verdict(verdicts: list[GateVerdict], gate: str) -> GateVerdict:
 @pytest.mark.parametrize("seed", range(20))
 def test_identical_variants_pass_every_gate(seed: int) -> None:
     """The false-fail guard: with Bonferroni at 0.01 per judgement and effect floors, 20
-    seeded identical windows must all pass (benchmarks/judge_noise.py measures the rate)."""
+    seeded identical windows must all pass (perfserve/benchmarks/judge/judge_noise.py measures the
+    rate)."""
     rng = np.random.default_rng(seed)
     verdicts = judge(variant(latencies(rng)), variant(latencies(rng)), agreeing_shadow(rng), POLICY)
     assert [v.gate for v in verdicts] == ["latency", "errors", "predictions", "slo"]

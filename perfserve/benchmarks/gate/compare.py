@@ -1,0 +1,206 @@
+"""`perfserve compare`: the promotion gate between a baseline and a candidate.
+
+Both run through the same bench (interleaved, paired), on the same hold-out; the gate
+then applies rules a team sets once (a YAML file, or flags). Quality is deterministic on
+a fixed hold-out, so its rules use the values; timings are noisy, so a latency or
+throughput rule only fires on a difference that is also statistically significant.
+
+rules.yaml (every key optional; these are the defaults):
+
+    max_accuracy_drop: 0.0        # absolute; a regressor uses max_rmse_increase (relative)
+    max_rmse_increase: 0.0
+    min_agreement: 0.0            # share of hold-out rows answered like the reference
+    max_latency_increase: 0.05    # relative, per batch size, significant increases only
+    max_throughput_drop: 0.05     # relative, significant drops only
+    max_memory_increase_mb: 64    # load + peak per call, absolute
+    max_size_increase: 0.5        # artifact file size, relative
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from perfserve.benchmarks.figures import figures_from_summary, headline_metric
+from perfserve.benchmarks.statistics import ALPHA
+from perfserve.common.usage import UsageError
+
+MIB = 2**20
+
+
+@dataclass(frozen=True)
+class Rules:
+    max_accuracy_drop: float = 0.0
+    max_rmse_increase: float = 0.0
+    min_agreement: float = 0.0
+    max_latency_increase: float = 0.05
+    max_throughput_drop: float = 0.05
+    max_memory_increase_mb: float = 64.0
+    max_size_increase: float = 0.5
+
+
+def load_rules(path: Path | None, overrides: dict[str, float | None]) -> Rules:
+    """Defaults, then the rules file, then flags given on the command line."""
+    rules = Rules()
+    if path is not None:
+        if not path.is_file():
+            raise UsageError(f"no rules file at {path}")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise UsageError(f"{path} is not valid YAML: {error}") from None
+        if not isinstance(data, dict):
+            raise UsageError(f"{path} must be a mapping of rule: value")
+        rules = _with(rules, data, str(path))
+    return _with(rules, {k: v for k, v in overrides.items() if v is not None}, "flags")
+
+
+def _with(rules: Rules, values: dict[str, Any], origin: str) -> Rules:
+    known = {field.name for field in fields(Rules)}
+    unknown = set(values) - known
+    if unknown:
+        raise UsageError(f"unknown rule(s) in {origin}: {sorted(unknown)}; known: {sorted(known)}")
+    try:
+        return replace(rules, **{name: float(value) for name, value in values.items()})
+    except (TypeError, ValueError):
+        raise UsageError(f"every rule in {origin} needs a number: {values}") from None
+
+
+@dataclass(frozen=True)
+class GateResult:
+    promote: bool
+    reasons: list[str]
+    """One sentence per broken rule (empty when promoted)."""
+    table: list[dict[str, Any]]
+    """Side by side: dimension, baseline, candidate, delta, significance."""
+
+
+def gate(summary: dict[str, Any], baseline: str, candidate: str, rules: Rules) -> GateResult:
+    table: list[dict[str, Any]] = []
+    reasons: list[str] = []
+    reasons += _quality(summary, baseline, candidate, rules, table)
+    for row in summary["comparisons"]:
+        if row["candidate"] == candidate:
+            reasons += _speed(row, rules, table)
+    reasons += _resources(summary, baseline, candidate, rules, table)
+    return GateResult(not reasons, reasons, table)
+
+
+def _quality(
+    summary: dict[str, Any],
+    baseline: str,
+    candidate: str,
+    rules: Rules,
+    table: list[dict[str, Any]],
+) -> list[str]:
+    metric = headline_metric(summary["task"])
+    row = next(q for q in summary["quality_comparisons"] if q["candidate"] == candidate)
+    was, now = row["baseline_value"], row["candidate_value"]
+    table.append(_row(metric, was, now, now - was, f"{row['test']} p={row['p_value']:.2g}"))
+    agreement = summary["variants"][candidate]["agreement_with_reference"]
+    table.append(_row("agreement_with_reference", None, agreement, None, ""))
+    reasons = []
+    if metric == "accuracy" and was - now > rules.max_accuracy_drop:
+        reasons.append(
+            f"accuracy drops {was - now:.4f} ({was:.4f} -> {now:.4f}), more than "
+            f"max_accuracy_drop {rules.max_accuracy_drop:g} (McNemar p = {row['p_value']:.2g})"
+        )
+    if metric == "rmse" and now > was * (1 + rules.max_rmse_increase):
+        reasons.append(
+            f"rmse rises {now / was - 1:+.1%} ({was:.4g} -> {now:.4g}), more than "
+            f"max_rmse_increase {rules.max_rmse_increase:.0%}"
+        )
+    if agreement < rules.min_agreement:
+        reasons.append(f"agreement with the reference {agreement:.1%} < {rules.min_agreement:.1%}")
+    return reasons
+
+
+def _speed(row: dict[str, Any], rules: Rules, table: list[dict[str, Any]]) -> list[str]:
+    size = row["batch_size"]
+    significant = row["p_value"] < ALPHA and (row["ci_low"] > 0 or row["ci_high"] < 0)
+    note = f"d={row['cohens_d']:.2f} p={row['p_value']:.2g} {row['verdict']}"
+    table.append(
+        _row(
+            f"ms/call @{size}", row["baseline_mean"], row["candidate_mean"], row["difference"], note
+        )
+    )
+    throughput_change = row["baseline_mean"] / row["candidate_mean"] - 1
+    table.append(
+        _row(f"throughput @{size}", 1.0, 1 + throughput_change, throughput_change, "relative")
+    )
+    reasons = []
+    if significant and row["relative"] > rules.max_latency_increase:
+        reasons.append(
+            f"latency at batch {size} rises {row['relative']:+.1%} (p = {row['p_value']:.2g}, "
+            f"d = {row['cohens_d']:.2f}), more than max_latency_increase "
+            f"{rules.max_latency_increase:.0%}"
+        )
+    if significant and -throughput_change > rules.max_throughput_drop:
+        reasons.append(
+            f"throughput at batch {size} drops {-throughput_change:.1%}, more than "
+            f"max_throughput_drop {rules.max_throughput_drop:.0%}"
+        )
+    return reasons
+
+
+def _resources(
+    summary: dict[str, Any],
+    baseline: str,
+    candidate: str,
+    rules: Rules,
+    table: list[dict[str, Any]],
+) -> list[str]:
+    reasons = []
+    memory = {f.variant: f.memory_bytes / MIB for f in figures_from_summary(summary)}
+    was, now = memory[baseline], memory[candidate]
+    table.append(_row("memory MiB", was, now, now - was, "load + peak per call"))
+    if now - was > rules.max_memory_increase_mb:
+        reasons.append(
+            f"memory rises {now - was:.1f} MiB ({was:.1f} -> {now:.1f}), more than "
+            f"max_memory_increase_mb {rules.max_memory_increase_mb:g}"
+        )
+    size_was = summary["variants"][baseline]["file_size_bytes"]
+    size_now = summary["variants"][candidate]["file_size_bytes"]
+    table.append(_row("file bytes", size_was, size_now, size_now - size_was, ""))
+    if size_now > size_was * (1 + rules.max_size_increase):
+        reasons.append(
+            f"artifact grows {size_now / size_was - 1:+.0%} ({size_was:,} -> {size_now:,} bytes), "
+            f"more than max_size_increase {rules.max_size_increase:.0%}"
+        )
+    return reasons
+
+
+def _row(
+    dimension: str, baseline: float | None, candidate: float, delta: float | None, note: str
+) -> dict[str, Any]:
+    return {
+        "dimension": dimension,
+        "baseline": baseline,
+        "candidate": candidate,
+        "delta": delta,
+        "significance": note,
+    }
+
+
+def render_gate(result: GateResult, baseline: str, candidate: str) -> str:
+    lines = [f"{'':<26}{baseline:>16}{candidate:>16}{'delta':>12}  significance"]
+    for row in result.table:
+        lines.append(
+            f"{row['dimension']:<26}{_fmt(row['baseline']):>16}{_fmt(row['candidate']):>16}"
+            f"{_fmt(row['delta']):>12}  {row['significance']}"
+        )
+    if result.promote:
+        lines.append(f"verdict: PROMOTE {candidate}")
+    else:
+        lines.append(f"verdict: REJECT {candidate}")
+        lines += [f"  - {reason}" for reason in result.reasons]
+    return "\n".join(lines)
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"

@@ -1,0 +1,103 @@
+"""The benchmark subcommands of `perfserve`: bench, decide, compare, history.
+
+`perfserve capacity` plans from their results: perfserve/benchmarks/capacity/capacity_command.py."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from perfserve.benchmarks.offline.options import (
+    add_measurement_options,
+    delays,
+    measure,
+    name_list,
+    record,
+)
+from perfserve.common.usage import UsageError, add_option
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    Commands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
+
+
+def add_arguments(bench: argparse.ArgumentParser) -> None:
+    bench.description = (
+        "Measure every variant (or --variants) on the store's hold-out: quality, "
+        "latency per batch size with 95% CIs, throughput, memory, CPU and energy, operator "
+        "breakdown; compare each with a baseline; write CSVs, JSON, a plot and a report."
+    )
+    add_measurement_options(bench, runs=30, batch_sizes="1,8,64")
+    add_option(
+        bench,
+        "--variants",
+        type=name_list,
+        help="Variants to measure, comma-separated (default: all).",
+    )
+    add_option(
+        bench,
+        "--baseline",
+        help="Variant the others are compared with (default: the store's reference).",
+    )
+    add_option(
+        bench,
+        "--headline-batch-size",
+        type=int,
+        help="Batch size the dashboard, plot and decisions use (default: the first benched).",
+    )
+    add_option(
+        bench,
+        "--weights",
+        default="accuracy=0.4,latency=0.3,memory=0.15,energy=0.15",
+        help="Weights of the composite score, per dimension.",
+    )
+    add_option(
+        bench,
+        "--inject-latency-ms",
+        type=delays,
+        default={},
+        help="Sensitivity check: add this many ms to each call of a variant, e.g. onnx_int8=2.",
+    )
+    add_option(
+        bench, "--out", type=Path, default=Path("reports/bench"), help="Folder for the results."
+    )
+    bench.add_argument(
+        "--int8-methods",
+        action="store_true",
+        help="also measure every int8 method the build wrote (dynamic, per row, static), "
+        "as int8_<method>",
+    )
+    bench.add_argument(
+        "--fail-on-regression",
+        action="store_true",
+        help="Exit 1 when the history flags a regression (for CI).",
+    )
+    bench.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from perfserve.benchmarks.gate.score import parse_weights
+    from perfserve.benchmarks.offline.bench import default_specs
+    from perfserve.benchmarks.offline.report import write_outputs
+    from service.store import load_manifest
+
+    manifest = load_manifest(args.store)
+    weights = parse_weights(args.weights)
+    specs = default_specs(args.store, manifest, args.variants)
+    if args.int8_methods:
+        from perfserve.benchmarks.offline.precision import int8_method_specs
+
+        specs += int8_method_specs(specs, manifest)
+    unknown = set(args.inject_latency_ms) - {spec.name for spec in specs}
+    if unknown:
+        raise UsageError(f"--inject-latency-ms names variants not benchmarked: {sorted(unknown)}")
+    specs = [replace(spec, delay_s=args.inject_latency_ms.get(spec.name, 0.0)) for spec in specs]
+    summary = measure(args, manifest, specs, args.baseline, weights, args.headline_batch_size)
+    paths = write_outputs(summary, args.out)
+    print(paths["report"].read_text())
+    print(f"results in {args.out}/")
+    steady = record(args, "bench", summary, list(paths.values()))
+    return 1 if args.fail_on_regression and not steady else 0

@@ -1,0 +1,77 @@
+"""`perfserve bench-http`: requests/s and latency over HTTP against the bare-ASGI floor (needs
+wrk)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from perfserve.benchmarks.http.competitor_servers import NAMES
+from perfserve.benchmarks.http.http_overhead import add_pinned_bench_options, run_benchmark
+from perfserve.benchmarks.offline.options import int_list, name_list
+from perfserve.common.usage import RawDescriptionHelpFormatter, UsageError, add_option
+
+
+def add_arguments(bench: argparse.ArgumentParser) -> None:
+    bench.description = __doc__
+    bench.formatter_class = RawDescriptionHelpFormatter
+    add_pinned_bench_options(bench, Path("reports/bench-http"), "wrk")
+    add_option(
+        bench,
+        "--concurrency",
+        type=int_list,
+        default="1,16,64",
+        help="Open connections wrk keeps, comma-separated: one cell each.",
+    )
+    add_option(bench, "--seconds", type=float, default=5.0, help="Length of each cell, in seconds.")
+    add_option(
+        bench, "--rounds", type=int, default=3, help="Interleaved rounds; medians are reported."
+    )
+    add_option(
+        bench,
+        "--variants",
+        type=name_list,
+        help="Variants to measure, comma-separated (default: all).",
+    )
+    add_option(
+        bench,
+        "--baseline",
+        type=Path,
+        help="Also serve the same variants from another checkout of perfserve (an earlier "
+        "commit) and compare this one against it, target by target.",
+    )
+    bench.add_argument(
+        "--competitor",
+        action="append",
+        default=[],
+        metavar="NAME[=PYTHON]",
+        help=f"Also measure another server ({', '.join(NAMES)}) serving the onnx_int8 "
+        "artifact, run by PYTHON (a virtualenv with that framework; default: this one).",
+    )
+    bench.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.baseline is not None and not (args.baseline / "service").is_dir():
+        raise UsageError(f"--baseline: {args.baseline} is not a checkout of perfserve")
+    run_benchmark(
+        args.store,
+        args.out,
+        args.concurrency,
+        args.seconds,
+        args.rounds,
+        args.server_cpu,
+        args.client_cpu,
+        args.variants or None,
+        dict(_competitor(spec) for spec in args.competitor),
+        args.baseline,
+    )
+    return 0
+
+
+def _competitor(spec: str) -> tuple[str, str]:
+    name, _, python = spec.partition("=")
+    if name not in NAMES:
+        raise UsageError(f"unknown competitor {name!r}; known: {', '.join(NAMES)}")
+    return name, python or sys.executable

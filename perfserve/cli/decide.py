@@ -1,0 +1,52 @@
+"""`perfserve decide`: pick a variant from the bench results, hard limits first, then an
+objective."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from perfserve.common.usage import add_option
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    Commands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
+
+
+def add_arguments(decide: argparse.ArgumentParser) -> None:
+    decide.description = (
+        "Filter the benched variants by hard limits (p95 latency, accuracy, "
+        "memory, throughput, energy), rank the rest by an objective, and say why each "
+        "rejected variant failed. Exit 1 when no variant meets the limits."
+    )
+    add_option(
+        decide,
+        "--requirements",
+        type=Path,
+        required=True,
+        help="Requirements YAML: limits and an objective (see examples/requirements.yaml).",
+    )
+    add_option(
+        decide,
+        "--bench",
+        type=Path,
+        default=Path("reports/bench"),
+        help="Folder of a `perfserve bench` run.",
+    )
+    decide.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from perfserve.benchmarks.figures import figures_from_summary, load_summary
+    from perfserve.benchmarks.gate.decide import decide, load_requirements, render_decision
+
+    requirements = load_requirements(args.requirements)
+    summary = load_summary(args.bench)
+    figures = figures_from_summary(summary, requirements.batch_size)
+    environment = summary["environment"]
+    estimate = None if environment["energy_measured"] else environment["energy_source"]
+    decision = decide(figures, requirements, estimate)
+    print(render_decision(decision, figures[0].batch_size))
+    return 0 if decision.choice else 1

@@ -1,0 +1,141 @@
+"""`perfserve rollout`: start a canary on a running service and follow it to the end.
+
+The controller runs inside the service (so it keeps going if this command is stopped);
+this command starts it, prints every decision as it is made, and exits with the result:
+0 promoted (or a dry run that passed), 1 rolled back or aborted (or a dry run that
+failed), 3 paused for a person (`POST /rollout/resume`, `/abort` or `/promote` then).
+The admin token is read from PERFSERVE_ADMIN_TOKEN, never from the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from pydantic import ValidationError
+
+from perfserve.common.usage import UsageError, add_option
+from service.rollout.plan import DEFAULT_STEPS, RolloutPlan
+
+POLL_S = 0.5
+EXIT_CODES = {"promoted": 0, "rolled_back": 1, "aborted": 1, "paused": 3}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = __doc__
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    add_option(parser, "--url", default="http://127.0.0.1:8000", help="the service")
+    parser.add_argument("--baseline", required=True, help="variant serving today")
+    parser.add_argument("--candidate", required=True, help="variant to roll out")
+    parser.add_argument(
+        "--steps",
+        default=",".join(f"{step:g}" for step in DEFAULT_STEPS),
+        help="candidate weights in percent, rising (default %(default)s)",
+    )
+    parser.add_argument(
+        "--window-seconds",
+        type=float,
+        default=60.0,
+        help="longest a window waits for the samples every gate needs (default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-extensions",
+        type=int,
+        default=2,
+        help="windows an inconclusive step may add before pausing (default %(default)s)",
+    )
+    parser.add_argument(
+        "--on-fail",
+        choices=("rollback", "pause"),
+        default="rollback",
+        help="on a failed gate: candidate weight 0 at once, or pause for a person",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="judge and report, never change the split"
+    )
+    parser.add_argument(
+        "--policy",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a judge threshold other than its default, e.g. slo_p99_s=0.1 (repeatable; "
+        "docs/ROLLOUT.md lists them)",
+    )
+    parser.set_defaults(run=run)
+
+
+def plan_from(args: argparse.Namespace) -> RolloutPlan:
+    try:
+        steps = [float(step) for step in args.steps.split(",") if step.strip()]
+    except ValueError:
+        raise UsageError(
+            f"--steps: a comma-separated list of percentages, not {args.steps!r}"
+        ) from None
+    policy: dict[str, str] = {}
+    for item in args.policy:
+        name, equals, value = item.partition("=")
+        if not equals:
+            raise UsageError(f"--policy: NAME=VALUE, not {item!r}")
+        policy[name.strip()] = value.strip()
+    try:
+        return RolloutPlan(
+            baseline=args.baseline,
+            candidate=args.candidate,
+            steps=steps,
+            window_seconds=args.window_seconds,
+            max_extensions=args.max_extensions,
+            on_fail=args.on_fail,
+            dry_run=args.dry_run,
+            policy=policy,
+        )
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "plan"
+        raise UsageError(f"{where}: {first['msg']}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    plan = plan_from(args)
+    token = os.environ.get("PERFSERVE_ADMIN_TOKEN")
+    if not token:
+        raise UsageError("set PERFSERVE_ADMIN_TOKEN to the service's admin token")
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=args.url, headers=headers, timeout=10.0) as client:
+        try:
+            started = client.post("/rollout/start", json=plan.model_dump())
+        except httpx.TransportError as error:
+            raise UsageError(f"--url {args.url}: cannot reach the service ({error})") from None
+        if started.status_code != 202:
+            print(f"perfserve rollout: {started.status_code} {started.text}", file=sys.stderr)
+            return 2 if started.status_code in (401, 403, 422) else 1
+        return follow(client)
+
+
+def follow(client: httpx.Client) -> int:
+    """Print each new decision until the rollout finishes or pauses; its exit code."""
+    printed = 0
+    while True:
+        state: dict[str, Any] = client.get("/rollout/status").raise_for_status().json()
+        for decision in state["decisions"][printed:]:
+            print(describe(decision), flush=True)
+        printed = len(state["decisions"])
+        status = state["status"]
+        if status == "dry_run_done":
+            failed = any(d["action"] == "fail" for d in state["decisions"])
+            return 1 if failed else 0
+        if status in EXIT_CODES:
+            return EXIT_CODES[status]
+        time.sleep(POLL_S)
+
+
+def describe(decision: dict[str, Any]) -> str:
+    at = datetime.fromtimestamp(decision["at"], UTC).strftime("%H:%M:%S")
+    return (
+        f"{at}  step {decision['step']}  candidate {decision['weight'] * 100:5.1f}%  "
+        f"{decision['action']:<12} {decision['detail']}"
+    )

@@ -1,0 +1,300 @@
+"""The `perfserve sweep` command line. Every option also reads `PERFSERVE_<OPTION>`.
+
+Locust is imported only when the command runs with `--engine locust`: it monkey-patches
+the process with gevent, which nothing else in `perfserve` should be subjected to.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+
+from loadtests import SPLIT
+from loadtests.argtypes import cpu_list, positive_float, rate_list
+from loadtests.arrivals import ARRIVAL_PROCESSES
+from loadtests.engines.base import ENGINES
+from loadtests.loadgen_metrics import DEFAULT_PORT
+from perfserve.common.slo import SLO_P99_MS
+from perfserve.common.usage import UsageError, add_option
+
+if TYPE_CHECKING:
+    from loadtests.sweep.runner import SweepPlan
+
+
+def add_arguments(sweep: argparse.ArgumentParser) -> None:
+    sweep.description = (
+        "Steps of rising target QPS against one variant, several in turn, or the "
+        "live split; reports the highest QPS that holds the p99 SLO, with the server's side "
+        "of every step, and writes steps.csv, summary.json, plots and report.html."
+    )
+    add_option(
+        sweep,
+        "--url",
+        required=True,
+        help="Base URL of the running service, e.g. http://127.0.0.1:8000.",
+    )
+    add_option(
+        sweep, "--variant", nargs="+", default=None,
+        help=f"Variants to sweep in turn; '{SPLIT}' sends through the live traffic split "
+        "(default: every variant the service serves).",
+    )  # fmt: skip
+    add_option(
+        sweep,
+        "--rates",
+        type=rate_list,
+        help="Fixed target rates in requests/s, e.g. 100,200,400 (default: search for the knee).",
+    )
+    add_option(
+        sweep,
+        "--auto",
+        action="store_true",
+        help="Search for the knee: the default when --rates is not given.",
+    )
+    add_option(
+        sweep,
+        "--slo-p99-ms",
+        type=positive_float,
+        default=SLO_P99_MS,
+        help="p99 latency SLO in ms that a step must hold.",
+    )
+    add_option(
+        sweep,
+        "--step-seconds",
+        type=positive_float,
+        default=20.0,
+        help="Shortest time a step runs, in seconds; it is extended while results settle.",
+    )
+    add_option(
+        sweep,
+        "--max-step-seconds",
+        type=positive_float,
+        help="Longest time a step may run, in seconds (default: 3 x --step-seconds).",
+    )
+    add_option(
+        sweep,
+        "--window-seconds",
+        type=positive_float,
+        help="Length of the windows a step is judged in, in seconds (default: step / 4).",
+    )
+    add_option(
+        sweep,
+        "--arrivals",
+        choices=ARRIVAL_PROCESSES,
+        default="poisson",
+        help="How gaps between arrivals are drawn: poisson (random) or constant.",
+    )
+    add_option(
+        sweep,
+        "--start-rate",
+        type=positive_float,
+        default=100.0,
+        help="With --auto: the first rate tried, in requests/s; it doubles until a step fails.",
+    )
+    add_option(
+        sweep,
+        "--max-rate",
+        type=positive_float,
+        default=50_000.0,
+        help="Highest rate tried, in requests/s.",
+    )
+    add_option(
+        sweep,
+        "--precision",
+        type=positive_float,
+        default=0.1,
+        help="With --auto: bisect until the last good and first failing rates are this close "
+        "(relative).",
+    )
+    add_option(sweep, "--rows-per-request", type=int, default=1, help="Rows in each request.")
+    add_option(
+        sweep,
+        "--store",
+        type=Path,
+        default=Path("model_store"),
+        help="Model store whose hold-out rows are sent.",
+    )
+    add_option(
+        sweep,
+        "--engine",
+        choices=ENGINES,
+        default="native",
+        help="Load generator: native (uvloop + httptools processes) or locust.",
+    )
+    add_option(
+        sweep,
+        "--generators",
+        type=int,
+        default=1,
+        help="Native generator processes, one per core; their histograms are merged exactly.",
+    )
+    add_option(
+        sweep,
+        "--generator-cpus",
+        type=cpu_list,
+        help="CPUs to pin the native generators to, in turn, e.g. 1 or 2,3.",
+    )
+    add_option(
+        sweep,
+        "--calibrate",
+        action="store_true",
+        help="First measure the generator's own ceiling against a bare ASGI server.",
+    )
+    add_option(
+        sweep,
+        "--workers",
+        type=int,
+        default=0,
+        help="With --engine locust: worker processes to start (0: generate in this process).",
+    )
+    add_option(
+        sweep,
+        "--max-in-flight",
+        type=int,
+        default=256,
+        help="Most requests in flight (connections) per generator process.",
+    )
+    add_option(
+        sweep,
+        "--stress",
+        action="store_true",
+        help="After the knee, push on to the breaking point and time the recovery.",
+    )
+    add_option(
+        sweep,
+        "--soak-rate",
+        type=positive_float,
+        help="Hold this rate in requests/s for --soak-seconds and watch the server's memory.",
+    )
+    add_option(
+        sweep,
+        "--soak-seconds",
+        type=positive_float,
+        default=600.0,
+        help="How long the soak at --soak-rate lasts, in seconds.",
+    )
+    add_option(
+        sweep,
+        "--metrics-port",
+        type=int,
+        default=DEFAULT_PORT,
+        help="Port for the generator's Prometheus metrics (0: none).",
+    )
+    add_option(
+        sweep,
+        "--metrics-host",
+        default="127.0.0.1",
+        help="Interface the generator's metrics listen on.",
+    )
+    add_option(
+        sweep,
+        "--out",
+        type=Path,
+        default=Path("reports/sweep"),
+        help="Folder for report.html, summary.json, steps.csv and plots.",
+    )
+    sweep.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    plan = plan_from_args(args)
+    if plan.engine == "locust":
+        import locust  # noqa: F401  (gevent's monkey-patching, before the sweep's imports)
+
+    from loadtests.report.outputs import write_outputs
+    from loadtests.report.text import answers, knee_table
+    from loadtests.sweep.runner import run_sweep
+
+    report = run_sweep(plan, lambda line: print(line, file=sys.stderr, flush=True))
+    document = write_outputs(report, args.out)
+    print(knee_table(report))
+    print(answers(document))
+    print(f"report: {args.out / 'report.html'}")
+    return 0
+
+
+def plan_from_args(args: argparse.Namespace) -> SweepPlan:
+    from loadtests.sweep.runner import SweepPlan
+    from loadtests.sweep.steps import StepSettings
+
+    url = args.url.rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise UsageError(f"--url {url}: must start with http:// or https://, e.g. http://{url}")
+    models, weights = _service_description(url)
+    targets = _names(args.variant) or models
+    unknown = [t for t in targets if t != SPLIT and t not in models]
+    if unknown:
+        raise UsageError(
+            f"--variant {','.join(unknown)}: not served by {url}; choose among "
+            f"{', '.join(models)}, or '{SPLIT}' for the live split"
+        )
+    args.auto, args.stress = _flag(args.auto), _flag(args.stress)
+    args.calibrate = _flag(args.calibrate)
+    if args.rates and args.auto:
+        raise UsageError("--rates and --auto exclude each other")
+    if args.workers < 0 or args.max_in_flight < 1 or args.rows_per_request < 1:
+        raise UsageError("--workers must be >= 0, --max-in-flight and --rows-per-request >= 1")
+    if args.generators < 1:
+        raise UsageError("--generators must be >= 1")
+    if args.engine == "native" and args.workers:
+        raise UsageError("--workers is for --engine locust; the native engine takes --generators")
+    window = args.window_seconds or max(1.0, args.step_seconds / 4)
+    steps = StepSettings(
+        slo_p99_ms=args.slo_p99_ms,
+        step_seconds=args.step_seconds,
+        window_seconds=window,
+        max_step_seconds=args.max_step_seconds or 3 * args.step_seconds,
+        arrivals=args.arrivals,
+    )
+    soak_only = args.soak_rate is not None and not (args.rates or args.auto)
+    return SweepPlan(
+        url=url,
+        targets=targets,
+        rates=args.rates,
+        steps=steps,
+        store=args.store,
+        start_rate=args.start_rate,
+        max_rate=args.max_rate,
+        precision=args.precision,
+        rows_per_request=args.rows_per_request,
+        sweep=not soak_only,
+        stress=args.stress,
+        soak_rate=args.soak_rate,
+        soak_seconds=args.soak_seconds,
+        engine=args.engine,
+        generators=args.generators,
+        generator_cpus=args.generator_cpus,
+        calibrate=args.calibrate,
+        workers=args.workers,
+        max_in_flight=args.max_in_flight,
+        metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
+        split_weights=weights,
+    )
+
+
+def _names(given: list[str] | str | None) -> list[str]:
+    """Variant names from the command line (a list) or PERFSERVE_VARIANT (a,b or a b)."""
+    if given is None:
+        return []
+    parts = given if isinstance(given, list) else [given]
+    return [name for part in parts for name in part.replace(",", " ").split()]
+
+
+def _flag(value: bool | str) -> bool:
+    """A switch given on the command line (True) or as PERFSERVE_<FLAG>=1/true/yes."""
+    return value is True or str(value).lower() in ("1", "true", "yes")
+
+
+def _service_description(url: str) -> tuple[list[str], dict[str, float]]:
+    """The variants the service serves and its current split; a clear error if it is
+    not there."""
+    try:
+        models = httpx.get(f"{url}/models", timeout=10).raise_for_status().json()
+        traffic = httpx.get(f"{url}/traffic", timeout=10).raise_for_status().json()
+    except httpx.HTTPError as error:
+        raise UsageError(f"cannot read {url}/models: {error}") from None
+    return [v["name"] for v in models["variants"]], dict(traffic["weights"])
