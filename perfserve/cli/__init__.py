@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import NoReturn
 
-from perfserve.common.usage import HelpFormatter, UsageError, validation_message
+from perfserve.cli.exit_codes import ExitCode
+from perfserve.common.usage import HelpFormatter, MissingTool, UsageError, validation_message
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,8 @@ def import_command(name: str, command: Command) -> object:
     try:
         return importlib.import_module(command.module(name))
     except ModuleNotFoundError as missing:
-        raise SystemExit(extra_needed(name, missing)) from None
+        print(extra_needed(name, missing), file=sys.stderr)
+        raise SystemExit(ExitCode.ENVIRONMENT) from None
 
 
 def extra_needed(name: str, missing: ModuleNotFoundError) -> str:
@@ -135,14 +137,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser = build_parser(chosen if chosen in COMMANDS else None)
     except UsageError as error:  # a bad PERFSERVE_<OPTION>, met while the options are set up
         print(f"perfserve {chosen}: error: {error}", file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
     if not args_list:
         parser.print_help()
-        return 0
+        return ExitCode.ANSWERED
     args = parser.parse_args(args_list)
     if args.command is None:
         parser.print_help()
-        return 0
+        return ExitCode.ANSWERED
     from pydantic import ValidationError
 
     from service.store import StoreError
@@ -151,12 +153,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.run(args) or 0)
     except ValidationError as error:
         print(f"perfserve {args.command}: error: {validation_message(error)}", file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
     except (UsageError, StoreError) as error:
         print(f"perfserve {args.command}: error: {error}", file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
+    except MissingTool as error:
+        print(f"perfserve {args.command}: error: {error}", file=sys.stderr)
+        return ExitCode.ENVIRONMENT
     except ModuleNotFoundError as missing:  # a command that imports its tools when it runs
         print(extra_needed(args.command, missing), file=sys.stderr)
-        return 1  # as when the command's own module is missing (SystemExit with a message)
+        return ExitCode.ENVIRONMENT
     except KeyboardInterrupt:
         return 130

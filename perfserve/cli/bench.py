@@ -16,6 +16,7 @@ from perfserve.benchmarks.offline.options import (
     name_list,
     record,
 )
+from perfserve.cli.exit_codes import ExitCode
 from perfserve.common.usage import UsageError, add_option
 
 if TYPE_CHECKING:
@@ -64,13 +65,15 @@ def add_arguments(bench: argparse.ArgumentParser) -> None:
     add_option(
         bench, "--out", type=Path, default=Path("reports/bench"), help="Folder for the results."
     )
-    bench.add_argument(
+    add_option(
+        bench,
         "--int8-methods",
         action="store_true",
         help="also measure every int8 method the build wrote (dynamic, per row, static), "
         "as int8_<method>",
     )
-    bench.add_argument(
+    add_option(
+        bench,
         "--fail-on-regression",
         action="store_true",
         help="Exit 1 when the history flags a regression (for CI).",
@@ -100,4 +103,4 @@ def run(args: argparse.Namespace) -> int:
     print(paths["report"].read_text())
     print(f"results in {args.out}/")
     steady = record(args, "bench", summary, list(paths.values()))
-    return 1 if args.fail_on_regression and not steady else 0
+    return ExitCode.NO if args.fail_on_regression and not steady else ExitCode.ANSWERED

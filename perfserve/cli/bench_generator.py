@@ -8,7 +8,6 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from loadtests.argtypes import positive_float
 from loadtests.engines.base import ENGINES
@@ -34,40 +33,72 @@ def add_arguments(bench: argparse.ArgumentParser) -> None:
         "and openloop beside them with --k6 and --openloop, and a knee cross-check against "
         "them with --knee-slo-ms."
     )
-    options: list[tuple[str, dict[str, Any], str]] = [
-        ("--store", {"type": Path, "default": Path("model_store")}, "Model store to serve."),
-        ("--variant", {"default": "onnx_int8"}, "Variant of the latency step and the knee."),
-        ("--rate", {"type": positive_float, "default": 1000.0}, "Latency step rate, req/s."),
-        ("--seconds", {"type": positive_float, "default": 6.0}, "Latency step length, s."),
-        ("--rounds", {"type": int, "default": 1}, "Interleaved rounds (0: only the knees)."),
-        ("--engines", {"nargs": "+", "choices": ENGINES, "default": list(ENGINES)}, "Engines."),
-        ("--server-cpu", {"default": "0"}, "CPU list the servers are pinned to."),
-        ("--generator-cpu", {"default": "1"}, "CPU list the generators are pinned to."),
-        ("--k6", {}, "Path of a k6 binary, to run k6 beside the engines."),
-        (
-            "--openloop",
-            {"action": "store_true"},
-            "Build perfserve/benchmarks/generator/openloop.c and instant.c (needs cc); run "
-            "openloop beside the "
-            "engines, and against instant for the wire's own latency.",
-        ),
-        (
-            "--knee-slo-ms",
-            {"type": positive_float},
-            "With --k6 or --openloop: compare knees against theirs at this SLO.",
-        ),
-        ("--knee-seconds", {"type": positive_float, "default": 8.0}, "Knee step length, s."),
-        ("--knee-rounds", {"type": int, "default": 1}, "Knee comparisons, each on a fresh server."),
-        ("--knee-start-rate", {"type": positive_float, "default": 1000.0}, "First knee rate."),
-        ("--knee-max-rate", {"type": positive_float, "default": 64_000.0}, "Top knee rate."),
-        (
-            "--knee-max-batch-size",
-            {"type": int},
-            "The knee server's --max-batch-size (1: unbatched, a knee within k6's reach).",
-        ),
-    ]
-    for name, settings, text in options:
-        add_option(bench, name, help=text, **settings)
+    add_option(
+        bench, "--store", type=Path, default=Path("model_store"), help="Model store to serve."
+    )
+    add_option(
+        bench, "--variant", default="onnx_int8", help="Variant of the latency step and the knee."
+    )
+    add_option(
+        bench, "--rate", type=positive_float, default=1000.0, help="Latency step rate, req/s."
+    )
+    add_option(bench, "--seconds", type=positive_float, default=6.0, help="Latency step length, s.")
+    add_option(
+        bench, "--rounds", type=int, default=1, help="Interleaved rounds (0: only the knees)."
+    )
+    add_option(
+        bench, "--engines", nargs="+", choices=ENGINES, default=list(ENGINES), help="Engines."
+    )
+    add_option(
+        bench,
+        "--server-cpus",
+        renamed_from="--server-cpu",
+        default="0",
+        help="CPU list the servers are pinned to.",
+    )
+    add_option(
+        bench,
+        "--generator-cpus",
+        renamed_from="--generator-cpu",
+        default="1",
+        help="CPU list the generators are pinned to.",
+    )
+    add_option(bench, "--k6", help="Path of a k6 binary, to run k6 beside the engines.")
+    add_option(
+        bench,
+        "--openloop",
+        action="store_true",
+        help="Build perfserve/benchmarks/generator/openloop.c and instant.c (needs cc); run "
+        "openloop beside the engines, and against instant for the wire's own latency.",
+    )
+    add_option(
+        bench,
+        "--knee-slo-ms",
+        type=positive_float,
+        help="With --k6 or --openloop: compare knees against theirs at this SLO.",
+    )
+    add_option(
+        bench, "--knee-seconds", type=positive_float, default=8.0, help="Knee step length, s."
+    )
+    add_option(
+        bench,
+        "--knee-rounds",
+        type=int,
+        default=1,
+        help="Knee comparisons, each on a fresh server.",
+    )
+    add_option(
+        bench, "--knee-start-rate", type=positive_float, default=1000.0, help="First knee rate."
+    )
+    add_option(
+        bench, "--knee-max-rate", type=positive_float, default=64_000.0, help="Top knee rate."
+    )
+    add_option(
+        bench,
+        "--knee-max-batch-size",
+        type=int,
+        help="The knee server's --max-batch-size (1: unbatched, a knee within k6's reach).",
+    )
     bench.set_defaults(run=run)
 
 
@@ -93,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"load average before: {os.getloadavg()}", file=sys.stderr)
         if args.rounds:
             print(render(run_benchmark(args, references, wire), args.rate))
-            cost = scrape_cost_ms(args.store, args.server_cpu)
+            cost = scrape_cost_ms(args.store, args.server_cpus)
             print(f"server CPU per /metrics scrape: {cost:.1f} ms")
         if args.knee_slo_ms:
             print(compare_knees(references, args))

@@ -41,7 +41,8 @@ def add_arguments(bench: argparse.ArgumentParser) -> None:
         help="Also serve the same variants from another checkout of perfserve (an earlier "
         "commit) and compare this one against it, target by target.",
     )
-    bench.add_argument(
+    add_option(
+        bench,
         "--competitor",
         action="append",
         default=[],
@@ -61,8 +62,8 @@ def run(args: argparse.Namespace) -> int:
         args.concurrency,
         args.seconds,
         args.rounds,
-        args.server_cpu,
-        args.client_cpu,
+        args.server_cpus,
+        args.generator_cpus,
         args.variants or None,
         dict(_competitor(spec) for spec in args.competitor),
         args.baseline,

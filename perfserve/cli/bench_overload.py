@@ -27,7 +27,8 @@ def add_arguments(bench: argparse.ArgumentParser) -> None:
     bench.description = __doc__
     bench.formatter_class = RawDescriptionHelpFormatter
     add_pinned_bench_options(bench, Path("reports/bench-overload"), "wrk and the generator")
-    bench.add_argument(
+    add_option(
+        bench,
         "--case",
         type=parse_case,
         action="append",
@@ -47,7 +48,7 @@ def add_arguments(bench: argparse.ArgumentParser) -> None:
         "--load-balancer",
         choices=LOAD_BALANCERS,
         default="none",
-        help="Load the replica directly, or through the stack's nginx (on --client-cpu), "
+        help="Load the replica directly, or through the stack's nginx (on --generator-cpus), "
         "which may shed itself: limit-conn admits as many requests at once as capacity "
         "was measured with, limit-req capacity's rate.",
     )

@@ -13,6 +13,7 @@ from perfserve.benchmarks.offline.options import (
     measure,
     record,
 )
+from perfserve.cli.exit_codes import ExitCode
 from perfserve.common.usage import UsageError, add_option
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         accepted=result.promote,
         extra={"verdict": "promote" if result.promote else "reject", "reasons": result.reasons},
     )
-    return 0 if result.promote else 1
+    return ExitCode.ANSWERED if result.promote else ExitCode.NO
 
 
 def _rules_type() -> type:

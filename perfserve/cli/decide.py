@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from perfserve.cli.exit_codes import ExitCode
 from perfserve.common.usage import add_option
 
 if TYPE_CHECKING:
@@ -49,4 +50,4 @@ def run(args: argparse.Namespace) -> int:
     estimate = None if environment["energy_measured"] else environment["energy_source"]
     decision = decide(figures, requirements, estimate)
     print(render_decision(decision, figures[0].batch_size))
-    return 0 if decision.choice else 1
+    return ExitCode.ANSWERED if decision.choice else ExitCode.NO

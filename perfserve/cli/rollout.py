@@ -19,46 +19,57 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
+from perfserve.cli.exit_codes import ExitCode
 from perfserve.common.usage import UsageError, add_option
 from service.rollout.plan import DEFAULT_STEPS, RolloutPlan
 
 POLL_S = 0.5
-EXIT_CODES = {"promoted": 0, "rolled_back": 1, "aborted": 1, "paused": 3}
+EXIT_CODES = {
+    "promoted": ExitCode.ANSWERED,
+    "rolled_back": ExitCode.NO,
+    "aborted": ExitCode.NO,
+    "paused": ExitCode.INCONCLUSIVE,
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = __doc__
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     add_option(parser, "--url", default="http://127.0.0.1:8000", help="the service")
-    parser.add_argument("--baseline", required=True, help="variant serving today")
-    parser.add_argument("--candidate", required=True, help="variant to roll out")
-    parser.add_argument(
+    add_option(parser, "--baseline", required=True, help="variant serving today")
+    add_option(parser, "--candidate", required=True, help="variant to roll out")
+    add_option(
+        parser,
         "--steps",
         default=",".join(f"{step:g}" for step in DEFAULT_STEPS),
         help="candidate weights in percent, rising (default %(default)s)",
     )
-    parser.add_argument(
+    add_option(
+        parser,
         "--window-seconds",
         type=float,
         default=60.0,
         help="longest a window waits for the samples every gate needs (default %(default)s)",
     )
-    parser.add_argument(
+    add_option(
+        parser,
         "--max-extensions",
         type=int,
         default=2,
         help="windows an inconclusive step may add before pausing (default %(default)s)",
     )
-    parser.add_argument(
+    add_option(
+        parser,
         "--on-fail",
         choices=("rollback", "pause"),
         default="rollback",
         help="on a failed gate: candidate weight 0 at once, or pause for a person",
     )
-    parser.add_argument(
-        "--dry-run", action="store_true", help="judge and report, never change the split"
+    add_option(
+        parser, "--dry-run", action="store_true", help="judge and report, never change the split"
     )
-    parser.add_argument(
+    add_option(
+        parser,
         "--policy",
         action="append",
         default=[],
@@ -112,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"--url {args.url}: cannot reach the service ({error})") from None
         if started.status_code != 202:
             print(f"perfserve rollout: {started.status_code} {started.text}", file=sys.stderr)
-            return 2 if started.status_code in (401, 403, 422) else 1
+            return ExitCode.USAGE if started.status_code in (401, 403, 422) else ExitCode.NO
         return follow(client)
 
 
@@ -127,7 +138,7 @@ def follow(client: httpx.Client) -> int:
         status = state["status"]
         if status == "dry_run_done":
             failed = any(d["action"] == "fail" for d in state["decisions"])
-            return 1 if failed else 0
+            return ExitCode.NO if failed else ExitCode.ANSWERED
         if status in EXIT_CODES:
             return EXIT_CODES[status]
         time.sleep(POLL_S)

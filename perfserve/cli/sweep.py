@@ -38,7 +38,7 @@ def add_arguments(sweep: argparse.ArgumentParser) -> None:
         help="Base URL of the running service, e.g. http://127.0.0.1:8000.",
     )
     add_option(
-        sweep, "--variant", nargs="+", default=None,
+        sweep, "--variants", renamed_from="--variant", nargs="+", default=None,
         help=f"Variants to sweep in turn; '{SPLIT}' sends through the live traffic split "
         "(default: every variant the service serves).",
     )  # fmt: skip
@@ -224,11 +224,11 @@ def plan_from_args(args: argparse.Namespace) -> SweepPlan:
     if not url.startswith(("http://", "https://")):
         raise UsageError(f"--url {url}: must start with http:// or https://, e.g. http://{url}")
     models, weights = _service_description(url)
-    targets = _names(args.variant) or models
+    targets = _names(args.variants) or models
     unknown = [t for t in targets if t != SPLIT and t not in models]
     if unknown:
         raise UsageError(
-            f"--variant {','.join(unknown)}: not served by {url}; choose among "
+            f"--variants {','.join(unknown)}: not served by {url}; choose among "
             f"{', '.join(models)}, or '{SPLIT}' for the live split"
         )
     args.auto, args.stress = _flag(args.auto), _flag(args.stress)

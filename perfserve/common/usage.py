@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -15,19 +16,67 @@ class UsageError(Exception):
     """A mistake in how a command was called; printed as one line, exit code 2."""
 
 
+class MissingTool(Exception):
+    """A tool or package the command needs is not on this machine; printed as one line
+    that says what to install, exit code 4."""
+
+
 def env_name(flag: str) -> str:
     return "PERFSERVE_" + flag.lstrip("-").replace("-", "_").upper()
 
 
-def add_option(parser: argparse.ArgumentParser, flag: str, **kwargs: Any) -> None:
+def add_option(
+    parser: argparse.ArgumentParser, flag: str, *, renamed_from: str | None = None, **kwargs: Any
+) -> None:
     """An option whose default comes from `PERFSERVE_<OPTION>` when that is set; a bad
-    value there is a UsageError that names the variable, as a bad flag names the flag."""
+    value there is a UsageError that names the variable, as a bad flag names the flag.
+
+    `renamed_from` keeps an option's old spelling working for one release: it is hidden
+    from the help, and using it prints a line that names the new one."""
     from_env = os.environ.get(env_name(flag))
     if from_env is not None:
         kwargs["default"] = _from_env(flag, from_env, kwargs)
         kwargs.pop("required", None)
     action = parser.add_argument(flag, **kwargs)
     setattr(action, "env_var", env_name(flag))  # noqa: B010  (HelpFormatter shows it)
+    if renamed_from is not None:
+        same: dict[str, Any] = {
+            "nargs": action.nargs,
+            "type": action.type,
+            "choices": action.choices,
+        }
+        parser.add_argument(
+            renamed_from,
+            action=_RenamedOption,
+            target=action,
+            dest=action.dest,
+            default=argparse.SUPPRESS,
+            help=argparse.SUPPRESS,
+            **{key: value for key, value in same.items() if value is not None},
+        )
+
+
+class _RenamedOption(argparse.Action):
+    """An old spelling: warns, then does what the option under its new name does."""
+
+    def __init__(self, *args: Any, target: argparse.Action, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.target = target
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        new = self.target.option_strings[0]
+        print(
+            f"{parser.prog}: warning: {option_string} is now {new}; "
+            "the old spelling will be removed in the next release",
+            file=sys.stderr,
+        )
+        self.target(parser, namespace, values, new)
 
 
 def _from_env(flag: str, text: str, kwargs: dict[str, Any]) -> Any:

@@ -34,7 +34,7 @@ def test_open_loop_rate_and_the_server_side_add_up(
     server: ServerProcess, store: Path, tmp_path: Path, engine: str
 ) -> None:
     summary = sweep(
-        server.url, store, tmp_path, "--variant", "onnx_int8", "--rates", "200",
+        server.url, store, tmp_path, "--variants", "onnx_int8", "--rates", "200",
         "--arrivals", "constant", "--step-seconds", "4", "--window-seconds", "1",
         "--slo-p99-ms", "500", "--engine", engine,
     )  # fmt: skip
@@ -74,7 +74,7 @@ def test_latency_from_schedule_counts_the_waiting_a_stalled_server_causes(
     options = [*SLOW, "--allow-faults", "--inject", "onnx_fp32:latency-ms=20"]
     with running_server(store, options=options) as slow:
         summary = sweep(
-            slow.url, store, tmp_path, "--variant", "onnx_fp32", "--rates", "60",
+            slow.url, store, tmp_path, "--variants", "onnx_fp32", "--rates", "60",
             "--arrivals", "constant", "--step-seconds", "3", "--window-seconds", "0.75",
             "--max-in-flight", "1",
         )  # fmt: skip
@@ -88,7 +88,7 @@ def test_latency_from_schedule_counts_the_waiting_a_stalled_server_causes(
 
 def knee(url: str, store: Path, out: Path) -> float | None:
     summary = sweep(
-        url, store, out, "--variant", "onnx_int8", "--rates", "100,200",
+        url, store, out, "--variants", "onnx_int8", "--rates", "100,200",
         "--step-seconds", "2", "--window-seconds", "0.5", "--max-step-seconds", "6",
         "--slo-p99-ms", "200",
     )  # fmt: skip
@@ -115,7 +115,7 @@ def test_stress_breaks_the_service_and_times_its_recovery_then_a_soak(
     options = [*SLOW, "--allow-faults", "--inject", "onnx_int8:latency-ms=4", "--max-queue", "16"]
     with running_server(store, options=options) as slow:
         summary = sweep(
-            slow.url, store, tmp_path, "--variant", "onnx_int8", "--rates", "100",
+            slow.url, store, tmp_path, "--variants", "onnx_int8", "--rates", "100",
             "--step-seconds", "2", "--window-seconds", "0.5", "--max-step-seconds", "6",
             "--slo-p99-ms", "200", "--stress", "--soak-rate", "50", "--soak-seconds", "4",
         )  # fmt: skip
@@ -144,7 +144,7 @@ def test_several_generator_processes_share_the_load(
     server: ServerProcess, store: Path, tmp_path: Path, generators: list[str]
 ) -> None:
     summary = sweep(
-        server.url, store, tmp_path, "--variant", "split", "--rates", "120",
+        server.url, store, tmp_path, "--variants", "split", "--rates", "120",
         "--arrivals", "constant", "--step-seconds", "4", "--window-seconds", "1",
         "--slo-p99-ms", "500", *generators,
     )  # fmt: skip
@@ -157,7 +157,7 @@ def test_several_generator_processes_share_the_load(
 
 
 def test_an_unknown_variant_is_a_usage_error(server: ServerProcess, store: Path) -> None:
-    done = run_perfserve("sweep", "--url", server.url, "--variant", "nope", "--store", str(store))
+    done = run_perfserve("sweep", "--url", server.url, "--variants", "nope", "--store", str(store))
     assert done.returncode == 2
     assert f"--variant nope: not served by {server.url}" in done.stderr
 
@@ -166,7 +166,7 @@ def test_calibrate_measures_the_generator_against_the_bare_floor_first(
     server: ServerProcess, store: Path, tmp_path: Path
 ) -> None:
     summary = sweep(
-        server.url, store, tmp_path, "--variant", "onnx_int8", "--rates", "100",
+        server.url, store, tmp_path, "--variants", "onnx_int8", "--rates", "100",
         "--step-seconds", "2", "--window-seconds", "0.5", "--max-step-seconds", "4",
         "--slo-p99-ms", "500", "--calibrate",
     )  # fmt: skip

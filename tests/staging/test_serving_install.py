@@ -116,7 +116,7 @@ def test_a_tool_command_names_its_extra(
         timeout=60,
         cwd=tmp_path,
     )
-    assert run.returncode == 1, run.stderr
+    assert run.returncode == 4, run.stderr  # the environment lacks something
     assert run.stderr.strip().endswith(f"pip install 'perfserve[{extra}]'"), run.stderr
 
 

@@ -163,17 +163,17 @@ def run_benchmark(
                 engine,
             ]
             command += [str(args.store), args.variant, str(args.rate), str(args.seconds)]
-            command += [args.server_cpu, args.generator_cpu]
+            command += [args.server_cpus, args.generator_cpus]
             done = subprocess.run(command, check=True, capture_output=True, text=True)
             rounds[engine].append(json.loads(done.stdout.splitlines()[-1]))
         for name, step in references.items():
             rounds[name].append(
                 measure_reference(
-                    step, args.store, args.variant, args.rate, args.seconds, args.server_cpu
+                    step, args.store, args.variant, args.rate, args.seconds, args.server_cpus
                 )
             )
         if wire:
-            cpus = (args.server_cpu, args.generator_cpu)
+            cpus = (args.server_cpus, args.generator_cpus)
             rounds["wire"].append(measure_wire(*wire, args.store, args.rate, args.seconds, cpus))
     return rounds
 
@@ -214,10 +214,10 @@ def reference_steps(args: argparse.Namespace, openloop: Path | None) -> dict[str
     """The reference generators asked for, pinned to the generator CPU."""
     references = {}
     if args.k6:
-        references["k6"] = k6_step(args.k6, args.store, args.variant, args.generator_cpu)
+        references["k6"] = k6_step(args.k6, args.store, args.variant, args.generator_cpus)
     if openloop:
         references["openloop"] = openloop_step(
-            openloop, args.store, args.variant, args.generator_cpu
+            openloop, args.store, args.variant, args.generator_cpus
         )
     return references
 

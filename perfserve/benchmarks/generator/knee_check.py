@@ -85,7 +85,7 @@ def sweep_knee(
     not settled), and what limited it."""
     with tempfile.TemporaryDirectory() as out:
         command = [sys.executable, "-m", "perfserve", "sweep", "--url", url]
-        command += ["--store", str(store), "--variant", variant, "--out", out]
+        command += ["--store", str(store), "--variants", variant, "--out", out]
         command += ["--slo-p99-ms", str(slo_ms), "--arrivals", "constant"]
         command += ["--step-seconds", str(step_seconds), "--precision", str(KNEE_PRECISION)]
         command += ["--start-rate", str(start_rate), "--metrics-port", "0"]
@@ -108,7 +108,7 @@ def knee_round(
     if args.knee_max_batch_size is not None:
         options = ["--max-batch-size", str(args.knee_max_batch_size)]
     theirs: dict[str, float | None] = {}
-    cpu = _first_cpu(args.server_cpu)
+    cpu = _first_cpu(args.server_cpus)
     speeds: dict[str, list[float | None]] = {}
 
     def read_core(side: str) -> None:
@@ -121,7 +121,7 @@ def knee_round(
             theirs[name] = max((r["rate"] for r in runs if r["holds"]), default=None)
         read_core("references")
 
-    with running_server(args.store, options=options, cpus=args.server_cpu) as server:
+    with running_server(args.store, options=options, cpus=args.server_cpus) as server:
         if references_first:
             run_references(server.url)
         read_core("sweep")
@@ -132,7 +132,7 @@ def knee_round(
             slo_ms=args.knee_slo_ms,
             step_seconds=args.knee_seconds,
             start_rate=args.knee_start_rate,
-            generator_cpu=args.generator_cpu,
+            generator_cpu=args.generator_cpus,
             max_rate=args.knee_max_rate,
             max_step_seconds=args.knee_seconds,
         )

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from perfserve.common.usage import UsageError
+from perfserve.common.usage import MissingTool, UsageError
 from service.store import load_holdout
 
 Step = Callable[[str, float, float], dict[str, Any]]
@@ -145,7 +145,7 @@ def running_instant(binary: Path, cpu: str) -> Iterator[str]:
 def _compile(source: Path, folder: Path) -> Path:
     compiler = shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
-        raise UsageError("--openloop needs a C compiler: apt-get install gcc libc6-dev")
+        raise MissingTool("--openloop needs a C compiler: apt-get install gcc libc6-dev")
     binary = folder / source.stem
     command = [compiler, "-O2", "-o", str(binary), str(source)]
     done = subprocess.run(command, capture_output=True, text=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 
 from perfserve.common.processes import free_port
-from perfserve.common.usage import UsageError
+from perfserve.common.usage import MissingTool, UsageError
 
 REPOSITORY = Path(__file__).resolve().parents[3]
 # The competitor apps stay in the repository, outside the installed package: their
@@ -39,7 +39,7 @@ def competitor(
 ) -> Iterator[RunningCompetitor]:
     """Serve `model` (ONNX) with the named framework's server, using `python`'s packages."""
     if not APPS.is_dir():
-        raise UsageError(f"competitor apps not found at {APPS}: run bench-http from a checkout")
+        raise MissingTool(f"competitor apps not found at {APPS}: run bench-http from a checkout")
     port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
     env = {**os.environ, "PERFSERVE_MODEL": str(model.resolve())}

@@ -26,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from perfserve.benchmarks.http.competitor_servers import competitor
 from perfserve.common.processes import running_bare_server, running_server
-from perfserve.common.usage import UsageError, add_option
+from perfserve.common.usage import MissingTool, UsageError, add_option
 from perfserve.modelstore.build import build_store
 from service.store import StoreError, load_holdout, load_manifest
 
@@ -93,7 +93,7 @@ def run_benchmark(
 ) -> list[Cell]:
     wrk = shutil.which("wrk")
     if wrk is None:
-        raise UsageError("wrk is not installed (Debian: apt-get install wrk)")
+        raise MissingTool("wrk is not installed (Debian: apt-get install wrk)")
     try:
         manifest = load_manifest(store)
     except StoreError:
@@ -309,5 +309,17 @@ def add_pinned_bench_options(bench: argparse.ArgumentParser, out: Path, client: 
         help="Model store to serve; built there first if it is missing.",
     )
     add_option(bench, "--out", type=Path, default=out, help="Folder for the results.")
-    add_option(bench, "--server-cpu", default="0", help="CPU list the servers are pinned to.")
-    add_option(bench, "--client-cpu", default="1", help=f"CPU list {client} is pinned to.")
+    add_option(
+        bench,
+        "--server-cpus",
+        renamed_from="--server-cpu",
+        default="0",
+        help="CPU list the servers are pinned to.",
+    )
+    add_option(
+        bench,
+        "--generator-cpus",
+        renamed_from="--client-cpu",
+        default="1",
+        help=f"CPU list {client} is pinned to.",
+    )

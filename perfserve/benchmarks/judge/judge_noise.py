@@ -285,10 +285,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--record", action="store_true", help="record the fixture anew")
     parser.add_argument("--requests", type=_positive, default=3000, help="per variant, --record")
     parser.add_argument("--concurrency", type=_positive, default=8, help="clients, --record")
-    parser.add_argument("--cpus", default="0", help="taskset CPU list for the server, --record")
+    parser.add_argument("--server-cpus", default="0", help="CPU list of the server, --record")
     args = parser.parse_args(argv)
     if args.record:
-        record(args.data, args.requests, args.concurrency, args.cpus or None)
+        record(args.data, args.requests, args.concurrency, args.server_cpus or None)
         print(f"recorded {args.data / LATENCY_FILE} and {args.data / SCORES_FILE}")
         return 0
     policy = JudgePolicy()

