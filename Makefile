@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 STORE ?= model_store
 
-.PHONY: venv demo test test-fast lint typecheck unit store clean
+.PHONY: venv demo test test-fast lint typecheck unit store clean docs screenshots
 
 venv: $(STAMP)
 
@@ -51,5 +51,24 @@ test-fast: $(STAMP)
 prometheus: $(STAMP)
 	$(BIN)/python -m perfserve.staging.prometheus --service 127.0.0.1:8000 --loadgen 127.0.0.1:9465 --run
 
+# The documentation site (mkdocs.yml), strict: a dead link, a missing anchor or a page
+# outside the nav fails it. `make test` runs the same build (tests/test_docs_site.py).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+# The report screenshot the README and the guides show, from a demo's report. Needs
+# Chromium (Debian: apt-get install -y chromium). The Grafana dashboard has no target
+# here: Debian packages no grafana-server to render it with.
+SCREENSHOT_FLAGS := --headless --no-sandbox --disable-gpu --disable-background-networking \
+	--no-first-run --hide-scrollbars --window-size=1280,1400
+
+screenshots: reports/demo/report.html
+	@command -v chromium >/dev/null || { echo "make screenshots: needs chromium (Debian: apt-get install -y chromium)" >&2; exit 4; }
+	chromium $(SCREENSHOT_FLAGS) --screenshot=$(CURDIR)/docs/images/report.png \
+		file://$(CURDIR)/reports/demo/report.html
+
+reports/demo/report.html: $(STAMP)
+	$(BIN)/perfserve demo --store $(STORE) --out reports/demo
+
 clean:
-	rm -rf $(VENV) $(STORE) reports .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(STORE) reports site .mypy_cache .ruff_cache .pytest_cache
