@@ -1,4 +1,4 @@
-"""The Dockerfile: multi-stage, slim, pinned, non-root, and built from the README's commands.
+"""The Dockerfile: multi-stage, slim, pinned, non-root, and built from the documented commands.
 
 No Docker engine runs here, so the image's own commands are run instead: its build
 step writes a store, its CMD serves that store with the image's environment, and its
@@ -23,7 +23,7 @@ import yaml
 from perfserve.common.processes import ServerProcess, free_port, wait_ready
 from perfserve.staging.constraints import closure
 from service.store import load_manifest
-from tests.utils.stack import COMPOSE, DOCKERFILE, README, ROOT
+from tests.utils.stack import COMPOSE, DOCKERFILE, ROOT
 
 VENV_BIN = Path(sys.executable).parent
 Instruction = tuple[str, str]
@@ -62,9 +62,12 @@ def exec_form(arguments: str) -> list[str]:
     return command
 
 
-def readme_commands() -> set[str]:
-    """Indented command lines of the README, without trailing comments."""
-    lines = README.read_text().splitlines()
+SERVING_GUIDE = ROOT / "docs" / "serving.md"
+
+
+def documented_commands() -> set[str]:
+    """Indented command lines of the serving guide, without trailing comments."""
+    lines = SERVING_GUIDE.read_text().splitlines()
     return {line.split("  #")[0].strip() for line in lines if line.startswith("    ")}
 
 
@@ -142,8 +145,8 @@ def test_every_package_of_the_project_is_copied_into_the_build() -> None:
     assert {"pyproject.toml", "README.md", "constraints.txt"} <= copied
 
 
-def test_build_and_run_steps_are_the_readme_commands() -> None:
-    documented = readme_commands()
+def test_build_and_run_steps_are_the_documented_commands() -> None:
+    documented = documented_commands()
     runs = [arguments for keyword, arguments in instructions() if keyword == "RUN"]
     perfserve_runs = [run for run in runs if run.startswith("perfserve ")]
     assert perfserve_runs == ["perfserve build"]

@@ -25,7 +25,6 @@ DASHBOARD = ROOT / "grafana" / "dashboards" / "perfserve.json"
 DATASOURCES = ROOT / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
-README = ROOT / "README.md"
 
 
 @contextmanager

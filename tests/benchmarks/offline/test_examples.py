@@ -1,4 +1,5 @@
-"""The README's decide and compare commands run as written, on the example files it names."""
+"""The offline benchmark guide's decide and compare commands run as written, on the example
+files it names."""
 
 from __future__ import annotations
 
@@ -12,18 +13,21 @@ from perfserve.cli import main
 ROOT = Path(__file__).parents[3]
 
 
-def readme_command(name: str) -> list[str]:
-    """The README's `perfserve NAME ...` command line, without the `perfserve`."""
-    for line in (ROOT / "README.md").read_text().splitlines():
+GUIDE = ROOT / "docs" / "benchmark.md"
+
+
+def guide_command(name: str) -> list[str]:
+    """The guide's `perfserve NAME ...` command line, without the `perfserve`."""
+    for line in GUIDE.read_text().splitlines():
         if line.strip().startswith(f"perfserve {name} "):
             return shlex.split(line, comments=True)[1:]
-    raise AssertionError(f"the README has no `perfserve {name}` command")
+    raise AssertionError(f"{GUIDE.name} has no `perfserve {name}` command")
 
 
-def test_the_readme_decides_with_the_example_requirements(
+def test_the_guide_decides_with_the_example_requirements(
     bench_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    command = readme_command("decide")
+    command = guide_command("decide")
     assert command[command.index("--requirements") + 1] == "examples/requirements.yaml"
     monkeypatch.chdir(ROOT)
     code = main([*command, "--bench", str(bench_dir)])
@@ -34,13 +38,13 @@ def test_the_readme_decides_with_the_example_requirements(
 
 
 @pytest.mark.integration
-def test_the_readme_compares_with_the_example_rules(
+def test_the_guide_compares_with_the_example_rules(
     store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    command = readme_command("compare")
+    command = guide_command("compare")
     assert command[command.index("--rules") + 1] == "examples/rules.yaml"
     monkeypatch.chdir(ROOT)
-    # The README's command on the test's store, with fewer runs and outputs kept aside.
+    # The guide's command on the test's store, with fewer runs and outputs kept aside.
     small = ["--store", str(store), "--runs", "4", "--min-block-ms", "2"]
     code = main([*command, *small, "--out", str(tmp_path / "out"), "--history", str(tmp_path)])
     out = capsys.readouterr().out
