@@ -67,7 +67,7 @@ screenshots: reports/demo/report.html
 	chromium $(SCREENSHOT_FLAGS) --screenshot=$(CURDIR)/docs/images/report.png \
 		file://$(CURDIR)/reports/demo/report.html
 
-reports/demo/report.html: $(STAMP)
+reports/demo/report.html: | $(STAMP)
 	$(BIN)/perfserve demo --store $(STORE) --out reports/demo
 
 clean:
