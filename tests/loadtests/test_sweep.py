@@ -79,7 +79,6 @@ def test_latency_from_schedule_counts_the_waiting_a_stalled_server_causes(
             "--max-in-flight", "1",
         )  # fmt: skip
     step = summary["variants"]["onnx_fp32"]["steps"][0]
-    assert step["sent_p99_ms"] < 100
     assert step["p50_ms"] > 3 * step["sent_p50_ms"]
     assert step["p99_ms"] > step["sent_p99_ms"]
     assert step["late"] > 0

@@ -46,13 +46,20 @@ def port(server: ServerProcess) -> int:
 
 
 def exchange(
-    server: ServerProcess, head: str, trickle: bytes = b"", every_s: float = 0.2
+    server: ServerProcess,
+    head: str,
+    trickle: bytes = b"",
+    every_s: float = 0.2,
+    sent: threading.Event | None = None,
 ) -> tuple[int, bytes, float]:
     """Send `head`, then `trickle` one byte every `every_s` until the server answers;
-    the status, the whole answer up to the server closing, and the seconds it took."""
+    the status, the whole answer up to the server closing, and the seconds it took.
+    `sent` is set once the head is out, for a test that must know the request is in flight."""
     started = time.monotonic()
     with socket.create_connection(("127.0.0.1", port(server)), timeout=15) as sock:
         sock.sendall(head.replace("\n", "\r\n").encode())
+        if sent is not None:
+            sent.set()
         answer = b""
         for byte in trickle:
             sock.settimeout(every_s)
@@ -81,11 +88,14 @@ def test_a_slow_prediction_body_gets_408_while_others_are_served(
     server: ServerProcess, holdout: Dataset
 ) -> None:
     answers: list[tuple[int, bytes, float]] = []
+    in_flight = threading.Event()
     slow = threading.Thread(
-        target=lambda: answers.append(exchange(server, post_head("/predict", 500), b"{" * 500))
+        target=lambda: answers.append(
+            exchange(server, post_head("/predict", 500), b"{" * 500, sent=in_flight)
+        )
     )
     slow.start()
-    time.sleep(0.3)
+    assert in_flight.wait(15)
     payload = body(holdout.features[:1])
     others = [httpx.post(f"{server.url}/predict", json=payload) for _ in range(5)]
     slow.join(30)

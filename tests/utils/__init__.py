@@ -6,6 +6,8 @@ import os
 import shutil
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,17 @@ def server_timing(header: str) -> dict[str, float]:
     """`queue;dur=0.1, infer;dur=0.2, total;dur=0.4` as {"queue": 0.1, ...}."""
     parts = (part.strip().split(";dur=") for part in header.split(","))
     return {name: float(value) for name, value in parts}
+
+
+def eventually(
+    condition: Callable[[], bool], timeout_s: float = 15.0, every_s: float = 0.05
+) -> None:
+    """Wait until `condition()` holds, polling: the way a test waits for another process to
+    catch up, with a deadline generous enough for a loaded 2-core machine."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"not true within {timeout_s} s"
+        time.sleep(every_s)
 
 
 def run_perfserve(*args: str, timeout_s: float = 300.0) -> subprocess.CompletedProcess[str]:
