@@ -17,6 +17,7 @@ ENV PIP_NO_CACHE_DIR=1 \
 WORKDIR /src
 COPY pyproject.toml README.md constraints.txt ./
 COPY perfserve perfserve
+COPY perfserve_common perfserve_common
 COPY service service
 COPY loadtests loadtests
 

@@ -13,7 +13,7 @@ import types
 from pathlib import Path
 from typing import Any
 
-from perfserve.common.usage import UsageError, env_name
+from perfserve_common.usage import UsageError, env_name
 from service.settings import Settings
 
 

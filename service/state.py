@@ -21,7 +21,7 @@ import psutil
 import threadpoolctl
 from pydantic import ValidationError
 
-from perfserve.common.usage import UsageError, validation_message
+from perfserve_common.usage import UsageError, validation_message
 from service.batching import BatchResult, MicroBatcher
 from service.faults import FaultyRunner, latency_s
 from service.guards import FeatureRangeGuard

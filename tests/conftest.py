@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
-from perfserve.common.processes import ServerProcess, running_server
 from perfserve.modelstore.build import build_store
+from perfserve_common.processes import ServerProcess, running_server
 from service.store import Dataset, Manifest, load_holdout, load_manifest
 from tests.utils import ADMIN, ADMIN_ENV, ADMIN_TOKEN
 from tests.utils.inprocess import serving

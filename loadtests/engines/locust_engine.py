@@ -26,7 +26,7 @@ from loadtests.engines.locust_openloop import PLAN, SETUP, OpenLoopUser, plan_me
 from loadtests.harness import Harness
 from loadtests.loadgen_metrics import LoadgenMetrics
 from loadtests.recorder import Recorder
-from perfserve.common.processes import free_port, wait_or_kill
+from perfserve_common.processes import free_port, wait_or_kill
 
 
 class Driver:

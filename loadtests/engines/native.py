@@ -27,7 +27,7 @@ from loadtests.arrivals import ArrivalProcess
 from loadtests.engines.base import START_DELAY_S, Plan
 from loadtests.loadgen_metrics import LoadgenMetrics
 from loadtests.recorder import Recorder, windows_from_wire
-from perfserve.common.processes import wait_or_kill
+from perfserve_common.processes import wait_or_kill
 
 READY_TIMEOUT_S = 30.0
 DRAIN_POLL_S = 0.05

@@ -1,7 +1,7 @@
 """The generator's own ceiling, measured against the bare HTTP floor before a sweep.
 
 A knee is only the server's if the generator could have offered more. `perfserve sweep
---calibrate` starts the bare ASGI app (perfserve/common/bare_asgi.py: the same uvicorn stack
+--calibrate` starts the bare ASGI app (perfserve_common/bare_asgi.py: the same uvicorn stack
 with no framework and no model, so far cheaper per request than any variant) and
 raises the generator's rate against it until the generator falls behind: sends short
 of the target, or more than 1% of them late by its own doing (not for want of a free
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from loadtests.engines.base import Engine
 from loadtests.sweep.knee import climb
 from loadtests.sweep.results import own_late_share
-from perfserve.common.processes import running_bare_server
+from perfserve_common.processes import running_bare_server
 
 OWN_LATE_LIMIT = 0.01
 """More of the sends late than this (beyond the tolerance) and the generator is behind."""

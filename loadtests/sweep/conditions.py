@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import httpx
 import psutil
 
-from perfserve.common.machine import code_revision, cpu_model
+from perfserve_common.machine import code_revision, cpu_model
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 

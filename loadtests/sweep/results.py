@@ -164,7 +164,7 @@ class StepResult:
     rss_mb: list[tuple[float, float]] = field(default_factory=list)
     core_rate: float | None = None
     """The server's core just before the step, idle: a fixed loop's rate (see
-    perfserve/common/core_speed.py), in millions of passes per second; None when not read."""
+    perfserve_common/core_speed.py), in millions of passes per second; None when not read."""
     core_speed: float | None = None
     """`core_rate` as a share of the fastest read in the whole run: below 1, the machine
     itself ran slower than it could, and the server's capacity with it."""

@@ -6,7 +6,7 @@ loadtests/engines/base.py) is started once and reused for every target; its metr
 served for the whole run. With `calibrate`, the generators first measure their own
 ceiling against the bare HTTP floor (loadtests/sweep/calibration.py), and every step is
 judged against it. Before every step that starts idle, the server's core is read with a
-fixed loop (perfserve/common/core_speed.py), and each step's reading is reported as a share of the
+fixed loop (perfserve_common/core_speed.py), and each step's reading is reported as a share of the
 fastest in the run: a knee is only as steady as the machine under it.
 """
 

@@ -29,9 +29,9 @@ from loadtests.sweep.results import (
     window_points,
 )
 from loadtests.sweep.server_metrics import GaugeSampler, ServerSplit, scrape, server_split
-from perfserve.common.core_speed import core_speed
-from perfserve.common.queueing import little_disagreement, predicted_queue_s
-from perfserve.common.slo import SLO_P99_MS
+from perfserve_common.core_speed import core_speed
+from perfserve_common.queueing import little_disagreement, predicted_queue_s
+from perfserve_common.slo import SLO_P99_MS
 
 if TYPE_CHECKING:
     from loadtests.engines.base import Engine

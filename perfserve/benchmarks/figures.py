@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from perfserve.common.usage import UsageError
+from perfserve_common.usage import UsageError
 
 SUMMARY_FILE = "summary.json"
 

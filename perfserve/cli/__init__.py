@@ -16,7 +16,7 @@ from importlib import metadata
 from typing import NoReturn
 
 from perfserve.cli.exit_codes import ExitCode
-from perfserve.common.usage import HelpFormatter, MissingTool, UsageError, validation_message
+from perfserve_common.usage import HelpFormatter, MissingTool, UsageError, validation_message
 
 
 @dataclass(frozen=True)

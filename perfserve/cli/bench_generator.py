@@ -22,7 +22,7 @@ from perfserve.benchmarks.generator.references import (
     build_instant,
     build_openloop,
 )
-from perfserve.common.usage import UsageError, add_option
+from perfserve_common.usage import UsageError, add_option
 from service.store import StoreError, load_manifest
 
 

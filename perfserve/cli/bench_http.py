@@ -10,7 +10,7 @@ from pathlib import Path
 from perfserve.benchmarks.http.competitor_servers import NAMES
 from perfserve.benchmarks.http.http_overhead import add_pinned_bench_options, run_benchmark
 from perfserve.benchmarks.offline.options import int_list, name_list
-from perfserve.common.usage import RawDescriptionHelpFormatter, UsageError, add_option
+from perfserve_common.usage import RawDescriptionHelpFormatter, UsageError, add_option
 
 
 def add_arguments(bench: argparse.ArgumentParser) -> None:

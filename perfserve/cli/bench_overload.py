@@ -19,8 +19,8 @@ from perfserve.benchmarks.overload.overload import (
 from perfserve.benchmarks.overload.overload_load import (
     GENERATORS,
 )
-from perfserve.common.slo import SLO_P99_MS
-from perfserve.common.usage import RawDescriptionHelpFormatter, UsageError, add_option
+from perfserve_common.slo import SLO_P99_MS
+from perfserve_common.usage import RawDescriptionHelpFormatter, UsageError, add_option
 
 
 def add_arguments(bench: argparse.ArgumentParser) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from perfserve.common.usage import UsageError, add_option
+from perfserve_common.usage import UsageError, add_option
 from service.store import Manifest
 
 

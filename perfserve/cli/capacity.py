@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from perfserve.common.usage import UsageError, add_option
+from perfserve_common.usage import UsageError, add_option
 
 if TYPE_CHECKING:
     from typing import TypeAlias

@@ -14,7 +14,7 @@ from perfserve.benchmarks.offline.options import (
     record,
 )
 from perfserve.cli.exit_codes import ExitCode
-from perfserve.common.usage import UsageError, add_option
+from perfserve_common.usage import UsageError, add_option
 
 if TYPE_CHECKING:
     from typing import TypeAlias

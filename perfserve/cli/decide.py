@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from perfserve.cli.exit_codes import ExitCode
-from perfserve.common.usage import add_option
+from perfserve_common.usage import add_option
 
 if TYPE_CHECKING:
     from typing import TypeAlias

@@ -15,10 +15,10 @@ import sys
 from pathlib import Path
 
 from loadtests.sweep.steps import StepSettings
-from perfserve.common.processes import running_server
-from perfserve.common.slo import SLO_P99_MS
-from perfserve.common.usage import add_option
 from perfserve.modelstore.build import build_store
+from perfserve_common.processes import running_server
+from perfserve_common.slo import SLO_P99_MS
+from perfserve_common.usage import add_option
 from service.store import StoreError, load_manifest
 
 DEMO_STEPS = StepSettings(

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from perfserve.benchmarks.offline.options import (
     DEFAULT_HISTORY,
 )
-from perfserve.common.usage import UsageError, add_option
+from perfserve_common.usage import UsageError, add_option
 
 if TYPE_CHECKING:
     from typing import TypeAlias

@@ -20,7 +20,7 @@ import httpx
 from pydantic import ValidationError
 
 from perfserve.cli.exit_codes import ExitCode
-from perfserve.common.usage import UsageError, add_option
+from perfserve_common.usage import UsageError, add_option
 from service.rollout.plan import DEFAULT_STEPS, RolloutPlan
 
 POLL_S = 0.5

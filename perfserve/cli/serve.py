@@ -12,7 +12,7 @@ import typing
 
 from pydantic import ValidationError
 
-from perfserve.common.usage import UsageError, env_name, flag_name, validation_message
+from perfserve_common.usage import UsageError, env_name, flag_name, validation_message
 from service.server import check_address, serve_counting_drain, serve_workers
 from service.settings import Settings
 from service.store import load_manifest

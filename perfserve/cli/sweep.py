@@ -18,8 +18,8 @@ from loadtests.argtypes import cpu_list, positive_float, rate_list
 from loadtests.arrivals import ARRIVAL_PROCESSES
 from loadtests.engines.base import ENGINES
 from loadtests.loadgen_metrics import DEFAULT_PORT
-from perfserve.common.slo import SLO_P99_MS
-from perfserve.common.usage import UsageError, add_option
+from perfserve_common.slo import SLO_P99_MS
+from perfserve_common.usage import UsageError, add_option
 
 if TYPE_CHECKING:
     from loadtests.sweep.runner import SweepPlan

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from perfserve.common.processes import free_port, running_process
+from perfserve_common.processes import free_port, running_process
 
 CONFIG = Path(__file__).resolve().parents[2] / "nginx" / "nginx.conf"
 SHEDDING_KINDS = ("limit-conn", "limit-req")

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from perfserve.common.core_speed import core_speed, loop_rate
+from perfserve_common.core_speed import core_speed, loop_rate
 
 pytestmark = pytest.mark.integration  # pinned processes, real seconds
 

@@ -14,7 +14,7 @@ from threading import Thread
 import httpx
 import pytest
 
-from perfserve.common.processes import ServerProcess, free_port
+from perfserve_common.processes import ServerProcess, free_port
 
 pytestmark = pytest.mark.integration  # Locust against real servers
 

@@ -24,7 +24,7 @@ from loadtests.engines.native_generator import encode_requests
 from loadtests.loadgen_metrics import LoadgenMetrics
 from loadtests.sweep.calibration import CalibrationPoint, search_ceiling
 from loadtests.sweep.steps import StepRunner, StepSettings
-from perfserve.common.processes import ServerProcess
+from perfserve_common.processes import ServerProcess
 
 
 def test_the_server_timing_total_is_read_in_seconds() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from loadtests.engines.base import ENGINES
-from perfserve.common.processes import ServerProcess, running_server
+from perfserve_common.processes import ServerProcess, running_server
 from tests.utils import run_perfserve
 
 pytestmark = pytest.mark.integration  # real servers under generated load

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from perfserve.common.queueing import erlang_c, little_disagreement, predicted_queue_s
+from perfserve_common.queueing import erlang_c, little_disagreement, predicted_queue_s
 
 
 def test_erlang_c_for_one_server_is_the_utilization() -> None:

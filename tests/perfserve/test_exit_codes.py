@@ -40,6 +40,7 @@ def test_a_missing_tool_is_4(
     assert "apt-get install wrk" in capsys.readouterr().err
 
 
+@pytest.mark.integration
 def test_a_missing_extra_is_4(tmp_path: Path) -> None:
     # As in an install without the 'build' extra: skl2onnx cannot be imported.
     program = "import sys; sys.modules['skl2onnx'] = None; from perfserve.cli import main; "

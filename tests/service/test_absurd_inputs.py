@@ -16,7 +16,7 @@ import httpx
 import numpy as np
 import pytest
 
-from perfserve.common.processes import ServerProcess, running_server
+from perfserve_common.processes import ServerProcess, running_server
 from service.store import Dataset, Manifest
 from tests.utils import body
 

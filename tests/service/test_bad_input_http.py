@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from perfserve.common.processes import ServerProcess
+from perfserve_common.processes import ServerProcess
 
 ROW = [1.0] * 30
 

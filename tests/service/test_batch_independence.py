@@ -21,8 +21,8 @@ import numpy as np
 import orjson
 import pytest
 
-from perfserve.common.processes import ServerProcess, running_server
 from perfserve.modelstore.int8 import outlier_rows
+from perfserve_common.processes import ServerProcess, running_server
 from service.runtimes import Prediction, Runner, open_runner, open_variant
 from service.store import Dataset, Manifest
 from tests.utils import body

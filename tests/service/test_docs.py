@@ -6,7 +6,7 @@ import re
 
 import httpx
 
-from perfserve.common.processes import ServerProcess
+from perfserve_common.processes import ServerProcess
 
 
 def test_docs_use_only_local_assets_and_they_are_served(server: ServerProcess) -> None:

@@ -16,7 +16,7 @@ import httpx
 import pytest
 import uvicorn
 
-from perfserve.common.processes import free_port
+from perfserve_common.processes import free_port
 from service.app import create_app
 from service.predict import PredictEndpoint
 from service.settings import Settings

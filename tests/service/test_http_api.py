@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import numpy as np
 
-from perfserve.common.processes import ServerProcess
+from perfserve_common.processes import ServerProcess
 from service.store import Dataset, Manifest
 from tests.utils import ADMIN, body, server_timing
 

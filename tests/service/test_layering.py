@@ -1,10 +1,10 @@
 """The service stands alone: what it imports, and what its refusal metric says.
 
 The serving install carries none of the load-testing, benchmarking or model-building
-extras, so a module of service/ that imported loadtests/ or the tools under perfserve/
-(the command line, the benchmarks, store building, staging) would break `perfserve serve`
-there; read from the source, so a lazy import inside a function counts. The shared
-helpers, perfserve/common/, are the one part of perfserve/ it may use.
+extras, so a module of service/ that imported loadtests/ or perfserve/ (the command line,
+the benchmarks, store building, staging) would break `perfserve serve` there; read from
+the source, so a lazy import inside a function counts. The shared helpers it may use live
+apart, in perfserve_common/.
 """
 
 from __future__ import annotations
@@ -19,26 +19,17 @@ from tests.utils.stack import ROOT
 
 SERVICE = ROOT / "service"
 TOOLS = {"loadtests", "competitors", "perfserve"}
-SHARED = "perfserve.common"
 
 
 def imported_packages(path: Path) -> set[str]:
-    """Top-level package of every import in the file, at module level or inside functions,
-    leaving out the shared helpers."""
+    """Top-level package of every import in the file, at module level or inside functions."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
         if isinstance(node, ast.Import):
-            modules = [alias.name for alias in node.names]
+            found |= {alias.name.split(".")[0] for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            modules = [node.module]
-        else:
-            continue
-        found |= {name.split(".")[0] for name in modules if not _shared(name)}
+            found.add(node.module.split(".")[0])
     return found
-
-
-def _shared(module: str) -> bool:
-    return module == SHARED or module.startswith(SHARED + ".")
 
 
 def test_no_module_of_the_service_imports_the_tools_built_on_it() -> None:
@@ -54,12 +45,6 @@ def test_the_walk_sees_imports_inside_functions(tmp_path: Path) -> None:
     source = tmp_path / "lazy.py"
     source.write_text("def run() -> None:\n    from loadtests.sweep import command\n")
     assert imported_packages(source) == {"loadtests"}
-
-
-def test_the_shared_helpers_are_not_a_tool(tmp_path: Path) -> None:
-    source = tmp_path / "shared.py"
-    source.write_text("from perfserve.common.usage import UsageError\nimport perfserve.cli\n")
-    assert imported_packages(source) == {"perfserve"}
 
 
 def test_the_refusal_metric_names_every_reason_the_service_gives() -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from perfserve.common.processes import ServerProcess, running_server
+from perfserve_common.processes import ServerProcess, running_server
 from service.store import Dataset
 from tests.utils import ADMIN, ADMIN_TOKEN, body, run_perfserve, server_timing
 

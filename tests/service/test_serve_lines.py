@@ -11,7 +11,7 @@ import httpx
 import numpy as np
 import pytest
 
-from perfserve.common.processes import ServerProcess, running_server
+from perfserve_common.processes import ServerProcess, running_server
 from service.store import Dataset
 from tests.utils import ADMIN_ENV, body
 

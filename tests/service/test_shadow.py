@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from perfserve.common.processes import running_server
+from perfserve_common.processes import running_server
 from service.batching import BatchResult
 from service.runtimes import open_runner
 from service.shadow import compare_answers

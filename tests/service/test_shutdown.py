@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from perfserve.common.processes import running_server
+from perfserve_common.processes import running_server
 from service.store import Dataset
 from tests.utils import body
 

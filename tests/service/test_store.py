@@ -19,9 +19,9 @@ from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
-from perfserve.common.processes import LOAD_FAILED, start_server
 from perfserve.modelstore.build import build_from_files, build_store, reference_data
 from perfserve.modelstore.convert import INTEGER_OPERATORS
+from perfserve_common.processes import LOAD_FAILED, start_server
 from service.quality import quality_metrics
 from service.runtimes import open_runner, open_variant
 from service.store import (

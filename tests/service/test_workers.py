@@ -13,7 +13,7 @@ import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from perfserve.common.processes import running_server
+from perfserve_common.processes import running_server
 
 
 def gauge(url: str, name: str) -> dict[str, float]:

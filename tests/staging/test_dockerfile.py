@@ -20,8 +20,8 @@ from pathlib import Path, PurePosixPath
 import pytest
 import yaml
 
-from perfserve.common.processes import ServerProcess, free_port, wait_ready
 from perfserve.staging.constraints import closure
+from perfserve_common.processes import ServerProcess, free_port, wait_ready
 from service.store import load_manifest
 from tests.utils.stack import COMPOSE, DOCKERFILE, ROOT
 
@@ -130,9 +130,11 @@ def test_every_install_takes_the_tested_versions() -> None:
 
 def test_every_package_of_the_project_is_copied_into_the_build() -> None:
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    packages = {
-        p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    patterns = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = {  # the top-level packages the patterns take from this checkout
+        path.parent.name for pattern in patterns for path in ROOT.glob(f"{pattern}/__init__.py")
     }
+    assert {"perfserve", "perfserve_common", "service", "loadtests"} <= packages
     copied = set()
     ignored = (ROOT / ".dockerignore").read_text().splitlines()
     for copy in argument(stages()["source"], "COPY"):

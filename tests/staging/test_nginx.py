@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from perfserve.common.processes import ServerProcess
 from perfserve.staging.nginx import CONFIG as NGINX_CONFIG
 from perfserve.staging.nginx import SHEDDING_KINDS, Shedding, local_config, running_nginx
+from perfserve_common.processes import ServerProcess
 from service.settings import Settings
 from service.store import Dataset
 from tests.utils import body, require_tool

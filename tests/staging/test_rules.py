@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from perfserve.common.slo import SLO_P99_MS
+from perfserve_common.slo import SLO_P99_MS
 from tests.utils import require_tool
 from tests.utils.stack import PROMETHEUS_CONFIG, RULE_TESTS, RULES
 
@@ -89,7 +89,7 @@ def test_every_recording_rule_is_checked_by_a_unit_test() -> None:
 
 def test_the_slo_rule_holds_the_slo_the_tools_judge_against() -> None:
     """One SLO: the alert and dashboard read the rule, sweep and demo read
-    perfserve/common/slo.py."""
+    perfserve_common/slo.py."""
     (slo,) = [rule for rule in rules() if rule.get("record") == "perfserve:slo_p99_seconds"]
     seconds = re.fullmatch(r"vector\(([0-9.]+)\)", slo["expr"].strip())
     assert seconds is not None, slo["expr"]

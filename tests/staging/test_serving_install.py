@@ -18,7 +18,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from perfserve.common.processes import ServerProcess, free_port, wait_ready
+from perfserve_common.processes import ServerProcess, free_port, wait_ready
 from service.store import Dataset
 from tests.utils import body
 from tests.utils.stack import ROOT

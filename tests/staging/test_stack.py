@@ -26,9 +26,9 @@ import httpx
 import pytest
 import yaml
 
-from perfserve.common.processes import free_port, running_server
 from perfserve.staging.nginx import running_nginx
 from perfserve.staging.traffic import apply_split
+from perfserve_common.processes import free_port, running_server
 from service.routing import TrafficSplit
 from tests.utils import ADMIN, ADMIN_TOKEN, require_tool
 from tests.utils.stack import (

@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from perfserve.common.processes import ServerProcess, running_server
 from perfserve.staging.traffic import apply_split, main, replica_urls
+from perfserve_common.processes import ServerProcess, running_server
 from service.routing import TrafficSplit
 from tests.utils import ADMIN_ENV, ADMIN_TOKEN
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import httpx
 
-from perfserve.common.processes import free_port, running_process
 from perfserve.staging.prometheus import prometheus_command, write_local_config
+from perfserve_common.processes import free_port, running_process
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_CONFIG = ROOT / "prometheus" / "prometheus.yml"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from perfserve.benchmarks.figures import figures_from_summary
-from perfserve.common.queueing import erlang_c
+from perfserve_common.queueing import erlang_c
 
 TAIL = 0.99
 

@@ -20,7 +20,7 @@ import httpx
 import psutil
 
 from loadtests.bodies import encode_bodies, holdout_rows
-from perfserve.common.processes import running_server
+from perfserve_common.processes import running_server
 
 WARMUP_REQUESTS = 50
 MIN_CPU_S = 0.5

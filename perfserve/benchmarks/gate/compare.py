@@ -26,7 +26,7 @@ import yaml
 
 from perfserve.benchmarks.figures import figures_from_summary, headline_metric
 from perfserve.benchmarks.statistics import ALPHA
-from perfserve.common.usage import UsageError
+from perfserve_common.usage import UsageError
 
 MIB = 2**20
 

@@ -30,7 +30,7 @@ from perfserve.benchmarks.gate.score import (
     composite_scores,
     scoring_weights,
 )
-from perfserve.common.usage import UsageError
+from perfserve_common.usage import UsageError
 
 MIB = 2**20
 

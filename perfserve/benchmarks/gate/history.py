@@ -28,7 +28,7 @@ from scipy import stats
 
 from perfserve.benchmarks.figures import headline_metric
 from perfserve.benchmarks.statistics import ALPHA, mann_whitney_p
-from perfserve.common.usage import UsageError
+from perfserve_common.usage import UsageError
 
 # Two sessions drift apart more than two interleaved runs do: a wider margin than a bench's.
 SESSION_MARGIN = 0.10

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from perfserve.benchmarks.figures import VariantFigures
-from perfserve.common.usage import UsageError
+from perfserve_common.usage import UsageError
 
 DIMENSIONS = ("accuracy", "latency", "memory", "energy")
 DEFAULT_WEIGHTS = {"accuracy": 0.4, "latency": 0.3, "memory": 0.15, "energy": 0.15}

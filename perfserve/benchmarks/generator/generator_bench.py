@@ -38,7 +38,7 @@ from perfserve.benchmarks.generator.references import (
     run_openloop,
     running_instant,
 )
-from perfserve.common.processes import running_server
+from perfserve_common.processes import running_server
 from service.store import load_holdout, load_manifest
 
 CEILING_START_QPS = 500.0

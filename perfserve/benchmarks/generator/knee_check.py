@@ -10,7 +10,7 @@ the server's stalls, and the comparison is of the generators, not of step length
 goes first alternates between rounds, so a server that warms or drifts during a round
 favours neither; with several rounds, the medians (the knee of one server moves by ±20% from
 run to run, more than two generators differ within a run). The server's core is read with a
-fixed loop (perfserve/common/core_speed.py) before and after each side, so a round whose two
+fixed loop (perfserve_common/core_speed.py) before and after each side, so a round whose two
 sides ran on a machine of different speeds shows it.
 """
 
@@ -29,8 +29,8 @@ from typing import Any
 from loadtests.sweep.calibration import OWN_LATE_LIMIT, SHORTFALL
 from loadtests.sweep.knee import LOWER_BOUND_LIMITS, MAX_STEPS, climb
 from perfserve.benchmarks.generator.references import Step
-from perfserve.common.core_speed import core_speed
-from perfserve.common.processes import running_server
+from perfserve_common.core_speed import core_speed
+from perfserve_common.processes import running_server
 
 KNEE_PRECISION = 0.1
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from perfserve.common.usage import MissingTool, UsageError
+from perfserve_common.usage import MissingTool, UsageError
 from service.store import load_holdout
 
 Step = Callable[[str, float, float], dict[str, Any]]

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import httpx
 
-from perfserve.common.processes import free_port
-from perfserve.common.usage import MissingTool, UsageError
+from perfserve_common.processes import free_port
+from perfserve_common.usage import MissingTool, UsageError
 
 REPOSITORY = Path(__file__).resolve().parents[3]
 # The competitor apps stay in the repository, outside the installed package: their

@@ -25,9 +25,9 @@ import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
 from perfserve.benchmarks.http.competitor_servers import competitor
-from perfserve.common.processes import running_bare_server, running_server
-from perfserve.common.usage import MissingTool, UsageError, add_option
 from perfserve.modelstore.build import build_store
+from perfserve_common.processes import running_bare_server, running_server
+from perfserve_common.usage import MissingTool, UsageError, add_option
 from service.store import StoreError, load_holdout, load_manifest
 
 COMPETITOR_VARIANT = "onnx_int8"

@@ -22,8 +22,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from perfserve.common.processes import running_server
 from perfserve.modelstore.build import build_store
+from perfserve_common.processes import running_server
 from service.store import load_holdout
 
 BASELINE = "onnx_int8"

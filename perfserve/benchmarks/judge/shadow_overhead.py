@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from perfserve.common.processes import running_server
+from perfserve_common.processes import running_server
 from service.settings import Settings
 from service.store import load_holdout, load_manifest
 

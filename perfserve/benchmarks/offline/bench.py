@@ -21,8 +21,8 @@ from perfserve.benchmarks.offline.environment import (
 from perfserve.benchmarks.offline.operators import Breakdown, breakdown
 from perfserve.benchmarks.offline.resources import EnergyMeter, LoadFigures, batch_of, measure_load
 from perfserve.benchmarks.offline.timing import TimingPlan, Timings, time_interleaved
-from perfserve.common.machine import code_revision
 from perfserve.modelstore.int8 import BATCH_TOLERANCE, mixed_batch_deviation
+from perfserve_common.machine import code_revision
 from service.quality import agreement, quality_metrics
 from service.runtimes import PerRowRunner, Runner, SlowedRunner, open_variant
 from service.store import Dataset, Manifest, StoreError, VariantInfo, load_holdout

@@ -1,5 +1,5 @@
 """Where and how a benchmark ran: pinned threads, CPU affinity, machine (the code
-revision and CPU model come from perfserve/common/machine.py, which the sweep's report uses too).
+revision and CPU model come from perfserve_common/machine.py, which the sweep's report uses too).
 
 Timings only compare on the same machine with the same thread settings, so every result
 carries these, and the history keys its records by them.
@@ -18,7 +18,7 @@ from typing import Any
 import psutil
 import threadpoolctl
 
-from perfserve.common.machine import cpu_model
+from perfserve_common.machine import cpu_model
 
 RUNTIME_PACKAGES = ("numpy", "scikit-learn", "onnxruntime", "scipy")
 

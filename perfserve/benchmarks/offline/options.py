@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from perfserve.common.usage import UsageError, add_option
+from perfserve_common.usage import UsageError, add_option
 
 # Where bench and compare record their results, and where `perfserve history` reads them.
 DEFAULT_HISTORY = Path("reports/history")

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from perfserve.common.usage import MissingTool
+from perfserve_common.usage import MissingTool
 
 EXPERIMENT = "perfserve"
 

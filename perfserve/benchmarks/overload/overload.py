@@ -56,10 +56,10 @@ from perfserve.benchmarks.overload.overload_load import (
     offer_with_k6,
 )
 from perfserve.benchmarks.overload.refusal_cost import refusal_costs
-from perfserve.common.processes import running_server
-from perfserve.common.usage import MissingTool, UsageError
 from perfserve.modelstore.build import build_store
 from perfserve.staging.nginx import SHEDDING_KINDS, Shedding, running_nginx
+from perfserve_common.processes import running_server
+from perfserve_common.usage import MissingTool, UsageError
 from service.store import StoreError, load_holdout, load_manifest
 
 CAPACITY_CONNECTIONS = 64

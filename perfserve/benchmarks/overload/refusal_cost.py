@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 
 from perfserve.benchmarks.http.http_overhead import run_wrk, serving_child_pid
-from perfserve.common.processes import running_bare_server, running_server
+from perfserve_common.processes import running_bare_server, running_server
 
 
 def refusal_costs(

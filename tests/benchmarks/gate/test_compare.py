@@ -13,8 +13,8 @@ from sklearn.preprocessing import StandardScaler
 
 from perfserve.benchmarks.gate.compare import Rules, load_rules
 from perfserve.cli import main
-from perfserve.common.usage import UsageError
 from perfserve.modelstore.build import build_store, reference_data
+from perfserve_common.usage import UsageError
 from service.store import Dataset
 
 FAST = ["--runs", "6", "--min-block-ms", "5", "--warmup", "2"]

@@ -22,7 +22,7 @@ from perfserve.benchmarks.gate.score import (
     scoring_weights,
 )
 from perfserve.cli import main
-from perfserve.common.usage import UsageError
+from perfserve_common.usage import UsageError
 
 MIB = 2**20
 

@@ -18,7 +18,7 @@ from perfserve.benchmarks.generator.references import (
     running_instant,
 )
 from perfserve.cli import main
-from perfserve.common.processes import running_server
+from perfserve_common.processes import running_server
 from tests.utils import require_tool
 
 A_STEP = {"sent_qps": 1000.0, "dropped": 0, "late_share": 0.0, "failed": 0, "p99_ms": 10.0}

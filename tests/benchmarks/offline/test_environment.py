@@ -12,7 +12,7 @@ from perfserve.benchmarks.offline.environment import (
     machine_fingerprint,
     pinned,
 )
-from perfserve.common.machine import code_revision
+from perfserve_common.machine import code_revision
 
 
 def test_pinning_applies_inside_the_block_and_is_restored_after() -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from perfserve.common.processes import ServerProcess, running_server
+from perfserve_common.processes import ServerProcess, running_server
 from service.store import Dataset
 from tests.utils import ADMIN, ADMIN_ENV, ADMIN_TOKEN, body
 

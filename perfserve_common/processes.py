@@ -124,14 +124,14 @@ def running_server(
 
 @contextmanager
 def running_bare_server(cpus: str | None = None, ready_timeout_s: float = 10.0) -> Iterator[str]:
-    """The HTTP-stack floor (perfserve/common/bare_asgi.py: uvicorn, uvloop, httptools, no
+    """The HTTP-stack floor (perfserve_common/bare_asgi.py: uvicorn, uvloop, httptools, no
     framework, no model) on loopback; its URL. Any POST gets a fixed one-prediction answer."""
     port = free_port()
     command = [
         sys.executable,
         "-m",
         "uvicorn",
-        "perfserve.common.bare_asgi:app",
+        "perfserve_common.bare_asgi:app",
         "--port",
         str(port),
     ]

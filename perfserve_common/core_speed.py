@@ -9,7 +9,7 @@ speed"). The sweep reads the server's core this way before every step, while ser
 generator are idle, so a knee can be read against the speed of the machine under it.
 The speed also moves within a step, so a reading before it describes the step in part.
 
-    python -m perfserve.common.core_speed CPU [SECONDS]
+    python -m perfserve_common.core_speed CPU [SECONDS]
 
 prints the loop's rate on CPU, in millions of passes per second.
 """
@@ -41,7 +41,7 @@ def loop_rate(seconds: float) -> float:
 def core_speed(cpu: int, seconds: float = PROBE_SECONDS) -> float | None:
     """`loop_rate` on `cpu`, from a process pinned to it; None when it cannot run there
     (no such CPU, or not allowed to this process)."""
-    command = [sys.executable, "-m", "perfserve.common.core_speed", str(cpu), str(seconds)]
+    command = [sys.executable, "-m", "perfserve_common.core_speed", str(cpu), str(seconds)]
     try:
         done = subprocess.run(
             command, capture_output=True, text=True, timeout=STARTUP_TIMEOUT_S + seconds
