@@ -108,6 +108,11 @@ class Settings(BaseSettings):
     rollout_max_samples: int = Field(50_000, ge=100)
     """Requests (and shadow comparisons) each worker keeps for the rollout's window."""
 
+    rollout_takeover_s: float = Field(15.0, ge=0)
+    """A live replica takes over a rollout whose controller has written no heartbeat for
+    this long (at once when it was handed on at a SIGTERM); 0: only a command sent to a
+    replica takes a stale rollout over."""
+
     routing_seed: int | None = None
     """Seed for the random choices: the split of requests without a user id and the
     injected faults (reproducible tests)."""

@@ -88,6 +88,7 @@ class Service:
             settings.rollout_max_samples,
             self.set_split,
             self.split_version,
+            settings.rollout_takeover_s,
         )
 
     @property

@@ -182,6 +182,19 @@ class Metrics:
             registry=registry,
             multiprocess_mode="mostrecent",
         )
+        self.rollout_controller_stale = Gauge(
+            "perfserve_rollout_controller_stale",
+            "1 while an unfinished rollout's controller has stopped or written no heartbeat "
+            "for 5 s (a replica takes it over); 0 otherwise.",
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.rollout_heartbeat_age = Gauge(
+            "perfserve_rollout_heartbeat_age_seconds",
+            "Seconds since the unfinished rollout's controller last wrote its state (0: none).",
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
         self.rollout_verdicts = Counter(
             "perfserve_rollout_verdicts",
             "Gate verdicts of the rollout judge, by gate and outcome (pass, fail, inconclusive).",

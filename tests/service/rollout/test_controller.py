@@ -132,10 +132,9 @@ async def test_commands_from_the_folder_pause_resume_and_abort(
     tmp_path: Path, replicas: Replicas
 ) -> None:
     control = controller(tmp_path, replicas)
-    control.state.command_seen = 0
     seen = []
     for command in ("pause", "resume", "abort"):
-        replicas.folder.send(command)
+        replicas.folder.send(command, control.state.id)
         await control.tick(time.time())
         seen.append(control.state.status)
     assert seen == ["paused", "running", "aborted"]
