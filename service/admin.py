@@ -12,33 +12,18 @@ Predictions never come here: `PredictEndpoint` answers them in front of the guar
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 
-from pydantic import SecretStr
 from starlette.responses import JSONResponse
 
 from service.payload import Reject
 from service.predict import ASGIApp, Message, Receive, Scope, Send
 from service.state import Service
+from service.tokens import admin_refusal
 
 log = logging.getLogger("perfserve")
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-DISABLED = "admin endpoints are disabled: set PERFSERVE_ADMIN_TOKEN or --admin-token-file"
-
-
-def admin_refusal(token: SecretStr | None, authorization: str | None) -> Reject | None:
-    """Why `authorization` does not allow an admin change, or None when it does.
-    The message never repeats what the client sent."""
-    if token is None:
-        return Reject(403, "unauthorized", DISABLED)
-    scheme, _, given = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not given:
-        return Reject(401, "unauthorized", "missing admin token (Authorization: Bearer ...)")
-    if not secrets.compare_digest(given.encode(), token.get_secret_value().encode()):
-        return Reject(401, "unauthorized", "wrong admin token")
-    return None
 
 
 class ManagementGuard:

@@ -86,6 +86,7 @@ class Service:
             self._rollout_folder(),
             metrics,
             settings.rollout_max_samples,
+            settings.rollout_samples_per_user,
             self.set_split,
             self.split_version,
             settings.rollout_takeover_s,
@@ -152,14 +153,16 @@ class Service:
         """The version of the split this process routes by."""
         return self.split.current[1]
 
-    def mirror(self, served: str, rows: np.ndarray, result: BatchResult) -> None:
+    def mirror(
+        self, served: str, rows: np.ndarray, result: BatchResult, evidence: bool = False
+    ) -> None:
         """After `served` answered a routed request: a sampled copy to the shadow variant
-        (see service/shadow.py); compared rows also feed a running rollout's evidence."""
+        (see service/shadow.py); with `evidence`, compared rows also feed the running
+        rollout's evidence."""
         shadow = self.router.split.shadow
         if shadow is None or shadow == served or (loaded := self.variants.get(shadow)) is None:
             return
-        recorder = self.rollouts.recorder
-        on_compared = self._record_comparison if recorder.active else None
+        on_compared = self._record_comparison if evidence else None
         self.shadow.mirror(loaded.batcher, rows, result, on_compared)
 
     def _record_comparison(self, compared: Compared) -> None:

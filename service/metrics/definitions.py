@@ -137,7 +137,8 @@ class Metrics:
             "perfserve_rejected_requests",
             "Requests refused or failed: queue_full, deadline, invalid_input, too_large, "
             "unknown_variant, not_ready, shutting_down, model_error, unavailable, slow_client, "
-            "unauthorized (an admin request without the right token).",
+            "unauthorized (an admin request without the right token), forced_variant (a "
+            "variant named that a client may not force without the admin token).",
             ["reason"],
             registry=registry,
         )

@@ -55,16 +55,20 @@ class RolloutReplica:
         folder: Path,
         metrics: Metrics,
         capacity: int,
+        per_user: int,
         apply: ApplySplit,
         split_version: Callable[[], int],
         takeover_s: float = CONTROLLER_STALE_S,
     ) -> None:
         self.folder = RolloutFolder(folder)
         self.metrics = metrics
-        self.recorder = SampleRecorder(capacity)
+        self.recorder = SampleRecorder(capacity, per_user)
         self.replica = replica_id()
         self.takeover_s = takeover_s
         """Silence after which `follow` takes a rollout over (0: only a command does)."""
+        self.guarded: str | None = None
+        """The candidate clients may not name without the admin token (service/forcing.py):
+        that of a rollout that is unfinished, rolled back or aborted."""
         self._apply = apply
         self._split_version = split_version
         self._controller: Controller | None = None
@@ -85,6 +89,7 @@ class RolloutReplica:
         controller = self._controller_for(plan, None)
         controller.state.command_seen = self.folder.prune()  # earlier ones are stale
         self._run(controller)
+        self.guarded = plan.candidate
         return controller.state
 
     def send(self, command: Command) -> SentCommand:
@@ -112,6 +117,7 @@ class RolloutReplica:
                 self.recorder.follow(state.plan.baseline, state.plan.candidate, since)
                 snapshot = self.recorder.snapshot(self.replica, self._split_version())
                 await asyncio.to_thread(publish, samples, snapshot)
+            self.guarded = guarded_candidate(state)
             self._publish_gauges(state)
             await asyncio.sleep(TICK_S)
 
@@ -190,3 +196,11 @@ class RolloutReplica:
             int(unfinished is not None and unfinished.controller() == "stale")
         )
         metrics.rollout_heartbeat_age.set(unfinished.heartbeat_age() if unfinished else 0.0)
+
+
+def guarded_candidate(state: RolloutState | None) -> str | None:
+    """The candidate a client may not name: while its rollout is unfinished, and after a
+    rollback or abort took it away (until the next rollout or a promotion)."""
+    if state is None or state.status in ("promoted", "dry_run_done"):
+        return None
+    return state.plan.candidate

@@ -51,24 +51,46 @@ class Comparison:
 class SampleRecorder:
     """One worker's ring buffers; `active` is False (and recording free) between rollouts."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, per_user: int = 0) -> None:
         self.active = False
         self.variants: tuple[str, str] = ("", "")
         self.since = 0.0
         self.requests: deque[tuple[float, str, float, int]] = deque(maxlen=capacity)
         self.comparisons: deque[Comparison] = deque(maxlen=capacity)
+        self.per_user = per_user
+        """Records one user id may add per window (0: no cap)."""
+        self._buckets = capacity
+        self._per_bucket: dict[int, int] = {}
 
     def follow(self, baseline: str, candidate: str, since: float) -> None:
         """Record these two variants from `since` on (a new window drops older records)."""
         if (baseline, candidate) != self.variants or since != self.since:
             self.variants, self.since = (baseline, candidate), since
             self._drop_before(since)
+            self._per_bucket.clear()
         self.active = True
 
     def stop(self) -> None:
         self.active = False
         self.requests.clear()
         self.comparisons.clear()
+        self._per_bucket.clear()
+
+    def admit(self, user_id: bytes | None) -> bool:
+        """Whether a routed request of `user_id` may count as evidence in this window.
+
+        A user id picks its variant (sticky routing), so a client that tries ids until
+        one lands on the candidate could otherwise fill the window with requests of its
+        choosing. Ids are hashed into as many buckets as the buffers hold records, which
+        bounds the memory; requests without an id are split at random and always count."""
+        if user_id is None or not self.per_user:
+            return True
+        bucket = hash(user_id) % self._buckets
+        count = self._per_bucket.get(bucket, 0)
+        if count >= self.per_user:
+            return False
+        self._per_bucket[bucket] = count + 1
+        return True
 
     def record(self, variant: str, duration_s: float, status: int) -> None:
         """One routed prediction request, as the client saw its outcome."""
