@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from pydantic import SecretStr
 
-from perfserve.common.usage import UsageError
+from perfserve_common.usage import UsageError
 from service.payload import Reject
 from service.tokens import admin_refusal
 

@@ -13,6 +13,7 @@ import orjson
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from perfserve_common.token_file import read_token_file
 from service.faults import Faults, parse_faults
 from service.routing import check_weights
 
@@ -221,7 +222,7 @@ class Settings(BaseSettings):
             if self.admin_token is not None:
                 raise ValueError("give admin_token or admin_token_file, not both")
             try:
-                secret = self.admin_token_file.read_text().strip()
+                secret = read_token_file(self.admin_token_file)
             except OSError as error:
                 raise ValueError(f"admin_token_file: {error.strerror}") from None
             _check_token("admin_token_file", secret)

@@ -71,7 +71,7 @@ async def test_force_variants_limits_what_a_client_may_name(store: Path, holdout
 
 
 def test_force_variants_must_name_loaded_variants(store: Path) -> None:
-    from perfserve.common.usage import UsageError
+    from perfserve_common.usage import UsageError
     from service.app import create_app
     from service.settings import Settings
 

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from perfserve.common.processes import running_server
+from perfserve_common.processes import running_server
 from tests.utils import ADMIN, ADMIN_ENV
 
 pytestmark = pytest.mark.integration
