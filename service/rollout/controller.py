@@ -20,9 +20,10 @@ from collections.abc import Callable, Mapping
 
 from prometheus_client import Counter
 
+from service.rollout.journal import STALE_S, Evidence, EvidenceReader
 from service.rollout.judge import combine, judge, required_samples
 from service.rollout.plan import Decision, GateRecord, RolloutPlan, RolloutState
-from service.rollout.samples import Evidence, read_evidence, replica_id
+from service.rollout.samples import replica_id
 from service.rollout.shared import Command, RolloutFolder, SentCommand
 from service.routing import TrafficSplit
 
@@ -61,6 +62,7 @@ class Controller:
         self.verdicts = verdicts
         self.policy = plan.judge_policy()
         self.required: Mapping[str, int] = required_samples(self.policy)
+        self.reader = EvidenceReader(folder.samples, plan.baseline, plan.candidate)
         self.deposed = False
         """Another replica took the rollout over: this controller has stopped."""
         now = time.time()
@@ -182,8 +184,8 @@ class Controller:
         that does not follow within a window's time pauses the rollout, since its
         traffic would not be what the step says."""
         state = self.state
-        evidence = await self._evidence(now)
-        live = evidence.live_replicas()
+        reports = await asyncio.to_thread(self.reader.replicas)
+        live = [report for report in reports if report.age_s < STALE_S]
         behind = [r.replica for r in live if r.split_version < (state.split_version or 0)]
         if live and not behind:
             self._open_window(now)
@@ -203,7 +205,7 @@ class Controller:
 
     async def _collect(self, now: float) -> None:
         state = self.state
-        evidence = await self._evidence(state.window_start)
+        evidence = await asyncio.to_thread(self.reader.read, state.window_start)
         state.samples = {
             state.plan.baseline: len(evidence.baseline.latencies_s),
             state.plan.candidate: len(evidence.candidate.latencies_s),
@@ -222,12 +224,6 @@ class Controller:
         }
         answered = min(len(baseline.latencies_s), len(candidate.latencies_s))
         return all(have.get(gate, answered) >= n for gate, n in self.required.items())
-
-    async def _evidence(self, since: float) -> Evidence:
-        plan = self.state.plan
-        return await asyncio.to_thread(
-            read_evidence, self.folder.samples, plan.baseline, plan.candidate, since
-        )
 
     async def _judge(self, evidence: Evidence, now: float) -> None:
         state = self.state

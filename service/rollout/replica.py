@@ -1,10 +1,11 @@
 """One worker process's part in rollouts: record evidence, publish it, follow the state.
 
 Every worker of every replica runs `follow()`: it reads the shared state, records the
-baseline's and the candidate's requests only while a rollout runs, publishes them with
-the split version it serves, and mirrors the state into the rollout gauges, so any
-replica's `/metrics` shows the step, the weight and whether the controller is alive.
-The worker that accepts `POST /rollout/start` also runs the controller.
+baseline's and the candidate's requests only while a rollout runs, appends the new ones
+to its journal with the split version it serves (service/rollout/journal.py), and
+mirrors the state into the rollout gauges, so any replica's `/metrics` shows the step,
+the weight and whether the controller is alive. The worker that accepts
+`POST /rollout/start` also runs the controller.
 
 A controller dies with its process (a rolling deploy's SIGTERM, a crash). Its rollout is
 then taken over by another worker: at once when the owner handed it on as it stopped,
@@ -25,8 +26,9 @@ from pydantic import ValidationError
 
 from service.metrics import Metrics
 from service.rollout.controller import TICK_S, ApplySplit, Controller
+from service.rollout.journal import Journal
 from service.rollout.plan import CONTROLLER_STALE_S, RolloutPlan, RolloutState, Status
-from service.rollout.samples import SampleRecorder, publish, replica_id
+from service.rollout.samples import SampleRecorder, replica_id
 from service.rollout.shared import Command, RolloutFolder, SentCommand
 
 log = logging.getLogger("perfserve.rollout")
@@ -64,6 +66,7 @@ class RolloutReplica:
         self.metrics = metrics
         self.recorder = SampleRecorder(capacity, per_user)
         self.replica = replica_id()
+        self.journal = Journal(self.folder.samples, self.replica, capacity)
         self.takeover_s = takeover_s
         """Silence after which `follow` takes a rollout over (0: only a command does)."""
         self.guarded: str | None = None
@@ -105,18 +108,21 @@ class RolloutReplica:
     async def follow(self) -> None:
         """Forever: follow the shared state, publish this worker's samples while it runs,
         take over a rollout its controller abandoned."""
-        samples = self.folder.samples
         while True:
             state = self.folder.read_state()
             if state is not None and self._abandoned(state):
                 self._take_over(state)
             if state is None or state.finished:
                 self.recorder.stop()
+                if self.journal.written:
+                    await asyncio.to_thread(self.journal.clear)
             else:
                 since = state.window_start if state.phase == "collecting" else time.time()
                 self.recorder.follow(state.plan.baseline, state.plan.candidate, since)
-                snapshot = self.recorder.snapshot(self.replica, self._split_version())
-                await asyncio.to_thread(publish, samples, snapshot)
+                requests, comparisons = self.recorder.take()
+                await asyncio.to_thread(
+                    self.journal.publish, self._split_version(), requests, comparisons
+                )
             self.guarded = guarded_candidate(state)
             self._publish_gauges(state)
             await asyncio.sleep(TICK_S)
@@ -128,7 +134,7 @@ class RolloutReplica:
             with suppress(asyncio.CancelledError):
                 await self._task
             self._controller.release()
-        (self.folder.samples / f"{self.replica}.json").unlink(missing_ok=True)
+        self.journal.clear()
 
     def _abandoned(self, state: RolloutState) -> bool:
         """Unfinished, not run here, and handed on or silent for `takeover_s`."""
