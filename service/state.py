@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,11 +171,14 @@ class Service:
 
     def _rollout_folder(self) -> Path:
         """Next to the shared split file, so every replica following it shares the rollout;
-        a lone process without one keeps its rollout in a private folder."""
+        a lone process without one keeps its rollout in a private folder, named here but
+        created only when a rollout writes to it (a Service built only to check settings,
+        as `serve --workers N` does first, leaves nothing behind) and removed at stop."""
         if self.split.file is not None:
             path = self.split.file.path
             return path.with_name(f"{path.stem}.rollout")
-        self._private_folder = Path(tempfile.mkdtemp(prefix="perfserve-rollout-"))
+        name = f"perfserve-rollout-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self._private_folder = Path(tempfile.gettempdir()) / name
         return self._private_folder
 
     def _variant_names(self) -> list[str]:
