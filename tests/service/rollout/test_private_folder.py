@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from perfserve.common.processes import running_server
+from perfserve_common.processes import running_server
 from tests.utils import ADMIN, ADMIN_ENV
 
 
