@@ -3,7 +3,9 @@
 FastAPI reads and parses a body before any dependency runs, so a token checked by a
 dependency comes after an unauthenticated client has had the server read whatever it
 sent. The guard runs first, as raw ASGI: a request that changes state (any method but
-GET, HEAD and OPTIONS: `PUT /traffic`, the `/rollout` actions) is refused on its headers
+GET, HEAD and OPTIONS: `PUT /traffic`, the `/rollout` actions) and every request under
+`/rollout` (its status too: the plan, the owners' host names and the judge's figures are
+an operator's view; `/metrics` carries the public gauges) is refused on its headers
 alone unless it carries the admin token, and every body bound for FastAPI is capped at
 `admin_max_body_bytes` and read within `body_timeout_s` before FastAPI sees it.
 Predictions never come here: `PredictEndpoint` answers them in front of the guard.
@@ -12,33 +14,20 @@ Predictions never come here: `PredictEndpoint` answers them in front of the guar
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 
-from pydantic import SecretStr
 from starlette.responses import JSONResponse
 
 from service.payload import Reject
 from service.predict import ASGIApp, Message, Receive, Scope, Send
 from service.state import Service
+from service.tokens import admin_refusal
 
 log = logging.getLogger("perfserve")
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-DISABLED = "admin endpoints are disabled: set PERFSERVE_ADMIN_TOKEN or --admin-token-file"
-
-
-def admin_refusal(token: SecretStr | None, authorization: str | None) -> Reject | None:
-    """Why `authorization` does not allow an admin change, or None when it does.
-    The message never repeats what the client sent."""
-    if token is None:
-        return Reject(403, "unauthorized", DISABLED)
-    scheme, _, given = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not given:
-        return Reject(401, "unauthorized", "missing admin token (Authorization: Bearer ...)")
-    if not secrets.compare_digest(given.encode(), token.get_secret_value().encode()):
-        return Reject(401, "unauthorized", "wrong admin token")
-    return None
+ADMIN_PREFIX = "/rollout"
+"""Every method under this path needs the admin token."""
 
 
 class ManagementGuard:
@@ -54,7 +43,7 @@ class ManagementGuard:
             return await self.app(scope, receive, send)
         try:
             headers = dict(scope["headers"])
-            if scope["method"] not in SAFE_METHODS:
+            if scope["method"] not in SAFE_METHODS or _admin_path(scope["path"]):
                 self._authorize(scope, headers.get(b"authorization"))
             length = headers.get(b"content-length", b"0")
             if length.isdigit() and int(length) > self.max_body:
@@ -80,6 +69,10 @@ class ManagementGuard:
             path = str(scope["path"])[:100]
             log.warning("refused %s %r from %s: %s", scope["method"], path, client, refusal.message)
             raise refusal
+
+
+def _admin_path(path: str) -> bool:
+    return path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/")
 
 
 async def _refuse(reject: Reject, scope: Scope, receive: Receive, send: Send) -> None:

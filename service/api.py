@@ -9,10 +9,10 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
-from service.admin import admin_refusal
 from service.metrics import exposition, workers_with_all_variants
 from service.routing import TrafficSplit, UnknownVariant
 from service.state import Service
+from service.tokens import admin_refusal
 
 router = APIRouter()
 

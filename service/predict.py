@@ -27,6 +27,7 @@ from service.batching import (
     VariantUnavailable,
 )
 from service.connections import ARRIVED
+from service.forcing import ForcingPolicy
 from service.guards import check_answers
 from service.metrics import FoldedCounter, FoldedHistogram
 from service.payload import Reject, encode_error, encode_prediction, parse_instances
@@ -73,6 +74,10 @@ class PredictEndpoint:
         self.n_features = service.manifest.n_features
         self.inflight = 0
         """Prediction requests inside the server now; the gauge reads it at each flush."""
+        rollouts = service.rollouts
+        self.forcing = ForcingPolicy(
+            settings.force_variants, service.names, settings.admin_token, lambda: rollouts.guarded
+        )
         metrics = service.metrics
         metrics.folding.gauge(metrics.inflight, lambda: self.inflight)
         self._durations: dict[tuple[str, int], FoldedHistogram] = {}
@@ -102,7 +107,7 @@ class PredictEndpoint:
             try:
                 if scope["method"] != "POST":
                     raise Reject(405, "invalid_input", "use POST with a JSON body")
-                variant, by_split, length = self._route(scope["headers"], variant)
+                variant, by_split, user_id, length = self._route(scope["headers"], variant)
                 if service.variants[variant].batcher.full:
                     status, body, headers = self._refuse_at_capacity(variant)
                 else:
@@ -126,12 +131,15 @@ class PredictEndpoint:
                 else:
                     self._duration(loaded.info.name, status).observe(elapsed)
                 # Only requests the split routed are a rollout's evidence or shadow traffic;
-                # a request that names its variant is a test of that variant.
+                # a request that names its variant is a test of that variant. One user's
+                # share of the evidence is capped (see SampleRecorder.admit).
                 if by_split:
-                    if service.rollouts.recorder.active:
-                        service.rollouts.recorder.record(loaded.info.name, elapsed, status)
+                    recorder = service.rollouts.recorder
+                    evidence = recorder.active and recorder.admit(user_id)
+                    if evidence:
+                        recorder.record(loaded.info.name, elapsed, status)
                     if answered is not None:
-                        service.mirror(loaded.info.name, answered.rows, answered.result)
+                        service.mirror(loaded.info.name, answered.rows, answered.result, evidence)
         finally:
             self.inflight -= 1
 
@@ -164,14 +172,14 @@ class PredictEndpoint:
 
     def _route(
         self, headers: list[tuple[bytes, bytes]], variant: str | None
-    ) -> tuple[str, bool, int]:
+    ) -> tuple[str, bool, bytes | None, int]:
         """The variant to serve (path, then X-Variant, then the split), whether the split
-        chose it, and the body length."""
+        chose it, the user id, and the body length."""
         service = self.service
         if not service.ready:
             detail = service.load_error or "models are still loading"
             raise Reject(503, "not_ready", f"not ready: {detail}", retry_after=1)
-        forced, user_id, length, content_type = _routing_headers(headers)
+        forced, user_id, length, content_type, authorization = _routing_headers(headers)
         if content_type is not None and content_type != JSON_TYPE and not _is_json(content_type):
             raise Reject(415, "invalid_input", "send the body as Content-Type: application/json")
         variant = variant or forced
@@ -182,7 +190,9 @@ class PredictEndpoint:
             raise Reject(
                 404, "unknown_variant", f"unknown variant {shown!r}; available: {service.names}"
             )
-        return variant, by_split, length
+        if not by_split:
+            self.forcing.check(variant, authorization)
+        return variant, by_split, user_id, length
 
     async def _answer(
         self, receive: Receive, started: float, variant: str, length: int
@@ -239,9 +249,10 @@ def _at_capacity(variant: str) -> Reject:
 
 def _routing_headers(
     headers: list[tuple[bytes, bytes]],
-) -> tuple[str | None, bytes | None, int, bytes | None]:
-    """X-Variant, X-User-Id, Content-Length and Content-Type, in one pass over the headers."""
-    forced = user_id = content_type = None
+) -> tuple[str | None, bytes | None, int, bytes | None, bytes | None]:
+    """X-Variant, X-User-Id, Content-Length, Content-Type and Authorization, in one pass
+    over the headers."""
+    forced = user_id = content_type = authorization = None
     length = 0
     for name, value in headers:
         if name == b"x-variant":
@@ -252,7 +263,9 @@ def _routing_headers(
             length = int(value)
         elif name == b"content-type":
             content_type = value
-    return forced, user_id, length, content_type
+        elif name == b"authorization":
+            authorization = value
+    return forced, user_id, length, content_type, authorization
 
 
 def _is_json(content_type: bytes) -> bool:

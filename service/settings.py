@@ -13,6 +13,7 @@ import orjson
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from perfserve_common.token_file import read_token_file
 from service.faults import Faults, parse_faults
 from service.routing import check_weights
 
@@ -108,6 +109,22 @@ class Settings(BaseSettings):
     rollout_max_samples: int = Field(50_000, ge=100)
     """Requests (and shadow comparisons) each worker keeps for the rollout's window."""
 
+    rollout_samples_per_user: int = Field(50, ge=0)
+    """Requests of one `X-User-Id` (hashed into as many buckets as `rollout_max_samples`)
+    that count as a rollout's evidence per window, so a client choosing its user id to
+    land on a variant cannot outweigh the others; 0: no cap."""
+
+    force_variants: Annotated[list[str] | None, NoDecode] = None
+    """Variants any client may name (`X-Variant`, `/models/{variant}/predict`) instead of
+    taking the split's choice, comma-separated (default: every loaded variant). Others,
+    and a rollout's candidate while it runs and after a rollback or abort, need the
+    admin token."""
+
+    rollout_takeover_s: float = Field(15.0, ge=0)
+    """A live replica takes over a rollout whose controller has written no heartbeat for
+    this long (at once when it was handed on at a SIGTERM); 0: only a command sent to a
+    replica takes a stale rollout over."""
+
     routing_seed: int | None = None
     """Seed for the random choices: the split of requests without a user id and the
     injected faults (reproducible tests)."""
@@ -146,7 +163,7 @@ class Settings(BaseSettings):
     """How often each worker checks the split file: a change reaches every replica
     within this delay."""
 
-    @field_validator("variants", mode="before")
+    @field_validator("variants", "force_variants", mode="before")
     @classmethod
     def _split_names(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -205,7 +222,7 @@ class Settings(BaseSettings):
             if self.admin_token is not None:
                 raise ValueError("give admin_token or admin_token_file, not both")
             try:
-                secret = self.admin_token_file.read_text().strip()
+                secret = read_token_file(self.admin_token_file)
             except OSError as error:
                 raise ValueError(f"admin_token_file: {error.strerror}") from None
             _check_token("admin_token_file", secret)

@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,8 +87,10 @@ class Service:
             self._rollout_folder(),
             metrics,
             settings.rollout_max_samples,
+            settings.rollout_samples_per_user,
             self.set_split,
             self.split_version,
+            settings.rollout_takeover_s,
         )
 
     @property
@@ -151,14 +154,16 @@ class Service:
         """The version of the split this process routes by."""
         return self.split.current[1]
 
-    def mirror(self, served: str, rows: np.ndarray, result: BatchResult) -> None:
+    def mirror(
+        self, served: str, rows: np.ndarray, result: BatchResult, evidence: bool = False
+    ) -> None:
         """After `served` answered a routed request: a sampled copy to the shadow variant
-        (see service/shadow.py); compared rows also feed a running rollout's evidence."""
+        (see service/shadow.py); with `evidence`, compared rows also feed the running
+        rollout's evidence."""
         shadow = self.router.split.shadow
         if shadow is None or shadow == served or (loaded := self.variants.get(shadow)) is None:
             return
-        recorder = self.rollouts.recorder
-        on_compared = self._record_comparison if recorder.active else None
+        on_compared = self._record_comparison if evidence else None
         self.shadow.mirror(loaded.batcher, rows, result, on_compared)
 
     def _record_comparison(self, compared: Compared) -> None:
@@ -166,11 +171,14 @@ class Service:
 
     def _rollout_folder(self) -> Path:
         """Next to the shared split file, so every replica following it shares the rollout;
-        a lone process without one keeps its rollout in a private folder."""
+        a lone process without one keeps its rollout in a private folder, named here but
+        created only when a rollout writes to it (a Service built only to check settings,
+        as `serve --workers N` does first, leaves nothing behind) and removed at stop."""
         if self.split.file is not None:
             path = self.split.file.path
             return path.with_name(f"{path.stem}.rollout")
-        self._private_folder = Path(tempfile.mkdtemp(prefix="perfserve-rollout-"))
+        name = f"perfserve-rollout-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self._private_folder = Path(tempfile.gettempdir()) / name
         return self._private_folder
 
     def _variant_names(self) -> list[str]:

@@ -4,7 +4,8 @@ The controller runs inside the service (so it keeps going if this command is sto
 this command starts it, prints every decision as it is made, and exits with the result:
 0 promoted (or a dry run that passed), 1 rolled back or aborted (or a dry run that
 failed), 3 paused for a person (`POST /rollout/resume`, `/abort` or `/promote` then).
-The admin token is read from PERFSERVE_ADMIN_TOKEN, never from the command line.
+The admin token is read from PERFSERVE_ADMIN_TOKEN or from --admin-token-file (as
+`perfserve serve` reads it), never from the command line.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ import os
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 from pydantic import ValidationError
 
 from perfserve.cli.exit_codes import ExitCode
+from perfserve_common.token_file import open_permissions, read_token_file
 from perfserve_common.usage import UsageError, add_option
 from service.rollout.plan import DEFAULT_STEPS, RolloutPlan
 
@@ -36,6 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = __doc__
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     add_option(parser, "--url", default="http://127.0.0.1:8000", help="the service")
+    add_option(
+        parser,
+        "--admin-token-file",
+        type=Path,
+        help="file holding the service's admin token (instead of PERFSERVE_ADMIN_TOKEN)",
+    )
     add_option(parser, "--baseline", required=True, help="variant serving today")
     add_option(parser, "--candidate", required=True, help="variant to roll out")
     add_option(
@@ -112,9 +121,7 @@ def plan_from(args: argparse.Namespace) -> RolloutPlan:
 
 def run(args: argparse.Namespace) -> int:
     plan = plan_from(args)
-    token = os.environ.get("PERFSERVE_ADMIN_TOKEN")
-    if not token:
-        raise UsageError("set PERFSERVE_ADMIN_TOKEN to the service's admin token")
+    token = admin_token(args.admin_token_file)
     headers = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=args.url, headers=headers, timeout=10.0) as client:
         try:
@@ -125,6 +132,28 @@ def run(args: argparse.Namespace) -> int:
             print(f"perfserve rollout: {started.status_code} {started.text}", file=sys.stderr)
             return ExitCode.USAGE if started.status_code in (401, 403, 422) else ExitCode.NO
         return follow(client)
+
+
+def admin_token(path: Path | None) -> str:
+    """From the file, or from PERFSERVE_ADMIN_TOKEN; one of the two, as for `serve`."""
+    from_environment = os.environ.get("PERFSERVE_ADMIN_TOKEN")
+    if path is None:
+        if not from_environment:
+            raise UsageError(
+                "set PERFSERVE_ADMIN_TOKEN or --admin-token-file to the service's admin token"
+            )
+        return from_environment
+    if from_environment:
+        raise UsageError("--admin-token-file: give it or PERFSERVE_ADMIN_TOKEN, not both")
+    try:
+        token = read_token_file(path)
+    except OSError as error:
+        raise UsageError(f"--admin-token-file {path}: {error.strerror}") from None
+    if not token:
+        raise UsageError(f"--admin-token-file {path}: the file is empty")
+    if warning := open_permissions(path):
+        print(f"perfserve rollout: warning: {warning}", file=sys.stderr)
+    return token
 
 
 def follow(client: httpx.Client) -> int:

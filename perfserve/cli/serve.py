@@ -12,6 +12,7 @@ import typing
 
 from pydantic import ValidationError
 
+from perfserve_common.token_file import open_permissions
 from perfserve_common.usage import UsageError, env_name, flag_name, validation_message
 from service.server import check_address, serve_counting_drain, serve_workers
 from service.settings import Settings
@@ -67,6 +68,10 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
     )
+    if settings.admin_token_file is not None and (
+        warning := open_permissions(settings.admin_token_file)
+    ):
+        logging.getLogger("perfserve").warning(warning)
     common = dict(
         host=settings.host,
         port=settings.port,

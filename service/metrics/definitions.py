@@ -137,7 +137,8 @@ class Metrics:
             "perfserve_rejected_requests",
             "Requests refused or failed: queue_full, deadline, invalid_input, too_large, "
             "unknown_variant, not_ready, shutting_down, model_error, unavailable, slow_client, "
-            "unauthorized (an admin request without the right token).",
+            "unauthorized (an admin request without the right token), forced_variant (a "
+            "variant named that a client may not force without the admin token).",
             ["reason"],
             registry=registry,
         )
@@ -179,6 +180,19 @@ class Metrics:
             "1 for the rollout's status: running, paused, promoted, rolled_back, aborted, "
             "dry_run_done; 0 for the others.",
             ["status"],
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.rollout_controller_stale = Gauge(
+            "perfserve_rollout_controller_stale",
+            "1 while an unfinished rollout's controller has stopped or written no heartbeat "
+            "for 5 s (a replica takes it over); 0 otherwise.",
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.rollout_heartbeat_age = Gauge(
+            "perfserve_rollout_heartbeat_age_seconds",
+            "Seconds since the unfinished rollout's controller last wrote its state (0: none).",
             registry=registry,
             multiprocess_mode="mostrecent",
         )

@@ -6,13 +6,14 @@ through the shared folder, and the replica that accepted the start runs the cont
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException
 
 from service.api import ServiceDep, require_admin
-from service.rollout.plan import RolloutPlan
-from service.rollout.replica import RolloutConflict
+from service.rollout.plan import RolloutPlan, RolloutState
+from service.rollout.replica import RolloutConflict, SplitUnavailable
 from service.rollout.shared import Command
 
 router = APIRouter(prefix="/rollout", tags=["rollout"], dependencies=[Depends(require_admin)])
@@ -20,27 +21,39 @@ router = APIRouter(prefix="/rollout", tags=["rollout"], dependencies=[Depends(re
 
 @router.post("/start", status_code=202)
 async def start(plan: RolloutPlan, service: ServiceDep) -> dict[str, Any]:
-    """Begin a rollout of `candidate` against `baseline`; 409 while another one runs."""
+    """Begin a rollout of `candidate` against `baseline`; 409 while another one runs, 503
+    while the split cannot be set."""
     unknown = [v for v in (plan.baseline, plan.candidate) if v not in service.names]
     if unknown:
         raise HTTPException(422, f"unknown variant(s) {unknown}; available: {service.names}")
     try:
-        return service.rollouts.start(plan).model_dump()
+        return described(service.rollouts.start(plan))
     except RolloutConflict as conflict:
         raise HTTPException(409, str(conflict)) from None
+    except SplitUnavailable as error:
+        raise HTTPException(503, str(error), {"Retry-After": "1"}) from None
 
 
 @router.get("/status")
 def status(service: ServiceDep) -> dict[str, Any]:
-    """Step, weights, each gate's last verdict with its numbers, and every decision."""
+    """Step, weights, each gate's last verdict with its numbers, every decision, and
+    whether its controller is alive (`controller`: alive, stale or done)."""
     state = service.rollouts.status()
     if state is None:
         raise HTTPException(404, "no rollout has been started")
-    return state.model_dump()
+    return described(state)
+
+
+def described(state: RolloutState) -> dict[str, Any]:
+    """The state with its controller's liveness, as of now."""
+    now = time.time()
+    age = state.heartbeat_age(now)
+    return {**state.model_dump(), "controller": state.controller(now), "heartbeat_age_s": age}
 
 
 def _command(command: Command) -> Any:
-    def send(service: ServiceDep) -> dict[str, Any]:
+    async def send(service: ServiceDep) -> dict[str, Any]:
+        # On the event loop: a stale rollout is taken over here, which starts a task.
         try:
             sent = service.rollouts.send(command)
         except RolloutConflict as conflict:

@@ -2,10 +2,13 @@
 collect until every gate has its samples, judge, then advance, roll back, extend or pause.
 
 It runs as one task in the replica process that accepted `POST /rollout/start` and ticks
-every `TICK_S`: each tick takes the latest command from the shared folder, moves the
-state on if it can, and writes the state back with a heartbeat, which is how every other
-replica answers status and how a lost controller is noticed. Reading the evidence and
-judging run on a thread, so the replica keeps serving while they compute.
+every `TICK_S`: each tick takes the commands sent since the last one from the shared
+folder (in order; an abort among them wins), moves the state on if it can, and writes the
+state back with a heartbeat, which is how every other replica answers status and how a
+lost controller is noticed. A replica may take a silent controller's rollout over
+(`adopt`): it raises the state's generation, and the old controller, should it wake up,
+finds the higher generation in the folder and stops. Reading the evidence and judging
+run on a thread, so the replica keeps serving while they compute.
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ from collections.abc import Callable, Mapping
 
 from prometheus_client import Counter
 
+from service.rollout.journal import STALE_S, Evidence, EvidenceReader
 from service.rollout.judge import combine, judge, required_samples
 from service.rollout.plan import Decision, GateRecord, RolloutPlan, RolloutState
-from service.rollout.samples import Evidence, read_evidence, replica_id
-from service.rollout.shared import Command, RolloutFolder
+from service.rollout.samples import replica_id
+from service.rollout.shared import Command, RolloutFolder, SentCommand
 from service.routing import TrafficSplit
 
 log = logging.getLogger("perfserve.rollout")
@@ -45,35 +49,52 @@ def step_split(plan: RolloutPlan, percent: float) -> TrafficSplit:
 
 class Controller:
     def __init__(
-        self, folder: RolloutFolder, plan: RolloutPlan, apply: ApplySplit, verdicts: Counter
+        self,
+        folder: RolloutFolder,
+        plan: RolloutPlan,
+        apply: ApplySplit,
+        verdicts: Counter,
+        adopt: RolloutState | None = None,
     ) -> None:
+        """Start `plan`, or with `adopt`, take over that rollout from its silent owner."""
         self.folder = folder
         self.apply = apply
         self.verdicts = verdicts
         self.policy = plan.judge_policy()
         self.required: Mapping[str, int] = required_samples(self.policy)
-        self.state = RolloutState(plan=plan, owner=replica_id(), required=dict(self.required))
+        self.reader = EvidenceReader(folder.samples, plan.baseline, plan.candidate)
+        self.deposed = False
+        """Another replica took the rollout over: this controller has stopped."""
         now = time.time()
+        if adopt is not None:
+            self.state = adopt
+            self._take_over(now)
+            return
+        self.state = RolloutState(plan=plan, owner=replica_id(), required=dict(self.required))
         self._enter_step(1, now)
         self._decide(now, "start", f"{plan.baseline} -> {plan.candidate}, steps {plan.steps}")
 
     async def run(self) -> None:
-        """Tick until the rollout finishes; a failing tick is logged and retried."""
+        """Tick until the rollout finishes or is taken over; a failing tick is logged and
+        retried."""
         while True:
             try:
                 await self.tick(time.time())
             except Exception:
                 log.exception("rollout tick failed; retrying")
-            if self.state.finished:
+            if self.state.finished or self.deposed:
                 return
             await asyncio.sleep(TICK_S)
 
     async def tick(self, now: float) -> None:
         state = self.state
-        sent = self.folder.take_command(state.command_seen)
-        if sent is not None:
-            state.command_seen = sent.id
-            self.command(sent.command, now)
+        if self._replaced():
+            self.deposed = True
+            log.warning("rollout %s was taken over by another replica; stopping here", state.id)
+            return
+        if pending := self.folder.commands_after(state.command_seen, state.id):
+            state.command_seen = pending[-1].id
+            self.commands(pending, now)
         if state.status == "running":
             if state.phase == "following":
                 await self._wait_for_replicas(now)
@@ -82,11 +103,28 @@ class Controller:
         state.heartbeat = now
         self.folder.write_state(state)
 
-    def command(self, command: Command, now: float) -> None:
-        """A person's command; anything that would not change the state is ignored."""
+    def release(self) -> None:
+        """This process stops: hand the rollout on, so another replica takes it over at
+        once instead of waiting for the heartbeat to go stale."""
+        if not self.state.finished and not self.deposed and not self._replaced():
+            self.state.released = True
+            self.folder.write_state(self.state)
+
+    def commands(self, sent: list[SentCommand], now: float) -> None:
+        """Commands in the order sent, except that an abort among them goes first: once a
+        person asked for the candidate to go, nothing sent in the same tick keeps it."""
+        ordered = sorted(sent, key=lambda one: one.command != "abort")
+        for one in ordered:
+            if not self.command(one.command, now):
+                self._decide(
+                    now, "ignore", f"{one.command} (command {one.id}) ignored: {self.state.status}"
+                )
+
+    def command(self, command: Command, now: float) -> bool:
+        """A person's command; False (and nothing done) when it would not change the state."""
         state = self.state
         if state.finished:
-            return
+            return False
         if command == "pause" and state.status == "running":
             state.status = "paused"
             self._decide(now, "pause", "paused by request; the split is left as it is")
@@ -102,6 +140,27 @@ class Controller:
             self._set_split(100.0)
             state.status = "promoted"
             self._decide(now, "promote", f"promoted by request; {state.plan.candidate} 100%")
+        else:
+            return False
+        return True
+
+    def _take_over(self, now: float) -> None:
+        """Own an adopted rollout; a running one starts its step again (the split set
+        anew, a new window), since what happened while no one watched is unknown."""
+        state = self.state
+        previous, age = state.owner, state.heartbeat_age(now)
+        gone = "stopped" if state.released else f"silent for {age:.1f} s"
+        state.owner, state.released = replica_id(), False  # the generation is the claim's
+        self._decide(now, "takeover", f"controller {previous} {gone}; taken over by {state.owner}")
+        if state.status == "running":
+            self._enter_step(state.step, now)
+
+    def _replaced(self) -> bool:
+        """Whether the folder holds another rollout, or this one at a higher generation."""
+        current = self.folder.read_state()
+        return current is not None and (
+            current.id != self.state.id or current.generation > self.state.generation
+        )
 
     def _enter_step(self, step: int, now: float) -> None:
         state = self.state
@@ -125,8 +184,8 @@ class Controller:
         that does not follow within a window's time pauses the rollout, since its
         traffic would not be what the step says."""
         state = self.state
-        evidence = await self._evidence(now)
-        live = evidence.live_replicas()
+        reports = await asyncio.to_thread(self.reader.replicas)
+        live = [report for report in reports if report.age_s < STALE_S]
         behind = [r.replica for r in live if r.split_version < (state.split_version or 0)]
         if live and not behind:
             self._open_window(now)
@@ -146,7 +205,7 @@ class Controller:
 
     async def _collect(self, now: float) -> None:
         state = self.state
-        evidence = await self._evidence(state.window_start)
+        evidence = await asyncio.to_thread(self.reader.read, state.window_start)
         state.samples = {
             state.plan.baseline: len(evidence.baseline.latencies_s),
             state.plan.candidate: len(evidence.candidate.latencies_s),
@@ -165,12 +224,6 @@ class Controller:
         }
         answered = min(len(baseline.latencies_s), len(candidate.latencies_s))
         return all(have.get(gate, answered) >= n for gate, n in self.required.items())
-
-    async def _evidence(self, since: float) -> Evidence:
-        plan = self.state.plan
-        return await asyncio.to_thread(
-            read_evidence, self.folder.samples, plan.baseline, plan.candidate, since
-        )
 
     async def _judge(self, evidence: Evidence, now: float) -> None:
         state = self.state

@@ -6,6 +6,8 @@ the state in the shared folder every replica reads and in `GET /rollout/status`.
 
 from __future__ import annotations
 
+import time
+import uuid
 from dataclasses import fields
 from itertools import pairwise
 from typing import Any, Literal
@@ -18,6 +20,10 @@ OnFail = Literal["rollback", "pause"]
 Status = Literal["running", "paused", "promoted", "rolled_back", "aborted", "dry_run_done"]
 FINISHED: frozenset[str] = frozenset({"promoted", "rolled_back", "aborted", "dry_run_done"})
 DEFAULT_STEPS = (1.0, 5.0, 20.0, 50.0, 100.0)
+CONTROLLER_STALE_S = 5.0
+"""A controller that has not written the state for this long is presumed gone: the
+rollout shows as stale, and a command sent to any replica takes it over."""
+Controller = Literal["alive", "stale", "done"]
 
 
 class RolloutPlan(BaseModel):
@@ -53,19 +59,22 @@ class RolloutPlan(BaseModel):
 
     @field_validator("policy")
     @classmethod
-    def _known_thresholds(cls, policy: dict[str, float]) -> dict[str, float]:
+    def _usable_thresholds(cls, policy: dict[str, float]) -> dict[str, float]:
+        """Known names, and values the judge accepts (it raises ValueError naming the
+        field), so a bad policy is refused with the plan, not when the rollout starts."""
         known = {field.name for field in fields(JudgePolicy)}
         unknown = sorted(set(policy) - known)
         if unknown:
             raise ValueError(f"unknown judge setting(s) {unknown}; known: {sorted(known)}")
+        for name, value in policy.items():
+            if type(_default(name)) is int and not float(value).is_integer():
+                raise ValueError(f"{name} must be a whole number, got {value:g}")
+        policy_of(policy)
         return policy
 
     def judge_policy(self) -> JudgePolicy:
         """The judge's policy with `policy` applied, each value in its field's type."""
-        defaults: dict[str, Any] = {field.name: field.default for field in fields(JudgePolicy)}
-        return JudgePolicy(
-            **{name: type(defaults[name])(value) for name, value in self.policy.items()}
-        )
+        return policy_of(self.policy)
 
     @model_validator(mode="after")
     def _two_variants(self) -> RolloutPlan:
@@ -77,6 +86,15 @@ class RolloutPlan(BaseModel):
     def judged_steps(self) -> list[float]:
         """The steps that are judged: all but a final 100."""
         return self.steps[:-1] if self.steps[-1] == 100 else list(self.steps)
+
+
+def policy_of(policy: dict[str, float]) -> JudgePolicy:
+    """The judge's defaults with `policy` applied, each value in its field's type."""
+    return JudgePolicy(**{name: type(_default(name))(value) for name, value in policy.items()})
+
+
+def _default(name: str) -> Any:
+    return next(field.default for field in fields(JudgePolicy) if field.name == name)
 
 
 class GateRecord(BaseModel):
@@ -95,7 +113,9 @@ class Decision(BaseModel):
     step: int
     weight: float
     action: str
-    """start, judge, advance, extend, pause, resume, rollback, abort, promote, done."""
+    """start, pass, fail, inconclusive, advance, extend, pause, resume, rollback, abort,
+    promote, done, takeover (a replica took over from a stopped controller), ignore (a
+    command that came too late to change anything)."""
     detail: str
 
 
@@ -103,6 +123,8 @@ class RolloutState(BaseModel):
     """Everything `GET /rollout/status` answers, kept in the shared folder."""
 
     plan: RolloutPlan
+    id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    """This rollout among all that used the folder: commands name the one they are for."""
     status: Status = "running"
     step: int = 1
     """1-based index into `plan.steps` of the step being run."""
@@ -124,15 +146,32 @@ class RolloutState(BaseModel):
     """Each gate's last verdict, with its numbers."""
     decisions: list[Decision] = Field(default_factory=list)
     command_seen: int = 0
-    """Id of the last command the controller took from the shared folder."""
+    """Number of the last command the controller took from the shared folder."""
     owner: str = ""
     """The replica process running the controller."""
+    generation: int = 0
+    """How many times the rollout was taken over: a controller that finds a higher
+    generation in the folder has been replaced and stops."""
     heartbeat: float = 0.0
     """Wall-clock time the owner last wrote the state."""
+    released: bool = False
+    """The owner stopped (SIGTERM) and handed the rollout on: stale at once."""
 
     @property
     def finished(self) -> bool:
         return self.status in FINISHED
+
+    def heartbeat_age(self, now: float | None = None) -> float:
+        """Seconds since the owner last wrote the state (never negative: clocks differ)."""
+        return max(0.0, (time.time() if now is None else now) - self.heartbeat)
+
+    def controller(self, now: float | None = None) -> Controller:
+        """alive, stale (unfinished and its owner gone or silent), or done (finished)."""
+        if self.finished:
+            return "done"
+        if self.released or self.heartbeat_age(now) >= CONTROLLER_STALE_S:
+            return "stale"
+        return "alive"
 
     @property
     def candidate_weight(self) -> float:

@@ -5,7 +5,8 @@
 
 Each trial draws one analysis window from samples recorded on a real `perfserve serve`
 (perfserve/benchmarks/judge/judge_record.py): two identical variants for latency and status,
-a healthy conversion (sklearn_fp32 vs onnx_int8) for shadow scores. Windows hold the samples
+a healthy conversion (sklearn_fp32 vs onnx_int8) for shadow scores, so the first row is
+a healthy fp32 -> int8 candidate. Windows hold the samples
 `required_samples` asks for (times `--scale`, 1 by default: the least data on which the
 judge decides, where its power is the lowest). Faults are injected into the candidate's
 draw: extra latency, a wider tail with the median unchanged, errors, flipped predictions.
@@ -210,12 +211,13 @@ def scenarios(fixture: Fixture) -> list[tuple[str, str | None, Fault]]:
     """(name, the gate that should fail or None, fault)."""
     median_ms = float(np.median(fixture.baseline.seconds)) * 1e3
     return [
-        ("identical variants", None, identical),
+        ("healthy int8 (twin latency, fp32 -> int8 scores)", None, identical),
         (f"+1 ms ({1 / median_ms:.0%} of the median)", "latency", added_latency(0.001)),
         ("every answer x1.25", "latency", slower(1.25)),
         ("every answer x1.5", "latency", slower(1.5)),
         ("tail above the median x2, same median", "latency", wider_tail(2.0)),
         ("2% errors (baseline 0)", "errors", errors(0.02)),
+        ("2% flipped predictions", "predictions", flips(0.02)),
         ("3% flipped predictions", "predictions", flips(0.03)),
     ]
 

@@ -13,9 +13,10 @@ from perfserve.benchmarks.judge.judge_noise import (
     load_fixture,
     run,
     scenarios,
+    shadow,
     wider_tail,
 )
-from service.rollout.judge import JudgePolicy
+from service.rollout.judge import JudgePolicy, predictions_gate, required_samples
 
 
 def draw() -> Draw:
@@ -55,4 +56,22 @@ def test_the_benchmark_runs_every_case_on_the_recording() -> None:
     lines = list(run(fixture, JudgePolicy(), trials=2, factors=(1,), scale=1, seed=0))
     rows = [line for line in lines if line.startswith("| ") and "---" not in line][1:]
     assert len(rows) == len(scenarios(fixture))
-    assert rows[0].startswith("| identical variants | none | 0/2")
+    assert rows[0].startswith("| healthy int8 (twin latency, fp32 -> int8 scores) | none | 0/2")
+
+
+def test_defaults_pass_a_healthy_int8_shadow_and_catch_two_percent_flips() -> None:
+    """On the recorded fp32 and int8 answers, windows of the required size: the healthy
+    pair must pass at least 99% of the time and 2% flipped labels must be caught most of
+    the time (98% over 1,000 windows, docs/ROLLOUT.md; 200 here, seeded)."""
+    fixture = load_fixture(DATA)
+    policy = JudgePolicy()
+    n = required_samples(policy)["predictions"]
+    rng = np.random.default_rng(5)
+    healthy = flipped = 0
+    for _ in range(200):
+        rows = rng.integers(0, fixture.baseline_scores.size, n)
+        scores = Draw(np.zeros(1), np.zeros(1), fixture.baseline_scores[rows],
+                      fixture.candidate_scores[rows])  # fmt: skip
+        healthy += predictions_gate(shadow(scores), policy).outcome == "fail"
+        flipped += predictions_gate(shadow(flips(0.02)(scores, rng)), policy).outcome == "fail"
+    assert healthy <= 2 and flipped >= 180

@@ -13,8 +13,9 @@ from prometheus_client import CollectorRegistry
 
 from service.metrics import Metrics
 from service.rollout.controller import Controller
+from service.rollout.journal import Journal
 from service.rollout.plan import RolloutPlan, RolloutState
-from service.rollout.samples import SampleRecorder, publish
+from service.rollout.samples import SampleRecorder
 from service.rollout.shared import RolloutFolder
 from service.routing import TrafficSplit
 
@@ -27,6 +28,7 @@ class Replicas:
     def __init__(self, folder: RolloutFolder) -> None:
         self.folder = folder
         self.recorders = {name: SampleRecorder(100_000) for name in ("a-1", "b-2")}
+        self.journals = {name: Journal(folder.samples, name, 100_000) for name in self.recorders}
         self.version = 0
         self.splits: list[TrafficSplit] = []
         self.random = np.random.default_rng(3)
@@ -49,7 +51,7 @@ class Replicas:
             scores = self.random.uniform(0.0, 1.0, n)
             flipped = self.random.uniform(0.0, 1.0, n) < flip
             recorder.compare(flipped, scores, np.where(flipped, 1 - scores, scores))
-            publish(self.folder.samples, recorder.snapshot(name, self.version))
+            self.journals[name].publish(self.version, *recorder.take())
 
 
 def controller(tmp_path: Path, replicas: Replicas, **plan: object) -> Controller:
@@ -132,10 +134,9 @@ async def test_commands_from_the_folder_pause_resume_and_abort(
     tmp_path: Path, replicas: Replicas
 ) -> None:
     control = controller(tmp_path, replicas)
-    control.state.command_seen = 0
     seen = []
     for command in ("pause", "resume", "abort"):
-        replicas.folder.send(command)
+        replicas.folder.send(command, control.state.id)
         await control.tick(time.time())
         seen.append(control.state.status)
     assert seen == ["paused", "running", "aborted"]
