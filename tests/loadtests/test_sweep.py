@@ -158,7 +158,7 @@ def test_several_generator_processes_share_the_load(
 def test_an_unknown_variant_is_a_usage_error(server: ServerProcess, store: Path) -> None:
     done = run_perfserve("sweep", "--url", server.url, "--variants", "nope", "--store", str(store))
     assert done.returncode == 2
-    assert f"--variant nope: not served by {server.url}" in done.stderr
+    assert f"--variants nope: not served by {server.url}" in done.stderr
 
 
 def test_calibrate_measures_the_generator_against_the_bare_floor_first(
