@@ -20,12 +20,11 @@ from typing import Any
 
 from benchmarks.profile.flamegraph import render
 from benchmarks.profile.outputs import load_profile
-from benchmarks.profile.stacks import Stacks
-from benchmarks.profile.stages import IDLE, STAGES, stage_of
+from benchmarks.profile.stages import STAGES
 
 FAMILY_ALPHA = 0.05
 RELATIVE_FLOOR = 0.15
-ABSOLUTE_FLOOR_US = 1.5
+ABSOLUTE_FLOOR_US = 3.0
 METHOD = (
     f"moved when |B - A| > max(t x sqrt(sd_A^2/n_A + sd_B^2/n_B), {RELATIVE_FLOOR:.0%} of "
     f"max(A, B), {ABSOLUTE_FLOOR_US:g} µs); sd over each profile's profiled repeats (its "
@@ -81,21 +80,11 @@ def _repeat_sd(profile: dict[str, Any], stage: str) -> tuple[float, int]:
     return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)), len(values)
 
 
-def weights(data: dict[str, Any], stacks: Stacks) -> dict[tuple[str, ...], float]:
-    """A profile's stacks in µs per request (threads asleep left out)."""
-    per_sample = 1e6 / data["settings"]["sample_rate"] / data["table"]["requests"]
-    return {
-        stack: count * per_sample
-        for stack, count in stacks.items()
-        if stage_of(list(stack)) != IDLE
-    }
-
-
 def compare(folder_a: Path, folder_b: Path, out: Path) -> tuple[str, list[dict[str, Any]]]:
     """Write compare.json, compare.md and diff-flamegraph.svg into `out`; returns the
     Markdown and the rows."""
-    a, stacks_a = load_profile(folder_a)
-    b, stacks_b = load_profile(folder_b)
+    a, weights_a = load_profile(folder_a)
+    b, weights_b = load_profile(folder_b)
     rows = stage_difference(a, b)
     out.mkdir(parents=True, exist_ok=True)
     moved = [row["stage"] for row in rows if row["moved"]]
@@ -105,7 +94,7 @@ def compare(folder_a: Path, folder_b: Path, out: Path) -> tuple[str, list[dict[s
     text = compare_text(folder_a, folder_b, a, b, rows)
     (out / "compare.md").write_text(text)
     title = f"{_name(b)} against {_name(a)}: µs per request"
-    render(weights(b, stacks_b), title, out / "diff-flamegraph.svg", weights(a, stacks_a))
+    render(weights_b, title, out / "diff-flamegraph.svg", weights_a)
     return text, rows
 
 

@@ -20,12 +20,19 @@ from typing import Any
 
 from benchmarks.profile.flamegraph import render
 from benchmarks.profile.run import ProfileRun, overhead
-from benchmarks.profile.stacks import Stacks, read_collapsed, write_collapsed, write_speedscope
+from benchmarks.profile.stacks import (
+    Stacks,
+    read_weights,
+    write_collapsed,
+    write_speedscope,
+    write_weights,
+)
 from benchmarks.profile.stages import STAGES
 from benchmarks.profile.table import StageTable, markdown, stack_weights, stage_legend
 
 PROFILE_JSON = "profile.json"
 STACKS = "stacks.txt"
+WEIGHTS = "weights.txt"
 NOISE_METHOD = (
     "each stage's µs/request in every profiled repeat (steps of the same load, one after "
     "another on the same server); noise = their standard deviation across repeats"
@@ -122,13 +129,16 @@ def write(run: ProfileRun, out: Path, conditions: dict[str, Any]) -> str:
     name = f"{run.settings.variant} at {run.settings.rate:,.0f}/s"
     write_speedscope(stacks, name, interval, out / "profile.speedscope.json")
     title = f"perfserve {name}: server CPU per request ({table.measured_us:.1f} µs measured)"
-    render(stack_weights(run.windows), title, out / "flamegraph.svg")
+    weights = stack_weights(run.windows)
+    write_weights(weights, out / WEIGHTS)
+    render(weights, title, out / "flamegraph.svg")
     return text
 
 
-def load_profile(folder: Path) -> tuple[dict[str, Any], Stacks]:
+def load_profile(folder: Path) -> tuple[dict[str, Any], dict[tuple[str, ...], float]]:
+    """A profile's summary and its stacks' weights (µs per request)."""
     data = json.loads((folder / PROFILE_JSON).read_text())
-    return data, read_collapsed(folder / STACKS)
+    return data, read_weights(folder / WEIGHTS)
 
 
 def _plain(value: object) -> object:

@@ -9,12 +9,24 @@ opened by other viewers) is written from them too, so the profiler runs once per
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 Stacks = Counter[tuple[str, ...]]
 """Sample counts by stack, frames from the outermost to the innermost."""
+
+
+THREAD_ID = re.compile(r"^thread \(\d+\): ")
+
+
+def without_thread_id(stack: tuple[str, ...]) -> tuple[str, ...]:
+    """The stack with its thread named but not numbered (`thread: MainThread`), so the
+    same thread of two server processes is one stack in a comparison."""
+    if not stack:
+        return stack
+    return (THREAD_ID.sub("thread: ", stack[0]), *stack[1:])
 
 
 def parse_collapsed(text: str) -> Stacks:
@@ -33,6 +45,21 @@ def read_collapsed(path: Path) -> Stacks:
 def write_collapsed(stacks: Stacks, path: Path) -> None:
     lines = [f"{';'.join(stack)} {count}" for stack, count in sorted(stacks.items())]
     path.write_text("\n".join(lines) + "\n")
+
+
+def write_weights(weights: dict[tuple[str, ...], float], path: Path) -> None:
+    """Stacks with their cost (µs per request) in the collapsed form, count as a decimal."""
+    lines = [f"{';'.join(stack)} {weight:.6f}" for stack, weight in sorted(weights.items())]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def read_weights(path: Path) -> dict[tuple[str, ...], float]:
+    weights: dict[tuple[str, ...], float] = {}
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, weight = line.rpartition(" ")
+        if stack:
+            weights[tuple(stack.split(";"))] = float(weight)
+    return weights
 
 
 def speedscope(stacks: Stacks, name: str, sample_interval_s: float) -> dict[str, Any]:

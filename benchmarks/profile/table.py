@@ -23,7 +23,7 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from benchmarks.profile.stacks import Stacks
+from benchmarks.profile.stacks import Stacks, without_thread_id
 from benchmarks.profile.stages import IDLE, STAGE_MEANINGS, STAGES, stage_of
 
 COVERAGE_TOLERANCE = 0.10
@@ -148,9 +148,13 @@ def stage_table(windows: list[Window]) -> StageTable:
     )
 
 
+UNSEEN = ("threads never sampled running (native threads, the sampler's own stops)",)
+
+
 def stack_weights(windows: list[Window]) -> dict[tuple[str, ...], float]:
     """Each stack's cost in µs per request over the windows, its thread's CPU split as
-    in the table (threads asleep left out): what the flame graphs draw."""
+    in the table (threads asleep left out), thread ids dropped, and the CPU of threads
+    never sampled running as one stack of its own: what the flame graphs draw."""
     requests = sum(w.requests for w in windows)
     weights: dict[tuple[str, ...], float] = defaultdict(float)
     for window in windows:
@@ -162,7 +166,11 @@ def stack_weights(windows: list[Window]) -> dict[tuple[str, ...], float]:
             tid = thread_of(stack)
             if stage_of(list(stack)) == IDLE or tid not in window.thread_cpu_s:
                 continue
-            weights[stack] += window.thread_cpu_s[tid] * count / running[tid] * 1e6 / requests
+            share = window.thread_cpu_s[tid] * count / running[tid]
+            weights[without_thread_id(stack)] += share * 1e6 / requests
+        for tid, cpu_s in window.thread_cpu_s.items():
+            if not running[tid]:
+                weights[UNSEEN] += cpu_s * 1e6 / requests
     return dict(weights)
 
 

@@ -94,7 +94,7 @@ def test_the_table_splits_each_threads_measured_cpu_by_its_samples() -> None:
     assert table.sampled_us == pytest.approx(100.0)  # 100 running samples at 1 ms
     assert table.idle_samples == 500
     assert table.adds_up
-    assert sum(stack_weights([window]).values()) == pytest.approx(200.0)
+    assert sum(stack_weights([window]).values()) == pytest.approx(210.0)  # unseen drawn too
 
 
 def test_a_table_that_misses_cpu_says_it_does_not_add_up() -> None:
@@ -218,9 +218,9 @@ def test_compare_writes_its_table_and_diff_graph(tmp_path: Path) -> None:
         data["table"]["requests"] = 1000.0
         data["table"]["measured_us"] = 100.0
         (folder / "profile.json").write_text(json.dumps(data))
-        count = int(sum(encode))
-        (folder / "stacks.txt").write_text(
-            f"{MAIN};encode_prediction (service/payload.py:80) {count}\n"
+        cost = sum(encode) / len(encode)
+        (folder / "weights.txt").write_text(
+            f"thread: MainThread;encode_prediction (service/payload.py:80) {cost}\n"
         )
     text, _ = compare(tmp_path / "a", tmp_path / "b", tmp_path / "out")
     assert "Moved beyond run-to-run noise: encode." in text
