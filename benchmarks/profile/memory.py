@@ -35,9 +35,10 @@ from loadtests.sweep.steps import StepRunner, StepSettings
 SNAPSHOT_TIMEOUT_S = 30.0
 TOP_SITES = 10
 FLAT_RSS_BYTES = 4 * 2**20
-"""Two windows of the same load whose RSS differs by less than this are flat."""
-FLAT_OBJECTS = 0.01
-"""... and whose live objects differ by less than this share."""
+"""The second of two windows of the same load is flat when RSS grew less than this ..."""
+FLAT_OBJECTS_PER_REQUEST = 0.1
+"""... and live objects grew less than this per request it served (a leak keeps at least
+one object per request: a tenth of that is far above the count's own jitter)."""
 
 
 @dataclass
@@ -138,8 +139,8 @@ def _growth(snapshots: list[dict[str, Any]], requests: list[float]) -> dict[str,
         "rss_growth_bytes_per_100k": rss_delta / sum(requests) * 1e5 if sum(requests) else None,
         "rss_between_windows_bytes": between_rss,
         "objects_between_windows": between_objects,
-        "flat": abs(between_rss) < FLAT_RSS_BYTES
-        and abs(between_objects) < FLAT_OBJECTS * first["objects"],
+        "flat": between_rss < FLAT_RSS_BYTES
+        and between_objects < FLAT_OBJECTS_PER_REQUEST * requests[1],
     }
 
 

@@ -3,11 +3,11 @@
     python -m benchmarks.profile.memory_host STATS_FILE MEMRAY_FILE serve --store ...
 
 SIGUSR1 appends a snapshot to STATS_FILE (one JSON line: resident memory, and live
-objects after a full collection), SIGUSR2 starts memray's tracker writing to
-MEMRAY_FILE, or stops it when it runs. The profile drives load between the signals, so
-a window of memray covers requests only, never the start-up, and the snapshots bracket
-windows of the same load. Only the memory profile starts servers this way; the serving
-path does not know of it.
+objects after a full collection, those the service froze at start-up included);
+SIGUSR2 starts memray's tracker writing to MEMRAY_FILE, or stops it when it runs. The
+profile drives load between the signals, so a window of memray covers requests only,
+never the start-up, and the snapshots bracket windows of the same load. Only the memory
+profile starts servers this way; the serving path does not know of it.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class Host:
         gc.collect()
         line = {
             "rss_bytes": psutil.Process().memory_info().rss,
-            "objects": len(gc.get_objects()),
+            "objects": len(gc.get_objects()) + gc.get_freeze_count(),
         }
         with self.stats.open("a") as stats:
             stats.write(json.dumps(line) + "\n")

@@ -1,0 +1,28 @@
+"""`perfserve profile --memory` for real: memray over a window of requests, and a leak
+check: RSS and live objects flat across two windows of the same load (bounded: three
+windows of 3 s at 1,000/s after a 2 s warm-up)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks.profile.memory import memory_profile
+from benchmarks.profile.run import ProfileSettings
+
+pytestmark = pytest.mark.integration
+
+
+def test_serving_allocates_per_request_and_does_not_leak(store: Path, tmp_path: Path) -> None:
+    settings = ProfileSettings("onnx_int8", rate=1000.0, seconds=12.0, repeats=4, generator_cpu=1)
+    text = memory_profile(store, settings, cpu=0, out=tmp_path)
+    result = json.loads((tmp_path / "memory.json").read_text())
+    assert result["flat"], result
+    assert result["objects_between_windows"] < 0.1 * result["window_requests"][1]
+    assert result["rss_between_windows_bytes"] < 4 * 2**20
+    assert result["tracked_requests"] > 1000
+    assert 100 < result["bytes_allocated_per_request"] < 10_000_000
+    assert result["top_sites_by_size"] and result["top_sites_by_count"]
+    assert "Allocated per request" in text and (tmp_path / "memory.md").exists()
