@@ -1,6 +1,6 @@
 """A test build of the server whose answer encoder does 20 µs more work per request.
 
-Put on a server's PYTHONPATH (tests/benchmarks/test_profile_command.py), Python imports
+Put on a server's PYTHONPATH (tests/benchmarks/profile/test_profile_command.py), Python imports
 it at start-up; it wraps the helper `service.payload.encode_prediction` calls for each
 array of the answer, so the extra work runs inside the encoder's own frame, as a slower
 encoder would. The work is a fixed amount of arithmetic, sized at start-up to take

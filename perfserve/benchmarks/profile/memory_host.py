@@ -1,6 +1,6 @@
 """`perfserve serve` with two signals for `perfserve profile --memory`, nothing else.
 
-    python -m benchmarks.profile.memory_host STATS_FILE MEMRAY_FILE serve --store ...
+    python -m perfserve.benchmarks.profile.memory_host STATS_FILE MEMRAY_FILE serve --store ...
 
 SIGUSR1 appends a snapshot to STATS_FILE (one JSON line: resident memory, and live
 objects after a full collection, those the service froze at start-up included);

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.profile.memory import memory_profile
-from benchmarks.profile.run import ProfileSettings
+from perfserve.benchmarks.profile.memory import memory_profile
+from perfserve.benchmarks.profile.run import ProfileSettings
 
 pytestmark = pytest.mark.integration
 

@@ -23,8 +23,8 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from benchmarks.profile.stacks import Stacks, without_thread_id
-from benchmarks.profile.stages import IDLE, STAGE_MEANINGS, STAGES, stage_of
+from perfserve.benchmarks.profile.stacks import Stacks, without_thread_id
+from perfserve.benchmarks.profile.stages import IDLE, STAGE_MEANINGS, STAGES, stage_of
 
 COVERAGE_TOLERANCE = 0.10
 """The stages must sum to within this share of the CPU measured from /proc."""

@@ -1,6 +1,6 @@
 """`perfserve profile --memory`: what serving requests allocates, and whether it leaks.
 
-A server of its own (benchmarks/profile/memory_host.py) on the server's core, the same
+A server of its own (perfserve/benchmarks/profile/memory_host.py) on the server's core, the same
 open-loop load as the CPU profile. After a warm-up, two windows of the load run
 untracked, each bracketed by a snapshot (resident memory; live objects after a full
 collection): RSS growth per 100,000 requests, and whether RSS and live objects stay
@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.profile.run import MAX_IN_FLIGHT, WARMUP_S, ProfileSettings
-from benchmarks.profile.spy import EnvironmentProblem
-from common.processes import ServerProcess, free_port, wait_ready
 from loadtests.bodies import encode_bodies, holdout_rows
 from loadtests.engines.native import NativeEngine
 from loadtests.loadgen_metrics import LoadgenMetrics
 from loadtests.sweep.steps import StepRunner, StepSettings
+from perfserve.benchmarks.profile.run import MAX_IN_FLIGHT, WARMUP_S, ProfileSettings
+from perfserve.benchmarks.profile.spy import EnvironmentProblem
+from perfserve_common.processes import ServerProcess, free_port, wait_ready
 
 SNAPSHOT_TIMEOUT_S = 30.0
 TOP_SITES = 10
@@ -64,7 +64,13 @@ class Host:
 def memory_host(store: Path, cpu: int, folder: Path) -> Iterator[Host]:
     port = free_port()
     stats, capture = folder / "stats.jsonl", folder / "capture.bin"
-    host = [sys.executable, "-m", "benchmarks.profile.memory_host", str(stats), str(capture)]
+    host = [
+        sys.executable,
+        "-m",
+        "perfserve.benchmarks.profile.memory_host",
+        str(stats),
+        str(capture),
+    ]
     serve = ["serve", "--store", str(store), "--port", str(port)]
     command = ["taskset", "-c", str(cpu), *host, *serve]
     log_path = folder / "server.log"

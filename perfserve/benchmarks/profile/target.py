@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 import httpx
 import psutil
 
-from benchmarks.profile.spy import EnvironmentProblem
-from common.processes import running_server
+from perfserve.benchmarks.profile.spy import EnvironmentProblem
+from perfserve_common.processes import running_server
 
 
 @dataclass(frozen=True)

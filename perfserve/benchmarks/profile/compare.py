@@ -18,9 +18,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from benchmarks.profile.flamegraph import render
-from benchmarks.profile.outputs import load_profile
-from benchmarks.profile.stages import STAGES
+from perfserve.benchmarks.profile.flamegraph import render
+from perfserve.benchmarks.profile.outputs import load_profile
+from perfserve.benchmarks.profile.stages import STAGES
 
 FAMILY_ALPHA = 0.05
 RELATIVE_FLOOR = 0.15

@@ -17,14 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.profile.spy import Sampler
-from benchmarks.profile.table import StageTable, Window, stage_table
-from benchmarks.profile.target import Target, cpu_seconds, thread_cpu_seconds
 from loadtests.bodies import encode_bodies, holdout_rows
 from loadtests.engines.native import NativeEngine
 from loadtests.loadgen_metrics import LoadgenMetrics
 from loadtests.sweep.results import StepResult
 from loadtests.sweep.steps import StepRunner, StepSettings
+from perfserve.benchmarks.profile.spy import Sampler
+from perfserve.benchmarks.profile.table import StageTable, Window, stage_table
+from perfserve.benchmarks.profile.target import Target, cpu_seconds, thread_cpu_seconds
 
 WARMUP_S = 2.0
 MAX_IN_FLIGHT = 256
@@ -38,7 +38,7 @@ class ProfileSettings:
     seconds: float
     """Profiled time in all; as long again runs without the profiler."""
     repeats: int = 4
-    sample_rate: int = 500
+    sample_rate: int = 1000
     native: bool = False
     generator_cpu: int | None = None
 

@@ -3,7 +3,7 @@
 Three profiles of onnx_int8 at 2,000/s (six profiled steps of 2 s each, and as many
 without the profiler): one on a server the command starts itself, one attached by URL to a
 server of the same build, one attached to a test build whose answer encoder does 20 µs
-more work per request (tests/benchmarks/profile_hook). The first two must show no
+more work per request (tests/benchmarks/profile/profile_hook). The first two must show no
 stage moved, the third must show the encoder's stage moved. Bounded: about 40 s each.
 """
 
@@ -18,14 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from common.processes import running_server
+from perfserve_common.processes import running_server
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 HOOK = Path(__file__).resolve().parent / "profile_hook"
 LOAD = ["--variant", "onnx_int8", "--rate", "2000", "--seconds", "12", "--repeats", "6"]
-LOAD += ["--sample-rate", "1000", "--server-cpu", "0", "--generator-cpu", "1"]
+LOAD += ["--sample-rate", "1000", "--server-cpus", "0", "--generator-cpus", "1"]
 TIMEOUT_S = 240
 
 
@@ -104,7 +104,7 @@ def test_a_pid_that_is_not_a_perfserve_server_is_one_line_exit_4(store: Path) ->
 
 
 def test_a_url_nothing_listens_on_is_one_line_exit_4(store: Path) -> None:
-    from common.processes import free_port
+    from perfserve_common.processes import free_port
 
     url = f"http://127.0.0.1:{free_port()}"
     done = perfserve_profile("--variant", "onnx_int8", "--store", str(store), "--url", url)

@@ -21,16 +21,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.profile.stacks import Stacks, read_collapsed
+from perfserve.benchmarks.profile.stacks import Stacks, read_collapsed
+from perfserve_common.usage import MissingTool
 
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 60.0
 PTRACE_SCOPE = Path("/proc/sys/kernel/yama/ptrace_scope")
 
 
-class EnvironmentProblem(Exception):
-    """Something outside perfserve stops the profile (a tool missing, the kernel refusing):
-    one line saying what to install or set; exit code 4."""
+class EnvironmentProblem(MissingTool):
+    """Something outside perfserve stops the profile (a tool missing, the kernel refusing,
+    a process that is not a perfserve server): one line saying what to install or set;
+    exit code 4 (the command line's `main` prints it)."""
 
 
 def find_py_spy() -> str:

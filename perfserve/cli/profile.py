@@ -4,32 +4,31 @@
                       [--store DIR] [--memory] [--out DIR]
     perfserve profile --compare DIR_A DIR_B [--out DIR]
 
-Without `--url` or `--pid` it starts `perfserve serve --store` pinned to `--server-cpu`;
-the native engine's generator is pinned to `--generator-cpu`. Load only goes to loopback
-(the server started here) or to the URL given, and lasts `--seconds` twice over plus a
-warm-up (with and without the profiler). A missing tool, a process that is not a
-perfserve server, or a kernel refusing ptrace ends in one line and exit code 4.
+Without `--url` or `--pid` it starts `perfserve serve --store` pinned to the first of
+`--server-cpus`; the native engine's generator is pinned to the first of
+`--generator-cpus`. Load only goes to loopback (the server started here) or to the URL
+given, and lasts `--seconds` twice over plus a warm-up (with and without the profiler).
+A missing tool, a process that is not a perfserve server, or a kernel refusing ptrace
+ends in one line and exit code 4.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from benchmarks.profile.spy import EnvironmentProblem, check_ptrace, find_py_spy
-from benchmarks.profile.target import Target, attached, started
-from common.usage import UsageError, add_option
-from loadtests.argtypes import positive_float
+from loadtests.argtypes import cpu_list, positive_float
+from perfserve.benchmarks.profile.spy import check_ptrace, find_py_spy
+from perfserve.benchmarks.profile.target import Target, attached, started
+from perfserve.cli.exit_codes import ExitCode
+from perfserve_common.usage import UsageError, add_option
 
-ENVIRONMENT_EXIT = 4
 
-
-def add_profile_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     options: list[tuple[str, dict[str, Any], str]] = [
         ("--variant", {}, "Variant to load and profile (POST /models/{variant}/predict)."),
         ("--rate", {"type": positive_float, "default": 2000.0}, "Open-loop rate, requests/s."),
@@ -46,30 +45,30 @@ def add_profile_arguments(parser: argparse.ArgumentParser) -> None:
          "server)."),
         ("--repeats", {"type": int, "default": 4},
          "Profiled steps (their spread is the noise --compare judges against)."),
-        ("--sample-rate", {"type": int, "default": 500}, "py-spy samples per second."),
+        ("--sample-rate", {"type": int, "default": 1000}, "py-spy samples per second."),
         ("--native", {"action": "store_true"},
          "Native frames too (the garbage collector, uvloop, onnxruntime); costs the server "
          "much more per sample."),
-        ("--server-cpu", {"type": int, "default": 0}, "CPU the started server is pinned to."),
-        ("--generator-cpu", {"type": int, "default": 1}, "CPU the load generator is pinned to."),
+        ("--server-cpus", {"type": cpu_list, "default": "0"},
+         "CPUs the started server may run on (it is pinned to the first), e.g. 0."),
+        ("--generator-cpus", {"type": cpu_list, "default": "1"},
+         "CPUs the load generator may run on (it is pinned to the first), e.g. 1."),
         ("--compare", {"nargs": 2, "type": Path, "metavar": ("DIR_A", "DIR_B")},
          "Compare two profiles' folders instead: per-stage differences and a differential "
          "flame graph, written to --out."),
     ]  # fmt: skip
     for name, settings, text in options:
         add_option(parser, name, help=text, **settings)
-    parser.set_defaults(run=run_command)
+    parser.set_defaults(run=run)
 
 
-def run_command(args: argparse.Namespace) -> int:
-    try:
-        if args.compare:
-            return _compare(args)
-        _check_arguments(args)
-        return _profile(args)
-    except EnvironmentProblem as problem:
-        print(f"perfserve profile: {problem}", file=sys.stderr)
-        return ENVIRONMENT_EXIT
+def run(args: argparse.Namespace) -> int:
+    """Environment problems (py-spy missing, ptrace refused, not a perfserve server) are
+    `MissingTool`s: one line, exit code 4, from the command line's `main`."""
+    if args.compare:
+        return _compare(args)
+    _check_arguments(args)
+    return _profile(args)
 
 
 def _check_arguments(args: argparse.Namespace) -> None:
@@ -79,10 +78,6 @@ def _check_arguments(args: argparse.Namespace) -> None:
         raise UsageError("--repeats must be at least 2 (their spread is the noise)")
     if not 1 <= args.sample_rate <= 2000:
         raise UsageError("--sample-rate must be between 1 and 2000 samples/s")
-    allowed = sorted(os.sched_getaffinity(0))
-    for flag, cpu in (("--server-cpu", args.server_cpu), ("--generator-cpu", args.generator_cpu)):
-        if cpu not in allowed:
-            raise UsageError(f"{flag} {cpu}: must be one of the CPUs {allowed}")
     if args.memory and (args.url or args.pid):
         raise UsageError("--memory starts its own server: leave out --url and --pid")
     if not (args.store / "manifest.json").exists():
@@ -94,13 +89,13 @@ def _target(args: argparse.Namespace) -> Iterator[Target]:
     if args.url or args.pid:
         yield attached(args.url, args.pid)
         return
-    with started(args.store, args.server_cpu) as target:
+    with started(args.store, args.server_cpus[0]) as target:
         yield target
 
 
 def _profile(args: argparse.Namespace) -> int:
-    from benchmarks.profile.outputs import write
-    from benchmarks.profile.run import ProfileSettings, profile
+    from perfserve.benchmarks.profile.outputs import write
+    from perfserve.benchmarks.profile.run import ProfileSettings, profile
 
     find_py_spy()
     settings = ProfileSettings(
@@ -110,7 +105,7 @@ def _profile(args: argparse.Namespace) -> int:
         repeats=args.repeats,
         sample_rate=args.sample_rate,
         native=args.native,
-        generator_cpu=args.generator_cpu,
+        generator_cpu=args.generator_cpus[0],
     )
     with _target(args) as target:
         check_ptrace(target.pid)
@@ -122,11 +117,11 @@ def _profile(args: argparse.Namespace) -> int:
         text = write(run, args.out, conditions)
     print(text)
     if args.memory:
-        from benchmarks.profile.memory import memory_profile
+        from perfserve.benchmarks.profile.memory import memory_profile
 
-        print(memory_profile(args.store, settings, args.server_cpu, args.out))
+        print(memory_profile(args.store, settings, args.server_cpus[0], args.out))
     print(f"written to {args.out}", file=sys.stderr)
-    return 0
+    return ExitCode.ANSWERED
 
 
 def _check_variant(target: Target, variant: str) -> None:
@@ -139,7 +134,7 @@ def _check_variant(target: Target, variant: str) -> None:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from benchmarks.profile.compare import compare
+    from perfserve.benchmarks.profile.compare import compare
 
     for folder in args.compare:
         if not (folder / "profile.json").exists():
@@ -150,4 +145,4 @@ def _compare(args: argparse.Namespace) -> int:
     text, _ = compare(args.compare[0], args.compare[1], out)
     print(text)
     print(f"written to {out}", file=sys.stderr)
-    return 0
+    return ExitCode.ANSWERED

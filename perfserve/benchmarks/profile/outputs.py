@@ -4,7 +4,7 @@ profile.json            settings, the per-stage table (combined and per repeat),
                         noise of each stage over the repeats, the load's figures, the
                         profiler's overhead
 profile.md              the same table and figures for people (printed on the console)
-flamegraph.svg          CPU per request by stack (benchmarks/profile/flamegraph.py)
+flamegraph.svg          CPU per request by stack (perfserve/benchmarks/profile/flamegraph.py)
 profile.speedscope.json the raw samples, for speedscope and other viewers
 stacks.txt              the collapsed stacks, sample counts (what --compare diffs)
 """
@@ -18,17 +18,17 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from benchmarks.profile.flamegraph import render
-from benchmarks.profile.run import ProfileRun, overhead
-from benchmarks.profile.stacks import (
+from perfserve.benchmarks.profile.flamegraph import render
+from perfserve.benchmarks.profile.run import ProfileRun, overhead
+from perfserve.benchmarks.profile.stacks import (
     Stacks,
     read_weights,
     write_collapsed,
     write_speedscope,
     write_weights,
 )
-from benchmarks.profile.stages import STAGES
-from benchmarks.profile.table import StageTable, markdown, stack_weights, stage_legend
+from perfserve.benchmarks.profile.stages import STAGES
+from perfserve.benchmarks.profile.table import StageTable, markdown, stack_weights, stage_legend
 
 PROFILE_JSON = "profile.json"
 STACKS = "stacks.txt"

@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from benchmarks.profile import spy
-from benchmarks.profile.compare import stage_difference
-from benchmarks.profile.flamegraph import render
-from benchmarks.profile.stacks import parse_collapsed, speedscope
-from benchmarks.profile.stages import IDLE, STAGES, stage_of
-from benchmarks.profile.table import Window, stack_weights, stage_table
+from perfserve.benchmarks.profile import spy
+from perfserve.benchmarks.profile.compare import stage_difference
+from perfserve.benchmarks.profile.flamegraph import render
+from perfserve.benchmarks.profile.stacks import parse_collapsed, speedscope
+from perfserve.benchmarks.profile.stages import IDLE, STAGES, stage_of
+from perfserve.benchmarks.profile.table import Window, stack_weights, stage_table
 from perfserve.cli import main
 
 MAIN = "thread (100): MainThread"
@@ -208,7 +208,7 @@ def test_bad_command_lines_are_one_line_and_exit_2(
 
 
 def test_compare_writes_its_table_and_diff_graph(tmp_path: Path) -> None:
-    from benchmarks.profile.compare import compare
+    from perfserve.benchmarks.profile.compare import compare
 
     for name, encode in (("a", [4.0, 5.0, 4.5]), ("b", [24.0, 25.0, 26.0])):
         folder = tmp_path / name
