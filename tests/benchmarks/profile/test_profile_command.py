@@ -22,7 +22,7 @@ from perfserve_common.processes import running_server
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 HOOK = Path(__file__).resolve().parent / "profile_hook"
 LOAD = ["--variant", "onnx_int8", "--rate", "2000", "--seconds", "12", "--repeats", "6"]
 LOAD += ["--sample-rate", "1000", "--server-cpus", "0", "--generator-cpus", "1"]
