@@ -3,7 +3,8 @@
     python -m perfserve.benchmarks.profile.memory_host STATS_FILE MEMRAY_FILE serve --store ...
 
 SIGUSR1 appends a snapshot to STATS_FILE (one JSON line: resident memory, and live
-objects after a full collection, those the service froze at start-up included);
+objects after a full collection, counted as pymalloc's allocated blocks so that numbers
+and strings count too, not only the containers the collector tracks);
 SIGUSR2 starts memray's tracker writing to MEMRAY_FILE, or stops it when it runs. The
 profile drives load between the signals, so a window of memray covers requests only,
 never the start-up, and the snapshots bracket windows of the same load. Only the memory
@@ -33,7 +34,7 @@ class Host:
         gc.collect()
         line = {
             "rss_bytes": psutil.Process().memory_info().rss,
-            "objects": len(gc.get_objects()) + gc.get_freeze_count(),
+            "objects": sys.getallocatedblocks(),
         }
         with self.stats.open("a") as stats:
             stats.write(json.dumps(line) + "\n")
