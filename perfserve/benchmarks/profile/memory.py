@@ -178,14 +178,25 @@ def _allocations(capture: Path, requests: float) -> dict[str, Any]:
         "bytes_allocated_per_request": stats["total_bytes_allocated"] * per_request,
         "allocations_per_request": stats["total_num_allocations"] * per_request,
         "top_sites_by_size": [
-            {"site": s["location"], "bytes_per_request": s["size"] * per_request}
+            {"site": _short(s["location"]), "bytes_per_request": s["size"] * per_request}
             for s in stats["top_allocations_by_size"]
         ],
         "top_sites_by_count": [
-            {"site": s["location"], "allocations_per_request": s["count"] * per_request}
+            {"site": _short(s["location"]), "allocations_per_request": s["count"] * per_request}
             for s in stats["top_allocations_by_count"]
         ],
     }
+
+
+def _short(location: str) -> str:
+    """memray's `function:/absolute/path.py:line` with the path from its package on."""
+    function, _, where = location.partition(":")
+    for marker in ("site-packages/", "/lib/python3", str(Path.cwd()) + "/"):
+        if marker in where:
+            where = where.split(marker, 1)[1]
+            if marker == "/lib/python3":
+                where = where.split("/", 1)[-1]
+    return f"{function} ({where})"
 
 
 def memory_text(result: dict[str, Any]) -> str:

@@ -226,3 +226,16 @@ def test_compare_writes_its_table_and_diff_graph(tmp_path: Path) -> None:
     assert "Moved beyond run-to-run noise: encode." in text
     assert json.loads((tmp_path / "out" / "compare.json").read_text())["moved"] == ["encode"]
     assert (tmp_path / "out" / "diff-flamegraph.svg").exists()
+
+
+def test_allocation_sites_are_named_from_their_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    from perfserve.benchmarks.profile.memory import _short
+
+    monkeypatch.chdir("/")
+    venv = "/v/lib/python3.11/site-packages/uvicorn/protocols/http/httptools_impl.py:174"
+    assert (
+        _short(f"data_received:{venv}")
+        == "data_received (uvicorn/protocols/http/httptools_impl.py:174)"
+    )
+    stdlib = "/root/.pyenv/versions/3.11.7/lib/python3.11/asyncio/runners.py:118"
+    assert _short(f"run:{stdlib}") == "run (asyncio/runners.py:118)"
