@@ -66,8 +66,25 @@ IDLE_LEAVES: tuple[Rule, ...] = (
     Rule(IDLE, "concurrent/futures/thread.py", ("_worker",)),
     Rule(IDLE, "queue.py", ("Queue.get",)),
     Rule(IDLE, "selectors.py", ("EpollSelector.select",)),
+    # With --native: the waits themselves.
+    Rule(IDLE, "libpython", ("PyThread_acquire_lock_timed",)),
+    Rule(
+        IDLE,
+        "libc.so",
+        (
+            "epoll_wait",
+            "epoll_pwait",
+            "poll",
+            "select",
+            "pthread_cond_wait",
+            "pthread_cond_timedwait",
+            "sem_wait",
+            "sem_timedwait",
+        ),
+    ),
 )
-"""Innermost frames of a thread asleep in a wait (checked on the innermost frame only)."""
+"""Innermost frames of a thread asleep in a wait (checked on the innermost frame only,
+past native frames py-spy could not name)."""
 
 # Most specific first: the first rule matching a frame wins for that frame.
 RULES: tuple[Rule, ...] = (
@@ -107,8 +124,6 @@ RULES: tuple[Rule, ...] = (
             "writev",
             "send",
             "recv",
-            "epoll_wait",
-            "epoll_pwait",
             "sendmsg",
             "recvmsg",
         ),
@@ -183,7 +198,8 @@ def split_frame(frame: str) -> tuple[str, str]:
 
 def stage_of(frames: list[str]) -> str:
     """The stage of one stack, frames from the outermost to the innermost (or `IDLE`)."""
-    if frames and any(rule.matches(*split_frame(frames[-1])) for rule in IDLE_LEAVES):
+    named = [frame for frame in frames if not frame.startswith("0x")]
+    if named and any(rule.matches(*split_frame(named[-1])) for rule in IDLE_LEAVES):
         return IDLE
     for frame in reversed(frames):
         function, path = split_frame(frame)

@@ -53,6 +53,9 @@ PREDICT = [*LOOP, "PredictEndpoint._predict (service/predict.py:96)"]
         ([*PREDICT, "gc_collect_main (libpython3.11.so.1.0)"], "gc"),
         (["thread (7): worker", "run (some/tool.py:3)"], "other"),
         (["thread (7): AnyIO worker thread", "Condition.wait (threading.py:295)"], IDLE),
+        ([*LOOP, "uv_run (core.c:464)", "epoll_pwait (libc.so.6)"], IDLE),
+        (["thread (7): w", "PyThread_acquire_lock_timed (libpython3.11.so.1.0)",
+          "0x7f6e1acaed90 (libc.so.6)"], IDLE),
     ],
 )  # fmt: skip
 def test_each_frame_maps_to_its_stage(frames: list[str], stage: str) -> None:
