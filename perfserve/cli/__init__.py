@@ -57,6 +57,10 @@ COMMANDS: dict[str, Command] = {
         "each sweep engine's ceiling against the bare-ASGI floor and what it adds at 1,000/s",
         extra="loadtest",
     ),
+    "profile": Command(
+        "where the server's CPU goes under open-loop load: per-stage table, flame graphs, diff",
+        extra="profile",
+    ),
     "bench": Command(
         "benchmark the store's variants: quality, speed, resources, operators", extra="bench"
     ),

@@ -86,6 +86,9 @@ BAD_INVOCATIONS: list[tuple[str, list[str], dict[str, str], list[str]]] = [
         {"PERFSERVE_ADMIN_TOKEN": "a-token-of-16-chars"},
         ["--url", UNUSED_URL],
     ),
+    ("profile", [], {}, ["--variant", "required"]),
+    ("profile", ["--variant", "onnx_int8", "--repeats", "1"], {}, ["--repeats", "at least 2"]),
+    ("profile", ["--compare", "nowhere", "elsewhere"], {}, ["--compare", "profile.json"]),
 ]
 NEEDS_A_STORE = {"serve", "bench", "compare", "bench-generator"}
 
