@@ -146,6 +146,10 @@ class Settings(BaseSettings):
     """How often each worker checks the split file: a change reaches every replica
     within this delay."""
 
+    loop_unready_after_s: float = Field(30.0, gt=0, le=3600)
+    """A background loop (split or rollout follower, metrics flush, watchdog, shadow)
+    failing for longer than this makes /readyz answer 503 (its errors are in the log)."""
+
     @field_validator("variants", mode="before")
     @classmethod
     def _split_names(cls, value: Any) -> Any:

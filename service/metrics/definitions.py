@@ -188,6 +188,21 @@ class Metrics:
             ["gate", "outcome"],
             registry=registry,
         )
+        self.background_loop_healthy = Gauge(
+            "perfserve_background_loop_healthy",
+            "1 while a background loop (split, rollout, metrics, watchdog, shadow) runs "
+            "cleanly, 0 while it keeps failing (its errors are in the log); with several "
+            "workers, the worst of them.",
+            ["loop"],
+            registry=registry,
+            multiprocess_mode="livemin",
+        )
+        self.background_loop_failures = Counter(
+            "perfserve_background_loop_failures",
+            "Runs of a background loop that raised; the loop carries on.",
+            ["loop"],
+            registry=registry,
+        )
         self.model_info = Gauge(
             "perfserve_model_info",
             "Always 1; labels describe each loaded variant.",

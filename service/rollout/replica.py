@@ -1,6 +1,7 @@
 """One worker process's part in rollouts: record evidence, publish it, follow the state.
 
-Every worker of every replica runs `follow()`: it reads the shared state, records the
+Every worker of every replica runs `tick()` every `TICK_S` (supervised, see
+service/supervision.py): it reads the shared state, records the
 baseline's and the candidate's requests only while a rollout runs, publishes them with
 the split version it serves, and mirrors the state into the rollout gauges, so any
 replica's `/metrics` shows the step and the weight. The worker that accepts
@@ -16,7 +17,7 @@ from contextlib import suppress
 from pathlib import Path
 
 from service.metrics import Metrics
-from service.rollout.controller import TICK_S, ApplySplit, Controller
+from service.rollout.controller import ApplySplit, Controller
 from service.rollout.plan import RolloutPlan, RolloutState, Status
 from service.rollout.samples import STALE_S, SampleRecorder, publish, replica_id
 from service.rollout.shared import Command, RolloutFolder, SentCommand
@@ -78,20 +79,17 @@ class RolloutReplica:
             raise RolloutConflict("no rollout is running or paused")
         return self.folder.send(command)
 
-    async def follow(self) -> None:
-        """Forever: follow the shared state, publish this worker's samples while it runs."""
-        samples = self.folder.samples
-        while True:
-            state = self.folder.read_state()
-            if state is None or state.finished:
-                self.recorder.stop()
-            else:
-                since = state.window_start if state.phase == "collecting" else time.time()
-                self.recorder.follow(state.plan.baseline, state.plan.candidate, since)
-                snapshot = self.recorder.snapshot(self.replica, self._split_version())
-                await asyncio.to_thread(publish, samples, snapshot)
-            self._publish_gauges(state)
-            await asyncio.sleep(TICK_S)
+    async def tick(self) -> None:
+        """Follow the shared state once; publish this worker's samples while it runs."""
+        state = self.folder.read_state()
+        if state is None or state.finished:
+            self.recorder.stop()
+        else:
+            since = state.window_start if state.phase == "collecting" else time.time()
+            self.recorder.follow(state.plan.baseline, state.plan.candidate, since)
+            snapshot = self.recorder.snapshot(self.replica, self._split_version())
+            await asyncio.to_thread(publish, self.folder.samples, snapshot)
+        self._publish_gauges(state)
 
     async def stop(self) -> None:
         if self._controller is not None:
