@@ -63,6 +63,18 @@ class Settings(BaseSettings):
     admin_max_body_bytes: int = Field(64 * 1024, ge=1024, le=1024 * 1024)
     """Largest body of any other request (`PUT /traffic`, `/rollout`); larger get 413."""
 
+    max_header_bytes: int = Field(64 * 1024, ge=1024, le=1024 * 1024)
+    """Largest request head (request line and headers) read; past it the server answers
+    431 and closes the connection, before reading any more of it."""
+
+    max_headers: int = Field(100, ge=8, le=10_000)
+    """Most headers one request may carry; past it 431 and the connection closed."""
+
+    max_inflight_body_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024)
+    """Prediction body bytes one worker holds at once, across all requests being read;
+    a body that would pass it gets 503 with Retry-After (without it, the worst case is
+    limit_concurrency times max_body_bytes)."""
+
     body_timeout_s: float = Field(10.0, gt=0, le=300)
     """How long a client may take to send a request's body once its headers arrived;
     a slower one gets 408 and its connection closed."""
