@@ -16,14 +16,17 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 from pydantic import ValidationError
 
 from perfserve.cli.exit_codes import ExitCode
+from perfserve_common.json_http import Answer, call
 from perfserve_common.usage import UsageError, add_option
 from service.rollout.plan import DEFAULT_STEPS, RolloutPlan
 
 POLL_S = 0.5
+LOST_AFTER_S = 30.0
+"""How long following a rollout tolerates the service not answering (a replica restarting
+behind the load balancer) before the command gives up; the rollout itself goes on."""
 EXIT_CODES = {
     "promoted": ExitCode.ANSWERED,
     "rolled_back": ExitCode.NO,
@@ -116,22 +119,24 @@ def run(args: argparse.Namespace) -> int:
     if not token:
         raise UsageError("set PERFSERVE_ADMIN_TOKEN to the service's admin token")
     headers = {"Authorization": f"Bearer {token}"}
-    with httpx.Client(base_url=args.url, headers=headers, timeout=10.0) as client:
-        try:
-            started = client.post("/rollout/start", json=plan.model_dump())
-        except httpx.TransportError as error:
-            raise UsageError(f"--url {args.url}: cannot reach the service ({error})") from None
-        if started.status_code != 202:
-            print(f"perfserve rollout: {started.status_code} {started.text}", file=sys.stderr)
-            return ExitCode.USAGE if started.status_code in (401, 403, 422) else ExitCode.NO
-        return follow(client)
+    url = args.url.rstrip("/")
+    try:
+        started = call("POST", f"{url}/rollout/start", plan.model_dump(mode="json"), headers)
+    except (OSError, ValueError) as error:
+        raise UsageError(f"--url {args.url}: cannot reach the service ({error})") from None
+    if started.status != 202:
+        print(f"perfserve rollout: {started.status} {started.text}", file=sys.stderr)
+        return ExitCode.USAGE if started.status in (401, 403, 422) else ExitCode.NO
+    return follow(url, headers)
 
 
-def follow(client: httpx.Client) -> int:
+def follow(url: str, headers: dict[str, str]) -> int:
     """Print each new decision until the rollout finishes or pauses; its exit code."""
     printed = 0
     while True:
-        state: dict[str, Any] = client.get("/rollout/status").raise_for_status().json()
+        state = _status(url, headers)
+        if state is None:
+            return ExitCode.NO
         for decision in state["decisions"][printed:]:
             print(describe(decision), flush=True)
         printed = len(state["decisions"])
@@ -141,6 +146,30 @@ def follow(client: httpx.Client) -> int:
             return ExitCode.NO if failed else ExitCode.ANSWERED
         if status in EXIT_CODES:
             return EXIT_CODES[status]
+        time.sleep(POLL_S)
+
+
+def _status(url: str, headers: dict[str, str]) -> dict[str, Any] | None:
+    """The rollout's state; None, said on stderr, once the service has not answered it
+    for LOST_AFTER_S."""
+    deadline = time.monotonic() + LOST_AFTER_S
+    while True:
+        try:
+            answer: Answer | None = call("GET", f"{url}/rollout/status", headers=headers)
+        except OSError as error:
+            answer, problem = None, f"cannot reach the service ({error})"
+        if answer is not None and answer.status == 200:
+            state: dict[str, Any] = answer.json()
+            return state
+        if answer is not None:
+            problem = f"{answer.status} {answer.text}"
+        if time.monotonic() > deadline:
+            print(
+                f"perfserve rollout: GET /rollout/status: {problem}; the rollout goes on in "
+                "the service (GET /rollout/status, POST /rollout/abort)",
+                file=sys.stderr,
+            )
+            return None
         time.sleep(POLL_S)
 
 
