@@ -70,10 +70,10 @@ class Settings(BaseSettings):
     max_headers: int = Field(100, ge=8, le=10_000)
     """Most headers one request may carry; past it 431 and the connection closed."""
 
-    max_inflight_body_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024)
-    """Prediction body bytes one worker holds at once, across all requests being read;
-    a body that would pass it gets 503 with Retry-After (without it, the worst case is
-    limit_concurrency times max_body_bytes)."""
+    max_inflight_body_bytes: int = Field(32 * 1024 * 1024, ge=1024 * 1024)
+    """Prediction body bytes one worker reads at once, across its requests; a body that
+    would pass it gets 503 with Retry-After before any of it is read (without it, the
+    worst case is limit_concurrency times max_body_bytes). At least max_body_bytes."""
 
     body_timeout_s: float = Field(10.0, gt=0, le=300)
     """How long a client may take to send a request's body once its headers arrived;
@@ -226,6 +226,11 @@ class Settings(BaseSettings):
                 raise ValueError(f"admin_token_file: {error.strerror}") from None
             _check_token("admin_token_file", secret)
             self.admin_token = SecretStr(secret)
+        if self.max_inflight_body_bytes < self.max_body_bytes:
+            raise ValueError(
+                "max_inflight_body_bytes must be at least max_body_bytes, or a body of the "
+                "largest allowed size could never be read"
+            )
         if self.inject and not self.allow_faults:
             raise ValueError("--inject needs --allow-faults (or PERFSERVE_ALLOW_FAULTS=1)")
         return self

@@ -27,7 +27,7 @@ from service.batching import BatchResult, MicroBatcher
 from service.faults import FaultyRunner, latency_s
 from service.guards import FeatureRangeGuard
 from service.metrics import FLUSH_INTERVAL_S, Metrics
-from service.receiving import BodyDeadlines
+from service.receiving import BodyBudget, BodyDeadlines
 from service.rollout.controller import TICK_S
 from service.rollout.replica import RolloutReplica
 from service.routing import Router, TrafficSplit, UnknownVariant
@@ -79,6 +79,7 @@ class Service:
         self._start_split()
         self.variants: dict[str, LoadedVariant] = {}
         self.body_deadlines = BodyDeadlines(settings.body_timeout_s)
+        self.body_budget = BodyBudget(settings.max_inflight_body_bytes)
         self.ready = False
         self.load_error: str | None = None
         self._tasks: list[asyncio.Task[None]] = []

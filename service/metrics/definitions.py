@@ -84,6 +84,13 @@ class Metrics:
             registry=registry,
             multiprocess_mode="livesum",
         )
+        self.inflight_body_bytes = Gauge(
+            "perfserve_inflight_body_bytes",
+            "Prediction body bytes being read now, counted against max_inflight_body_bytes "
+            "per worker (declared lengths; the largest allowed for a body without one).",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
         self.queue_depth = Gauge(
             "perfserve_queue_depth",
             "Requests waiting in each variant's batch queue.",
@@ -137,6 +144,7 @@ class Metrics:
             "perfserve_rejected_requests",
             "Requests refused or failed: queue_full, deadline, invalid_input, too_large, "
             "unknown_variant, not_ready, shutting_down, model_error, unavailable, slow_client, "
+            "body_budget (the worker holds its budget of request body bytes), "
             "unauthorized (an admin request without the right token).",
             ["reason"],
             registry=registry,
