@@ -140,9 +140,15 @@ class Service:
         await self.rollouts.stop()
         grace = self.settings.graceful_shutdown_s
         await asyncio.gather(*(v.batcher.close(grace) for v in self.variants.values()))
+        self.discard()
+        self.metrics.folding.flush()
+
+    def discard(self) -> None:
+        """Remove what building this service created on disk (a private rollout folder):
+        after `stop`, or for a service built only to check the settings, as
+        `perfserve serve --workers N` does once before starting its workers."""
         if self._private_folder is not None:
             shutil.rmtree(self._private_folder, ignore_errors=True)
-        self.metrics.folding.flush()
 
     def set_split(self, split: TrafficSplit) -> int:
         """Apply a new split here and in every process following the split file; its

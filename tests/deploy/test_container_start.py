@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 import pytest
 
-from common.processes import free_port, wait_or_kill
+from perfserve.common.processes import free_port, wait_or_kill
 from service.store import Dataset
 from tests.deploy.test_manifests import containers, objects
 from tests.utils import ADMIN, ADMIN_TOKEN, body
@@ -97,9 +97,9 @@ def emulate(deployment: dict[str, Any], rendered: dict[tuple[str, str], Any], st
     for path in [image_store.parent, image_store, *image_store.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
     (workdir / "model_store").mkdir(parents=True)
-    for command in ("mount --bind", "mount -o remount,bind,ro"):
-        source = f"{shlex.quote(str(image_store))} " if command == "mount --bind" else ""
-        mounts.append(f"{command} {source}{shlex.quote(str(workdir / 'model_store'))}")
+    for verb in ("mount --bind", "mount -o remount,bind,ro"):
+        source = f"{shlex.quote(str(image_store))} " if verb == "mount --bind" else ""
+        mounts.append(f"{verb} {source}{shlex.quote(str(workdir / 'model_store'))}")
     if container["securityContext"].get("readOnlyRootFilesystem"):
         mounts.append("mount -o remount,bind,ro /")
     env = {item["name"]: item["value"] for item in container["env"] if "value" in item}

@@ -9,6 +9,7 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -59,7 +60,11 @@ async def test_a_corrupt_split_file_is_repaired_by_the_next_change(
     store: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "traffic.json"
-    settings = {"split_file": path, "admin_token": ADMIN_TOKEN, "split_poll_s": 0.05}
+    settings: dict[str, Any] = {
+        "split_file": path,
+        "admin_token": ADMIN_TOKEN,
+        "split_poll_s": 0.05,
+    }
     async with serving(store, **settings) as app:
         put = await app.client.put("/traffic", json={"weights": {"onnx_int8": 1}}, headers=ADMIN)
         assert put.json()["version"] == 2
@@ -90,7 +95,11 @@ async def test_a_symlink_loop_for_a_moment_is_logged_and_the_follower_catches_up
 ) -> None:
     caplog.set_level(logging.INFO, logger="perfserve")
     path = tmp_path / "traffic.json"
-    settings = {"split_file": path, "split_poll_s": 0.05, "loop_unready_after_s": 0.5}
+    settings: dict[str, Any] = {
+        "split_file": path,
+        "split_poll_s": 0.05,
+        "loop_unready_after_s": 0.5,
+    }
     async with serving(store, **settings) as app:
         assert app.sample("perfserve_background_loop_healthy", loop="split") == 1
         path.unlink()

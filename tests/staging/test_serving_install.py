@@ -214,7 +214,7 @@ def test_every_command_the_image_documents_runs_in_the_serving_install(
                 # A short dry run: with no traffic its one step is inconclusive and pauses.
                 command += ["--steps", "50", "--window-seconds", "1", "--max-extensions", "0"]
                 command += ["--dry-run"]
-            if command[:3] == ["python", "-m", "staging.traffic"]:
+            if command[:3] == ["python", "-m", "perfserve.staging.traffic"]:
                 command += ["--url", server.url]
             run = subprocess.run(
                 command, capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env
