@@ -1,12 +1,14 @@
 """The shared split when its file misbehaves: a read-only folder (a ConfigMap) is followed
 and never written, a corrupt file is repaired by the next change, and a file that cannot
-be read for a moment (a symlink loop) neither stops the follower nor goes unreported."""
+be read for a moment (a symlink loop) neither stops the follower nor goes unreported; nor
+does a rollout's samples folder replaced for a moment stop the evidence."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -116,6 +118,27 @@ async def test_a_symlink_loop_for_a_moment_is_logged_and_the_follower_catches_up
         await wait_for_status(app, 200)
         assert healthy(app, "split") == 1 and "background loop split recovered" in caplog.text
         assert app.sample("perfserve_background_loop_failures_total", loop="split") >= 1
+
+
+async def test_a_samples_folder_replaced_for_a_moment_stops_no_evidence(
+    store: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings: dict[str, Any] = {"split_file": tmp_path / "traffic.json", "admin_token": ADMIN_TOKEN}
+    async with serving(store, **settings) as app:
+        plan = {"baseline": "sklearn_fp32", "candidate": "onnx_int8", "window_seconds": 600}
+        started = await app.client.post("/rollout/start", json=plan, headers=ADMIN)
+        assert started.status_code == 202, started.text
+        samples = app.service.rollouts.folder.samples
+        mine = samples / f"{app.service.rollouts.replica}.json"
+        await wait_for(mine.exists, "no evidence was published")
+        shutil.rmtree(samples)
+        samples.write_text("not a folder")  # the folder replaced by a file
+        await wait_for(lambda: healthy(app, "rollout") == 0, "the failure was not exported")
+        assert "background loop rollout failed" in caplog.text
+        samples.unlink()
+        await wait_for(mine.exists, "evidence was never published again")
+        await wait_for(lambda: healthy(app, "rollout") == 1, "the loop did not recover")
+        await app.client.post("/rollout/abort", headers=ADMIN)
 
 
 def healthy(app: InProcess, loop: str) -> float:
