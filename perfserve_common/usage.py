@@ -137,3 +137,25 @@ def validation_message(error: ValidationError, label: Callable[[str], str] = fla
 
 def _secret(name: str) -> bool:
     return any(word in name for word in ("token", "password", "secret"))
+
+
+def admin_token_from_environment() -> str:
+    """The admin token a client command sends, as the service reads its own: from
+    PERFSERVE_ADMIN_TOKEN, else from the file PERFSERVE_ADMIN_TOKEN_FILE names (a
+    mounted secret, surrounding whitespace ignored). Raises UsageError naming both."""
+    if token := os.environ.get("PERFSERVE_ADMIN_TOKEN", "").strip():
+        return token
+    path = os.environ.get("PERFSERVE_ADMIN_TOKEN_FILE", "").strip()
+    if not path:
+        raise UsageError(
+            "set PERFSERVE_ADMIN_TOKEN, or PERFSERVE_ADMIN_TOKEN_FILE to a file holding "
+            "the service's admin token"
+        )
+    try:
+        with open(path) as file:
+            token = file.read().strip()
+    except OSError as error:
+        raise UsageError(f"PERFSERVE_ADMIN_TOKEN_FILE {path}: {error.strerror}") from None
+    if not token:
+        raise UsageError(f"PERFSERVE_ADMIN_TOKEN_FILE {path} is empty")
+    return token

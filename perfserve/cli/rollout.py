@@ -4,13 +4,13 @@ The controller runs inside the service (so it keeps going if this command is sto
 this command starts it, prints every decision as it is made, and exits with the result:
 0 promoted (or a dry run that passed), 1 rolled back or aborted (or a dry run that
 failed), 3 paused for a person (`POST /rollout/resume`, `/abort` or `/promote` then).
-The admin token is read from PERFSERVE_ADMIN_TOKEN, never from the command line.
+The admin token is read from PERFSERVE_ADMIN_TOKEN or the file PERFSERVE_ADMIN_TOKEN_FILE
+names (a mounted secret), never from the command line.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from datetime import UTC, datetime
@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from perfserve.cli.exit_codes import ExitCode
 from perfserve_common.json_http import Answer, call
-from perfserve_common.usage import UsageError, add_option
+from perfserve_common.usage import UsageError, add_option, admin_token_from_environment
 from service.rollout.plan import DEFAULT_STEPS, RolloutPlan
 
 POLL_S = 0.5
@@ -115,9 +115,7 @@ def plan_from(args: argparse.Namespace) -> RolloutPlan:
 
 def run(args: argparse.Namespace) -> int:
     plan = plan_from(args)
-    token = os.environ.get("PERFSERVE_ADMIN_TOKEN")
-    if not token:
-        raise UsageError("set PERFSERVE_ADMIN_TOKEN to the service's admin token")
+    token = admin_token_from_environment()
     headers = {"Authorization": f"Bearer {token}"}
     url = args.url.rstrip("/")
     try:

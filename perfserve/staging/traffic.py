@@ -13,7 +13,6 @@ the new version, the check a rollout makes before it trusts a step's numbers.
 from __future__ import annotations
 
 import argparse
-import os
 import socket
 import sys
 import time
@@ -22,9 +21,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from perfserve_common.json_http import call
+from perfserve_common.usage import UsageError, admin_token_from_environment
 from service.routing import TrafficSplit
-
-TOKEN_VARIABLE = "PERFSERVE_ADMIN_TOKEN"
 
 
 def replica_urls(url: str) -> list[str]:
@@ -84,7 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m perfserve.staging.traffic",
         description="Show the traffic split of every replica, or set a new one and wait "
-        f"until all follow it (the admin token is read from ${TOKEN_VARIABLE}).",
+        "until all follow it (the admin token is read from $PERFSERVE_ADMIN_TOKEN or the "
+        "file $PERFSERVE_ADMIN_TOKEN_FILE names).",
     )
     parser.add_argument(
         "split",
@@ -101,12 +100,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.split is None:
             result = current_splits(urls)
         else:
-            token = os.environ.get(TOKEN_VARIABLE)
-            if not token:
-                raise RuntimeError(f"set {TOKEN_VARIABLE} to the service's admin token")
+            token = admin_token_from_environment()
             split = TrafficSplit.model_validate_json(args.split)
             result = apply_split(args.url, split, token, urls)
-    except (OSError, RuntimeError, ValueError) as error:
+    except (OSError, RuntimeError, ValueError, UsageError) as error:
         print(f"perfserve.staging.traffic: {error}", file=sys.stderr)
         return 1
     for url, split in result.items():

@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 import pytest
 
-from perfserve.common.processes import free_port, wait_or_kill
+from perfserve_common.processes import free_port, wait_or_kill
 from service.store import Dataset
 from tests.deploy.test_manifests import containers, objects
 from tests.utils import ADMIN, ADMIN_TOKEN, body

@@ -17,7 +17,7 @@ import numpy as np
 import orjson
 import pytest
 
-from perfserve.common.processes import ServerProcess, running_server
+from perfserve_common.processes import ServerProcess, running_server
 from service.store import Dataset
 
 pytestmark = pytest.mark.integration

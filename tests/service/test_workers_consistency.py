@@ -13,7 +13,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from perfserve.common.processes import ServerProcess, running_server
+from perfserve_common.processes import ServerProcess, running_server
 from service.store import Dataset
 from tests.utils import body
 

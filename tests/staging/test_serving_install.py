@@ -4,7 +4,7 @@ This is what the runtime image holds. It must start `perfserve serve` on a store
 /predict and /metrics, import none of the tools (model building, Locust, gevent,
 matplotlib, httpx) on the way, and name the extra a tool command needs instead of
 failing with a traceback. Every command the image is documented to run (the
-Dockerfile's CMD and HEALTHCHECK, the README's `docker compose exec service ...`) runs
+Dockerfile's CMD and HEALTHCHECK, the staging guide's `docker compose exec service ...`) runs
 in it. pip's cache makes the install a matter of seconds after the first run.
 """
 
@@ -26,8 +26,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from perfserve_common.processes import ServerProcess, free_port, wait_ready
 from service.store import Dataset
-from tests.utils import ADMIN, ADMIN_ENV, body
-from tests.utils.stack import DOCKERFILE, README, ROOT
+from tests.utils import ADMIN, ADMIN_TOKEN, body
+from tests.utils.stack import DOCKERFILE, ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -37,6 +37,7 @@ TOOLS = ("skl2onnx", "onnx", "locust", "gevent", "matplotlib", "hdrh", "httpx")
 TOOL_MODULES = re.compile(rf"^({'|'.join(TOOLS)}|onnxruntime\.quantization)(\.|$)")
 
 
+STAGING_GUIDE = ROOT / "docs" / "staging.md"
 NOT_SOURCES = (".*", "build", "dist", "*.egg-info", "model_store", "reports", "__pycache__")
 
 
@@ -174,9 +175,10 @@ def test_serves_predictions_and_metrics(
 
 
 def documented_commands() -> list[list[str]]:
-    """`docker compose exec service ...` commands of the README, as argument lists."""
-    text = README.read_text().replace("\\\n", " ")
-    found = re.findall(r"docker compose exec service (.+)", text)
+    """The staging guide's `docker compose exec service ...` commands (its code blocks), as
+    argument lists."""
+    text = STAGING_GUIDE.read_text().replace("\\\n", " ")
+    found = re.findall(r"^ {4}docker compose exec service (.+)", text, re.MULTILINE)
     return [shlex.split(line.split("#", 1)[0]) for line in found]
 
 
@@ -194,7 +196,11 @@ def test_every_command_the_image_documents_runs_in_the_serving_install(
     assert {tuple(c[:2]) for c in documented} == {("python", "-m"), ("perfserve", "rollout")}
     port = free_port()
     bin_folder = serving_python.parent
-    env = {**os.environ, **ADMIN_ENV, "PATH": f"{bin_folder}:{os.environ['PATH']}"}
+    token = tmp_path / "admin-token"  # as compose mounts it: a secret file
+    token.write_text(ADMIN_TOKEN + "\n")
+    env = {**os.environ, "PATH": f"{bin_folder}:{os.environ['PATH']}"}
+    env.pop("PERFSERVE_ADMIN_TOKEN", None)
+    env["PERFSERVE_ADMIN_TOKEN_FILE"] = str(token)
     env.update({"PERFSERVE_PORT": str(port), "PERFSERVE_SPLIT_FILE": str(tmp_path / "t.json")})
     log = tmp_path / "serve.log"
     with log.open("wb") as output:  # the image's CMD, with its store in the working folder
@@ -209,7 +215,7 @@ def test_every_command_the_image_documents_runs_in_the_serving_install(
     try:
         wait_ready(server, timeout_s=120)
         for command in [healthcheck(), *documented]:
-            command = [server.url if arg == "http://lb:8080" else arg for arg in command]
+            command = [server.url if arg == "http://service:8000" else arg for arg in command]
             if command[:2] == ["perfserve", "rollout"]:
                 # A short dry run: with no traffic its one step is inconclusive and pauses.
                 command += ["--steps", "50", "--window-seconds", "1", "--max-extensions", "0"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.utils import run_perfserve
@@ -33,3 +35,19 @@ def test_the_token_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -
     done = run_perfserve("rollout", "--baseline", "a", "--candidate", "b")
     assert done.returncode == 2
     assert "PERFSERVE_ADMIN_TOKEN" in done.stderr
+
+
+@pytest.mark.integration
+def test_the_token_may_come_from_a_mounted_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("PERFSERVE_ADMIN_TOKEN", raising=False)
+    token = tmp_path / "token"
+    monkeypatch.setenv("PERFSERVE_ADMIN_TOKEN_FILE", str(token))
+    missing = run_perfserve("rollout", "--baseline", "a", "--candidate", "b")
+    assert missing.returncode == 2 and f"PERFSERVE_ADMIN_TOKEN_FILE {token}" in missing.stderr
+    token.write_text("a-token-from-a-secret\n")
+    unreachable = run_perfserve(
+        "rollout", "--url", "http://127.0.0.1:9", "--baseline", "a", "--candidate", "b"
+    )
+    assert unreachable.returncode == 2 and "cannot reach the service" in unreachable.stderr
