@@ -9,7 +9,7 @@ fsGroup); the model store is bound read-only at the image's working folder; the 
 machine's root is then remounted read-only when the manifest asks for a read-only
 root; and the container's command runs as the manifest's user and group. Paths in the
 container's environment are moved under the stand-in root, and its port onto a free
-loopback port. The admin token comes from the environment, as the optional Secret gives it.
+loopback port. The admin token is the Secret's file, readable by the pod's group only.
 """
 
 from __future__ import annotations
@@ -82,6 +82,14 @@ def emulate(deployment: dict[str, Any], rendered: dict[tuple[str, str], Any], st
             data = rendered["ConfigMap", volume["configMap"]["name"]]["data"]
             config_map_volume(source, data)
             source.chmod(0o755)
+        elif "secret" in volume:  # the admin token, as `kubectl create secret` made it
+            secret = volume["secret"]
+            files = {item["path"]: ADMIN_TOKEN for item in secret["items"]}
+            config_map_volume(source, files)  # the kubelet lays secrets out the same way
+            source.chmod(0o755)
+            for name in files:
+                os.chown(source / name, 0, group)
+                (source / name).chmod(secret.get("defaultMode", 0o644))
         else:
             assert "emptyDir" in volume, f"volume {mount['name']}: emulate its kind here"
             source.mkdir(parents=True)
@@ -139,7 +147,6 @@ def start(pod: Pod, port: int, log: Path) -> subprocess.Popen[bytes]:
         **pod.env,
         "PERFSERVE_HOST": "127.0.0.1",
         "PERFSERVE_PORT": str(port),
-        "PERFSERVE_ADMIN_TOKEN": ADMIN_TOKEN,  # the optional Secret, present
     }
     with log.open("wb") as output:
         return subprocess.Popen(
