@@ -57,7 +57,8 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
     _header_check: asyncio.TimerHandle | None = None
     head_bytes: int | None = 0
     """Bytes of the current request's head received so far; None once it is complete."""
-    _head_tail = b""
+    _head_chunk = b""
+    """The head's previous chunk (its end may hold part of the blank line that ends it)."""
     headers_seen = 0
 
     def __init__(
@@ -83,7 +84,7 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
             self.head_bytes = before + len(data)
             if self.head_bytes > self.max_head_bytes and not self._head_ends_within(data, before):
                 return self._refuse_head(f"request head exceeds {self.max_head_bytes} bytes")
-            self._head_tail = data[-3:]
+            self._head_chunk = data
         self._unset_keepalive_if_required()
         try:
             self.parser.feed_data(data)
@@ -100,11 +101,9 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
 
     def _head_ends_within(self, data: bytes, before: int) -> bool:
         """Whether the head ends in `data` within the bound (what follows is body)."""
-        searched = self._head_tail + data
-        end = searched.find(HEAD_END)
-        return end >= 0 and before + end + len(HEAD_END) - len(self._head_tail) <= (
-            self.max_head_bytes
-        )
+        tail = self._head_chunk[-3:]
+        end = (tail + data).find(HEAD_END)
+        return end >= 0 and before + end + len(HEAD_END) - len(tail) <= self.max_head_bytes
 
     def _refuse_head(self, reason: str) -> None:
         """431 and close: the rest of the head is never read, so nothing follows it."""
@@ -126,7 +125,7 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self.head_bytes = 0  # the next bytes on this connection start a new head
-        self._head_tail = b""
+        self._head_chunk = b""
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._header_check is not None:
@@ -142,6 +141,7 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self.waiting_since = None
         self.head_bytes = None
+        self._head_chunk = b""  # it may hold body bytes too: not kept past the head
         super().on_headers_complete()
         self.cycle.__class__ = OneWriteCycle  # the cycle's own class, one write per answer
 

@@ -138,3 +138,23 @@ def test_a_flood_of_header_lines_leaves_memory_where_it_was(server: ServerProces
         thread.join()
     assert rss_bytes(server.process.pid) - before < 16 * 1024 * 1024
     assert httpx.get(f"{server.url}/healthz").status_code == 200
+
+
+def test_a_head_ending_across_two_packets_near_the_bound_is_accepted(
+    server: ServerProcess, holdout: Dataset
+) -> None:
+    body = orjson.dumps({"instances": holdout.features[:300].tolist()})
+    padding = b"x-pad: " + b"p" * (MAX_HEAD_BYTES - 300) + b"\r\n"
+    request = head(
+        [b"content-type: application/json\r\n", b"content-length: %d\r\n" % len(body), padding],
+        b"POST",
+        b"/predict",
+    )
+    assert len(request) <= MAX_HEAD_BYTES < len(request) + len(body)
+    port = int(server.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request[:-1])  # the blank line's last byte comes with the body
+        time.sleep(0.3)
+        sock.sendall(request[-1:] + body)
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
