@@ -34,6 +34,7 @@ def follower(path: Path) -> SharedSplit:
     return split
 
 
+@pytest.mark.integration  # mount(8) runs as a process
 def test_a_read_only_folder_is_followed_never_written(tmp_path: Path) -> None:
     volume = tmp_path / "split"
     config_map_volume(volume, {"traffic.json": '{"weights": {"onnx_fp32": 1}}'})
@@ -53,6 +54,7 @@ def test_a_read_only_folder_is_followed_never_written(tmp_path: Path) -> None:
         ]
 
 
+@pytest.mark.integration  # mount(8) runs as a process
 def test_a_missing_file_in_a_read_only_folder_stops_start_up(tmp_path: Path) -> None:
     with read_only(tmp_path) as mounted, pytest.raises(ValueError, match="read-only"):
         follower(mounted / "traffic.json")
