@@ -7,8 +7,12 @@ cannot read the file: a token file with any group or other permission is warned 
 
 from __future__ import annotations
 
+import os
 import stat
+import sys
 from pathlib import Path
+
+from perfserve_common.usage import UsageError
 
 OPEN_BITS = 0o077
 """Permission bits that let someone other than the owner read or change the file."""
@@ -31,3 +35,28 @@ def open_permissions(path: Path) -> str | None:
         f"the admin token file {path} can be read by other users (mode {mode:04o}); "
         f"chmod 600 {path}"
     )
+
+
+def client_admin_token(path: Path | None, program: str) -> str:
+    """The token a client command (`perfserve rollout`, a split change) sends: from the
+    file `--admin-token-file` names (which also reads PERFSERVE_ADMIN_TOKEN_FILE, a mounted
+    secret), or from PERFSERVE_ADMIN_TOKEN; one of the two, as `perfserve serve` takes it.
+    A file others can read is warned about on stderr."""
+    from_environment = os.environ.get("PERFSERVE_ADMIN_TOKEN", "").strip()
+    if path is None:
+        if not from_environment:
+            raise UsageError(
+                "set PERFSERVE_ADMIN_TOKEN or --admin-token-file to the service's admin token"
+            )
+        return from_environment
+    if from_environment:
+        raise UsageError("--admin-token-file: give it or PERFSERVE_ADMIN_TOKEN, not both")
+    try:
+        token = read_token_file(path)
+    except OSError as error:
+        raise UsageError(f"--admin-token-file {path}: {error.strerror}") from None
+    if not token:
+        raise UsageError(f"--admin-token-file {path}: the file is empty")
+    if warning := open_permissions(path):
+        print(f"{program}: warning: {warning}", file=sys.stderr)
+    return token

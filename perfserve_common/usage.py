@@ -137,3 +137,17 @@ def validation_message(error: ValidationError, label: Callable[[str], str] = fla
 
 def _secret(name: str) -> bool:
     return any(word in name for word in ("token", "password", "secret"))
+    path = os.environ.get("PERFSERVE_ADMIN_TOKEN_FILE", "").strip()
+    if not path:
+        raise UsageError(
+            "set PERFSERVE_ADMIN_TOKEN, or PERFSERVE_ADMIN_TOKEN_FILE to a file holding "
+            "the service's admin token"
+        )
+    try:
+        with open(path) as file:
+            token = file.read().strip()
+    except OSError as error:
+        raise UsageError(f"PERFSERVE_ADMIN_TOKEN_FILE {path}: {error.strerror}") from None
+    if not token:
+        raise UsageError(f"PERFSERVE_ADMIN_TOKEN_FILE {path} is empty")
+    return token

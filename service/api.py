@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.metrics import exposition, workers_with_all_variants
 from service.routing import TrafficSplit, UnknownVariant
+from service.shared_split import ReadOnlySplit
 from service.state import Service
 from service.tokens import admin_refusal
 
@@ -44,13 +45,15 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz", response_model=None)
 def readyz(service: ServiceDep) -> dict[str, Any] | JSONResponse:
-    """Ready once every variant is loaded and warmed, in every worker; 503 before that or if
-    loading failed."""
+    """Ready once every variant is loaded and warmed, in every worker; 503 before that, if
+    loading failed, or while a background loop keeps failing (`loop_unready_after_s`)."""
     if not service.ready:
         detail = f"loading failed: {service.load_error}" if service.load_error else "loading"
         return JSONResponse({"detail": detail}, status_code=503)
     if unavailable := service.unavailable:
         return JSONResponse({"detail": f"unavailable: {'; '.join(unavailable)}"}, 503)
+    if failing := service.health.unready():
+        return JSONResponse({"detail": "; ".join(failing)}, 503)
     workers = service.settings.workers
     if workers > 1 and (loaded := workers_with_all_variants(service.names)) < workers:
         return JSONResponse({"detail": f"{loaded} of {workers} workers loaded"}, status_code=503)
@@ -109,6 +112,8 @@ def put_traffic(split: TrafficSplit, service: ServiceDep) -> dict[str, Any]:
         version = service.set_split(split)
     except UnknownVariant as error:
         raise HTTPException(422, str(error)) from None
+    except ReadOnlySplit as error:
+        raise HTTPException(409, str(error)) from None
     except OSError as error:  # e.g. a read-only volume: the split stays as it was
         raise HTTPException(503, f"the split file cannot be written: {error.strerror}") from None
     answer = {**split.model_dump(), "version": version, "variants": service.names}

@@ -226,7 +226,9 @@ class MicroBatcher:
         give_up = time.perf_counter() + timeout_s
         while (self._queue or self._batch) and time.perf_counter() < give_up:
             await asyncio.sleep(0.005)
-        if self._task is not None:
+        # A loop that already ended (its error reported by `_loop_ended`) has nothing to
+        # stop: awaiting it would raise its error again and fail the whole shutdown.
+        if self._task is not None and not self._task.done():
             self._task.cancel()
             with suppress(asyncio.CancelledError):
                 await self._task

@@ -13,6 +13,14 @@ writes and two clock reads, no timer of its own. uvicorn arms a timer of its own
 every answer and cancels it on the next request; with a thousand connections that timer
 heap is a few percent of the server's time, so it is not armed here.
 
+A request's head (request line and headers) is bounded too, before anything reads it:
+at most `max_head_bytes` bytes and `max_headers` headers, else 431 and the connection is
+closed. httptools accumulates a header's name and value in memory until the header is
+complete, by repeated concatenation, so an unbounded value grows the process (and costs
+the loop quadratic copying) before any callback sees it: the bytes are counted as they
+arrive, and the parser is fed nothing more once the head passes the bound. Only the
+chunk that passes the bound is searched for the head's end (a body may share it).
+
 The server's own time for a request starts when its first byte is parsed, not when the
 app is called: uvicorn's parsing, the scope and the task that runs the app come before
 that call, about 40 µs on an idle server, and they are the server's work too. The
@@ -22,24 +30,102 @@ moment rides in the scope's extensions under `ARRIVED` (`time.perf_counter()` se
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from typing import Any
 
+import httptools
 from uvicorn._types import ASGISendEvent
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 ARRIVED = "perfserve.arrived"
+HEAD_END = b"\r\n\r\n"
+DEFAULT_MAX_HEAD_BYTES = 64 * 1024
+DEFAULT_MAX_HEADERS = 100
+
+
+class HeadTooLarge(Exception):
+    """Raised from a parser callback to stop parsing a head past its bounds."""
 
 
 class HeaderDeadlineProtocol(HttpToolsProtocol):
-    """`http="httptools"` plus the header deadline (see the module docstring)."""
+    """`http="httptools"` plus the header deadline and the head's bounds (see the module
+    docstring). uvicorn builds one per connection; give it the bounds with
+    `functools.partial(HeaderDeadlineProtocol, max_head_bytes=..., max_headers=...)`."""
 
     waiting_since: float | None = None
     _header_check: asyncio.TimerHandle | None = None
+    head_bytes: int | None = 0
+    """Bytes of the current request's head received so far; None once it is complete."""
+    _head_chunk = b""
+    """The head's previous chunk (its end may hold part of the blank line that ends it)."""
+    headers_seen = 0
+
+    def __init__(
+        self,
+        *args: Any,
+        max_head_bytes: int = DEFAULT_MAX_HEAD_BYTES,
+        max_headers: int = DEFAULT_MAX_HEADERS,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_head_bytes = max_head_bytes
+        self.max_headers = max_headers
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.waiting_since = self.loop.time()
         self._header_check = self.loop.call_later(self.timeout_keep_alive, self._check_headers)
+
+    def data_received(self, data: bytes) -> None:
+        """uvicorn's, with the head's bytes counted before the parser sees them."""
+        if self.head_bytes is not None:
+            before = self.head_bytes
+            self.head_bytes = before + len(data)
+            if self.head_bytes > self.max_head_bytes and not self._head_ends_within(data, before):
+                return self._refuse_head(f"request head exceeds {self.max_head_bytes} bytes")
+            self._head_chunk = data
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as error:
+            if isinstance(error.__context__, HeadTooLarge):
+                return self._refuse_head(str(error.__context__))
+            self.logger.warning("Invalid HTTP request received.")
+            self.send_400_response("Invalid HTTP request received.")
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+
+    def _head_ends_within(self, data: bytes, before: int) -> bool:
+        """Whether the head ends in `data` within the bound (what follows is body)."""
+        tail = self._head_chunk[-3:]
+        end = (tail + data).find(HEAD_END)
+        return end >= 0 and before + end + len(HEAD_END) - len(tail) <= self.max_head_bytes
+
+    def _refuse_head(self, reason: str) -> None:
+        """431 and close: the rest of the head is never read, so nothing follows it."""
+        body = json.dumps({"detail": reason}).encode()
+        self.transport.write(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+            b"content-type: application/json\r\ncontent-length: %d\r\n"
+            b"connection: close\r\n\r\n%s" % (len(body), body)
+        )
+        self.head_bytes = None
+        self.transport.close()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers_seen += 1
+        if self.headers_seen > self.max_headers:
+            raise HeadTooLarge(f"more than {self.max_headers} request headers")
+        super().on_header(name, value)
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self.head_bytes = 0  # the next bytes on this connection start a new head
+        self._head_chunk = b""
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._header_check is not None:
@@ -48,11 +134,14 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         self.waiting_since = self.loop.time()
+        self.headers_seen = 0
         super().on_message_begin()
         self.scope["extensions"] = {ARRIVED: time.perf_counter()}  # type: ignore[dict-item]
 
     def on_headers_complete(self) -> None:
         self.waiting_since = None
+        self.head_bytes = None
+        self._head_chunk = b""  # it may hold body bytes too: not kept past the head
         super().on_headers_complete()
         self.cycle.__class__ = OneWriteCycle  # the cycle's own class, one write per answer
 

@@ -80,6 +80,8 @@ class PredictEndpoint:
         )
         metrics = service.metrics
         metrics.folding.gauge(metrics.inflight, lambda: self.inflight)
+        budget = service.body_budget
+        metrics.folding.gauge(metrics.inflight_body_bytes, lambda: budget.held)
         self._durations: dict[tuple[str, int], FoldedHistogram] = {}
         self._rejections: dict[str, FoldedCounter] = {}
         self._refusals: dict[str, tuple[int, bytes, list[tuple[bytes, bytes]]]] = {}
@@ -201,8 +203,14 @@ class PredictEndpoint:
         batcher = loaded.batcher
         if length > self.max_body:
             raise Reject(413, "too_large", f"body of {length} bytes exceeds {self.max_body}")
-        body = await self.service.body_deadlines.read(receive, self.max_body, started)
-        rows = parse_instances(body, self.n_features, self.max_rows)
+        # A body without Content-Length (chunked) may be as large as any.
+        held = length or self.max_body
+        self.service.body_budget.take(held)
+        try:
+            body = await self.service.body_deadlines.read(receive, self.max_body, started)
+            rows = parse_instances(body, self.n_features, self.max_rows)
+        finally:
+            self.service.body_budget.give(held)
         parsed = time.perf_counter()
         batcher.metrics.preprocess.observe(parsed - started)
         try:

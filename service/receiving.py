@@ -6,6 +6,12 @@ microseconds on uvloop, a noticeable share of a prediction; instead each read re
 its deadline in a dict, and the service's watchdog, which wakes a few times a second
 anyway, cancels the reads that outlast theirs. A late client's 408 comes up to one
 watchdog period after its deadline, which is what a deadline of seconds can afford.
+
+A worker also bounds the prediction body bytes it holds at once (`BodyBudget`): each
+body is bounded, but so many of them may be read at once (limit_concurrency of them)
+that together they pass the pod's memory. A body that would pass the budget is refused
+with 503 before any of it is read, and its share is given back once it is parsed or
+its request fails, times out or is abandoned.
 """
 
 from __future__ import annotations
@@ -54,6 +60,29 @@ class BodyDeadlines:
             del self._reading[task]
             self._expired.add(task)
             task.cancel()
+
+
+class BodyBudget:
+    """Prediction body bytes this worker holds now, against `limit`."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+    def take(self, size: int) -> None:
+        """Hold `size` more bytes, or `Reject` with 503 when they would pass the limit."""
+        if self.held + size > self.limit:
+            raise Reject(
+                503,
+                "body_budget",
+                f"this server is reading {self.held} bytes of request bodies, and its "
+                f"budget is {self.limit}; retry shortly",
+                retry_after=1,
+            )
+        self.held += size
+
+    def give(self, size: int) -> None:
+        self.held -= size
 
 
 async def read_body(receive: Receive, limit: int) -> bytes:

@@ -67,7 +67,7 @@ def serve_workers(settings: Settings, given: dict[str, Any], common: dict[str, o
 
     # What every worker would refuse (variants, split, faults) is refused here, once, in
     # one line: uvicorn restarts a worker that fails to start, without end.
-    Service(settings, Metrics(new_registry()))
+    Service(settings, Metrics(new_registry())).discard()
     shared = Path(tempfile.mkdtemp(prefix="perfserve-"))
     (shared / "metrics").mkdir()
     os.environ.update({env_name(name): _env_value(value) for name, value in given.items()})

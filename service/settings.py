@@ -64,6 +64,18 @@ class Settings(BaseSettings):
     admin_max_body_bytes: int = Field(64 * 1024, ge=1024, le=1024 * 1024)
     """Largest body of any other request (`PUT /traffic`, `/rollout`); larger get 413."""
 
+    max_header_bytes: int = Field(64 * 1024, ge=1024, le=1024 * 1024)
+    """Largest request head (request line and headers) read; past it the server answers
+    431 and closes the connection, before reading any more of it."""
+
+    max_headers: int = Field(100, ge=8, le=10_000)
+    """Most headers one request may carry; past it 431 and the connection closed."""
+
+    max_inflight_body_bytes: int = Field(32 * 1024 * 1024, ge=1024 * 1024)
+    """Prediction body bytes one worker reads at once, across its requests; a body that
+    would pass it gets 503 with Retry-After before any of it is read (without it, the
+    worst case is limit_concurrency times max_body_bytes). At least max_body_bytes."""
+
     body_timeout_s: float = Field(10.0, gt=0, le=300)
     """How long a client may take to send a request's body once its headers arrived;
     a slower one gets 408 and its connection closed."""
@@ -163,6 +175,10 @@ class Settings(BaseSettings):
     """How often each worker checks the split file: a change reaches every replica
     within this delay."""
 
+    loop_unready_after_s: float = Field(30.0, gt=0, le=3600)
+    """A background loop (split or rollout follower, metrics flush, watchdog, shadow)
+    failing for longer than this makes /readyz answer 503 (its errors are in the log)."""
+
     @field_validator("variants", "force_variants", mode="before")
     @classmethod
     def _split_names(cls, value: Any) -> Any:
@@ -227,6 +243,11 @@ class Settings(BaseSettings):
                 raise ValueError(f"admin_token_file: {error.strerror}") from None
             _check_token("admin_token_file", secret)
             self.admin_token = SecretStr(secret)
+        if self.max_inflight_body_bytes < self.max_body_bytes:
+            raise ValueError(
+                "max_inflight_body_bytes must be at least max_body_bytes, or a body of the "
+                "largest allowed size could never be read"
+            )
         if self.inject and not self.allow_faults:
             raise ValueError("--inject needs --allow-faults (or PERFSERVE_ALLOW_FAULTS=1)")
         return self

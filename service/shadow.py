@@ -27,6 +27,7 @@ from service.batching import (
     VariantUnavailable,
 )
 from service.metrics import Metrics
+from service.supervision import LoopHealth
 
 Compared = tuple[np.ndarray, np.ndarray, np.ndarray]
 """Per row: disagreed (bool), the served score and the shadow's score."""
@@ -55,9 +56,16 @@ class ShadowMirror:
     """Sends sampled copies to the shadow variant and records how it compares."""
 
     def __init__(
-        self, metrics: Metrics, share: float, tolerance: float, timeout_s: float, seed: int | None
+        self,
+        metrics: Metrics,
+        share: float,
+        tolerance: float,
+        timeout_s: float,
+        seed: int | None,
+        health: LoopHealth,
     ) -> None:
         self.metrics = metrics
+        self.health = health
         self.share = share
         self.tolerance = tolerance
         self.timeout_s = timeout_s
@@ -90,9 +98,20 @@ class ShadowMirror:
     ) -> None:
         if copy.cancelled() or copy.exception() is not None:
             return  # a shadow that failed or timed out changes nothing for the user
+        with self.health.guard("shadow"):  # a callback's error would otherwise go unseen
+            self._record(variant, served, started, on_compared, copy.result())
+
+    def _record(
+        self,
+        variant: str,
+        served: BatchResult,
+        started: float,
+        on_compared: OnCompared | None,
+        mirrored: BatchResult,
+    ) -> None:
         metrics = self.metrics
         metrics.shadow_duration.labels(variant).observe(time.perf_counter() - started)
-        compared = compare_answers(served, copy.result(), self.tolerance)
+        compared = compare_answers(served, mirrored, self.tolerance)
         disagreed, baseline, candidate = compared
         differing = int(np.count_nonzero(disagreed))
         metrics.shadow_predictions.labels(variant, "agree").inc(len(disagreed) - differing)

@@ -14,6 +14,7 @@ import shutil
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +28,8 @@ from service.batching import BatchResult, MicroBatcher
 from service.faults import FaultyRunner, latency_s
 from service.guards import FeatureRangeGuard
 from service.metrics import FLUSH_INTERVAL_S, Metrics
-from service.receiving import BodyDeadlines
+from service.receiving import BodyBudget, BodyDeadlines
+from service.rollout.controller import TICK_S
 from service.rollout.replica import RolloutReplica
 from service.routing import Router, TrafficSplit, UnknownVariant
 from service.runtimes import Runner, open_variant
@@ -35,6 +37,7 @@ from service.settings import Settings
 from service.shadow import Compared, ShadowMirror
 from service.shared_split import SharedSplit
 from service.store import Manifest, StoreError, VariantInfo, load_holdout, load_manifest
+from service.supervision import LoopHealth, supervise
 
 log = logging.getLogger("perfserve")
 
@@ -60,6 +63,11 @@ class Service:
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self.settings = settings
         self.metrics = metrics
+        self.health = LoopHealth(
+            metrics.background_loop_healthy,
+            metrics.background_loop_failures,
+            settings.loop_unready_after_s,
+        )
         self.manifest: Manifest = load_manifest(settings.store)
         self.row_screen = FeatureRangeGuard(self.manifest, settings.max_feature_range_factor)
         self.names = self._variant_names()
@@ -72,6 +80,7 @@ class Service:
         self._start_split()
         self.variants: dict[str, LoadedVariant] = {}
         self.body_deadlines = BodyDeadlines(settings.body_timeout_s)
+        self.body_budget = BodyBudget(settings.max_inflight_body_bytes)
         self.ready = False
         self.load_error: str | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -81,6 +90,7 @@ class Service:
             settings.shadow_tolerance,
             settings.request_timeout_ms / 1000,
             settings.routing_seed,
+            self.health,
         )
         self._private_folder: Path | None = None
         self.rollouts = RolloutReplica(
@@ -101,15 +111,20 @@ class Service:
         return self.settings.inference == "inline"
 
     async def start(self) -> None:
-        """Begin loading in the background; called from the app's lifespan."""
+        """Begin loading in the background; called from the app's lifespan. Every loop
+        is supervised (service/supervision.py): it logs and survives its exceptions."""
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._load(), name="load-models"))
-        self._tasks.append(loop.create_task(self._flush_metrics(), name="flush-metrics"))
-        self._tasks.append(loop.create_task(self._watchdog(), name="watchdog"))
+        loops: list[tuple[str, Callable[[], Awaitable[None] | None], float]] = [
+            ("metrics", self.metrics.folding.flush, FLUSH_INTERVAL_S),
+            ("watchdog", self._watch, WATCHDOG_PERIOD_S),
+            ("rollout", self.rollouts.tick, TICK_S),
+        ]
         if self.split.file is not None:
-            follow = self.split.follow(self.settings.split_poll_s)
-            self._tasks.append(loop.create_task(follow, name="follow-split"))
-        self._tasks.append(loop.create_task(self.rollouts.follow(), name="follow-rollout"))
+            loops.append(("split", self.split.poll, self.settings.split_poll_s))
+        for name, step, period_s in loops:
+            task = supervise(name, step, period_s, self.health)
+            self._tasks.append(loop.create_task(task, name=f"loop-{name}"))
 
     @property
     def unavailable(self) -> list[str]:
@@ -128,15 +143,15 @@ class Service:
         await self.rollouts.stop()
         grace = self.settings.graceful_shutdown_s
         await asyncio.gather(*(v.batcher.close(grace) for v in self.variants.values()))
-        if self._private_folder is not None:
-            shutil.rmtree(self._private_folder, ignore_errors=True)
+        self.discard()
         self.metrics.folding.flush()
 
-    async def _flush_metrics(self) -> None:
-        """Publish the folded hot-path metrics (see `service.metrics.Folding`)."""
-        while True:
-            await asyncio.sleep(FLUSH_INTERVAL_S)
-            self.metrics.folding.flush()
+    def discard(self) -> None:
+        """Remove what building this service created on disk (a private rollout folder):
+        after `stop`, or for a service built only to check the settings, as
+        `perfserve serve --workers N` does once before starting its workers."""
+        if self._private_folder is not None:
+            shutil.rmtree(self._private_folder, ignore_errors=True)
 
     def set_split(self, split: TrafficSplit) -> int:
         """Apply a new split here and in every process following the split file; its
@@ -171,10 +186,11 @@ class Service:
 
     def _rollout_folder(self) -> Path:
         """Next to the shared split file, so every replica following it shares the rollout;
-        a lone process without one keeps its rollout in a private folder, named here but
-        created only when a rollout writes to it (a Service built only to check settings,
-        as `serve --workers N` does first, leaves nothing behind) and removed at stop."""
-        if self.split.file is not None:
+        a lone process without one, or one that only follows a read-only split (which no
+        rollout can change), keeps its rollout in a private folder, named here but created
+        only when a rollout writes to it (a Service built only to check settings, as
+        `serve --workers N` does first, leaves nothing behind) and removed at stop."""
+        if self.split.file is not None and not self.split.read_only:
             path = self.split.file.path
             return path.with_name(f"{path.stem}.rollout")
         name = f"perfserve-rollout-{os.getpid()}-{uuid.uuid4().hex[:12]}"
@@ -285,16 +301,12 @@ class Service:
             for kind, value in faults.items():
                 self.metrics.injected_fault.labels(name, kind).set(value)
 
-    async def _watchdog(self) -> None:
-        while True:
-            await asyncio.sleep(WATCHDOG_PERIOD_S)
-            now = time.perf_counter()
-            try:
-                self.body_deadlines.sweep(now)
-                for variant in self.variants.values():
-                    variant.batcher.reap(now)
-            except Exception:  # the watchdog must outlive any bug it runs into
-                log.exception("watchdog pass failed")
+    def _watch(self) -> None:
+        """Enforce the deadlines nothing else watches: slow bodies, hung model calls."""
+        now = time.perf_counter()
+        self.body_deadlines.sweep(now)
+        for variant in self.variants.values():
+            variant.batcher.reap(now)
 
 
 def _warm_up(runner: Runner, holdout: np.ndarray, max_batch_size: int) -> None:

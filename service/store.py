@@ -154,11 +154,15 @@ def load_manifest(store: Path) -> Manifest:
     Every path it names is checked to stay inside the store here, before any is opened.
     """
     path = store / MANIFEST_FILE
-    if not path.is_file():
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
         raise StoreError(
             f"no model store at {store} (missing {MANIFEST_FILE}); run `perfserve build`"
-        )
-    manifest = Manifest.model_validate_json(path.read_bytes())
+        ) from None
+    except OSError as error:  # unreadable by this user, a folder in its place, ...
+        raise StoreError(f"cannot read the model store's {path}: {error.strerror}") from None
+    manifest = Manifest.model_validate_json(data)
     named = [manifest.holdout.path, *(info.path for info in manifest.variants.values())]
     if manifest.int8 is not None:
         named += [candidate.path for candidate in manifest.int8.candidates.values()]

@@ -5,28 +5,31 @@ this command starts it, prints every decision as it is made, and exits with the 
 0 promoted (or a dry run that passed), 1 rolled back or aborted (or a dry run that
 failed), 3 paused for a person (`POST /rollout/resume`, `/abort` or `/promote` then).
 The admin token is read from PERFSERVE_ADMIN_TOKEN or from --admin-token-file (as
-`perfserve serve` reads it), never from the command line.
+`perfserve serve` reads it; PERFSERVE_ADMIN_TOKEN_FILE too, for a mounted secret), never
+from the command line.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 from pydantic import ValidationError
 
 from perfserve.cli.exit_codes import ExitCode
-from perfserve_common.token_file import open_permissions, read_token_file
+from perfserve_common.json_http import Answer, call
+from perfserve_common.token_file import client_admin_token
 from perfserve_common.usage import UsageError, add_option
 from service.rollout.plan import DEFAULT_STEPS, RolloutPlan
 
 POLL_S = 0.5
+LOST_AFTER_S = 30.0
+"""How long following a rollout tolerates the service not answering (a replica restarting
+behind the load balancer) before the command gives up; the rollout itself goes on."""
 EXIT_CODES = {
     "promoted": ExitCode.ANSWERED,
     "rolled_back": ExitCode.NO,
@@ -121,46 +124,26 @@ def plan_from(args: argparse.Namespace) -> RolloutPlan:
 
 def run(args: argparse.Namespace) -> int:
     plan = plan_from(args)
-    token = admin_token(args.admin_token_file)
+    token = client_admin_token(args.admin_token_file, "perfserve rollout")
     headers = {"Authorization": f"Bearer {token}"}
-    with httpx.Client(base_url=args.url, headers=headers, timeout=10.0) as client:
-        try:
-            started = client.post("/rollout/start", json=plan.model_dump())
-        except httpx.TransportError as error:
-            raise UsageError(f"--url {args.url}: cannot reach the service ({error})") from None
-        if started.status_code != 202:
-            print(f"perfserve rollout: {started.status_code} {started.text}", file=sys.stderr)
-            return ExitCode.USAGE if started.status_code in (401, 403, 422) else ExitCode.NO
-        return follow(client)
-
-
-def admin_token(path: Path | None) -> str:
-    """From the file, or from PERFSERVE_ADMIN_TOKEN; one of the two, as for `serve`."""
-    from_environment = os.environ.get("PERFSERVE_ADMIN_TOKEN")
-    if path is None:
-        if not from_environment:
-            raise UsageError(
-                "set PERFSERVE_ADMIN_TOKEN or --admin-token-file to the service's admin token"
-            )
-        return from_environment
-    if from_environment:
-        raise UsageError("--admin-token-file: give it or PERFSERVE_ADMIN_TOKEN, not both")
+    url = args.url.rstrip("/")
     try:
-        token = read_token_file(path)
-    except OSError as error:
-        raise UsageError(f"--admin-token-file {path}: {error.strerror}") from None
-    if not token:
-        raise UsageError(f"--admin-token-file {path}: the file is empty")
-    if warning := open_permissions(path):
-        print(f"perfserve rollout: warning: {warning}", file=sys.stderr)
-    return token
+        started = call("POST", f"{url}/rollout/start", plan.model_dump(mode="json"), headers)
+    except (OSError, ValueError) as error:
+        raise UsageError(f"--url {args.url}: cannot reach the service ({error})") from None
+    if started.status != 202:
+        print(f"perfserve rollout: {started.status} {started.text}", file=sys.stderr)
+        return ExitCode.USAGE if started.status in (401, 403, 422) else ExitCode.NO
+    return follow(url, headers)
 
 
-def follow(client: httpx.Client) -> int:
+def follow(url: str, headers: dict[str, str]) -> int:
     """Print each new decision until the rollout finishes or pauses; its exit code."""
     printed = 0
     while True:
-        state: dict[str, Any] = client.get("/rollout/status").raise_for_status().json()
+        state = _status(url, headers)
+        if state is None:
+            return ExitCode.NO
         for decision in state["decisions"][printed:]:
             print(describe(decision), flush=True)
         printed = len(state["decisions"])
@@ -170,6 +153,30 @@ def follow(client: httpx.Client) -> int:
             return ExitCode.NO if failed else ExitCode.ANSWERED
         if status in EXIT_CODES:
             return EXIT_CODES[status]
+        time.sleep(POLL_S)
+
+
+def _status(url: str, headers: dict[str, str]) -> dict[str, Any] | None:
+    """The rollout's state; None, said on stderr, once the service has not answered it
+    for LOST_AFTER_S."""
+    deadline = time.monotonic() + LOST_AFTER_S
+    while True:
+        try:
+            answer: Answer | None = call("GET", f"{url}/rollout/status", headers=headers)
+        except OSError as error:
+            answer, problem = None, f"cannot reach the service ({error})"
+        if answer is not None and answer.status == 200:
+            state: dict[str, Any] = answer.json()
+            return state
+        if answer is not None:
+            problem = f"{answer.status} {answer.text}"
+        if time.monotonic() > deadline:
+            print(
+                f"perfserve rollout: GET /rollout/status: {problem}; the rollout goes on in "
+                "the service (GET /rollout/status, POST /rollout/abort)",
+                file=sys.stderr,
+            )
+            return None
         time.sleep(POLL_S)
 
 

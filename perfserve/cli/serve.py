@@ -5,6 +5,7 @@ Imported by the command line (perfserve/cli.py) only when one of them runs."""
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import signal
 import types
@@ -76,7 +77,12 @@ def run(args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http=HeaderDeadlineProtocol,  # httptools, with a deadline on request headers
+        # httptools, with a deadline on request headers and bounds on their size.
+        http=functools.partial(
+            HeaderDeadlineProtocol,
+            max_head_bytes=settings.max_header_bytes,
+            max_headers=settings.max_headers,
+        ),
         lifespan="on",
         access_log=settings.access_log,
         # Nothing here reads the client's address from proxy headers (a refused admin call

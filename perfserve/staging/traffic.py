@@ -13,20 +13,19 @@ the new version, the check a rollout makes before it trusts a step's numbers.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import socket
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from perfserve_common.json_http import call
+from perfserve_common.token_file import client_admin_token
+from perfserve_common.usage import UsageError
 from service.routing import TrafficSplit
-
-TOKEN_VARIABLE = "PERFSERVE_ADMIN_TOKEN"
 
 
 def replica_urls(url: str) -> list[str]:
@@ -45,14 +44,11 @@ def apply_split(
 ) -> dict[str, Any]:
     """PUT `split` once to `url` (the load balancer or any replica), then wait until every
     replica reports the version it was given; what each replica serves."""
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-    body = split.model_dump_json().encode()
-    try:
-        answer = _call(urllib.request.Request(f"{url}/traffic", body, headers, method="PUT"))
-    except urllib.error.HTTPError as error:
-        detail = error.read().decode(errors="replace")
-        raise RuntimeError(f"{url} refused the split: {error.code} {detail}") from None
-    return wait_for_version(replicas, answer["version"], timeout_s)
+    headers = {"Authorization": f"Bearer {token}"}
+    answer = call("PUT", f"{url}/traffic", split.model_dump(mode="json"), headers, 5.0)
+    if answer.status != 200:
+        raise RuntimeError(f"{url} refused the split: {answer.status} {answer.text}")
+    return wait_for_version(replicas, answer.json()["version"], timeout_s)
 
 
 def wait_for_version(urls: Sequence[str], version: int, timeout_s: float) -> dict[str, Any]:
@@ -78,23 +74,19 @@ def current_splits(urls: Sequence[str]) -> dict[str, Any]:
     splits: dict[str, Any] = {}
     for url in urls:
         try:
-            splits[url] = _call(urllib.request.Request(f"{url}/traffic"))
-        except OSError as error:
+            answer = call("GET", f"{url}/traffic", timeout_s=5.0)
+            splits[url] = answer.json() if answer.status == 200 else {"error": answer.text}
+        except (OSError, ValueError) as error:
             splits[url] = {"error": f"{type(error).__name__}: {error}"}
     return splits
-
-
-def _call(request: urllib.request.Request) -> Any:
-    """The JSON answer; the standard library only, as the serving image has no HTTP client."""
-    with urllib.request.urlopen(request, timeout=5.0) as response:
-        return json.loads(response.read())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m perfserve.staging.traffic",
         description="Show the traffic split of every replica, or set a new one and wait "
-        f"until all follow it (the admin token is read from ${TOKEN_VARIABLE}).",
+        "until all follow it (the admin token is read from $PERFSERVE_ADMIN_TOKEN or the "
+        "file $PERFSERVE_ADMIN_TOKEN_FILE names).",
     )
     parser.add_argument(
         "split",
@@ -111,12 +103,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.split is None:
             result = current_splits(urls)
         else:
-            token = os.environ.get(TOKEN_VARIABLE)
-            if not token:
-                raise RuntimeError(f"set {TOKEN_VARIABLE} to the service's admin token")
+            token_file = os.environ.get("PERFSERVE_ADMIN_TOKEN_FILE")
+            token = client_admin_token(
+                Path(token_file) if token_file else None, "perfserve.staging.traffic"
+            )
             split = TrafficSplit.model_validate_json(args.split)
             result = apply_split(args.url, split, token, urls)
-    except (OSError, RuntimeError, ValueError) as error:
+    except (OSError, RuntimeError, ValueError, UsageError) as error:
         print(f"perfserve.staging.traffic: {error}", file=sys.stderr)
         return 1
     for url, split in result.items():

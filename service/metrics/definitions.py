@@ -84,6 +84,13 @@ class Metrics:
             registry=registry,
             multiprocess_mode="livesum",
         )
+        self.inflight_body_bytes = Gauge(
+            "perfserve_inflight_body_bytes",
+            "Prediction body bytes being read now, counted against max_inflight_body_bytes "
+            "per worker (declared lengths; the largest allowed for a body without one).",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
         self.queue_depth = Gauge(
             "perfserve_queue_depth",
             "Requests waiting in each variant's batch queue.",
@@ -137,6 +144,7 @@ class Metrics:
             "perfserve_rejected_requests",
             "Requests refused or failed: queue_full, deadline, invalid_input, too_large, "
             "unknown_variant, not_ready, shutting_down, model_error, unavailable, slow_client, "
+            "body_budget (the worker holds its budget of request body bytes), "
             "unauthorized (an admin request without the right token), forced_variant (a "
             "variant named that a client may not force without the admin token).",
             ["reason"],
@@ -200,6 +208,21 @@ class Metrics:
             "perfserve_rollout_verdicts",
             "Gate verdicts of the rollout judge, by gate and outcome (pass, fail, inconclusive).",
             ["gate", "outcome"],
+            registry=registry,
+        )
+        self.background_loop_healthy = Gauge(
+            "perfserve_background_loop_healthy",
+            "1 while a background loop (split, rollout, metrics, watchdog, shadow) runs "
+            "cleanly, 0 while it keeps failing (its errors are in the log); with several "
+            "workers, the worst of them.",
+            ["loop"],
+            registry=registry,
+            multiprocess_mode="livemin",
+        )
+        self.background_loop_failures = Counter(
+            "perfserve_background_loop_failures",
+            "Runs of a background loop that raised; the loop carries on.",
+            ["loop"],
             registry=registry,
         )
         self.model_info = Gauge(

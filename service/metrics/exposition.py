@@ -20,28 +20,57 @@ from service.metrics.definitions import multiprocess_mode
 LIVE_GAUGE_FILE = re.compile(r"gauge_live[a-z]*_(\d+)\.db")
 
 
+# The samples a metric family's name stands for (prometheus_client's own suffixes).
+SAMPLE_SUFFIXES = (
+    "",
+    "_total",
+    "_bucket",
+    "_count",
+    "_sum",
+    "_created",
+    "_info",
+    "_gcount",
+    "_gsum",
+)
+
+
 def exposition(registry: CollectorRegistry, names: Sequence[str] = ()) -> bytes:
     """The text to answer `/metrics` with, only `names` if given; with several workers,
-    the sum over all of them."""
+    the sum over all of them.
+
+    A name is a family's (`perfserve_batch_size`: all its samples) or one sample's
+    (`perfserve_batch_size_count`), the same with one worker or several."""
+    wanted = sample_names(names)
     if multiprocess_mode():
         forget_dead_workers()
         merged = CollectorRegistry()
         multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
         merged.register(SiblingWorkersCollector())
-        return generate_latest(_Only(merged, names) if names else merged)
-    return generate_latest(registry.restricted_registry(names) if names else registry)
+        return generate_latest(_Only(merged, wanted) if names else merged)
+    return generate_latest(registry.restricted_registry(wanted) if names else registry)
+
+
+def sample_names(names: Sequence[str]) -> set[str]:
+    """Every sample name the given family or sample names select."""
+    return {name + suffix for name in names for suffix in SAMPLE_SUFFIXES}
 
 
 class _Only:
-    """The metrics of a registry with the given names; the workers' merged metrics are
-    read from their files as a whole, so they can only be filtered after collection."""
+    """The samples of a registry with the given names; the workers' merged metrics are
+    read from their files as a whole, so they can only be filtered after collection
+    (as `restricted_registry` filters one process's)."""
 
-    def __init__(self, registry: CollectorRegistry, names: Sequence[str]) -> None:
+    def __init__(self, registry: CollectorRegistry, names: set[str]) -> None:
         self.registry = registry
-        self.names = set(names)
+        self.names = names
 
     def collect(self) -> Iterator[Metric]:
-        return (metric for metric in self.registry.collect() if metric.name in self.names)
+        for metric in self.registry.collect():
+            samples = [sample for sample in metric.samples if sample.name in self.names]
+            if samples:
+                only = Metric(metric.name, metric.documentation, metric.type, metric.unit)
+                only.samples = samples
+                yield only
 
 
 def workers_with_all_variants(variants: list[str]) -> int:

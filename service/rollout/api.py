@@ -15,14 +15,17 @@ from service.api import ServiceDep, require_admin
 from service.rollout.plan import RolloutPlan, RolloutState
 from service.rollout.replica import RolloutConflict, SplitUnavailable
 from service.rollout.shared import Command
+from service.shared_split import ReadOnlySplit
 
 router = APIRouter(prefix="/rollout", tags=["rollout"], dependencies=[Depends(require_admin)])
 
 
 @router.post("/start", status_code=202)
 async def start(plan: RolloutPlan, service: ServiceDep) -> dict[str, Any]:
-    """Begin a rollout of `candidate` against `baseline`; 409 while another one runs, 503
-    while the split cannot be set."""
+    """Begin a rollout of `candidate` against `baseline`; 409 while another one runs, or
+    when this replica only follows a read-only split; 503 while the split cannot be set."""
+    if (file := service.split.file) is not None and service.split.read_only:
+        raise HTTPException(409, str(ReadOnlySplit(file.path)))
     unknown = [v for v in (plan.baseline, plan.candidate) if v not in service.names]
     if unknown:
         raise HTTPException(422, f"unknown variant(s) {unknown}; available: {service.names}")

@@ -1,10 +1,11 @@
 """One worker process's part in rollouts: record evidence, publish it, follow the state.
 
-Every worker of every replica runs `follow()`: it reads the shared state, records the
-baseline's and the candidate's requests only while a rollout runs, appends the new ones
-to its journal with the split version it serves (service/rollout/journal.py), and
-mirrors the state into the rollout gauges, so any replica's `/metrics` shows the step,
-the weight and whether the controller is alive. The worker that accepts
+Every worker of every replica runs `tick()` every `TICK_S` (supervised, see
+service/supervision.py): it reads the shared state, records the baseline's and the
+candidate's requests only while a rollout runs, appends the new ones to its journal with
+the split version it serves (service/rollout/journal.py), and mirrors the state into the
+rollout gauges, so any replica's `/metrics` shows the step, the weight and whether the
+controller is alive. The worker that accepts
 `POST /rollout/start` also runs the controller.
 
 A controller dies with its process (a rolling deploy's SIGTERM, a crash). Its rollout is
@@ -25,7 +26,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from service.metrics import Metrics
-from service.rollout.controller import TICK_S, ApplySplit, Controller
+from service.rollout.controller import ApplySplit, Controller
 from service.rollout.journal import Journal
 from service.rollout.plan import CONTROLLER_STALE_S, RolloutPlan, RolloutState, Status
 from service.rollout.samples import SampleRecorder, replica_id
@@ -105,27 +106,25 @@ class RolloutReplica:
             self._take_over(state)
         return self.folder.send(command, state.id)
 
-    async def follow(self) -> None:
-        """Forever: follow the shared state, publish this worker's samples while it runs,
+    async def tick(self) -> None:
+        """Follow the shared state once: publish this worker's samples while it runs, and
         take over a rollout its controller abandoned."""
-        while True:
-            state = self.folder.read_state()
-            if state is not None and self._abandoned(state):
-                self._take_over(state)
-            if state is None or state.finished:
-                self.recorder.stop()
-                if self.journal.written:
-                    await asyncio.to_thread(self.journal.clear)
-            else:
-                since = state.window_start if state.phase == "collecting" else time.time()
-                self.recorder.follow(state.plan.baseline, state.plan.candidate, since)
-                requests, comparisons = self.recorder.take()
-                await asyncio.to_thread(
-                    self.journal.publish, self._split_version(), requests, comparisons
-                )
-            self.guarded = guarded_candidate(state)
-            self._publish_gauges(state)
-            await asyncio.sleep(TICK_S)
+        state = self.folder.read_state()
+        if state is not None and self._abandoned(state):
+            self._take_over(state)
+        if state is None or state.finished:
+            self.recorder.stop()
+            if self.journal.written:
+                await asyncio.to_thread(self.journal.clear)
+        else:
+            since = state.window_start if state.phase == "collecting" else time.time()
+            self.recorder.follow(state.plan.baseline, state.plan.candidate, since)
+            requests, comparisons = self.recorder.take()
+            await asyncio.to_thread(
+                self.journal.publish, self._split_version(), requests, comparisons
+            )
+        self.guarded = guarded_candidate(state)
+        self._publish_gauges(state)
 
     async def stop(self) -> None:
         """Stop the controller running here, handing its rollout on to another replica."""

@@ -124,7 +124,7 @@ def test_the_validation_has_teeth() -> None:
 def test_the_default_overlay_wires_service_scraping_disruption_and_autoscaling() -> None:
     rendered = objects("overlays/keda")
     assert {kind for kind, _ in rendered} == {
-        "ConfigMap", "Service", "Deployment", "PodDisruptionBudget",
+        "ConfigMap", "Service", "Deployment", "PodDisruptionBudget", "NetworkPolicy",
         "ScaledObject", "ServiceMonitor", "PrometheusRule",
     }  # fmt: skip
     deployment = rendered["Deployment", "perfserve"]
@@ -214,3 +214,23 @@ def test_locust_workers_find_their_master_and_the_master_finds_the_service() -> 
     assert {p["port"] for p in master_service["spec"]["ports"]} >= {5557, 8089, 9465}
     assert master["args"][master["args"].index("--host") + 1] == "http://perfserve:8000"
     assert all((ROOT / c["args"][c["args"].index("-f") + 1]).is_file() for c in (master, worker))
+
+
+def test_the_network_is_closed_but_for_the_service_port_and_the_token_is_a_file() -> None:
+    rendered = objects("overlays/keda")
+    deployment = rendered["Deployment", "perfserve"]
+    pod = deployment["spec"]["template"]
+    policy = rendered["NetworkPolicy", "perfserve"]["spec"]
+    selector = policy["podSelector"]["matchLabels"]
+    assert selector.items() <= pod["metadata"]["labels"].items()
+    assert policy["policyTypes"] == ["Ingress", "Egress"] and policy["egress"] == []
+    (rule,) = policy["ingress"]
+    assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
+    (server,) = containers(deployment)
+    assert "PERFSERVE_ADMIN_TOKEN" not in env(server)
+    token = Path(env(server)["PERFSERVE_ADMIN_TOKEN_FILE"])
+    mount = next(m for m in server["volumeMounts"] if m["mountPath"] == str(token.parent))
+    volume = next(v for v in pod["spec"]["volumes"] if v["name"] == mount["name"])
+    assert mount["readOnly"] and volume["secret"]["secretName"] == "perfserve-admin"
+    assert [item["path"] for item in volume["secret"]["items"]] == [token.name]
+    assert volume["secret"]["defaultMode"] & 0o007 == 0  # not readable by others

@@ -213,6 +213,21 @@ async def test_a_dead_loop_fails_waiting_requests_and_marks_the_variant_unavaila
     await batcher.close(1.0)
 
 
+async def test_a_loop_dead_of_an_error_still_closes_cleanly(
+    onnx: Runner, holdout: Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batcher = make_batcher(onnx, max_batch_size=1)
+
+    async def broken() -> None:
+        raise RuntimeError("a bug outside the per-batch guard")
+
+    monkeypatch.setattr(batcher, "_gather", broken)
+    waiting = batcher.submit(holdout.features[:1], time.perf_counter() + 10)
+    with pytest.raises(VariantUnavailable):
+        await asyncio.wait_for(waiting, 5)
+    await batcher.close(1.0)  # the loop's error is not the shutdown's
+
+
 async def test_a_hung_model_call_is_bounded_by_the_deadlines(
     onnx: Runner, holdout: Dataset
 ) -> None:

@@ -58,8 +58,31 @@ def test_secrets_come_from_the_environment(services: dict[str, dict[str, Any]]) 
     assert "set PERFSERVE_ADMIN_TOKEN" in refused.stderr or "GRAFANA" in refused.stderr
     for name, service in services.items():
         for key, value in (service.get("environment") or {}).items():
-            if re.search(r"TOKEN|PASSWORD|SECRET|KEY", key):
+            if key.endswith("_FILE"):  # a secret mounted as a file, not its value
+                assert str(value).startswith("/run/secrets/"), f"{name}: {key} is not a secret"
+            elif re.search(r"TOKEN|PASSWORD|SECRET|KEY", key):
                 assert str(value).startswith("${"), f"{name}: {key} is written in the file"
+
+
+def test_the_service_is_locked_down_and_gets_its_token_as_a_file(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """As deploy/base runs it: read-only root, no capabilities, no new privileges, one
+    pod's size, and the admin token a secret file, not an environment variable."""
+    compose = yaml.safe_load(COMPOSE.read_text())
+    service = services["service"]
+    assert service["read_only"] is True
+    assert [mount.split(":")[0] for mount in service["tmpfs"]] == ["/tmp"]
+    assert service["cap_drop"] == ["ALL"]
+    assert "no-new-privileges:true" in service["security_opt"]
+    assert service["cpus"] == 1 and service["mem_limit"] == "384m"
+    assert 0 < service["pids_limit"] <= 1024
+    environment = service["environment"]
+    assert "PERFSERVE_ADMIN_TOKEN" not in environment
+    (secret,) = service["secrets"]
+    assert environment["PERFSERVE_ADMIN_TOKEN_FILE"] == f"/run/secrets/{secret}"
+    source = compose["secrets"][secret]["file"]
+    assert source == "./.admin-token" and ".admin-token" in (ROOT / ".gitignore").read_text()
 
 
 def test_images_are_pinned_or_built_here(services: dict[str, dict[str, Any]]) -> None:

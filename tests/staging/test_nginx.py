@@ -18,7 +18,7 @@ from perfserve.staging.nginx import SHEDDING_KINDS, Shedding, local_config, runn
 from perfserve_common.processes import ServerProcess
 from service.settings import Settings
 from service.store import Dataset
-from tests.utils import body, require_tool
+from tests.utils import ADMIN, body, require_tool
 
 
 @pytest.mark.integration
@@ -83,3 +83,49 @@ def test_slow_clients_and_idle_upstreams_are_timed_out() -> None:
     assert idle is not None
     # nginx must drop an idle upstream connection before the service closes it.
     assert int(idle[1]) < Settings.model_fields["keep_alive_s"].default
+
+
+def test_clients_reach_predictions_but_not_admin_metrics_or_docs(
+    server: ServerProcess, holdout: Dataset, tmp_path: Path
+) -> None:
+    """A client (any address but this machine's 127.0.0.1, here 127.0.0.2) is refused the
+    admin paths, /metrics and the docs, and bodies and headers past the service's own
+    bounds; this machine's own tools (127.0.0.1) reach everything."""
+    require_tool("nginx")
+    upstream = server.url.removeprefix("http://")
+    outside = httpx.HTTPTransport(local_address="127.0.0.2")
+    with (
+        running_nginx([upstream], tmp_path) as lb,
+        httpx.Client(base_url=lb, transport=outside) as client,
+    ):
+        assert client.post("/predict", json=body(holdout.features[:1])).status_code == 200
+        assert client.get("/traffic").status_code == 200
+        assert client.get("/models").status_code == 200
+        refused = [
+            client.put("/traffic", json={"weights": {"onnx_int8": 1}}, headers=ADMIN),
+            client.post("/rollout/start", json={}, headers=ADMIN),
+            client.get("/rollout/status", headers=ADMIN),
+            client.get("/metrics"),
+            client.get("/metrics", params={"name[]": "perfserve_runners"}),
+            client.get("/docs"),
+            client.get("/openapi.json"),
+        ]
+        assert [answer.status_code for answer in refused] == [403] * len(refused)
+        assert "not exposed" in refused[0].json()["detail"]
+        too_large = client.post("/predict", content=b" " * (4 * 1024 * 1024 + 1))
+        assert too_large.status_code == 413 and "exceeds" in too_large.json()["detail"]
+        long_header = client.get("/healthz", headers={"x-long": "a" * 20_000})
+        assert long_header.status_code in (400, 431)
+        assert httpx.get(f"{lb}/metrics").status_code == 200  # from 127.0.0.1
+
+
+def test_clients_are_limited_per_address() -> None:
+    config = NGINX_CONFIG.read_text()
+    assert re.search(r"limit_conn_zone \$client_key zone=\w+:\d+m;", config)
+    assert re.search(r"limit_req_zone \$client_key zone=\w+:\d+m rate=\d+r/s;", config)
+    assert "limit_req_status 429;" in config and "limit_conn_status 429;" in config
+    body_limit = re.search(r"client_max_body_size (\d+)m;", config)
+    assert body_limit is not None
+    assert int(body_limit[1]) * 1024 * 1024 == Settings.model_fields["max_body_bytes"].default
+    count, size = re.search(r"large_client_header_buffers (\d+) (\d+)k;", config).groups()  # type: ignore[union-attr]
+    assert int(count) * int(size) * 1024 <= Settings.model_fields["max_header_bytes"].default

@@ -2,16 +2,22 @@
 
 This is what the runtime image holds. It must start `perfserve serve` on a store, answer
 /predict and /metrics, import none of the tools (model building, Locust, gevent,
-matplotlib) on the way, and name the extra a tool command needs instead of failing
-with a traceback. pip's cache makes the install a matter of seconds after the first run.
+matplotlib, httpx) on the way, and name the extra a tool command needs instead of
+failing with a traceback. Every command the image is documented to run (the
+Dockerfile's CMD and HEALTHCHECK, the staging guide's `docker compose exec service ...`) runs
+in it. pip's cache makes the install a matter of seconds after the first run.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shlex
 import shutil
 import subprocess
 import venv
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -20,8 +26,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from perfserve_common.processes import ServerProcess, free_port, wait_ready
 from service.store import Dataset
-from tests.utils import body
-from tests.utils.stack import ROOT
+from tests.utils import ADMIN, ADMIN_TOKEN, body
+from tests.utils.stack import DOCKERFILE, ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +37,17 @@ TOOLS = ("skl2onnx", "onnx", "locust", "gevent", "matplotlib", "hdrh", "httpx")
 TOOL_MODULES = re.compile(rf"^({'|'.join(TOOLS)}|onnxruntime\.quantization)(\.|$)")
 
 
+STAGING_GUIDE = ROOT / "docs" / "staging.md"
 NOT_SOURCES = (".*", "build", "dist", "*.egg-info", "model_store", "reports", "__pycache__")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_checkout_on_the_path() -> Iterator[None]:
+    """The processes started here run the installed package: a PYTHONPATH naming the
+    checkout (as a development shell sets it) would shadow it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("PYTHONPATH", raising=False)
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -154,5 +170,66 @@ def test_serves_predictions_and_metrics(
             cwd=tmp_path,
         )
         assert shown.returncode == 0 and "weights=" in shown.stdout, shown.stderr
+    finally:
+        assert server.stop() == 0, server.log()
+
+
+def documented_commands() -> list[list[str]]:
+    """The staging guide's `docker compose exec service ...` commands (its code blocks), as
+    argument lists."""
+    text = STAGING_GUIDE.read_text().replace("\\\n", " ")
+    found = re.findall(r"^ {4}docker compose exec service (.+)", text, re.MULTILINE)
+    return [shlex.split(line.split("#", 1)[0]) for line in found]
+
+
+def healthcheck() -> list[str]:
+    """The Dockerfile's HEALTHCHECK command."""
+    text = DOCKERFILE.read_text().replace("\\\n", " ")
+    command: list[str] = json.loads(re.search(r"HEALTHCHECK .*?CMD (\[.*\])", text)[1])  # type: ignore[index]
+    return command
+
+
+def test_every_command_the_image_documents_runs_in_the_serving_install(
+    serving_python: Path, store: Path, tmp_path: Path
+) -> None:
+    documented = documented_commands()
+    assert {tuple(c[:2]) for c in documented} == {("python", "-m"), ("perfserve", "rollout")}
+    port = free_port()
+    bin_folder = serving_python.parent
+    token = tmp_path / "admin-token"  # as compose mounts it: a secret file
+    token.write_text(ADMIN_TOKEN + "\n")
+    env = {**os.environ, "PATH": f"{bin_folder}:{os.environ['PATH']}"}
+    env.pop("PERFSERVE_ADMIN_TOKEN", None)
+    env["PERFSERVE_ADMIN_TOKEN_FILE"] = str(token)
+    env.update({"PERFSERVE_PORT": str(port), "PERFSERVE_SPLIT_FILE": str(tmp_path / "t.json")})
+    log = tmp_path / "serve.log"
+    with log.open("wb") as output:  # the image's CMD, with its store in the working folder
+        process = subprocess.Popen(
+            ["perfserve", "serve", "--store", str(store)],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+            env=env,
+        )
+    server = ServerProcess(f"http://127.0.0.1:{port}", process, log)
+    try:
+        wait_ready(server, timeout_s=120)
+        for command in [healthcheck(), *documented]:
+            command = [server.url if arg == "http://service:8000" else arg for arg in command]
+            if command[:2] == ["perfserve", "rollout"]:
+                # A short dry run: with no traffic its one step is inconclusive and pauses.
+                command += ["--steps", "50", "--window-seconds", "1", "--max-extensions", "0"]
+                command += ["--dry-run"]
+            if command[:3] == ["python", "-m", "perfserve.staging.traffic"]:
+                command += ["--url", server.url]
+            run = subprocess.run(
+                command, capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env
+            )
+            assert "Traceback" not in run.stderr, (command, run.stderr)
+            expected = (0, 3) if command[0] == "perfserve" else (0,)
+            assert run.returncode in expected, (command, run.stdout, run.stderr)
+            if command[0] == "perfserve":
+                assert "step 1" in run.stdout, run.stdout
+                httpx.post(f"{server.url}/rollout/abort", headers=ADMIN)
     finally:
         assert server.stop() == 0, server.log()

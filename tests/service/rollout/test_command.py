@@ -75,3 +75,19 @@ def test_a_token_file_others_can_read_is_warned_about(
         "rollout", *ANYWHERE, "--admin-token-file", str(token_file(tmp_path, 0o644))
     )
     assert "warning: the admin token file" in done.stderr and "mode 0644" in done.stderr
+
+
+@pytest.mark.integration
+def test_the_token_may_come_from_a_mounted_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("PERFSERVE_ADMIN_TOKEN", raising=False)
+    token = tmp_path / "token"
+    monkeypatch.setenv("PERFSERVE_ADMIN_TOKEN_FILE", str(token))
+    missing = run_perfserve("rollout", "--baseline", "a", "--candidate", "b")
+    assert missing.returncode == 2 and f"--admin-token-file {token}" in missing.stderr
+    token.write_text("a-token-from-a-secret\n")
+    unreachable = run_perfserve(
+        "rollout", "--url", "http://127.0.0.1:9", "--baseline", "a", "--candidate", "b"
+    )
+    assert unreachable.returncode == 2 and "cannot reach the service" in unreachable.stderr
