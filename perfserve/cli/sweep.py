@@ -109,6 +109,28 @@ def add_arguments(sweep: argparse.ArgumentParser) -> None:
         help="With --auto: bisect until the last good and first failing rates are this close "
         "(relative).",
     )
+    add_option(
+        sweep,
+        "--rounds",
+        type=int,
+        help="Rounds of the knee search on fresh steps, the variants taking turns step by "
+        "step; each knee's interval and each comparison come from them (default: 5 with the "
+        "search, 1 with --rates).",
+    )
+    add_option(
+        sweep,
+        "--warmup-seconds",
+        type=float,
+        help="Time at each step's rate before its measured windows, reported apart "
+        "(default: one window).",
+    )
+    add_option(
+        sweep,
+        "--fail-on-miss",
+        action="store_true",
+        help="Exit 1 when the SLO is missed at a rate given with --rates or no rate held, "
+        "3 when the run is not conclusive (see docs/KNEES.md).",
+    )
     add_option(sweep, "--rows-per-request", type=int, default=1, help="Rows in each request.")
     add_option(
         sweep,
@@ -206,6 +228,7 @@ def run(args: argparse.Namespace) -> int:
 
     from loadtests.report.outputs import write_outputs
     from loadtests.report.text import answers, knee_table
+    from loadtests.sweep.outcome import sweep_exit
     from loadtests.sweep.runner import run_sweep
 
     report = run_sweep(plan, lambda line: print(line, file=sys.stderr, flush=True))
@@ -213,7 +236,7 @@ def run(args: argparse.Namespace) -> int:
     print(knee_table(report))
     print(answers(document))
     print(f"report: {args.out / 'report.html'}")
-    return 0
+    return sweep_exit(document, _flag(args.fail_on_miss))
 
 
 def plan_from_args(args: argparse.Namespace) -> SweepPlan:
@@ -239,6 +262,10 @@ def plan_from_args(args: argparse.Namespace) -> SweepPlan:
         raise UsageError("--workers must be >= 0, --max-in-flight and --rows-per-request >= 1")
     if args.generators < 1:
         raise UsageError("--generators must be >= 1")
+    if args.rounds is not None and args.rounds < 1:
+        raise UsageError(f"--rounds {args.rounds}: must be at least 1")
+    if args.warmup_seconds is not None and args.warmup_seconds < 0:
+        raise UsageError(f"--warmup-seconds {args.warmup_seconds:g}: must be 0 or more")
     if args.engine == "native" and args.workers:
         raise UsageError("--workers is for --engine locust; the native engine takes --generators")
     window = args.window_seconds or max(1.0, args.step_seconds / 4)
@@ -247,6 +274,7 @@ def plan_from_args(args: argparse.Namespace) -> SweepPlan:
         step_seconds=args.step_seconds,
         window_seconds=window,
         max_step_seconds=args.max_step_seconds or 3 * args.step_seconds,
+        warmup_seconds=args.warmup_seconds,
         arrivals=args.arrivals,
     )
     soak_only = args.soak_rate is not None and not (args.rates or args.auto)
@@ -259,6 +287,7 @@ def plan_from_args(args: argparse.Namespace) -> SweepPlan:
         start_rate=args.start_rate,
         max_rate=args.max_rate,
         precision=args.precision,
+        rounds=args.rounds or (1 if args.rates else 5),
         rows_per_request=args.rows_per_request,
         sweep=not soak_only,
         stress=args.stress,
