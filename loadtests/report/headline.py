@@ -25,8 +25,10 @@ def headline(document: dict[str, Any]) -> list[str]:
         return [
             f"This run is not conclusive: {document['inconclusive_reason']}. It gives no "
             "knee as an answer: repeat it on a quieter machine, or with more rounds "
-            "(--rounds), before reading a capacity from it.",
+            "(--rounds), before reading a capacity from it. Its comparisons stand: the "
+            "variants took turns step by step, so the drift hit each alike.",
             *_comparisons(document.get("comparisons", [])),
+            *filter(None, [http_path_note(variants)]),
         ]
     lines = _comparisons(document.get("comparisons", []))
     lines += [answer(name, target, slo) for name, target in variants.items()]

@@ -183,14 +183,17 @@ def _figures(summary: dict[str, Any], plots: Mapping[str, Path]) -> list[str]:
     captions = {
         "latency": (
             "Latency against load",
-            f"Percentiles per step against the rate achieved, all variants on one scale. "
-            f"The red line is the SLO (p99 ≤ {slo:g} ms); the green line marks the knee. "
-            "Grey crosses are generator-bound steps, which measure the generator.",
+            "Percentiles against the rate offered, all variants on one scale; a rate "
+            "measured in several rounds (or retried) is the median of its steps. "
+            f"The red line is the SLO (p99 ≤ {slo:g} ms); the green line marks the knee, "
+            "the green band its interval over the rounds. Grey crosses are generator-bound "
+            "steps, which measure the generator.",
         ),
         "throughput": (
             "Throughput and what went wrong",
-            "Top: the share of its target rate each step achieved (green: the step held; "
-            "the dashed line is the 95% a step must reach). Bottom: per step, the share of "
+            "Top: per rate offered, the share of it achieved, the median of its steps (green: "
+            "every step at that rate held, orange: some did, red: none; the dashed line is "
+            "the 95% a step must reach). Bottom: per rate, the median share of "
             "requests slower than the SLO or failed, shed by the server, errors, arrivals "
             "that waited for a connection (every one busy: the server's doing), sends late "
             "by the generator's own doing and arrivals it dropped: which side gave way first.",

@@ -6,8 +6,9 @@
   over its interval, shaded; a rate measured more than once (a retry, another round)
   is one point, the median of its steps, so the line runs left to right without folding
   back; generator-bound steps only as grey crosses, since they measure the generator;
-- throughput.png: per step, how far short of its target it fell and what went wrong
-  (slower than the SLO, shed, errors, late and dropped sends, as shares of its requests);
+- throughput.png: per rate offered (the median of its steps), how far short of its target
+  it fell and what went wrong (slower than the SLO, shed, errors, late and dropped sends,
+  as shares of its requests), and how many of its steps held;
 - queueing.png: measured batch-queue delay against runner utilization, with the M/D/c
   model's prediction only where the model applies (`queue_model_applies`); a point's
   rate is written beside it unless an earlier label sits too close;
@@ -97,7 +98,7 @@ def _latency(targets: list[TargetReport], slo: float) -> Figure:
         getattr(s.client, field)
         for t in targets for s in t.steps for field, _ in PERCENTILE_FIELDS
     ]  # fmt: skip
-    known = [v for v in values if not math.isnan(v) and v > 0] or [slo]
+    known = [v for v in values if math.isfinite(v) and v > 0] or [slo]
     low, high = min(known), max(*known, slo)
     for ax, target in zip(axes[0], targets, strict=True):
         by_rate = _by_rate(_server_bound(target))
@@ -187,33 +188,54 @@ def _mark_knee(ax: Axes, target: TargetReport) -> None:
 
 
 def _throughput(targets: list[TargetReport]) -> Figure:
+    """One bar per rate offered: the median over the steps at that rate (rounds, retries),
+    labelled with how many of them held."""
     figure, axes = _panels(len(targets), rows=2, sharey=True)
     for column, target in enumerate(targets):
-        steps = sorted(target.steps, key=lambda s: s.target_qps)
-        x = np.arange(len(steps))
-        labels = [f"{s.target_qps:,.0f}\n{s.verdict}" for s in steps]
+        by_rate = _by_rate(target.steps)
+        rates = sorted(by_rate)
+        x = np.arange(len(rates))
+        labels = [f"{r:,.0f}\n{_held(by_rate[r])}" for r in rates]
         top, bottom = axes[0][column], axes[1][column]
-        delivered = [100 * s.client.achieved_qps / s.target_qps for s in steps]
-        colors = ["C2" if s.holds else "C3" for s in steps]
-        top.bar(x, delivered, color=colors, width=0.5)
+        delivered = [
+            float(np.median([100 * s.client.achieved_qps / s.target_qps for s in by_rate[r]]))
+            for r in rates
+        ]
+        top.bar(x, delivered, color=[_held_colour(by_rate[r]) for r in rates], width=0.5)
         top.axhline(100 * (1 - RATE_TOLERANCE), color="grey", linestyle="--", linewidth=1)
         top.set(title=f"{target.target}: achieved ÷ target", xticks=x, ylim=(0, 110))
-        top.set_xlim(-0.6, max(len(steps), 3) - 0.4)
+        top.set_xlim(-0.6, max(len(rates), 3) - 0.4)
         _step_labels(top, labels)
         top.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}%"))
         width = 0.8 / len(PROBLEMS)
         for index, (label, color) in enumerate(PROBLEMS):
-            shares = [100 * _problem_shares(s)[index] for s in steps]
+            shares = [
+                100 * float(np.median([_problem_shares(s)[index] for s in by_rate[r]]))
+                for r in rates
+            ]
             offset = (index - (len(PROBLEMS) - 1) / 2) * width
             bottom.bar(x + offset, shares, width, color=color, label=label)
         bottom.set(title=f"{target.target}: what went wrong", xticks=x)
-        bottom.set_xlim(-0.6, max(len(steps), 3) - 0.4)
+        bottom.set_xlim(-0.6, max(len(rates), 3) - 0.4)
         _step_labels(bottom, labels)
         bottom.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}%"))
-    axes[0][0].set_ylabel("achieved ÷ target rate (green: holds)")
-    axes[1][0].set_ylabel("share of the step's requests")
+    axes[0][0].set_ylabel("achieved ÷ target rate (median of its steps)")
+    axes[1][0].set_ylabel("share of the step's requests (median)")
     _shared_legend(figure, list(axes[1]))
     return figure
+
+
+def _held(steps: list[StepResult]) -> str:
+    """`holds`, or the verdict, for a rate measured once; `2/5 held` for several."""
+    if len(steps) == 1:
+        return steps[0].verdict
+    return f"{sum(s.holds for s in steps)}/{len(steps)} held"
+
+
+def _held_colour(steps: list[StepResult]) -> str:
+    """Green when every step at the rate held, red when none did, orange in between."""
+    held = sum(s.holds for s in steps)
+    return "C2" if held == len(steps) else "C3" if held == 0 else "C1"
 
 
 def _step_labels(ax: Axes, labels: list[str]) -> None:

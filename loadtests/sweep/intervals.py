@@ -218,5 +218,5 @@ def inconclusive_reason(
     named = ", ".join(f"{name} {width:.0%}" for name, width in narrow.items())
     return (
         f"the server's core ran at {slowest_share:.2f} to 1.00 of its fastest speed in this "
-        f"run, a move of {moved:.0%}, wider than the knee's interval ({named})"
+        f"run, a move of {moved:.0%}, more than the width of the knees' intervals ({named})"
     )

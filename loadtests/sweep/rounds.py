@@ -6,8 +6,9 @@ and within a round the targets take turns, one step each (A, B, C, A, B, C ...):
 first round's doubling offers every target the same rates in the same minutes, and
 drift hits each alike. The first round searches from the start rate; each later round
 starts at the knee the previous one found and walks from it in steps of the precision
-until it is bracketed (two steps when it has not moved), bisecting if it moved further. loadtests/sweep/intervals.py turns the rounds' knees
-into each knee's interval and each pair's comparison.
+until it is bracketed (two steps when it has not moved), bisecting if it moved further.
+loadtests/sweep/intervals.py turns the rounds' knees into each knee's interval and each
+pair's comparison.
 """
 
 from __future__ import annotations

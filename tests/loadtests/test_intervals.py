@@ -109,7 +109,7 @@ def test_a_core_that_moved_more_than_the_knees_interval_makes_the_run_inconclusi
     reason = inconclusive_reason(0.62, narrow)
     assert reason is not None
     assert "0.62 to 1.00 of its fastest speed" in reason and "a move of 38%" in reason
-    assert "onnx_int8 5%" in reason
+    assert "(onnx_int8 5%)" in reason
     # A move within the reading's own noise, or within the interval, is not.
     assert inconclusive_reason(0.93, narrow) is None
     wide = {"onnx_int8": knee_interval([slo(6_000, 7_000), slo(10_500, 11_000)])}
