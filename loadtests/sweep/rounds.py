@@ -66,5 +66,8 @@ def run_rounds(
         for target in targets:
             steps = sequences[target].steps
             found[target].append(steps)
-            previous[target] = knee_of(steps).qps or previous[target]
+            # The next round starts at the rate offered at this knee (not the rate
+            # achieved there), so the targets' rates stay on the same ladder.
+            knee = knee_of(steps)
+            previous[target] = knee.step.target_qps if knee.step else previous[target]
     return found
