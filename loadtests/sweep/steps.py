@@ -100,8 +100,8 @@ class StepRunner:
         drain: bool = True,
         warmup: bool = True,
     ) -> StepResult:
-        """One step at `rate`; `warmup=False` keeps the first window in the measurement
-        (to watch a transition, such as recovery, from its very start)."""
+        """One step at `rate`; `warmup=False` opens no connections ahead and measures from
+        the first window (to watch a transition, such as recovery, from its very start)."""
         s = self.settings
         window_s = window_s or s.window_seconds
         first = warmup_windows(s.warmup_seconds, window_s) if warmup else 0

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from loadtests import SPLIT
-from loadtests.argtypes import cpu_list, positive_float, rate_list
+from loadtests.argtypes import cpu_list, positive_float, positive_int, rate_list
 from loadtests.arrivals import ARRIVAL_PROCESSES
 from loadtests.engines.base import ENGINES
 from loadtests.loadgen_metrics import DEFAULT_PORT
@@ -112,7 +112,7 @@ def add_arguments(sweep: argparse.ArgumentParser) -> None:
     add_option(
         sweep,
         "--rounds",
-        type=int,
+        type=positive_int,
         help="Rounds of the knee search on fresh steps, the variants taking turns step by "
         "step; each knee's interval and each comparison come from them (default: 5 with the "
         "search, 1 with --rates).",
@@ -262,8 +262,6 @@ def plan_from_args(args: argparse.Namespace) -> SweepPlan:
         raise UsageError("--workers must be >= 0, --max-in-flight and --rows-per-request >= 1")
     if args.generators < 1:
         raise UsageError("--generators must be >= 1")
-    if args.rounds is not None and args.rounds < 1:
-        raise UsageError(f"--rounds {args.rounds}: must be at least 1")
     if args.warmup_seconds is not None and args.warmup_seconds < 0:
         raise UsageError(f"--warmup-seconds {args.warmup_seconds:g}: must be 0 or more")
     if args.engine == "native" and args.workers:
