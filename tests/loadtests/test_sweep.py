@@ -191,7 +191,7 @@ def test_variants_take_turns_at_the_same_rates_and_are_compared(
     server: ServerProcess, store: Path, tmp_path: Path
 ) -> None:
     summary = sweep(
-        server.url, store, tmp_path, "--variant", "onnx_int8", "onnx_fp32", "--rates",
+        server.url, store, tmp_path, "--variants", "onnx_int8", "onnx_fp32", "--rates",
         "100,200", "--rounds", "2", "--step-seconds", "2", "--window-seconds", "0.5",
         "--max-step-seconds", "4", "--slo-p99-ms", "500",
     )  # fmt: skip
@@ -222,7 +222,7 @@ def test_fail_on_miss_exits_1_when_the_asked_rate_misses_the_slo(
     with running_server(store, options=options) as slow:
         done = run_perfserve(
             "sweep", "--url", slow.url, "--store", str(store), "--out", str(tmp_path),
-            "--metrics-port", "0", "--variant", "onnx_int8", "--rates", "50",
+            "--metrics-port", "0", "--variants", "onnx_int8", "--rates", "50",
             "--step-seconds", "2", "--window-seconds", "0.5", "--max-step-seconds", "3",
             "--slo-p99-ms", "5", "--fail-on-miss",
         )  # fmt: skip

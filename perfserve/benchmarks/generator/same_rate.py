@@ -83,7 +83,7 @@ def sweep_step(url: str, store: Path, variant: str, rate: float, seconds: float,
     measured = seconds - warm
     with tempfile.TemporaryDirectory() as out:
         command = [sys.executable, "-m", "perfserve", "sweep", "--url", url, "--store", str(store)]
-        command += ["--variant", variant, "--rates", str(rate), "--out", out, "--rounds", "1"]
+        command += ["--variants", variant, "--rates", str(rate), "--out", out, "--rounds", "1"]
         command += ["--arrivals", "constant", "--metrics-port", "0", "--generator-cpus", cpu]
         command += ["--step-seconds", str(measured), "--max-step-seconds", str(measured)]
         command += ["--window-seconds", str(measured / WINDOWS), "--warmup-seconds", str(warm)]
