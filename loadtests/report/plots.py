@@ -195,7 +195,8 @@ def _throughput(targets: list[TargetReport]) -> Figure:
         by_rate = _by_rate(target.steps)
         rates = sorted(by_rate)
         x = np.arange(len(rates))
-        labels = [f"{r:,.0f}\n{_held(by_rate[r])}" for r in rates]
+        crowded = len(rates) > CROWDED_STEPS  # the colour then says what held
+        labels = [f"{r:,.0f}" if crowded else f"{r:,.0f}\n{_held(by_rate[r])}" for r in rates]
         top, bottom = axes[0][column], axes[1][column]
         delivered = [
             float(np.median([100 * s.client.achieved_qps / s.target_qps for s in by_rate[r]]))

@@ -26,7 +26,7 @@ from service.store import StoreError, load_manifest
 DEMO_STEPS = StepSettings(
     slo_p99_ms=SLO_P99_MS, step_seconds=3.0, window_seconds=1.0, max_step_seconds=9.0
 )
-START_RATE, MAX_RATE, PRECISION, ROUNDS = 1000.0, 32_000.0, 0.15, 5
+START_RATE, MAX_RATE, PRECISION, ROUNDS = 2000.0, 32_000.0, 0.15, 5
 
 
 def run_demo(store: Path, out: Path) -> int:
