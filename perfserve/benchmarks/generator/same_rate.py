@@ -17,6 +17,7 @@ generator's doing, arrivals that waited for a connection (the server's), dropped
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import subprocess
 import sys
@@ -52,17 +53,16 @@ class SameRate:
             max(self.sweep_p99_ms, self.openloop_p99_ms),
             min(self.sweep_p99_ms, self.openloop_p99_ms),
         )
-        return high <= max(AGREE_RATIO * low, low + AGREE_MS)
+        return high <= max(AGREE_RATIO * low, low + AGREE_MS)  # False when either is NaN
 
     def line(self) -> str:
         step = self.sweep
         verdict = "agree" if self.agrees else f"differ ({self.behind()})"
         return (
-            f"  {self.rate:,.0f}/s round {self.round}: sweep p99 {self.sweep_p99_ms:.2f} ms "
-            f"(warm-up p99 {step['warmup_p99_ms'] or float('nan'):.2f} ms; late "
-            f"{step['late']}, waited for a connection {step['blocked']}, dropped "
-            f"{step['dropped']}), openloop p99 {self.openloop_p99_ms:.2f} ms (late "
-            f"{self.openloop_late_share:.2%}): {verdict}"
+            f"  {self.rate:,.0f}/s round {self.round}: sweep p99 {_ms(self.sweep_p99_ms)} "
+            f"(warm-up p99 {_ms(step['warmup_p99_ms'])}; late {step['late']}, waited for a "
+            f"connection {step['blocked']}, dropped {step['dropped']}), openloop p99 "
+            f"{_ms(self.openloop_p99_ms)} (late {self.openloop_late_share:.2%}): {verdict}"
         )
 
     def behind(self) -> str:
@@ -139,11 +139,24 @@ def render(results: list[SameRate], variant: str, seconds: float) -> str:
     ]
     for rate in dict.fromkeys(r.rate for r in results):
         at = [r for r in results if r.rate == rate]
-        ours = statistics.median(r.sweep_p99_ms for r in at)
-        theirs = statistics.median(r.openloop_p99_ms for r in at)
+        ours = _median([r.sweep_p99_ms for r in at])
+        theirs = _median([r.openloop_p99_ms for r in at])
         agreed = sum(r.agrees for r in at)
+        ratio = "-" if math.isnan(ours / theirs) else f"{ours / theirs:.2f}"
         lines.append(
-            f"  {rate:,.0f}/s medians of {len(at)}: sweep p99 {ours:.2f} ms, openloop "
-            f"{theirs:.2f} ms, ratio {ours / theirs:.2f}; agreed in {agreed} of {len(at)}"
+            f"  {rate:,.0f}/s medians of {len(at)}: sweep p99 {_ms(ours)}, openloop "
+            f"{_ms(theirs)}, ratio {ratio}; agreed in {agreed} of {len(at)}"
         )
     return "\n".join(lines)
+
+
+def _median(values: list[float]) -> float:
+    """The median of the p99s measured (a step with no answer in its measured windows has
+    none); NaN when none was."""
+    known = [v for v in values if not math.isnan(v)]
+    return statistics.median(known) if known else math.nan
+
+
+def _ms(value: float | None) -> str:
+    """`2.50 ms`, or `none` for a p99 that was not measured."""
+    return "none" if value is None or math.isnan(value) else f"{value:.2f} ms"

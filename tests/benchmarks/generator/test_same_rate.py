@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -44,4 +45,18 @@ def test_the_summary_gives_medians_per_rate_and_how_often_they_agreed() -> None:
     last = render(results, "onnx_int8", 16).splitlines()[-1]
     assert last == (
         "  1,000/s medians of 3: sweep p99 1.40 ms, openloop 1.10 ms, ratio 1.27; agreed in 2 of 3"
+    )
+
+
+def test_a_step_with_no_measured_answer_shows_none_and_is_left_out_of_the_median() -> None:
+    results = [
+        SameRate(8000, 1, math.nan, 12.0, sweep_step(warmup_p99_ms=None), 0.1),
+        SameRate(8000, 2, 30.0, 10.0, sweep_step(), 0.0),
+    ]
+    assert not results[0].agrees
+    assert "sweep p99 none (warm-up p99 none;" in results[0].line()
+    assert (
+        render(results, "onnx_int8", 8)
+        .splitlines()[-1]
+        .startswith("  8,000/s medians of 2: sweep p99 30.00 ms, openloop 11.00 ms, ratio 2.73")
     )
