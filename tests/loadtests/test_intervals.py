@@ -16,7 +16,8 @@ from loadtests.sweep.intervals import (
     knee_interval,
 )
 from loadtests.sweep.knee import Knee
-from loadtests.sweep.outcome import Exit, sweep_exit
+from perfserve.cli.exit_codes import ExitCode as Exit
+from perfserve.cli.sweep import sweep_exit
 
 
 def slo(qps: float, ceiling: float) -> Knee:
