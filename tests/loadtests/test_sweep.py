@@ -218,14 +218,16 @@ def _id(step: dict[str, Any]) -> int:
 def test_fail_on_miss_exits_1_when_the_asked_rate_misses_the_slo(
     store: Path, tmp_path: Path
 ) -> None:
+    # 8 ms a call, one at a time, 150 calls a second asked: the server is saturated and
+    # misses by its own measure, however busy the machine keeps the generator.
     options = [*SLOW, "--allow-faults", "--inject", "onnx_int8:latency-ms=8"]
     with running_server(store, options=options) as slow:
         done = run_perfserve(
             "sweep", "--url", slow.url, "--store", str(store), "--out", str(tmp_path),
-            "--metrics-port", "0", "--variants", "onnx_int8", "--rates", "50",
+            "--metrics-port", "0", "--variants", "onnx_int8", "--rates", "150",
             "--step-seconds", "2", "--window-seconds", "0.5", "--max-step-seconds", "3",
             "--slo-p99-ms", "5", "--fail-on-miss",
         )  # fmt: skip
     assert done.returncode == 1, done.stdout + done.stderr
     step = json.loads((tmp_path / "summary.json").read_text())["variants"]["onnx_int8"]["steps"][0]
-    assert step["verdict"] == "misses-slo"
+    assert step["verdict"] in ("misses-slo", "server-saturated")
