@@ -22,6 +22,9 @@ EngineName = Literal["native", "locust"]
 ENGINES: tuple[EngineName, ...] = ("native", "locust")
 START_DELAY_S = 0.2
 """A plan starts this long after it is sent, so every generator starts its clock together."""
+WARM_CONNECTIONS = 64
+"""Connections a step opens before its first arrival, across its generators: as many as
+an independent open-loop client opens up front (wrk's and openloop's 64)."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,11 @@ class Engine(Protocol):
 
     def setup(self, bodies: list[bytes], rows_per_request: int, target: str) -> None:
         """The request bodies and the target (a variant, or the live split) from now on."""
+        ...
+
+    def warm(self) -> None:
+        """Open `WARM_CONNECTIONS` keep-alive connections (at most the pool's size) before
+        the next step's first arrival, so the server accepts them before it is measured."""
         ...
 
     def start_step(self, step: int, rate: float, process: ArrivalProcess, window_s: float) -> float:

@@ -69,6 +69,10 @@ class Driver:
         data = {"bodies": bodies, "rows_per_request": rows_per_request, "target": target}
         self._send(SETUP, data)
 
+    def warm(self) -> None:
+        """Locust's users hold their own connections, opened when their first task runs:
+        nothing to open ahead (its warm-up windows still come first)."""
+
     def start_step(self, step: int, rate: float, process: ArrivalProcess, window_s: float) -> float:
         start = time.time() + START_DELAY_S
         plan = Plan(step, rate, process, start, window_s, self.generators, seed=step)

@@ -24,7 +24,7 @@ from typing import Any
 import psutil
 
 from loadtests.arrivals import ArrivalProcess
-from loadtests.engines.base import START_DELAY_S, Plan
+from loadtests.engines.base import START_DELAY_S, WARM_CONNECTIONS, Plan
 from loadtests.loadgen_metrics import LoadgenMetrics
 from loadtests.recorder import Recorder, windows_from_wire
 from perfserve_common.processes import wait_or_kill
@@ -74,6 +74,11 @@ class NativeEngine:
         data = {"bodies": bodies, "rows_per_request": rows_per_request, "target": target}
         for link in self._links:
             link.send(("setup", data))
+
+    def warm(self) -> None:
+        each = -(-WARM_CONNECTIONS // self.generators)
+        for link in self._links:
+            link.send(("warm", each))
 
     def start_step(self, step: int, rate: float, process: ArrivalProcess, window_s: float) -> float:
         start = time.time() + START_DELAY_S

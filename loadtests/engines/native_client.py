@@ -136,6 +136,12 @@ class Pool:
         self.waiting.append(request)
         return False
 
+    def warm(self, connections: int) -> None:
+        """Open idle connections until `connections` (at most `max_connections`) are open
+        or opening: a burst then finds them ready instead of waiting for a handshake."""
+        while self.open < min(connections, self.max_connections):
+            self._open(None)
+
     def drop_waiting(self) -> list[Request]:
         dropped = list(self.waiting)
         self.waiting.clear()
@@ -146,10 +152,11 @@ class Pool:
             if connection.transport is not None:
                 connection.transport.close()
 
-    def _open(self, request: Request) -> None:
+    def _open(self, request: Request | None) -> None:
         connection = Connection(self)
         self.open += 1
-        self._pending[connection] = request
+        if request is not None:
+            self._pending[connection] = request
         loop = asyncio.get_running_loop()
         task = loop.create_task(loop.create_connection(lambda: connection, self.host, self.port))
         task.add_done_callback(lambda t: self._failed_to_open(connection, t))

@@ -4,7 +4,7 @@ Started by the native engine's controller (loadtests/engines/native.py) as
 `python -m loadtests.engines.native_generator FD URL MAX_IN_FLIGHT [CPU]`, one per core.
 It runs a uvloop event loop with three sources of work: the arrival timer (a timerfd
 armed at the next scheduled send, see timer.py), the connections' answers, and the
-controller's commands on the socket FD (setup, plan, stop, flush, quit). Every answer
+controller's commands on the socket FD (setup, warm, plan, stop, flush, quit). Every answer
 is recorded into the window of its scheduled time (latency from schedule, from send,
 and outside the server), sends and late sends into the window of their send; on each
 flush the new windows go back to the controller in the recorder's wire form.
@@ -167,6 +167,9 @@ class Generator:
         self.next_due = next(self.schedule)
         self.plan = plan
         self.timer.arm(self.next_due)
+
+    def _warm(self, connections: int) -> None:
+        self.pool.warm(connections)
 
     def _stop(self, _: object) -> None:
         """Send what fell due before the stop, then drop the arrivals still waiting for a

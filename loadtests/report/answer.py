@@ -17,6 +17,8 @@ from loadtests.scenarios.pacing import LATE_TOLERANCE_S
 from loadtests.sweep.conditions import placement
 from loadtests.sweep.steps import GENERATOR_CPU_LIMIT
 
+DASH = "\N{EN DASH}"
+"""Between the two ends of a range, as typeset (9,600 to 11,200 with it in between)."""
 BOUND_REASONS = {
     "generator": "the next rate was limited by the load generator, not the server",
     "unstable": "the next rate gave no settled answer",
@@ -42,6 +44,19 @@ def knee_text(qps: float | None, is_lower_bound: bool) -> str:
     return f"{'≥ ' if is_lower_bound else ''}{qps:,.0f}"
 
 
+def interval_text(target: dict[str, Any]) -> str:
+    """` (9,600 to 11,200, 3 rounds)`, with an en dash: the knee's interval from
+    summary.json's fields; empty for a summary written before knees had one."""
+    rounds = target.get("knee_rounds") or 0
+    if not rounds or target.get("knee_qps") is None:
+        return ""
+    low, high = target["knee_low_qps"] or 0, target["knee_high_qps"]
+    if target.get("knee_method") == "bracket":
+        return " (one round)" if high is None else f" (one round; below {high:,.0f})"
+    span = f"{low:,.0f} and up" if high is None else f"{low:,.0f}{DASH}{high:,.0f}"
+    return f" ({span}, {rounds} rounds)"
+
+
 def answer(name: str, target: dict[str, Any], slo_ms: float) -> str:
     """One sentence per target from its summary.json entry: how much it holds, and why
     the number is a bound when it is one."""
@@ -56,10 +71,14 @@ def answer(name: str, target: dict[str, Any], slo_ms: float) -> str:
             f"{subject} held none of the rates tried at p99 ≤ {slo_ms:g} ms: the lowest, "
             f"{lowest['target_qps']:,.0f}/s, {_failure(lowest)}."
         )
-    held = f"{subject} holds {knee_text(knee, target['knee_is_lower_bound'])} req/s"
+    held = (
+        f"{subject} holds {knee_text(knee, target['knee_is_lower_bound'])} req/s"
+        f"{interval_text(target)}"
+    )
     sentence = f"{held} at p99 ≤ {slo_ms:g} ms on one replica"
     # A rate measured again counts by its last step, as in the knee (loadtests/sweep/
     # knee.py): a retried rate that then held is not the rate that failed.
+    steps = [s for s in steps if s.get("round", 1) == _median_round(target)]
     latest = {s["target_qps"]: s for s in steps}.values()
     above = [s for s in latest if s["target_qps"] > knee and s["verdict"] != "holds"]
     failed = min(above, key=lambda s: s["target_qps"], default=None)
@@ -70,6 +89,12 @@ def answer(name: str, target: dict[str, Any], slo_ms: float) -> str:
     if failed:
         return f"{sentence}; at {failed['target_qps']:,.0f}/s it {_failure(failed)}{_slow(failed)}."
     return f"{sentence}."
+
+
+def _median_round(target: dict[str, Any]) -> int:
+    """The round the reported knee came from (1-based): the one whose knee it is."""
+    knees = target.get("round_knees_qps") or [target["knee_qps"]]
+    return knees.index(target["knee_qps"]) + 1 if target["knee_qps"] in knees else 1
 
 
 def _slow(step: dict[str, Any]) -> str:

@@ -17,7 +17,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from loadtests.report.answer import answer, conditions_sentence, knee_text, queue_model_applies
+from loadtests.report.answer import (
+    DASH,
+    answer,
+    conditions_sentence,
+    knee_text,
+    queue_model_applies,
+)
+from loadtests.report.headline import headline
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1300px;
@@ -46,6 +53,8 @@ VERDICT_COLUMNS = (
      "generator-bound (the load generator, not the server, fell behind), unstable (never "
      "settled), too-few-answers (under 460 answers, too few for a p99)"),
     ("phase", "phase", "text", "sweep, or stress / recovery / soak when those ran"),
+    ("round", "round", "count", "which round of the knee search measured the step; the "
+     "variants take turns step by step within a round"),
     ("target_qps", "target /s", "rate", "the rate the generator was asked to offer"),
     ("achieved_qps", "achieved /s", "rate", "answers per second over the measured windows "
      "(the first window is warm-up and left out)"),
@@ -72,6 +81,11 @@ SERVER_COLUMNS = (
     ("outside_p50_ms", "client - server p50 ms", "ms", "median of each answer's latency "
      "minus the server's own time for it (its Server-Timing header): the wire, both HTTP "
      "stacks and the generator"),
+    ("warmup_s", "warm-up s", "ratio", "seconds at the step's rate before its measured "
+     "windows (connections opened before the first arrival), left out of every figure "
+     "but the counts"),
+    ("warmup_p99_ms", "warm-up p99 ms", "ms", "p99 during the warm-up, from scheduled "
+     "send time: how far the step's start sat from its steady state"),
     ("server_queue_ms", "queue ms", "ms", "mean wait in the server before the model ran, ms"),
     ("predicted_queue_ms", "M/D/c queue ms", "ms", "that wait as the M/D/c queueing model "
      "predicts it from utilization and time per batch (meaningful once the runner is busy)"),
@@ -97,7 +111,18 @@ KNEE_NOTE = (
     "missing the SLO, so the server may hold more. Limited by: <b>slo</b>, the next rate "
     "missed the SLO or saturated the server (the knee is the server's); <b>generator</b>, "
     "the next rate was generator-bound twice (add generator processes or cores); <b>unstable</b>, "
-    "the next rate gave no settled answer twice; <b>max-rate</b>, every rate tried held."
+    "the next rate gave no settled answer twice; <b>max-rate</b>, every rate tried held. "
+    "The search runs in rounds of fresh steps, the variants taking turns step by step; the "
+    "knee is the median round's, and its interval the range of the rounds' knees (with 3 "
+    "rounds, a 75% interval for the median knee whatever the knees' spread; with 5, 94%)."
+)
+COMPARISON_NOTE = (
+    "Each pair's difference is the candidate's knee over the baseline's, minus 1, averaged "
+    "over the rounds in log terms (both were measured in the same minutes, so the "
+    "machine's drift cancels), with a 95% Student t interval widened by how finely the "
+    "bisection pins each knee down. A verdict needs the whole interval on one side of "
+    "zero and at least two rounds; otherwise the two hold the same load within the run's "
+    "resolution and are not ranked."
 )
 
 
@@ -110,14 +135,16 @@ def write_html(summary: dict[str, Any], plots: Mapping[str, Path], path: Path) -
         f"<title>perfserve sweep: load per replica at p99 ≤ {slo:g} ms</title>"
         f"<style>{STYLE}</style></head><body>",
         f"<h1>How much load does one replica hold at p99 ≤ {slo:g} ms?</h1>",
-        *(f"<p class='answer'>{html.escape(answer(n, t, slo))}</p>" for n, t in variants.items()),
+        *(f"<p class='answer'>{html.escape(line)}</p>" for line in headline(summary)),
         "<p class='conditions'>"
         + html.escape(conditions_sentence(summary["conditions"], summary["settings"]))
         + " Latency is timed from each request's scheduled send time (open-loop arrivals), "
         "so waiting in front of a stalled server counts.</p>",
         "<h2>Knee per variant</h2>",
+        *_unsupported(summary),
         _knee_table(variants),
         f"<p class='note'>{KNEE_NOTE}</p>",
+        *_comparison_section(summary.get("comparisons", [])),
         *_figures(summary, plots),
     ]
     for target, rows in variants.items():
@@ -156,14 +183,17 @@ def _figures(summary: dict[str, Any], plots: Mapping[str, Path]) -> list[str]:
     captions = {
         "latency": (
             "Latency against load",
-            f"Percentiles per step against the rate achieved, all variants on one scale. "
-            f"The red line is the SLO (p99 ≤ {slo:g} ms); the green line marks the knee. "
-            "Grey crosses are generator-bound steps, which measure the generator.",
+            "Percentiles against the rate offered, all variants on one scale; a rate "
+            "measured in several rounds (or retried) is the median of its steps. "
+            f"The red line is the SLO (p99 ≤ {slo:g} ms); the green line marks the knee, "
+            "the green band its interval over the rounds. Grey crosses are generator-bound "
+            "steps, which measure the generator.",
         ),
         "throughput": (
             "Throughput and what went wrong",
-            "Top: the share of its target rate each step achieved (green: the step held; "
-            "the dashed line is the 95% a step must reach). Bottom: per step, the share of "
+            "Top: per rate offered, the share of it achieved, the median of its steps (green: "
+            "every step at that rate held, orange: some did, red: none; the dashed line is "
+            "the 95% a step must reach). Bottom: per rate, the median share of "
             "requests slower than the SLO or failed, shed by the server, errors, arrivals "
             "that waited for a connection (every one busy: the server's doing), sends late "
             "by the generator's own doing and arrivals it dropped: which side gave way first.",
@@ -212,23 +242,66 @@ def _knee_table(variants: dict[str, Any]) -> str:
     rows = []
     for name, t in variants.items():
         knee = knee_text(t["knee_qps"], t["knee_is_lower_bound"])
-        at = [s for s in t["steps"] if t["knee_qps"] and s["target_qps"] >= t["knee_qps"]]
-        # A rate tried twice (a step that did not settle is retried) shows the step that held.
-        step: dict[str, Any] = min(
-            at, key=lambda s: (s["target_qps"], s.get("verdict") != "holds"), default={}
-        )
         rows.append(
             f"<tr><td class='text'>{html.escape(name)}</td><td><b>{knee}</b></td>"
+            f"<td>{_interval(t)}</td><td>{t.get('knee_rounds', 1)}</td>"
             f"<td class='text'>{_knee_kind(t)}</td>"
             f"<td class='text'>{t['knee_limited_by']}</td>"
-            f"<td>{_cell(step.get('p50_ms'), 'ms')}</td><td>{_cell(step.get('p99_ms'), 'ms')}</td>"
+            f"<td>{_cell(t.get('knee_p50_ms'), 'ms')}</td>"
+            f"<td>{_cell(t.get('knee_p99_ms'), 'ms')}</td>"
             f"<td>{len(t['steps'])}</td></tr>"
         )
     return (
-        "<table><tr><th class='text'>variant</th><th>knee, req/s</th><th class='text'>"
-        "knee is</th><th class='text'>limited by</th><th>p50 at knee, ms</th>"
+        "<table><tr><th class='text'>variant</th><th>knee, req/s</th><th>interval, req/s</th>"
+        "<th>rounds</th><th class='text'>knee is</th><th class='text'>limited by</th>"
+        "<th>p50 at knee, ms</th>"
         "<th>p99 at knee, ms</th><th>steps</th></tr>" + "".join(rows) + "</table>"
     )
+
+
+def _unsupported(summary: dict[str, Any]) -> list[str]:
+    """For a run that is not conclusive: what each variant measured, said as such."""
+    if summary.get("conclusive", True):
+        return []
+    slo = summary["slo_p99_ms"]
+    lines = [html.escape(answer(n, t, slo)) for n, t in summary["variants"].items()]
+    return [
+        "<p class='note'><b>Not conclusive:</b> what was measured, which this run's machine "
+        "cannot support as an answer:</p><ul class='note'>"
+        + "".join(f"<li>{line}</li>" for line in lines)
+        + "</ul>"
+    ]
+
+
+def _comparison_section(comparisons: list[dict[str, Any]]) -> list[str]:
+    if not comparisons:
+        return []
+    rows = "".join(
+        f"<tr><td class='text'>{html.escape(c['baseline'])}</td>"
+        f"<td class='text'>{html.escape(c['candidate'])}</td>"
+        f"<td>{_signed(c['difference'])}</td>"
+        f"<td>{_signed(c['ci_low'])} {DASH} {_signed(c['ci_high'])}</td>"
+        f"<td class='text'><b>{html.escape(str(c['verdict']))}</b></td><td>{c['rounds']}</td></tr>"
+        for c in comparisons
+    )
+    return [
+        "<h2>Variants compared under load</h2>",
+        "<table><tr><th class='text'>baseline</th><th class='text'>candidate</th>"
+        "<th>knee difference</th><th>95% interval</th><th class='text'>verdict</th>"
+        f"<th>rounds</th></tr>{rows}</table>",
+        f"<p class='note'>{COMPARISON_NOTE}</p>",
+    ]
+
+
+def _signed(value: float | None) -> str:
+    return "unbounded" if value is None else f"{100 * value:+.1f}%"
+
+
+def _interval(target: dict[str, Any]) -> str:
+    if target["knee_qps"] is None or not target.get("knee_rounds"):
+        return "-"
+    low, high = target["knee_low_qps"] or 0, target["knee_high_qps"]
+    return f"{low:,.0f} {DASH} {'unbounded' if high is None else f'{high:,.0f}'}"
 
 
 def _knee_kind(target: dict[str, Any]) -> str:

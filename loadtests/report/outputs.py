@@ -1,9 +1,13 @@
 """A sweep's files: steps.csv, summary.json, the plots and the HTML report.
 
-summary.json is read by `perfserve capacity --sweep DIR`: `slo_p99_ms` and, per target,
-`knee_qps` (null when no rate held), `knee_is_lower_bound` (the server may hold more:
-the generator, an unsettled step or the top rate tried ended the search) and its `steps`.
-knee.csv has one row per target with the same knee fields.
+summary.json is read by `perfserve capacity --sweep DIR`: `slo_p99_ms`, `conclusive` and
+`inconclusive_reason` (the machine moved too much to support the knees), `comparisons`
+(each pair of targets: `difference` of the candidate's knee from the baseline's, its
+`ci_low` and `ci_high`, a `verdict`), and, per target, `knee_qps` (null when no rate
+held), its interval `knee_low_qps` to `knee_high_qps` (null: unbounded), `knee_method`
+and `knee_rounds`, `knee_is_lower_bound` (the server may hold more: the generator, an
+unsettled step or the top rate tried ended the search) and its `steps`. knee.csv has one
+row per target with the same knee fields. Rates are written as whole requests/s.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 from loadtests.report.html import write_html
 from loadtests.report.plots import write_plots
 from loadtests.sweep.endurance import SoakReport, StressReport
+from loadtests.sweep.intervals import KneeComparison
 from loadtests.sweep.results import StepResult
 from loadtests.sweep.runner import SweepReport, TargetReport, describe_plan
 
@@ -33,7 +38,8 @@ def step_row(step: StepResult) -> dict[str, Any]:
         "target": step.target,
         "phase": step.phase,
         "step": step.step,
-        "target_qps": round(step.target_qps, 3),
+        "round": step.round,
+        "target_qps": rate(step.target_qps),
         "duration_s": round(step.duration_s, 3),
         "windows": step.windows,
     }
@@ -52,11 +58,21 @@ def step_row(step: StepResult) -> dict[str, Any]:
         generator_late_share=_round(step.generator_late_share),
         core_rate=_round(step.core_rate),
         core_speed=_round(step.core_speed),
+        warmup_s=_round(step.warmup_s),
+        warmup_achieved_qps=rate(step.warmup.achieved_qps) if step.warmup else None,
+        warmup_p99_ms=_round(step.warmup.p99_ms) if step.warmup else None,
         enough_samples=step.enough_samples,
         stable=step.stable,
         verdict=step.verdict,
     )
     return row
+
+
+def rate(value: float | None) -> int | None:
+    """A rate as whole requests/s (one format in every file); None when unknown."""
+    if value is None or math.isnan(value) or math.isinf(value):
+        return None
+    return round(value)
 
 
 def _round(value: Any) -> Any:
@@ -77,11 +93,28 @@ def step_json(step: StepResult) -> dict[str, Any]:
     }
 
 
+def knee_fields(report: TargetReport) -> dict[str, Any]:
+    """The knee and its interval, as summary.json and knee.csv both give them."""
+    interval = report.interval
+    step = report.knee.step
+    return {
+        "knee_qps": rate(report.knee.qps),
+        "knee_low_qps": rate(interval.low_qps) if interval else None,
+        "knee_high_qps": rate(interval.high_qps) if interval else None,
+        "knee_method": interval.method if interval else None,
+        "knee_rounds": interval.rounds if interval else 0,
+        "knee_is_lower_bound": report.knee.is_lower_bound,
+        "knee_limited_by": report.knee.limited_by,
+        "runner_utilization_at_knee": _round(step.server.utilization) if step else None,
+        "knee_p50_ms": _round(step.client.p50_ms) if step else None,
+        "knee_p99_ms": _round(step.client.p99_ms) if step else None,
+    }
+
+
 def target_json(report: TargetReport) -> dict[str, Any]:
     found: dict[str, Any] = {
-        "knee_qps": _round(report.knee.qps),
-        "knee_limited_by": report.knee.limited_by,
-        "knee_is_lower_bound": report.knee.is_lower_bound,
+        **knee_fields(report),
+        "round_knees_qps": [rate(k.qps) for k in report.rounds],
         "steps": [step_json(s) for s in report.steps],
     }
     if report.stress is not None:
@@ -111,9 +144,16 @@ def soak_json(soak: SoakReport) -> dict[str, Any]:
     }
 
 
+def comparison_json(comparison: KneeComparison) -> dict[str, Any]:
+    return {k: _round(v) for k, v in dataclasses.asdict(comparison).items()}
+
+
 def summary(report: SweepReport) -> dict[str, Any]:
     return {
         "slo_p99_ms": report.plan.steps.slo_p99_ms,
+        "conclusive": report.conclusive,
+        "inconclusive_reason": report.inconclusive_reason,
+        "comparisons": [comparison_json(c) for c in report.comparisons],
         "generator_ceiling_qps": _round(report.plan.steps.generator_ceiling_qps),
         "settings": describe_plan(report.plan),
         "conditions": report.conditions,
@@ -136,16 +176,12 @@ def write_outputs(report: SweepReport, out: Path) -> dict[str, Any]:
 
 
 def knee_row(report: TargetReport, slo_p99_ms: float) -> dict[str, Any]:
-    """One knee.csv row: the knee, whether it is only a lower bound, and why."""
-    step = report.knee.step
+    """One knee.csv row: the knee and its interval, whether it is only a lower bound, and
+    why."""
     return {
         "target": report.target,
         "slo_p99_ms": slo_p99_ms,
-        "knee_qps": _round(report.knee.qps),
-        "knee_is_lower_bound": report.knee.is_lower_bound,
-        "knee_limited_by": report.knee.limited_by,
-        "p50_ms": _round(step.client.p50_ms) if step else None,
-        "p99_ms": _round(step.client.p99_ms) if step else None,
+        **knee_fields(report),
         "steps": len(report.steps),
     }
 

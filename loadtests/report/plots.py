@@ -1,13 +1,17 @@
 """The sweep's plots, as PNG files: what a reader looks at before any table.
 
-- latency.png: client percentiles (from scheduled time) against achieved QPS, one panel
-  per target on one shared y-scale (so variants compare at a glance), the SLO line inside
-  the frame and the knee labelled with its number ("≥" when it is a lower bound);
-  generator-bound steps only as grey crosses, since they measure the generator;
-- throughput.png: per step, how far short of its target it fell and what went wrong
-  (slower than the SLO, shed, errors, late and dropped sends, as shares of its requests);
+- latency.png: client percentiles (from scheduled time) against the offered rate, one
+  panel per target on one shared y-scale (so variants compare at a glance), the SLO line
+  inside the frame and the knee labelled with its number ("≥" when it is a lower bound)
+  over its interval, shaded; a rate measured more than once (a retry, another round)
+  is one point, the median of its steps, so the line runs left to right without folding
+  back; generator-bound steps only as grey crosses, since they measure the generator;
+- throughput.png: per rate offered (the median of its steps), how far short of its target
+  it fell and what went wrong (slower than the SLO, shed, errors, late and dropped sends,
+  as shares of its requests), and how many of its steps held;
 - queueing.png: measured batch-queue delay against runner utilization, with the M/D/c
-  model's prediction only where the model applies (`queue_model_applies`);
+  model's prediction only where the model applies (`queue_model_applies`); a point's
+  rate is written beside it unless an earlier label sits too close;
 - stress.png / soak.png when those ran: p99 per window through overload and recovery,
   and the server's resident memory over the soak.
 """
@@ -44,6 +48,8 @@ PLAIN = FuncFormatter(lambda value, _: f"{value:g}")
 MIN_TICK_RATIO = 1.9
 """Rates labelled on the log axis are at least this far apart: the doublings, not the
 bisection's rates between them, whose labels would overlap."""
+LABEL_GAP = (0.16, 0.06)
+"""A rate label's width and height as shares of a queueing panel: closer points go unlabelled."""
 CROWDED_STEPS = 6
 """More bars than this in a panel and their labels are slanted."""
 
@@ -92,17 +98,17 @@ def _latency(targets: list[TargetReport], slo: float) -> Figure:
         getattr(s.client, field)
         for t in targets for s in t.steps for field, _ in PERCENTILE_FIELDS
     ]  # fmt: skip
-    known = [v for v in values if not math.isnan(v) and v > 0] or [slo]
+    known = [v for v in values if math.isfinite(v) and v > 0] or [slo]
     low, high = min(known), max(*known, slo)
     for ax, target in zip(axes[0], targets, strict=True):
-        steps = sorted(_server_bound(target), key=lambda s: s.client.achieved_qps)
-        qps = [s.client.achieved_qps for s in steps]
+        by_rate = _by_rate(_server_bound(target))
+        rates = sorted(by_rate)
         for field, label in PERCENTILE_FIELDS:
-            ax.plot(qps, [getattr(s.client, field) for s in steps], marker="o", label=label)
+            ax.plot(rates, [_median(by_rate[r], field) for r in rates], marker="o", label=label)
         bound = [s for s in target.steps if s.verdict == GENERATOR_BOUND]
         if bound:
             ax.scatter(
-                [s.client.achieved_qps for s in bound], [s.client.p99_ms for s in bound],
+                [s.target_qps for s in bound], [s.client.p99_ms for s in bound],
                 marker="x", color="grey", label="p99, generator-bound step",
             )  # fmt: skip
         ax.axhline(slo, color="red", linestyle="--", label=f"SLO: p99 ≤ {slo:g} ms")
@@ -111,10 +117,23 @@ def _latency(targets: list[TargetReport], slo: float) -> Figure:
         _rate_axis(ax, [s.target_qps for s in target.steps])
         _mark_knee(ax, target)
         ax.grid(True, which="major", alpha=0.3)
-        ax.set(title=target.target, xlabel="achieved requests/s")
+        ax.set(title=target.target, xlabel="offered requests/s (median of the steps at each)")
     axes[0][0].set_ylabel("ms from scheduled send (log scale)")
     _shared_legend(figure, list(axes[0]))
     return figure
+
+
+def _by_rate(steps: list[StepResult]) -> dict[float, list[StepResult]]:
+    grouped: dict[float, list[StepResult]] = {}
+    for step in steps:
+        grouped.setdefault(step.target_qps, []).append(step)
+    return grouped
+
+
+def _median(steps: list[StepResult], field: str) -> float:
+    values = [getattr(s.client, field) for s in steps]
+    known = [v for v in values if not math.isnan(v)]
+    return float(np.median(known)) if known else math.nan
 
 
 def _shared_legend(figure: Figure, axes: list[Axes]) -> None:
@@ -155,6 +174,9 @@ def _mark_knee(ax: Axes, target: TargetReport) -> None:
         return
     label = f"knee {knee_text(target.knee.qps, target.knee.is_lower_bound)}/s"
     ax.axvline(target.knee.qps, color="green", linestyle=":")
+    interval = target.interval
+    if interval is not None and interval.low_qps and interval.high_qps:
+        ax.axvspan(interval.low_qps, interval.high_qps, color="green", alpha=0.12, lw=0)
     # Beside the line, on the side with room: left of it when the knee is the top rate.
     left, right = ax.get_xlim()
     in_right_half = math.log(target.knee.qps / left) > math.log(right / left) / 2
@@ -166,33 +188,55 @@ def _mark_knee(ax: Axes, target: TargetReport) -> None:
 
 
 def _throughput(targets: list[TargetReport]) -> Figure:
+    """One bar per rate offered: the median over the steps at that rate (rounds, retries),
+    labelled with how many of them held."""
     figure, axes = _panels(len(targets), rows=2, sharey=True)
     for column, target in enumerate(targets):
-        steps = sorted(target.steps, key=lambda s: s.target_qps)
-        x = np.arange(len(steps))
-        labels = [f"{s.target_qps:,.0f}\n{s.verdict}" for s in steps]
+        by_rate = _by_rate(target.steps)
+        rates = sorted(by_rate)
+        x = np.arange(len(rates))
+        crowded = len(rates) > CROWDED_STEPS  # the colour then says what held
+        labels = [f"{r:,.0f}" if crowded else f"{r:,.0f}\n{_held(by_rate[r])}" for r in rates]
         top, bottom = axes[0][column], axes[1][column]
-        delivered = [100 * s.client.achieved_qps / s.target_qps for s in steps]
-        colors = ["C2" if s.holds else "C3" for s in steps]
-        top.bar(x, delivered, color=colors, width=0.5)
+        delivered = [
+            float(np.median([100 * s.client.achieved_qps / s.target_qps for s in by_rate[r]]))
+            for r in rates
+        ]
+        top.bar(x, delivered, color=[_held_colour(by_rate[r]) for r in rates], width=0.5)
         top.axhline(100 * (1 - RATE_TOLERANCE), color="grey", linestyle="--", linewidth=1)
         top.set(title=f"{target.target}: achieved ÷ target", xticks=x, ylim=(0, 110))
-        top.set_xlim(-0.6, max(len(steps), 3) - 0.4)
+        top.set_xlim(-0.6, max(len(rates), 3) - 0.4)
         _step_labels(top, labels)
         top.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}%"))
         width = 0.8 / len(PROBLEMS)
         for index, (label, color) in enumerate(PROBLEMS):
-            shares = [100 * _problem_shares(s)[index] for s in steps]
+            shares = [
+                100 * float(np.median([_problem_shares(s)[index] for s in by_rate[r]]))
+                for r in rates
+            ]
             offset = (index - (len(PROBLEMS) - 1) / 2) * width
             bottom.bar(x + offset, shares, width, color=color, label=label)
         bottom.set(title=f"{target.target}: what went wrong", xticks=x)
-        bottom.set_xlim(-0.6, max(len(steps), 3) - 0.4)
+        bottom.set_xlim(-0.6, max(len(rates), 3) - 0.4)
         _step_labels(bottom, labels)
         bottom.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}%"))
-    axes[0][0].set_ylabel("achieved ÷ target rate (green: holds)")
-    axes[1][0].set_ylabel("share of the step's requests")
+    axes[0][0].set_ylabel("achieved ÷ target rate (median of its steps)")
+    axes[1][0].set_ylabel("share of the step's requests (median)")
     _shared_legend(figure, list(axes[1]))
     return figure
+
+
+def _held(steps: list[StepResult]) -> str:
+    """`holds`, or the verdict, for a rate measured once; `2/5 held` for several."""
+    if len(steps) == 1:
+        return steps[0].verdict
+    return f"{sum(s.holds for s in steps)}/{len(steps)} held"
+
+
+def _held_colour(steps: list[StepResult]) -> str:
+    """Green when every step at the rate held, red when none did, orange in between."""
+    held = sum(s.holds for s in steps)
+    return "C2" if held == len(steps) else "C3" if held == 0 else "C1"
 
 
 def _step_labels(ax: Axes, labels: list[str]) -> None:
@@ -227,9 +271,6 @@ def _queueing(targets: list[TargetReport]) -> Figure:
         title = target.target
         queue = [s.server.queue_ms for s in steps]
         ax.plot(rho, queue, marker="o", linestyle="none", label="measured, by rate")
-        for step, x, y in zip(steps, rho, queue, strict=True):
-            ax.annotate(f"{step.target_qps:,.0f}/s", (x, y), xytext=(4, 4),
-                        textcoords="offset points", fontsize=8)  # fmt: skip
         if queue_model_applies(rho):
             predicted = [s.predicted_queue_ms for s in steps]
             ax.plot(rho, predicted, marker="x", label="M/D/c model")
@@ -249,8 +290,27 @@ def _queueing(targets: list[TargetReport]) -> Figure:
         else:
             ax.set_yticks([])
         ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{100 * value:g}%"))
+        _label_apart(ax, steps)
     axes[0][0].set_ylabel("mean wait before the model ran, ms (log scale)")
     return figure
+
+
+def _label_apart(ax: Axes, steps: list[StepResult]) -> None:
+    """Each point's rate beside it, highest rates first, leaving out a label whose point
+    sits within `LABEL_GAP` (a share of the panel) of one already labelled: neighbouring
+    rates, and one rate measured in several rounds, would print on top of each other."""
+    placed: list[tuple[float, float]] = []
+    to_axes = ax.transAxes.inverted()
+    for step in sorted(steps, key=lambda s: -s.target_qps):
+        x, y = step.server.utilization, step.server.queue_ms
+        if not (math.isfinite(x) and math.isfinite(y) and y > 0):
+            continue
+        fx, fy = to_axes.transform(ax.transData.transform((x, y)))
+        if any(abs(fx - px) < LABEL_GAP[0] and abs(fy - py) < LABEL_GAP[1] for px, py in placed):
+            continue
+        placed.append((fx, fy))
+        ax.annotate(f"{step.target_qps:,.0f}/s", (x, y), xytext=(4, 4),
+                    textcoords="offset points", fontsize=8)  # fmt: skip
 
 
 def _stress(targets: list[TargetReport], slo: float) -> Figure:

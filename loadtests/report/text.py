@@ -7,10 +7,11 @@ from typing import TYPE_CHECKING, Any
 from hdrh.histogram import HdrHistogram
 
 from loadtests.recorder import percentile_ms
-from loadtests.report.answer import answer, core_speed_sentence, knee_text
+from loadtests.report.answer import DASH, core_speed_sentence, knee_text
+from loadtests.report.headline import headline
 
 if TYPE_CHECKING:
-    from loadtests.sweep.runner import SweepReport
+    from loadtests.sweep.runner import SweepReport, TargetReport
 
 PERCENTILES = (50.0, 90.0, 95.0, 99.0, 99.9)
 
@@ -26,18 +27,20 @@ def latency_line(label: str, histogram: HdrHistogram) -> str:
 
 
 def knee_table(report: SweepReport) -> str:
-    """Per target: the knee ("≥" when it is only a lower bound), what limited it, and the
-    step at the knee."""
+    """Per target: the knee ("≥" when it is only a lower bound) and its interval over the
+    rounds, what limited it, and the step at the knee."""
     slo = report.plan.steps.slo_p99_ms
     lines = [
-        f"knee = highest QPS holding p99 <= {slo:g} ms (latency from scheduled send time); "
-        "≥: a lower bound, the server may hold more",
-        f"{'target':<14}{'knee QPS':>10}  {'limited by':<11}{'p50 ms':>8}{'p99 ms':>8}"
-        f"{'queue ms':>9}{'batch':>7}{'util':>6}{'steps':>6}",
+        f"knee = highest QPS holding p99 <= {slo:g} ms (latency from scheduled send time), "
+        f"median of {report.plan.rounds} round(s); ≥: a lower bound, the server may hold more",
+        f"{'target':<14}{'knee QPS':>10}{'interval':>17}  {'limited by':<11}{'p50 ms':>8}"
+        f"{'p99 ms':>8}{'queue ms':>9}{'batch':>7}{'util':>6}{'steps':>6}",
     ]
+    if not report.conclusive:
+        lines.insert(0, f"NOT CONCLUSIVE ({report.inconclusive_reason}): measured, not an answer")
     for target in report.targets:
         knee = knee_text(target.knee.qps, target.knee.is_lower_bound)
-        line = f"{target.target:<14}{knee:>10}  {target.knee.limited_by:<11}"
+        line = f"{target.target:<14}{knee:>10}{_interval(target):>17}  {target.knee.limited_by:<11}"
         step = target.knee.step
         if step is not None:
             line += (
@@ -53,7 +56,15 @@ def knee_table(report: SweepReport) -> str:
     return "\n".join(lines)
 
 
+def _interval(target: TargetReport) -> str:
+    """`9,600 to 11,200` (with an en dash), `9,600 to ?` (no upper end known) or `-`."""
+    interval = target.interval
+    if interval is None or interval.qps is None:
+        return "-"
+    low = f"{interval.low_qps or 0:,.0f}"
+    return f"{low}{DASH}{'?' if interval.high_qps is None else f'{interval.high_qps:,.0f}'}"
+
+
 def answers(document: dict[str, Any]) -> str:
-    """The answer sentence of every target, from summary.json's contents."""
-    slo = document["slo_p99_ms"]
-    return "\n".join(answer(name, t, slo) for name, t in document["variants"].items())
+    """The report's top sentences (loadtests/report/headline.py), from summary.json."""
+    return "\n".join(headline(document))

@@ -10,9 +10,10 @@ be at least the last rate that held.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from loadtests.sweep.results import StepResult
 
@@ -38,6 +39,8 @@ class Knee:
     max-rate (every rate tried held) or none-held."""
     step: StepResult | None = None
     """The step at the knee."""
+    ceiling_qps: float | None = None
+    """The lowest rate that did not hold (above the knee); None when every rate held."""
 
     @property
     def is_lower_bound(self) -> bool:
@@ -54,22 +57,118 @@ def knee_of(steps: Sequence[StepResult]) -> Knee:
     ceiling = min((s for s in latest if not s.holds), key=lambda s: s.target_qps, default=None)
     limit = ceiling.target_qps if ceiling else float("inf")
     held = [s for s in latest if s.holds and s.target_qps < limit]
+    top = ceiling.target_qps if ceiling else None
     if not held:
-        return Knee(None, "none-held")
+        return Knee(None, "none-held", ceiling_qps=top)
     best = max(held, key=lambda s: s.target_qps)
     limited_by = "max-rate" if ceiling is None else LIMITS.get(ceiling.verdict, "slo")
-    return Knee(min(best.target_qps, best.client.achieved_qps), limited_by, best)
+    return Knee(min(best.target_qps, best.client.achieved_qps), limited_by, best, top)
+
+
+class RateSequence(Protocol):
+    """The rates one target is measured at, one step at a time: the caller asks for the
+    next rate, measures it, and hands the step back. Several targets' sequences then
+    interleave step by step (loadtests/sweep/rounds.py), so drift in the machine's own
+    speed hits all of them alike."""
+
+    steps: list[StepResult]
+
+    def next_rate(self) -> float | None:
+        """The rate to measure next; None once the sequence is done."""
+        ...
+
+    def record(self, step: StepResult) -> None: ...
+
+
+class FixedRates:
+    """Each rate in turn, stopping after the first that does not hold (past it the
+    server is only being overloaded further)."""
+
+    def __init__(self, rates: Sequence[float]) -> None:
+        self.steps: list[StepResult] = []
+        self._rates = list(rates)
+
+    def next_rate(self) -> float | None:
+        if len(self.steps) >= len(self._rates) or (self.steps and not self.steps[-1].holds):
+            return None
+        return self._rates[len(self.steps)]
+
+    def record(self, step: StepResult) -> None:
+        self.steps.append(step)
+
+
+class KneeSearch:
+    """Growth by `factor` (doubling by default), then bisection.
+
+    A step that says nothing of the server, generator-bound or inconclusive (unstable,
+    too few answers), is measured once more: a stall of the machine that made the
+    generator late once, or one step's noise, should not end the search. If it says
+    nothing again it is not read as a failure of the server: an inconclusive rate ends
+    the search there, and a generator-bound one becomes the top of the bisection, which
+    goes on below it while some rate has held. A later round starts at the knee an
+    earlier round found, with a smaller factor, so that it brackets the knee in a step or
+    two and spends its steps on the bisection."""
+
+    def __init__(
+        self,
+        start: float,
+        max_rate: float,
+        precision: float = 0.1,
+        max_steps: int = MAX_STEPS,
+        factor: float = 2.0,
+    ) -> None:
+        self.steps: list[StepResult] = []
+        self.max_rate = max_rate
+        self.precision = precision
+        self.max_steps = max_steps
+        self.factor = factor
+        # As far down as MAX_HALVINGS halvings would go, whatever the factor.
+        self.max_shrinks = math.ceil(MAX_HALVINGS * math.log(2) / math.log(factor))
+        self.held: float | None = None
+        self.failed: float | None = None
+        self._rate: float | None = min(start, max_rate)
+        self._shrinks = 0
+        self._retrying = False
+
+    def next_rate(self) -> float | None:
+        return self._rate
+
+    def record(self, step: StepResult) -> None:
+        self.steps.append(step)
+        rate = step.target_qps
+        full = len(self.steps) >= self.max_steps
+        if step.verdict in SAYS_NOTHING and not self._retrying and not full:
+            self._retrying = True  # the same rate once more
+            return
+        self._retrying = False
+        if step.verdict in INCONCLUSIVE or (step.verdict == GENERATOR_BOUND and self.held is None):
+            self._rate = None
+            return
+        if step.holds:
+            self.held = rate
+        else:
+            self.failed = rate if self.failed is None else min(self.failed, rate)
+        top = self.failed is None and rate >= self.max_rate
+        if full or top or (self.held is None and self._shrinks >= self.max_shrinks):
+            self._rate = None
+            return
+        self._shrinks += self.failed is not None and self.held is None
+        following = next_rate(rate, self.held, self.failed, self.precision, self.factor)
+        self._rate = None if following is None else min(following, self.max_rate)
+
+
+def run_sequence(
+    measure: Callable[[float], StepResult], sequence: RateSequence
+) -> list[StepResult]:
+    """Every step of `sequence`, measured in turn; returns them in order."""
+    while (rate := sequence.next_rate()) is not None:
+        sequence.record(measure(rate))
+    return sequence.steps
 
 
 def fixed_rates(measure: Callable[[float], StepResult], rates: Sequence[float]) -> list[StepResult]:
-    """Each rate in turn, stopping after the first that does not hold (past it the
-    server is only being overloaded further)."""
-    steps = []
-    for rate in rates:
-        steps.append(measure(rate))
-        if not steps[-1].holds:
-            break
-    return steps
+    """Each rate in turn, stopping after the first that does not hold."""
+    return run_sequence(measure, FixedRates(rates))
 
 
 def search(
@@ -79,52 +178,21 @@ def search(
     precision: float = 0.1,
     max_steps: int = MAX_STEPS,
 ) -> list[StepResult]:
-    """Doubling, then bisection; returns every step measured, in order.
-
-    A step that says nothing of the server, generator-bound or inconclusive (unstable,
-    too few answers), is measured once more: a stall of the machine that made the
-    generator late once, or one step's noise, should not end the search. If it says
-    nothing again it is not read as a failure of the server: an inconclusive rate ends
-    the search there, and a generator-bound one becomes the top of the bisection, which
-    goes on below it while some rate has held."""
-    steps: list[StepResult] = []
-    held: float | None = None
-    failed: float | None = None
-    rate = min(start, max_rate)
-    halvings = 0
-    while len(steps) < max_steps:
-        step = measure(rate)
-        steps.append(step)
-        if step.verdict in SAYS_NOTHING and len(steps) < max_steps:
-            step = measure(rate)
-            steps.append(step)
-        if step.verdict in INCONCLUSIVE or (step.verdict == GENERATOR_BOUND and held is None):
-            break
-        if step.holds:
-            held = rate
-        else:
-            failed = rate if failed is None else min(failed, rate)
-        if (failed is None and rate >= max_rate) or (held is None and halvings >= MAX_HALVINGS):
-            break
-        halvings += failed is not None and held is None
-        following = next_rate(rate, held, failed, precision)
-        if following is None:
-            break
-        rate = min(following, max_rate)
-    return steps
+    """Doubling, then bisection (see `KneeSearch`); returns every step measured, in order."""
+    return run_sequence(measure, KneeSearch(start, max_rate, precision, max_steps))
 
 
 def next_rate(
-    rate: float, held: float | None, failed: float | None, precision: float
+    rate: float, held: float | None, failed: float | None, precision: float, factor: float = 2.0
 ) -> float | None:
-    """The next rate to try: double until one fails, halve while none has held, then
-    bisect between the highest that held and the lowest that failed; None once they are
-    within `precision` of each other."""
+    """The next rate to try: grow by `factor` until one fails, shrink by it while none
+    has held, then bisect between the highest that held and the lowest that failed; None
+    once they are within `precision` of each other."""
     if failed is None:
-        return 2 * rate
+        return factor * rate
     if not held:
-        return rate / 2
-    if (failed - held) / held <= precision:
+        return rate / factor
+    if (failed - held) / held <= precision + 1e-9:  # a step of exactly `precision` is close
         return None
     return round((held + failed) / 2)
 

@@ -168,6 +168,13 @@ class StepResult:
     core_speed: float | None = None
     """`core_rate` as a share of the fastest read in the whole run: below 1, the machine
     itself ran slower than it could, and the server's capacity with it."""
+    round: int = 1
+    """Which round of the knee search measured the step (loadtests/sweep/rounds.py)."""
+    warmup_s: float = 0.0
+    """How long the step ran at its rate before its measured windows."""
+    warmup: ClientSide | None = None
+    """What the generator saw during the warm-up, reported apart: connections opening
+    and the server's queue finding its level, not the server's steady state."""
 
     @property
     def holds(self) -> bool:

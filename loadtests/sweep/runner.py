@@ -8,6 +8,11 @@ ceiling against the bare HTTP floor (loadtests/sweep/calibration.py), and every 
 judged against it. Before every step that starts idle, the server's core is read with a
 fixed loop (perfserve_common/core_speed.py), and each step's reading is reported as a share of the
 fastest in the run: a knee is only as steady as the machine under it.
+
+The sweep runs in rounds, the targets taking turns step by step (loadtests/sweep/
+rounds.py): each knee gets an interval from the rounds, each pair of targets a
+comparison with a confidence interval, and the run is called inconclusive when the
+core's speed moved by more than a knee's interval (loadtests/sweep/intervals.py).
 """
 
 from __future__ import annotations
@@ -26,8 +31,16 @@ from loadtests.loadgen_metrics import LoadgenMetrics
 from loadtests.sweep.calibration import Calibration, calibrate
 from loadtests.sweep.conditions import run_conditions
 from loadtests.sweep.endurance import SoakReport, StressReport, soak, stress
-from loadtests.sweep.knee import Knee, fixed_rates, knee_of, search
+from loadtests.sweep.intervals import (
+    KneeComparison,
+    KneeInterval,
+    every_pair,
+    inconclusive_reason,
+    knee_interval,
+)
+from loadtests.sweep.knee import Knee, knee_of
 from loadtests.sweep.results import StepResult
+from loadtests.sweep.rounds import RoundsPlan, run_rounds
 from loadtests.sweep.steps import StepRunner, StepSettings
 
 
@@ -42,6 +55,8 @@ class SweepPlan:
     start_rate: float = 100.0
     max_rate: float = 50_000.0
     precision: float = 0.1
+    rounds: int = 1
+    """Rounds of the search (or of the fixed rates), the targets interleaved in each."""
     rows_per_request: int = 1
     sweep: bool = True
     stress: bool = False
@@ -66,9 +81,22 @@ class SweepPlan:
 class TargetReport:
     target: str
     steps: list[StepResult]
+    """Every sweep step, round after round."""
     knee: Knee
+    """The median round's knee (see `interval`)."""
+    rounds: list[Knee] = field(default_factory=list)
+    """Each round's knee, in order."""
+    interval: KneeInterval | None = None
     stress: StressReport | None = None
     soak: SoakReport | None = None
+
+    @classmethod
+    def from_rounds(cls, target: str, rounds: list[list[StepResult]]) -> TargetReport:
+        """The report of a target's rounds: its knee is the median round's."""
+        knees = [knee_of(steps) for steps in rounds] or [knee_of([])]
+        interval = knee_interval(knees)
+        steps = [step for steps in rounds for step in steps]
+        return cls(target, steps, knees[interval.median_round], knees, interval)
 
     def all_steps(self) -> list[StepResult]:
         extra: list[StepResult] = []
@@ -87,6 +115,13 @@ class SweepReport:
     calibration: Calibration | None = None
     conditions: dict[str, Any] = field(default_factory=dict)
     """Date, machine, code and model versions, placement (see sweep/conditions.py)."""
+    comparisons: list[KneeComparison] = field(default_factory=list)
+    inconclusive_reason: str | None = None
+    """Why the machine moved too much to support the knees; None when it did not."""
+
+    @property
+    def conclusive(self) -> bool:
+        return self.inconclusive_reason is None
 
 
 def start_engine(plan: SweepPlan, url: str, metrics: LoadgenMetrics) -> Engine:
@@ -126,24 +161,55 @@ def run_sweep(plan: SweepPlan, progress: Callable[[str], None]) -> SweepReport:
     server = metrics.serve(plan.metrics_port, plan.metrics_host)
     driver = start_engine(plan, plan.url, metrics)
     try:
-        reports = []
-        for target in plan.targets:
-            driver.setup(bodies, plan.rows_per_request, target)
-            runner = StepRunner(
-                driver,
-                plan.url,
-                target,
-                None if target == SPLIT else [target],
-                plan.steps,
-                progress,
-            )
-            reports.append(_run_target(plan, runner, progress))
+        reports = _run_targets(plan, driver, bodies, progress)
     finally:
         driver.close()
         if server is not None:
             server.shutdown()
     conditions["core_speed"] = _share_of_fastest(reports, plan.steps.server_cpu)
-    return SweepReport(plan, reports, calibration, conditions)
+    return _judged(SweepReport(plan, reports, calibration, conditions))
+
+
+def _judged(report: SweepReport) -> SweepReport:
+    """The report with its comparisons and whether the machine held still enough."""
+    rounds = {t.target: t.rounds for t in report.targets if t.rounds}
+    report.comparisons = every_pair(rounds) if len(rounds) > 1 else []
+    slowest = (report.conditions.get("core_speed") or {}).get("slowest_share")
+    intervals = {t.target: t.interval for t in report.targets if t.interval is not None}
+    report.inconclusive_reason = inconclusive_reason(slowest, intervals)
+    return report
+
+
+def _run_targets(
+    plan: SweepPlan, driver: Engine, bodies: list[bytes], progress: Callable[[str], None]
+) -> list[TargetReport]:
+    """The rounds, every target in turn in each; then each target's stress and soak."""
+    runners = {
+        target: StepRunner(
+            driver, plan.url, target, None if target == SPLIT else [target], plan.steps, progress
+        )
+        for target in plan.targets
+    }
+
+    def aim(target: str) -> StepRunner:
+        """The target's runner, the driver aimed at it (the targets alternate step by
+        step, so this is every step; it costs milliseconds)."""
+        driver.setup(bodies, plan.rows_per_request, target)
+        return runners[target]
+
+    rounds: dict[str, list[list[StepResult]]] = {t: [] for t in plan.targets}
+    if plan.sweep:
+        progress(f"sweeping {', '.join(plan.targets)} (SLO p99 {plan.steps.slo_p99_ms:g} ms)")
+        rounds_plan = RoundsPlan(
+            plan.rounds, plan.start_rate, plan.max_rate, plan.precision, plan.rates
+        )
+        rounds = run_rounds(plan.targets, rounds_plan, lambda t, r: aim(t).run(r), progress)
+    reports = []
+    for target in plan.targets:
+        report = TargetReport.from_rounds(target, rounds[target])
+        _endure(plan, aim(target), report, progress)
+        reports.append(report)
+    return reports
 
 
 def _share_of_fastest(reports: list[TargetReport], cpu: int | None) -> dict[str, Any] | None:
@@ -163,27 +229,19 @@ def _share_of_fastest(reports: list[TargetReport], cpu: int | None) -> dict[str,
     }
 
 
-def _run_target(
-    plan: SweepPlan, runner: StepRunner, progress: Callable[[str], None]
-) -> TargetReport:
+def _endure(
+    plan: SweepPlan, runner: StepRunner, report: TargetReport, progress: Callable[[str], None]
+) -> None:
+    """Stress past the knee and the soak, when asked for."""
     target = runner.target
-    steps: list[StepResult] = []
-    if plan.sweep:
-        progress(f"{target}: sweeping (SLO p99 {plan.steps.slo_p99_ms:g} ms)")
-        if plan.rates is None:
-            steps = search(runner.run, plan.start_rate, plan.max_rate, plan.precision)
-        else:
-            steps = fixed_rates(runner.run, plan.rates)
-    report = TargetReport(target, steps, knee_of(steps))
     # Stress starts from the knee, or from the lowest rate swept when none held.
-    base = report.knee.qps or min((s.target_qps for s in steps), default=None)
+    base = report.knee.qps or min((s.target_qps for s in report.steps), default=None)
     if plan.stress and base:
         progress(f"{target}: stress past {base:,.0f}/s")
         report.stress = stress(runner, base, plan.max_rate)
     if plan.soak_rate:
         progress(f"{target}: soak at {plan.soak_rate:,.0f}/s for {plan.soak_seconds:g} s")
         report.soak = soak(runner, plan.soak_rate, plan.soak_seconds)
-    return report
 
 
 def describe_plan(plan: SweepPlan) -> dict[str, Any]:
@@ -196,7 +254,10 @@ def describe_plan(plan: SweepPlan) -> dict[str, Any]:
         "arrivals": s.arrivals,
         "step_seconds": s.step_seconds,
         "window_seconds": s.window_seconds,
+        "warmup_seconds": s.warmup_seconds or s.window_seconds,
         "max_step_seconds": s.max_step_seconds,
+        "rounds": plan.rounds,
+        "precision": plan.precision,
         "rows_per_request": plan.rows_per_request,
         "engine": plan.engine,
         "generators": plan.workers if plan.engine == "locust" else plan.generators,

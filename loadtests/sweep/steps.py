@@ -1,10 +1,13 @@
 """One step of a sweep: offer a rate, watch the windows, stop when the numbers settle.
 
-The step runs at least `step_seconds`, then a window at a time until throughput and p99
-have settled and it has enough answers for its p99, or until `max_step_seconds`. The
-first window is warm-up (connections opening, the server's queue filling to its level)
-and is left out of the percentiles; the counts keep every request, so they can be
-reconciled with the server's. Arrivals then stop, every request in flight is waited
+Before the first arrival the generator opens its connections (`Engine.warm`), so the
+server does not accept them in the middle of the measurement. The step then runs
+`warmup_seconds` at its rate (the server's queue and batches finding their level) before
+its measured windows: at least `step_seconds` of them, then a window at a time until
+throughput and p99 have settled and it has enough answers for its p99, or until
+`max_step_seconds`. The warm-up is left out of the percentiles and reported apart
+(`StepResult.warmup`); the counts keep every request, so they can be reconciled with the
+server's. Arrivals then stop, every request in flight is waited
 for, and `/metrics` is read again: the difference is the server's side of the step.
 """
 
@@ -53,6 +56,9 @@ class StepSettings:
     step_seconds: float = 20.0
     window_seconds: float = 5.0
     max_step_seconds: float = 60.0
+    """Longest a step's measured windows may run (the warm-up comes on top)."""
+    warmup_seconds: float | None = None
+    """Time at the step's rate before its measured windows; None: one window."""
     arrivals: ArrivalProcess = "poisson"
     drain_timeout_s: float = 35.0
     generator_ceiling_qps: float | None = None
@@ -94,18 +100,19 @@ class StepRunner:
         drain: bool = True,
         warmup: bool = True,
     ) -> StepResult:
-        """One step at `rate`; `warmup=False` keeps the first window in the measurement
-        (to watch a transition, such as recovery, from its very start)."""
+        """One step at `rate`; `warmup=False` opens no connections ahead and measures from
+        the first window (to watch a transition, such as recovery, from its very start)."""
         s = self.settings
         window_s = window_s or s.window_seconds
-        n_min = max(STABLE_WINDOWS + 1, math.ceil((seconds or s.step_seconds) / window_s))
+        first = warmup_windows(s.warmup_seconds, window_s) if warmup else 0
+        measured_min = max(STABLE_WINDOWS, math.ceil((seconds or s.step_seconds) / window_s))
+        n_min = first + measured_min
         # Extended for stability up to max_step_seconds, and for answers as long as the
         # rate needs to give a p99 its 459 (bounded: a very low rate cannot have them).
         for_answers = math.ceil(P99_SAMPLES / (rate * window_s)) + 2
         longest = max(s.max_step_seconds, min(for_answers * window_s, MAX_WAIT_FOR_ANSWERS_S))
-        n_max = max(n_min, math.ceil(longest / window_s)) if extend else n_min
+        n_max = first + max(measured_min, math.ceil(longest / window_s)) if extend else n_min
         step = self.driver.new_step()
-        first = 1 if warmup else 0
         core_rate = None
         if self._idle and s.server_cpu is not None:
             core_rate = core_speed(s.server_cpu)
@@ -113,6 +120,8 @@ class StepRunner:
         sampler = GaugeSampler(self.url).start()
         try:  # a step that fails (the server gone) must not leave the sampler polling
             cpu_before = _cpu_seconds(self.driver.processes())
+            if warmup:
+                self.driver.warm()
             start = self.driver.start_step(step, rate, s.arrivals, window_s)
             windows = self._until_settled(
                 step, rate, phase, start=start, window_s=window_s, first=first,
@@ -133,6 +142,7 @@ class StepRunner:
         generator_cpu = max((cpu.get(p, 0.0) - cpu_before.get(p, 0.0)) / active_s for p in cpu)
         split = server_split(before, after, active_s, self.variants, sampler.in_flight)
         measured = self._windows(step, range(first, windows))
+        warm = self._windows(step, range(first))
         points = window_points(measured, window_s, s.slo_p99_ms)
         result = StepResult(
             target=self.target,
@@ -159,6 +169,8 @@ class StepRunner:
             window_miss_ratio=[p.miss_ratio for p in points],
             rss_mb=[(t, rss / 2**20) for t, rss in sampler.rss],
             core_rate=core_rate,
+            warmup_s=first * window_s,
+            warmup=client_side(warm, window_s, s.slo_p99_ms) if warm else None,
         )
         result.verdict = self._verdict(result, split, measured)
         self.progress(
@@ -256,6 +268,13 @@ class StepRunner:
             beyond_ceiling=ceiling is not None and result.target_qps > CEILING_SHARE * ceiling,
             server_failed=busy and (not server_holds or result.totals.shed > 0),
         )
+
+
+def warmup_windows(warmup_seconds: float | None, window_s: float) -> int:
+    """Whole windows of warm-up: one when not given, none when asked for none."""
+    if warmup_seconds is None:
+        return 1
+    return math.ceil(warmup_seconds / window_s - 1e-9)
 
 
 def result_answers(windows: list[Window]) -> int:

@@ -9,7 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from loadtests.argtypes import positive_float
+from loadtests.argtypes import positive_float, rate_list
 from loadtests.engines.base import ENGINES
 from perfserve.benchmarks.generator.generator_bench import (
     reference_steps,
@@ -22,6 +22,8 @@ from perfserve.benchmarks.generator.references import (
     build_instant,
     build_openloop,
 )
+from perfserve.benchmarks.generator.same_rate import render as render_same_rates
+from perfserve.benchmarks.generator.same_rate import same_rates
 from perfserve_common.usage import UsageError, add_option
 from service.store import StoreError, load_manifest
 
@@ -99,6 +101,23 @@ def add_arguments(bench: argparse.ArgumentParser) -> None:
         type=int,
         help="The knee server's --max-batch-size (1: unbatched, a knee within k6's reach).",
     )
+    add_option(
+        bench,
+        "--same-rates",
+        type=rate_list,
+        help="With --openloop: a sweep step and an openloop run at each of these rates, on "
+        "one server, their p99s side by side (perfserve/benchmarks/generator/same_rate.py).",
+    )
+    add_option(
+        bench,
+        "--same-rate-seconds",
+        type=positive_float,
+        default=16.0,
+        help="Each side's length at each rate, s (a quarter of it warm-up).",
+    )
+    add_option(
+        bench, "--same-rate-rounds", type=int, default=3, help="Rounds of the same-rate check."
+    )
     bench.set_defaults(run=run)
 
 
@@ -117,6 +136,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--knee-rounds must be >= 1")
     if args.knee_slo_ms and not (args.k6 or args.openloop):
         raise UsageError("--knee-slo-ms needs --k6 or --openloop (an independent generator)")
+    if args.same_rates and not args.openloop:
+        raise UsageError("--same-rates needs --openloop (the independent client)")
+    if args.same_rate_rounds < 1:
+        raise UsageError(f"--same-rate-rounds {args.same_rate_rounds}: must be at least 1")
     with tempfile.TemporaryDirectory() as folder:
         openloop = build_openloop(Path(folder)) if args.openloop else None
         references = reference_steps(args, openloop)
@@ -128,5 +151,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"server CPU per /metrics scrape: {cost:.1f} ms")
         if args.knee_slo_ms:
             print(compare_knees(references, args))
+        if args.same_rates:
+            results = same_rates(
+                references["openloop"], args.store, args.variant, args.same_rates,
+                seconds=args.same_rate_seconds, rounds=args.same_rate_rounds,
+                server_cpu=args.server_cpus, generator_cpu=args.generator_cpus,
+            )  # fmt: skip
+            print(render_same_rates(results, args.variant, args.same_rate_seconds))
     print(f"load average after: {os.getloadavg()}")
     return 0

@@ -1,10 +1,12 @@
 """`perfserve demo`: build the store, start the service, run a short sweep, report.
 
 The server is pinned to the first CPU and the load generator (the native engine's one
-process, and this controller) to the last, so they do not take each other's core; each
-variant gets a short knee search (steps of a few seconds), then the knee table is
-printed and the report written. The rates reach well past what one core of perfserve
-holds, so every knee is the server's (limited by the SLO), not the generator's.
+process, and this controller) to the last, so they do not take each other's core. The
+variants get five rounds of a short knee search (steps of a few seconds after a second
+of warm-up), taking turns step by step, so each knee comes with an interval and each
+pair with a comparison measured in the same minutes; then the knee table is printed and
+the report written. The rates reach well past what one core of perfserve holds, so every
+knee is the server's (limited by the SLO), not the generator's.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from service.store import StoreError, load_manifest
 DEMO_STEPS = StepSettings(
     slo_p99_ms=SLO_P99_MS, step_seconds=3.0, window_seconds=1.0, max_step_seconds=9.0
 )
-START_RATE, MAX_RATE, PRECISION = 500.0, 32_000.0, 0.25
+START_RATE, MAX_RATE, PRECISION, ROUNDS = 2000.0, 32_000.0, 0.15, 5
 
 
 def run_demo(store: Path, out: Path) -> int:
@@ -52,6 +54,7 @@ def run_demo(store: Path, out: Path) -> int:
             start_rate=START_RATE,
             max_rate=MAX_RATE,
             precision=PRECISION,
+            rounds=ROUNDS,
             generator_cpus=None if generator_cpu is None else [generator_cpu],
         )
         report = run_sweep(plan, lambda line: print(line, file=sys.stderr, flush=True))
@@ -73,8 +76,9 @@ def _cores() -> tuple[str | None, int | None]:
 def add_arguments(demo: argparse.ArgumentParser) -> None:
     demo.description = (
         "Build the model store if it is missing, start `perfserve serve` on a free loopback "
-        "port, run a short knee search on every variant (about three minutes), print the knee "
-        "table, write the report, and stop the service."
+        "port, run five rounds of a short knee search, the variants taking turns (about five "
+        "minutes), print the knee table and the comparisons, write the report, and stop the "
+        "service."
     )
     add_option(
         demo,

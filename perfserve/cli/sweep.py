@@ -9,15 +9,16 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from loadtests import SPLIT
-from loadtests.argtypes import cpu_list, positive_float, rate_list
+from loadtests.argtypes import cpu_list, positive_float, positive_int, rate_list
 from loadtests.arrivals import ARRIVAL_PROCESSES
 from loadtests.engines.base import ENGINES
 from loadtests.loadgen_metrics import DEFAULT_PORT
+from perfserve.cli.exit_codes import ExitCode
 from perfserve_common.slo import SLO_P99_MS
 from perfserve_common.usage import UsageError, add_option
 
@@ -108,6 +109,28 @@ def add_arguments(sweep: argparse.ArgumentParser) -> None:
         default=0.1,
         help="With --auto: bisect until the last good and first failing rates are this close "
         "(relative).",
+    )
+    add_option(
+        sweep,
+        "--rounds",
+        type=positive_int,
+        help="Rounds of the knee search on fresh steps, the variants taking turns step by "
+        "step; each knee's interval and each comparison come from them (default: 5; 1 with "
+        "--rates for a single variant).",
+    )
+    add_option(
+        sweep,
+        "--warmup-seconds",
+        type=float,
+        help="Time at each step's rate before its measured windows, reported apart "
+        "(default: one window).",
+    )
+    add_option(
+        sweep,
+        "--fail-on-miss",
+        action="store_true",
+        help="Exit 1 when the SLO is missed at a rate given with --rates or no rate held, "
+        "3 when the run is not conclusive (see docs/KNEES.md).",
     )
     add_option(sweep, "--rows-per-request", type=int, default=1, help="Rows in each request.")
     add_option(
@@ -213,7 +236,35 @@ def run(args: argparse.Namespace) -> int:
     print(knee_table(report))
     print(answers(document))
     print(f"report: {args.out / 'report.html'}")
-    return 0
+    return sweep_exit(document, _flag(args.fail_on_miss))
+
+
+SERVERS_MISS = ("misses-slo", "server-saturated")
+DEFAULT_ROUNDS = 5
+"""Enough for a 94% interval of the median knee, and to tell a variant 20% slower from
+its baseline in every sweep of the stand-in test (three rounds: in 89 of 100)."""
+
+
+def sweep_exit(document: dict[str, Any], fail_on_miss: bool) -> ExitCode:
+    """The exit code for a sweep's summary.json (docs/KNEES.md): always ANSWERED without
+    `--fail-on-miss`. With it: INCONCLUSIVE when the run was not conclusive; NO when the
+    server missed the SLO (or fell short, saturated) at a rate asked with `--rates`, or a
+    variant held none of the rates its search tried; INCONCLUSIVE when a rate it needed
+    gave no answer of the server's (the generator fell behind, the step never settled)."""
+    if not fail_on_miss:
+        return ExitCode.ANSWERED
+    if not document.get("conclusive", True):
+        return ExitCode.INCONCLUSIVE
+    fixed = document["settings"]["rates"] != "auto"
+    untold = False
+    for target in document["variants"].values():
+        steps = [s for s in target["steps"] if s["phase"] == "sweep"]
+        if not steps or not (fixed or target["knee_qps"] is None):
+            continue
+        if any(s["verdict"] in SERVERS_MISS for s in steps):
+            return ExitCode.NO
+        untold |= any(s["verdict"] != "holds" for s in steps) or target["knee_qps"] is None
+    return ExitCode.INCONCLUSIVE if untold else ExitCode.ANSWERED
 
 
 def plan_from_args(args: argparse.Namespace) -> SweepPlan:
@@ -239,6 +290,8 @@ def plan_from_args(args: argparse.Namespace) -> SweepPlan:
         raise UsageError("--workers must be >= 0, --max-in-flight and --rows-per-request >= 1")
     if args.generators < 1:
         raise UsageError("--generators must be >= 1")
+    if args.warmup_seconds is not None and args.warmup_seconds < 0:
+        raise UsageError(f"--warmup-seconds {args.warmup_seconds:g}: must be 0 or more")
     if args.engine == "native" and args.workers:
         raise UsageError("--workers is for --engine locust; the native engine takes --generators")
     window = args.window_seconds or max(1.0, args.step_seconds / 4)
@@ -247,6 +300,7 @@ def plan_from_args(args: argparse.Namespace) -> SweepPlan:
         step_seconds=args.step_seconds,
         window_seconds=window,
         max_step_seconds=args.max_step_seconds or 3 * args.step_seconds,
+        warmup_seconds=args.warmup_seconds,
         arrivals=args.arrivals,
     )
     soak_only = args.soak_rate is not None and not (args.rates or args.auto)
@@ -259,6 +313,7 @@ def plan_from_args(args: argparse.Namespace) -> SweepPlan:
         start_rate=args.start_rate,
         max_rate=args.max_rate,
         precision=args.precision,
+        rounds=args.rounds or (1 if args.rates and len(targets) == 1 else DEFAULT_ROUNDS),
         rows_per_request=args.rows_per_request,
         sweep=not soak_only,
         stress=args.stress,

@@ -19,6 +19,7 @@ import pytest
 from loadtests.arrivals import ArrivalProcess
 from loadtests.bodies import encode_bodies, holdout_rows
 from loadtests.checks import server_timing_total_s
+from loadtests.engines.base import WARM_CONNECTIONS
 from loadtests.engines.native import NativeEngine
 from loadtests.engines.native_generator import encode_requests
 from loadtests.loadgen_metrics import LoadgenMetrics
@@ -143,3 +144,26 @@ def _stop_for(pid: int, seconds: float) -> None:
         time.sleep(seconds)
     finally:
         os.kill(pid, signal.SIGCONT)
+
+
+def test_warming_opens_the_connections_before_the_first_arrival(
+    server: ServerProcess, store: Path
+) -> None:
+    settings = StepSettings(step_seconds=1.0, window_seconds=0.5)
+    with _onnx_int8_steps(server, store, settings) as (engine, _):
+        (generator,) = engine.processes()
+        port = int(server.url.rsplit(":", 1)[1])
+
+        def open_to_server() -> int:
+            connections = generator.net_connections(kind="tcp")
+            return sum(1 for c in connections if c.raddr and c.raddr.port == port)
+
+        assert open_to_server() == 0
+        engine.warm()
+        deadline = time.monotonic() + 30
+        while open_to_server() < WARM_CONNECTIONS and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert open_to_server() == WARM_CONNECTIONS  # all of them, with no request sent
+        engine.warm()  # already open: nothing more
+        time.sleep(0.2)
+        assert open_to_server() == WARM_CONNECTIONS

@@ -9,55 +9,23 @@ from __future__ import annotations
 import csv
 import html
 import json
-from dataclasses import MISSING, fields, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from loadtests.report.answer import answer
+from loadtests.report.answer import DASH, answer
 from loadtests.report.outputs import target_json, write_outputs
 from loadtests.report.text import answers, knee_table
-from loadtests.sweep.knee import knee_of
-from loadtests.sweep.results import ClientSide, StepResult, Totals
+from loadtests.sweep.results import StepResult
 from loadtests.sweep.runner import SweepPlan, SweepReport, TargetReport
-from loadtests.sweep.server_metrics import ServerSplit
 from loadtests.sweep.steps import StepSettings
-
-
-def step(target: str, rate: float, verdict: str, p99_ms: float) -> StepResult:
-    """A sweep step at `rate` with `verdict`, 5 s long, every request answered."""
-    holds = verdict == "holds"
-    client_figures: dict[str, Any] = {f.name: 0.0 for f in fields(ClientSide)}
-    client = ClientSide(
-        **client_figures
-        | {
-            "achieved_qps": rate, "sent_qps": rate, "answers": int(5 * rate),
-            "p50_ms": p99_ms / 5, "p90_ms": p99_ms / 2, "p95_ms": p99_ms / 1.5,
-            "p99_ms": p99_ms, "p999_ms": 1.5 * p99_ms, "max_ms": 2 * p99_ms,
-            "miss_ratio": 0.0 if holds else 0.2,
-        }
-    )  # fmt: skip
-    server_figures: dict[str, Any] = {f.name: 0.4 for f in fields(ServerSplit)}
-    server = ServerSplit(**server_figures | {"statuses": {}, "rejected": {}})
-    required: dict[str, Any] = {
-        f.name: 0.0
-        for f in fields(StepResult)
-        if f.default is MISSING and f.default_factory is MISSING
-    }
-    return StepResult(
-        **required
-        | {
-            "target": target, "step": 1, "phase": "sweep", "target_qps": rate,
-            "duration_s": 5.0, "window_s": 1.0, "windows": 4, "client": client,
-            "totals": Totals(requests=int(5 * rate), ok=int(5 * rate)), "server": server,
-            "enough_samples": True, "stable": True, "verdict": verdict,
-        }
-    )  # fmt: skip
+from tests.utils.sweep_steps import step
 
 
 def target(name: str, *steps: StepResult) -> TargetReport:
-    return TargetReport(name, list(steps), knee_of(steps))
+    """A target measured in one round."""
+    return TargetReport.from_rounds(name, [list(steps)])
 
 
 @pytest.fixture
@@ -101,10 +69,11 @@ def report() -> SweepReport:
 
 
 def test_the_terminal_marks_only_lower_bounds(report: SweepReport) -> None:
-    rows = {line.split()[0]: line.split()[1:4] for line in knee_table(report).splitlines()[2:]}
-    assert rows["onnx_int8"] == ["≥", "400", "max-rate"]
-    assert rows["onnx_fp32"] == ["≥", "200", "generator"]
-    assert rows["sklearn_fp32"][:2] == ["200", "slo"]
+    rows = {line.split()[0]: line.split()[1:5] for line in knee_table(report).splitlines()[2:]}
+    # One round: the interval is the search's bracket, open above a lower bound.
+    assert rows["onnx_int8"] == ["≥", "400", f"400{DASH}?", "max-rate"]
+    assert rows["onnx_fp32"] == ["≥", "200", f"200{DASH}?", "generator"]
+    assert rows["sklearn_fp32"][:3] == ["200", f"200{DASH}400", "slo"]
 
 
 def test_files_carry_the_lower_bound_flag(report: SweepReport, tmp_path: Path) -> None:
@@ -130,10 +99,10 @@ def test_the_html_opens_with_the_answer_and_its_conditions(
     first = page.index("<p class='answer'>")
     assert page.index("<h1>How much load does one replica hold at p99 ≤ 50 ms?</h1>") < first
     assert (
-        "onnx_int8 holds ≥ 400 req/s at p99 ≤ 50 ms on one replica: a lower bound, "
+        "onnx_int8 holds ≥ 400 req/s (one round) at p99 ≤ 50 ms on one replica: a lower bound, "
         "since the highest rate tried held (try higher rates)." in page
     )
-    assert "sklearn_fp32 holds 200 req/s at p99 ≤ 50 ms on one replica; at 400/s it " in page
+    assert "sklearn_fp32 holds 200 req/s (one round; below 400) at p99 ≤ 50 ms on one " in page
     assert "since the next rate was limited by the load generator" in page
     assert "Test CPU (2 logical CPUs)" in page and "code 0123456789ab" in page
     assert "Server on CPU 0 (pinned), generator on CPU 1 (pinned)" in page
@@ -184,7 +153,7 @@ def test_the_answer_names_the_rate_that_failed_not_a_retried_rate_that_then_held
     )  # fmt: skip
     sentence = answer("onnx_fp32", target_json(swept), slo_ms=50.0)
     assert sentence == (
-        "onnx_fp32 holds 11,952 req/s at p99 ≤ 50 ms on one replica; "
+        "onnx_fp32 holds 11,952 req/s (one round; below 14,000) at p99 ≤ 50 ms on one replica; "
         "at 14,000/s it missed the SLO (p99 120.0 ms)."
     )
 
@@ -233,7 +202,8 @@ def test_a_miss_on_a_slowed_core_says_so_and_the_conditions_warn(tmp_path: Path)
     report = steadied((1.0, 0.7))
     document = write_outputs(report, tmp_path)
     assert answers(document) == (
-        "onnx_fp32 holds 10,000 req/s at p99 ≤ 50 ms on one replica; at 14,000/s it missed "
+        "onnx_fp32 holds 10,000 req/s (one round; below 14,000) at p99 ≤ 50 ms on one "
+        "replica; at 14,000/s it missed "
         "the SLO (p99 120.0 ms), with the server's core at 0.70 of this run's fastest speed just "
         "before it."
     )

@@ -55,12 +55,22 @@ def test_open_loop_rate_and_the_server_side_add_up(
     # The server's core was read before the step; the one reading is the run's fastest.
     assert step["core_rate"] > 0 and step["core_speed"] == 1.0
     assert summary["conditions"]["core_speed"]["cpu"] in summary["conditions"]["server_cpus"]
-    assert (tmp_path / "steps.csv").read_text().startswith("target,phase,step,target_qps")
+    assert (tmp_path / "steps.csv").read_text().startswith("target,phase,step,round,target_qps")
+    # A window of warm-up came first, reported apart from the measured windows.
+    assert step["warmup_s"] == 1.0 and step["warmup_achieved_qps"] > 0
+    assert step["windows"] >= 4  # the measured ones: at least the step's 4 s
     report = (tmp_path / "report.html").read_text()
     assert report.count("data:image/png;base64,") == 3
     assert "<p class='answer'>onnx_int8 h" in report  # holds ... or held none ...
     assert "Server on " in report and "generator on " in report
-    assert (tmp_path / "knee.csv").read_text().startswith("target,slo_p99_ms,knee_qps,")
+    assert (
+        (tmp_path / "knee.csv")
+        .read_text()
+        .startswith(
+            "target,slo_p99_ms,knee_qps,knee_low_qps,knee_high_qps,knee_method,knee_rounds,"
+        )
+    )
+    assert summary["conclusive"] is True and summary["comparisons"] == []
     assert {p.name for p in tmp_path.glob("*.png")} == {
         "latency.png", "queueing.png", "throughput.png",
     }  # fmt: skip
@@ -175,3 +185,49 @@ def test_calibrate_measures_the_generator_against_the_bare_floor_first(
     lower_bound = target["knee_limited_by"] in ("generator", "unstable", "max-rate")
     assert target["knee_is_lower_bound"] == lower_bound
     assert "generator_late_share" in target["steps"][0]
+
+
+def test_variants_take_turns_at_the_same_rates_and_are_compared(
+    server: ServerProcess, store: Path, tmp_path: Path
+) -> None:
+    summary = sweep(
+        server.url, store, tmp_path, "--variants", "onnx_int8", "onnx_fp32", "--rates",
+        "100,200", "--rounds", "2", "--step-seconds", "2", "--window-seconds", "0.5",
+        "--max-step-seconds", "4", "--slo-p99-ms", "500",
+    )  # fmt: skip
+    int8, fp32 = (summary["variants"][v]["steps"] for v in ("onnx_int8", "onnx_fp32"))
+    # A, B, A, B ... by step id: each rate offered to both variants in turn, round by round
+    # (a rate that does not hold ends that variant's round: the machine here is shared).
+    order = [(s["target"], s["target_qps"], s["round"]) for s in sorted(int8 + fp32, key=_id)]
+    assert order[:2] == [("onnx_int8", 100, 1), ("onnx_fp32", 100, 1)]
+    assert [n for _, _, n in order] == sorted(n for _, _, n in order)
+    assert {n for _, _, n in order} == {1, 2}
+    (comparison,) = summary["comparisons"]
+    assert (comparison["baseline"], comparison["candidate"]) == ("onnx_int8", "onnx_fp32")
+    assert comparison["verdict"] in ("higher", "lower", "not_different")
+    for target in summary["variants"].values():
+        assert target["knee_rounds"] == 2 and target["knee_method"] == "rounds"
+    report = (tmp_path / "report.html").read_text()
+    assert "<h2>Variants compared under load</h2>" in report
+
+
+def _id(step: dict[str, Any]) -> int:
+    return int(step["step"])
+
+
+def test_fail_on_miss_exits_1_when_the_asked_rate_misses_the_slo(
+    store: Path, tmp_path: Path
+) -> None:
+    # 8 ms a call, one at a time, 150 calls a second asked: the server is saturated and
+    # misses by its own measure, however busy the machine keeps the generator.
+    options = [*SLOW, "--allow-faults", "--inject", "onnx_int8:latency-ms=8"]
+    with running_server(store, options=options) as slow:
+        done = run_perfserve(
+            "sweep", "--url", slow.url, "--store", str(store), "--out", str(tmp_path),
+            "--metrics-port", "0", "--variants", "onnx_int8", "--rates", "150",
+            "--step-seconds", "2", "--window-seconds", "0.5", "--max-step-seconds", "3",
+            "--slo-p99-ms", "5", "--fail-on-miss",
+        )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    step = json.loads((tmp_path / "summary.json").read_text())["variants"]["onnx_int8"]["steps"][0]
+    assert step["verdict"] in ("misses-slo", "server-saturated")

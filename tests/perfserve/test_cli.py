@@ -50,6 +50,7 @@ BAD_INVOCATIONS: list[tuple[str, list[str], dict[str, str], list[str]]] = [
     ("sweep", [], {}, ["--url"]),
     ("sweep", ["--url", UNUSED_URL, "--rates", "abc"], {}, ["--rates", "'abc'", "100,200,400"]),
     ("sweep", ["--url", UNUSED_URL, "--step-seconds", "-1"], {}, ["--step-seconds", "positive"]),
+    ("sweep", ["--url", UNUSED_URL, "--rounds", "0"], {}, ["--rounds", "1 or more"]),
     ("sweep", ["--url", UNUSED_URL], {}, [UNUSED_URL]),
     ("sweep", ["--url", "127.0.0.1:9"], {}, ["--url", "127.0.0.1:9", "http://"]),
     (

@@ -174,22 +174,32 @@ def from_bench(
     return figures
 
 
+SHORT_STEP_S = 10.0
+"""Steps shorter than this measure a knee from seconds of load: enough to rank variants
+run side by side, short for sizing production (MLPerf's server runs last ten minutes)."""
+MOVED_CORE = 0.9
+"""A server core that read under this share of its fastest during the sweep moved enough
+to move a knee by more than the 10% two measurements of one are expected to agree to."""
+
+
 def from_sweep(
     sweep: dict[str, Any], bench: list[ReplicaFigures]
 ) -> tuple[list[ReplicaFigures], list[str]]:
-    """Service rates from a sweep's knees; memory and size from the bench when given.
+    """Service rates from a sweep's knees, at the low end of each knee's interval (what
+    every round held); memory and size from the bench when given.
 
-    Returns the figures and notes: a variant without a knee (it never held the SLO), and a
+    Returns the figures and notes: a variant without a knee (it never held the SLO), a
     knee that is only a lower bound because something other than the server's SLO ended
-    the search (a saturated generator, an unstable step, the top of the rates tried); the
-    replicas planned from such a knee are then more than the server needs.
+    the search (a saturated generator, an unstable step, the top of the rates tried), whose
+    replicas are then more than the server needs, and the sweep's own warnings
+    (`sweep_warnings`).
     """
     slo = sweep["slo_p99_ms"]
     variants = sweep["variants"]
     if not isinstance(variants, dict):
         raise ValueError("sweep summary has no variants mapping")
     measured = {f.variant: f for f in bench}
-    figures, notes = [], []
+    figures, notes = [], sweep_warnings(sweep)
     for name, row in variants.items():
         knee = row.get("knee_qps")
         if knee is None or knee <= 0:
@@ -200,15 +210,50 @@ def from_sweep(
                 f"{name}: the knee ≥ {knee:,.0f} QPS is a lower bound (limited by "
                 f"{row['knee_limited_by']}, not the SLO), so these replicas are an upper bound"
             )
+        low = row.get("knee_low_qps")
+        rate, source = float(knee), f"sweep knee (highest QPS holding p99 <= {slo} ms)"
+        if low:
+            rate = float(low)
+            source = (
+                f"low end of the sweep knee's interval ({low:,.0f} of {knee:,.0f} QPS, "
+                f"{row.get('knee_rounds', 1)} round(s), p99 <= {slo} ms)"
+            )
         other = measured.get(name)
         figures.append(
             ReplicaFigures(
                 variant=name,
-                service_rate=float(knee),
-                source=f"sweep knee (highest QPS holding p99 <= {slo} ms)",
+                service_rate=rate,
+                source=source,
                 load_memory_bytes=other.load_memory_bytes if other else None,
                 peak_inference_bytes=other.peak_inference_bytes if other else None,
                 file_size_bytes=other.file_size_bytes if other else None,
             )
         )
     return figures, notes
+
+
+def sweep_warnings(sweep: dict[str, Any]) -> list[str]:
+    """What makes a sweep's knees a weak base for a plan: a run that was not conclusive,
+    short steps, a server core whose speed moved, a knee from one round."""
+    warnings = []
+    if sweep.get("conclusive") is False:
+        warnings.append(
+            f"WARNING: the sweep was not conclusive ({sweep.get('inconclusive_reason')}): "
+            "repeat it before sizing from it"
+        )
+    step_s = (sweep.get("settings") or {}).get("step_seconds")
+    if step_s is not None and step_s < SHORT_STEP_S:
+        warnings.append(
+            f"WARNING: planned from short steps ({step_s:g} s each): repeat the sweep with "
+            f"--step-seconds {SHORT_STEP_S:g} or more before sizing production"
+        )
+    core = (sweep.get("conditions") or {}).get("core_speed") or {}
+    if (share := core.get("slowest_share")) is not None and share < MOVED_CORE:
+        warnings.append(
+            f"WARNING: the server's core ran at {share:.2f} to 1.00 of its fastest speed "
+            "during the sweep: its knees moved with the machine"
+        )
+    rounds = [row.get("knee_rounds") for row in sweep["variants"].values()]
+    if any(r == 1 for r in rounds):
+        warnings.append("WARNING: a knee from one round has no measured spread (--rounds 3)")
+    return warnings

@@ -11,7 +11,9 @@ generators that share no code with the engines
 generator adds and for the server's CPU per request; `--openloop` adds the wire row too,
 openloop against a C server that does no work, the part of "added" that is the machine's
 own. With `--knee-slo-ms` too, the native sweep's knee for `--variant` is set beside theirs
-(perfserve/benchmarks/generator/knee_check.py). Each engine runs in a process of its own
+(perfserve/benchmarks/generator/knee_check.py); with `--same-rates`, the sweep's step
+and openloop's at each rate on one server (perfserve/benchmarks/generator/same_rate.py).
+Each engine runs in a process of its own
 (Locust patches the process it runs in with gevent); rounds are interleaved and the table
 shows medians over rounds.
 """

@@ -89,7 +89,7 @@ def sweep_knee(
         command += ["--slo-p99-ms", str(slo_ms), "--arrivals", "constant"]
         command += ["--step-seconds", str(step_seconds), "--precision", str(KNEE_PRECISION)]
         command += ["--start-rate", str(start_rate), "--metrics-port", "0"]
-        command += ["--generator-cpus", generator_cpu]
+        command += ["--generator-cpus", generator_cpu, "--rounds", "1"]  # one search, as theirs
         if max_rate is not None:
             command += ["--max-rate", str(max_rate)]
         if max_step_seconds is not None:

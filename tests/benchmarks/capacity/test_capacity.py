@@ -163,3 +163,34 @@ def test_capacity_command_refuses_a_folder_that_is_not_a_sweep(
 ) -> None:
     assert main(["capacity", "--peak-qps", "100", "--sweep", str(tmp_path)]) == 2
     assert "no sweep results" in capsys.readouterr().err
+
+
+def test_a_sweep_knee_with_an_interval_plans_from_its_low_end_and_warns(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    knee = {"knee_limited_by": "slo", "knee_is_lower_bound": False, "knee_method": "rounds"}
+    (tmp_path / "summary.json").write_text(
+        json.dumps(
+            {
+                "slo_p99_ms": 50.0,
+                "conclusive": False,
+                "inconclusive_reason": "the server's core ran at 0.62 to 1.00",
+                "settings": {"step_seconds": 3.0},
+                "conditions": {"core_speed": {"slowest_share": 0.62}},
+                "variants": {
+                    "onnx_int8": knee
+                    | {"knee_qps": 100.0, "knee_low_qps": 80.0, "knee_high_qps": 110.0}
+                    | {"knee_rounds": 5},
+                },
+            }
+        )
+    )
+    code = main(["capacity", "--peak-qps", "100", "--safety-factor", "1", "--sweep", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0
+    line = next(line for line in out.splitlines() if line.startswith("onnx_int8"))
+    assert line.split()[1:4] == ["80", "2", "62%"]  # as from a knee of 80: the low end
+    assert "low end of the sweep knee's interval (80 of 100 QPS, 5 round(s)" in out
+    assert "WARNING: the sweep was not conclusive (the server's core ran at 0.62" in out
+    assert "WARNING: planned from short steps (3 s each)" in out
+    assert "WARNING: the server's core ran at 0.62 to 1.00 of its fastest speed" in out

@@ -37,3 +37,6 @@ def test_a_variant_the_store_lacks_is_a_usage_error(store: Path) -> None:
     done = run_perfserve("bench-generator", "--store", str(store), "--knee-rounds", "0")
     assert done.returncode == 2
     assert "--knee-rounds must be >= 1" in done.stderr
+    done = run_perfserve("bench-generator", "--store", str(store), "--same-rates", "1000")
+    assert done.returncode == 2
+    assert "--same-rates needs --openloop" in done.stderr
