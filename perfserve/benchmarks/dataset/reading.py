@@ -161,17 +161,15 @@ def _csv_batches(source: Layout, part: Part | None = None) -> Iterator[pa.Record
     types = {name: pa.float64() for name in source.features}
     options = pa_csv.ConvertOptions(column_types=types)
     read = pa_csv.ReadOptions(block_size=CSV_BLOCK_BYTES)
-    if part is None:
-        reader = pa_csv.open_csv(source.path, read_options=read, convert_options=options)
-        done = 0
-    else:
-        with source.path.open("rb") as file:
-            header = file.readline()
-            file.seek(part.start)
-            body = file.read(part.end - part.start)
-        stream = pa.BufferReader(header + body)
-        reader = pa_csv.open_csv(stream, read_options=read, convert_options=options)
-        done = part.first_row - 1
+    done = 0 if part is None else part.first_row - 1
+    try:  # pyarrow parses the first block as it opens
+        if part is None:
+            reader = pa_csv.open_csv(source.path, read_options=read, convert_options=options)
+        else:
+            stream = pa.BufferReader(_part_bytes(source.path, part))
+            reader = pa_csv.open_csv(stream, read_options=read, convert_options=options)
+    except pa.ArrowInvalid as error:
+        raise _csv_cell_error(source, error, done) from None
     while True:
         try:
             batch = reader.read_next_batch()
@@ -181,6 +179,14 @@ def _csv_batches(source: Layout, part: Part | None = None) -> Iterator[pa.Record
             raise _csv_cell_error(source, error, done) from None
         done += batch.num_rows
         yield batch
+
+
+def _part_bytes(path: Path, part: Part) -> bytes:
+    """The header line and the part's byte range, as one small CSV."""
+    with path.open("rb") as file:
+        header = file.readline()
+        file.seek(part.start)
+        return header + file.read(part.end - part.start)
 
 
 @dataclass(frozen=True)

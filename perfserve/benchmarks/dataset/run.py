@@ -16,10 +16,10 @@ from pydantic import BaseModel
 from perfserve.benchmarks.dataset.reading import Layout, chunks, parts
 from perfserve.benchmarks.dataset.scoring import (
     Tally,
-    load_variant,
     peak_rss_bytes,
     score_chunks,
     score_part,
+    warm_variant,
 )
 from perfserve_common.usage import MissingTool
 from service.runtimes import open_variant
@@ -87,7 +87,7 @@ def score_dataset(
         size = source.path.stat().st_size
         cut = parts(source, max(1 << 20, min(PART_BYTES, size // (4 * max(workers, 1)))))
         for name in variants:  # loaded (and warmed) on every worker before any timing
-            client.run(load_variant, str(store.resolve()), name)
+            client.run(warm_variant, str(store.resolve()), name)
         results = [
             _cluster_pass(client, store, manifest, source, cut, name, chunk_rows)
             for name in variants

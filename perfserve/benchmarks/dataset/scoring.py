@@ -96,3 +96,9 @@ def load_variant(store: str, variant: str) -> tuple[Runner, Task]:
     """The variant, opened once per process (a worker keeps it for every task)."""
     manifest = load_manifest(Path(store))
     return open_variant(Path(store), manifest.variants[variant], manifest.task), manifest.task
+
+
+def warm_variant(store: str, variant: str) -> None:
+    """Load the variant in a worker ahead of the timed pass (nothing comes back: a model
+    session does not pickle)."""
+    load_variant(store, variant)
