@@ -40,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
     given = [args.model, args.data, args.target]
     if any(given) and not all(given):
         raise UsageError("--model, --data and --target go together")
+    if args.model and args.example != "small":
+        raise UsageError("--example trains a bundled model; it does not go with --model")
     if args.model:
         manifest = build_from_files(args.store, args.model, args.data, args.target)
     else:
