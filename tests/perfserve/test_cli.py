@@ -73,6 +73,12 @@ BAD_INVOCATIONS: list[tuple[str, list[str], dict[str, str], list[str]]] = [
     ("bench", ["--variants", "onnx_int9"], {}, ["onnx_int9", "sklearn_fp32"]),
     ("bench", ["--batch-sizes", "1,x"], {}, ["--batch-sizes", "'1,x'"]),
     ("bench", ["--dask"], {}, ["--dask", "--dataset"]),
+    (
+        "build",
+        ["--model", "m.joblib", "--data", "d.csv", "--target", "t", "--example", "wide"],
+        {},
+        ["--example", "--model"],
+    ),
     ("robustness", ["--perturbations", "noise,jitter"], {}, ["--perturbations", "jitter", "edge"]),
     ("decide", [], {}, ["--requirements"]),
     ("decide", ["--requirements", "no-such.yaml"], {}, ["no-such.yaml"]),
