@@ -100,7 +100,9 @@ def _robustness(
     from perfserve.benchmarks.robustness.report import write_robustness
     from perfserve.benchmarks.robustness.run import run_robustness
 
-    summary = run_robustness(args.store, manifest, specs, GATED_PERTURBATIONS, 0.0, [1])
+    summary = run_robustness(
+        args.store, manifest, specs, GATED_PERTURBATIONS, 0.0, [1], per_feature=False
+    )
     write_robustness(summary, args.out / "robustness")
     return summary
 

@@ -89,21 +89,24 @@ def run_robustness(
     k_values: list[int],
     seed: int = 0,
     say: Say | None = None,
+    per_feature: bool = True,
 ) -> RobustnessSummary:
-    """Score the variants (the reference always, for agreement) on each condition."""
+    """Score the variants (the reference always, for agreement) on each condition;
+    `per_feature` False leaves out the one-feature conditions (no sensitivity ranking)."""
     report = say or _stderr
     started = time.perf_counter()
     holdout = load_holdout(store, manifest)
     stats = training_statistics(manifest, holdout)
     guard = FeatureRangeGuard(manifest, guard_factor)
     chosen = conditions(perturbations, manifest, stats, guard, k_values)
+    chosen = [c for c in chosen if per_feature or c.feature is None]
     runners = _runners(store, manifest, specs)
     scoring = Scoring(manifest.task, holdout, manifest.reference, guard, seed)
-    per_feature = Scoring(manifest.task, holdout, manifest.reference, guard, seed, False)
+    ranking = Scoring(manifest.task, holdout, manifest.reference, guard, seed, False)
     report(f"{len(chosen)} conditions x {len(runners)} variants on {len(holdout.target)} rows")
     outcomes = evaluate(scoring, runners, None)
     for condition in chosen:
-        outcomes += evaluate(per_feature if condition.feature else scoring, runners, condition)
+        outcomes += evaluate(ranking if condition.feature else scoring, runners, condition)
     shown = {spec.name for spec in specs}
     outcomes = [o for o in outcomes if o.variant in shown]
     metric = quality_name(manifest.task)
