@@ -5,8 +5,14 @@ compare rule act on the results."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
+from sklearn.datasets import load_diabetes
+from sklearn.linear_model import Ridge
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from perfserve.benchmarks.figures import VariantFigures
 from perfserve.benchmarks.gate.decide import decide, parse_requirements
@@ -16,6 +22,7 @@ from perfserve.benchmarks.robustness.perturbations import training_statistics
 from perfserve.benchmarks.robustness.report import load_robustness, write_robustness
 from perfserve.benchmarks.robustness.run import RobustnessSummary, run_robustness
 from perfserve.cli import main
+from perfserve.modelstore.build import build_store
 from perfserve_common.usage import UsageError
 from service.store import Dataset, Manifest
 
@@ -136,3 +143,25 @@ def test_an_unknown_perturbation_is_one_line_exit_2(
         "perfserve robustness: error: --perturbations: unknown ['jitter']; choose from "
         "noise, missing, shift, edge"
     ]
+
+
+def test_a_regressor_loses_rmse_under_noise_and_is_gated_relatively(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    bunch: Any = load_diabetes()
+    x, y = bunch.data.astype(np.float32), bunch.target.astype(float)
+    names = [str(name) for name in bunch.feature_names]
+    pipeline = make_pipeline(StandardScaler(), Ridge()).fit(x[:300], y[:300])
+    path = tmp_path_factory.mktemp("regressor") / "store"
+    manifest = build_store(path, pipeline, Dataset(x[300:], y[300:], names, "y"), "ridge")
+    summary = run_robustness(
+        path, manifest, default_specs(path, manifest), ["noise", "shift"], FACTOR, [1]
+    )
+    assert summary.metric == "rmse" and summary.statistics_source == "hold-out"
+    clean = summary.quality_under("onnx_fp32", "clean")
+    noisy = summary.quality_under("onnx_fp32", "noise:1")
+    assert clean and noisy and noisy.quality.value > clean.quality.value
+    assert noisy.quality.low <= noisy.quality.value <= noisy.quality.high
+    worse = parse_requirements({"robustness": {"noise:1": clean.quality.value}})
+    (reason,) = decide([_figures("onnx_fp32")], worse, robustness=summary).rejected["onnx_fp32"]
+    assert "rmse" in reason and "above the maximum" in reason
