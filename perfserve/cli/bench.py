@@ -152,6 +152,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_dataset(args: argparse.Namespace) -> int:
+    from perfserve.benchmarks.dataset.scheduler import check_reachable
+
+    if args.dask_scheduler is not None:
+        check_reachable(args.dask_scheduler)
     try:
         from perfserve.benchmarks.dataset.generate import generate
         from perfserve.benchmarks.dataset.reading import layout

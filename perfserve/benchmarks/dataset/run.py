@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from perfserve.benchmarks.dataset.reading import Layout, chunks, parts
+from perfserve.benchmarks.dataset.scheduler import CONNECT_TIMEOUT_S
 from perfserve.benchmarks.dataset.scoring import (
     Tally,
     peak_rss_bytes,
@@ -29,8 +30,6 @@ CHUNK_ROWS = 65536
 PART_BYTES = 32 << 20
 """About this much of the file per Dask task: enough work to hide a task's overhead, few
 enough bytes that a worker's memory stays flat."""
-CONNECT_TIMEOUT_S = 3
-"""How long to wait for a scheduler: with Python's start-up, the refusal stays under 10 s."""
 
 
 class VariantPass(BaseModel):
@@ -167,6 +166,11 @@ def _client(where: Where) -> Iterator[tuple[Any, str]]:
             raise MissingTool(
                 f"no Dask scheduler answers at {where.scheduler} within {CONNECT_TIMEOUT_S} s "
                 f"({type(error).__name__})"
+            ) from None
+        except Exception as error:  # something listens there, but not a Dask scheduler
+            raise MissingTool(
+                f"{where.scheduler} answered, but not as a Dask scheduler "
+                f"({type(error).__name__}); check the address and port"
             ) from None
         with client:
             yield client, f"Dask scheduler {where.scheduler}"

@@ -132,7 +132,18 @@ def test_an_unreachable_scheduler_is_one_line_exit_4_within_10_s(
     assert code == 4
     assert capsys.readouterr().err.strip().splitlines() == [
         "perfserve bench: error: no Dask scheduler answers at tcp://127.0.0.1:9 within 3 s "
-        "(OSError)"
+        "(Connection refused)"
+    ]
+
+
+def test_a_scheduler_address_without_a_port_is_exit_2(
+    store: Path, small_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dataset = ["--dataset", str(small_csv), "--out", str(tmp_path)]
+    code = main(["bench", "--store", str(store), *dataset, "--dask-scheduler", "localhost"])
+    assert code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "perfserve bench: error: --dask-scheduler 'localhost': expected tcp://HOST:PORT"
     ]
 
 
