@@ -85,7 +85,7 @@ def layout(path: Path, manifest: Manifest) -> Layout:
 
 def chunks(source: Layout, rows: int) -> Iterator[Chunk]:
     """The whole file, `rows` at a time (a CSV: one parsed block at a time)."""
-    batches = _parquet_batches(source, rows) if source.kind == "parquet" else _csv_batches(source)
+    batches = _parquet_batches(source, rows) if source.kind == "parquet" else _csv_parts(source)
     first = 1
     seen = False
     for batch in batches:
@@ -160,20 +160,17 @@ def _parquet(path: Path) -> pq.ParquetFile:
     return pq.ParquetFile(path, pre_buffer=False)
 
 
-def _csv_batches(source: Layout, part: Part | None = None) -> Iterator[pa.RecordBatch]:
-    """Blocks of the CSV (or of one part's byte range, behind the header), the feature
-    columns parsed as float64 (a float32 parse would turn 1e39 into inf silently; float64
-    keeps it for the finiteness check to name)."""
+def _csv_batches(source: Layout, part: Part) -> Iterator[pa.RecordBatch]:
+    """Blocks of one part's byte range, behind the header, the feature columns parsed as
+    float64 (a float32 parse would turn 1e39 into inf silently; float64 keeps it for the
+    finiteness check to name)."""
     types = {name: pa.float64() for name in source.features}
     options = pa_csv.ConvertOptions(column_types=types)
     read = pa_csv.ReadOptions(block_size=CSV_BLOCK_BYTES)
-    done = 0 if part is None else part.first_row - 1
+    done = part.first_row - 1
     try:  # pyarrow parses the first block as it opens
-        if part is None:
-            reader = pa_csv.open_csv(source.path, read_options=read, convert_options=options)
-        else:
-            stream = pa.BufferReader(_part_bytes(source.path, part))
-            reader = pa_csv.open_csv(stream, read_options=read, convert_options=options)
+        stream = pa.BufferReader(_part_bytes(source.path, part))
+        reader = pa_csv.open_csv(stream, read_options=read, convert_options=options)
     except pa.ArrowInvalid as error:
         raise _csv_cell_error(source, error, done) from None
     while True:
@@ -185,6 +182,13 @@ def _csv_batches(source: Layout, part: Part | None = None) -> Iterator[pa.Record
             raise _csv_cell_error(source, error, done) from None
         done += batch.num_rows
         yield batch
+
+
+def _csv_parts(source: Layout) -> Iterator[pa.RecordBatch]:
+    """The CSV part by part: pyarrow's streaming reader, given the whole file, read all of
+    it ahead at open (the resident set grew with the file); a part's bytes bound it."""
+    for part in parts(source, CSV_BLOCK_BYTES * 2):
+        yield from _csv_batches(source, part)
 
 
 def _part_bytes(path: Path, part: Part) -> bytes:
