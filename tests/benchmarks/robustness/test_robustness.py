@@ -165,3 +165,21 @@ def test_a_regressor_loses_rmse_under_noise_and_is_gated_relatively(
     worse = parse_requirements({"robustness": {"noise:1": clean.quality.value}})
     (reason,) = decide([_figures("onnx_fp32")], worse, robustness=summary).rejected["onnx_fp32"]
     assert "rmse" in reason and "above the maximum" in reason
+
+
+def test_the_command_writes_every_output(
+    store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "robustness"
+    args = ["--perturbations", "noise,edge", "--out", str(out)]
+    assert main(["robustness", "--store", str(store), *args]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("## Robustness") and "| noise:0.5 |" in printed
+    names = {path.name for path in out.iterdir()}
+    assert names == {
+        "robustness.json",
+        "robustness.csv",
+        "sensitivity.csv",
+        "degradation.png",
+        "report.md",
+    }
