@@ -63,6 +63,14 @@ def quality_metrics(
 
 def agreement(reference: np.ndarray, candidate: np.ndarray, task: Task) -> float:
     """Share of rows where two variants give the same answer (regression: within 1e-3 relative)."""
+    return float(np.mean(agreeing_rows(reference, candidate, task)))
+
+
+def agreeing_rows(reference: np.ndarray, candidate: np.ndarray, task: Task) -> np.ndarray:
+    """Per row, whether two variants give the same answer: what `agreement` averages, kept
+    row by row where an interval over the rows is wanted."""
     if task == "regression":
-        return float(np.mean(np.isclose(reference, candidate, rtol=1e-3, atol=1e-6)))
-    return float(np.mean(reference == candidate))
+        close: np.ndarray = np.isclose(reference, candidate, rtol=1e-3, atol=1e-6)
+        return close
+    same: np.ndarray = np.asarray(reference == candidate)
+    return same

@@ -76,6 +76,19 @@ class FeatureRanges(BaseModel):
     """"training" rows, or "hold-out" when the build had no training rows (a user's model)."""
 
 
+class FeatureStats(BaseModel):
+    """Per-feature mean, standard deviation and median of the rows the model learned from:
+    what a robustness run scales its noise and shifts by, and fills a missing value with
+    (as a client would). Stores built before it was recorded have none; the robustness
+    run then computes them from the hold-out and says so."""
+
+    mean: list[float]
+    std: list[float]
+    median: list[float]
+    source: str
+    """"training" rows, or "hold-out" when the build had no training rows (a user's model)."""
+
+
 class Int8Candidate(BaseModel):
     """One int8 method as `perfserve build` measured it."""
 
@@ -122,6 +135,7 @@ class Manifest(BaseModel):
     skipped: dict[str, str] = {}
     """Variants that could not be built for this model, with the reason."""
     feature_ranges: FeatureRanges | None = None
+    feature_stats: FeatureStats | None = None
     int8: Int8Choice | None = None
     """The int8 methods measured at build time and the one chosen, or None (no int8)."""
 

@@ -64,6 +64,10 @@ COMMANDS: dict[str, Command] = {
     "bench": Command(
         "benchmark the store's variants: quality, speed, resources, operators", extra="bench"
     ),
+    "robustness": Command(
+        "quality of every variant under noisy, missing, shifted and out-of-range inputs",
+        extra="bench",
+    ),
     "decide": Command(
         "pick a variant: hard limits from a requirements file, then an objective", extra="bench"
     ),

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from typing import TypeAlias
 
     from perfserve.benchmarks.offline.bench import VariantSpec
+    from perfserve.benchmarks.robustness.run import RobustnessSummary
     from service.store import Manifest
 
     Commands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -72,7 +73,10 @@ def run(args: argparse.Namespace) -> int:
     summary = measure(
         args, manifest, [baseline, candidate], baseline.name, dict(DEFAULT_WEIGHTS), None
     )
-    result = gate(summary, baseline.name, candidate.name, rules)
+    robustness = (
+        _robustness(args, manifest, [baseline, candidate]) if rules.gates_robustness else None
+    )
+    result = gate(summary, baseline.name, candidate.name, rules, robustness)
     paths = write_outputs(summary, args.out)
     verdict = {"promote": result.promote, "reasons": result.reasons, "table": result.table}
     (args.out / "compare.json").write_text(json.dumps(verdict, indent=2))
@@ -86,6 +90,21 @@ def run(args: argparse.Namespace) -> int:
         extra={"verdict": "promote" if result.promote else "reject", "reasons": result.reasons},
     )
     return ExitCode.ANSWERED if result.promote else ExitCode.NO
+
+
+def _robustness(
+    args: argparse.Namespace, manifest: Manifest, specs: list[VariantSpec]
+) -> RobustnessSummary:
+    """Both variants on the noise and shift conditions, written beside the bench's results."""
+    from perfserve.benchmarks.robustness.floors import GATED_PERTURBATIONS
+    from perfserve.benchmarks.robustness.report import write_robustness
+    from perfserve.benchmarks.robustness.run import run_robustness
+
+    summary = run_robustness(
+        args.store, manifest, specs, GATED_PERTURBATIONS, 0.0, [1], per_feature=False
+    )
+    write_robustness(summary, args.out / "robustness")
+    return summary
 
 
 def _rules_type() -> type:

@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 def add_arguments(decide: argparse.ArgumentParser) -> None:
     decide.description = (
         "Filter the benched variants by hard limits (p95 latency, accuracy, "
-        "memory, throughput, energy), rank the rest by an objective, and say why each "
+        "memory, throughput, energy, and floors under perturbation from `perfserve "
+        "robustness`), rank the rest by an objective, and say why each "
         "rejected variant failed. Exit 1 when no variant meets the limits."
     )
     add_option(
@@ -36,18 +37,28 @@ def add_arguments(decide: argparse.ArgumentParser) -> None:
         default=Path("reports/bench"),
         help="Folder of a `perfserve bench` run.",
     )
+    add_option(
+        decide,
+        "--robustness",
+        type=Path,
+        default=Path("reports/robustness"),
+        help="Folder of a `perfserve robustness` run; read when the requirements set "
+        "robustness floors.",
+    )
     decide.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from perfserve.benchmarks.figures import figures_from_summary, load_summary
     from perfserve.benchmarks.gate.decide import decide, load_requirements, render_decision
+    from perfserve.benchmarks.robustness.report import load_robustness
 
     requirements = load_requirements(args.requirements)
     summary = load_summary(args.bench)
     figures = figures_from_summary(summary, requirements.batch_size)
     environment = summary["environment"]
     estimate = None if environment["energy_measured"] else environment["energy_source"]
-    decision = decide(figures, requirements, estimate)
+    robustness = load_robustness(args.robustness) if requirements.robustness else None
+    decision = decide(figures, requirements, estimate, robustness)
     print(render_decision(decision, figures[0].batch_size))
     return ExitCode.ANSWERED if decision.choice else ExitCode.NO

@@ -1,7 +1,7 @@
 """`perfserve build`: train (or take) a pipeline, convert and quantize it, and write the store.
 
-The reference model is trained deterministically on scikit-learn's bundled breast-cancer
-data (no download): a standard-scaled MLP, whose MatMul layers give onnxruntime's
+The reference model is trained deterministically on data scikit-learn ships (no download;
+perfserve/modelstore/examples.py): a standard-scaled MLP, whose MatMul layers give onnxruntime's
 quantizers real work, unlike a linear model's single ML operator. Which int8 method ships
 is measured, not assumed (perfserve/modelstore/int8.py).
 """
@@ -16,7 +16,6 @@ from typing import Any
 import joblib
 import numpy as np
 from sklearn.base import is_classifier
-from sklearn.datasets import load_breast_cancer
 from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -29,6 +28,7 @@ from perfserve.modelstore.convert import (
     operator_types,
     optimize_offline,
 )
+from perfserve.modelstore.examples import DEFAULT_EXAMPLE, EXAMPLES
 from service.quality import Task, agreement, quality_metrics
 from service.runtimes import PerRowRunner, Prediction, open_runner
 from service.store import (
@@ -36,6 +36,7 @@ from service.store import (
     MANIFEST_FILE,
     Dataset,
     FeatureRanges,
+    FeatureStats,
     HoldoutInfo,
     Int8Choice,
     Manifest,
@@ -46,7 +47,7 @@ from service.store import (
     write_csv_dataset,
 )
 
-REFERENCE_MODEL_NAME = "breast-cancer-mlp"
+REFERENCE_MODEL_NAME = EXAMPLES[DEFAULT_EXAMPLE].model_name
 SEED = 0
 
 # (name, format, precision, artifact path); the first is the reference the others must match.
@@ -57,9 +58,10 @@ VARIANT_LAYOUT = (
 )
 
 
-def reference_data() -> tuple[Dataset, Dataset]:
-    """The bundled data set split 70/30, stratified, with a fixed seed: (train, hold-out)."""
-    bunch: Any = load_breast_cancer()
+def reference_data(example: str = DEFAULT_EXAMPLE) -> tuple[Dataset, Dataset]:
+    """The example's bundled data set split 70/30, stratified, with a fixed seed:
+    (train, hold-out)."""
+    bunch: Any = EXAMPLES[example].load()
     names = [str(name) for name in bunch.feature_names]
     x_train, x_test, y_train, y_test = train_test_split(
         bunch.data.astype(np.float32),
@@ -71,12 +73,13 @@ def reference_data() -> tuple[Dataset, Dataset]:
     return Dataset(x_train, y_train, names, "target"), Dataset(x_test, y_test, names, "target")
 
 
-def train_reference(train: Dataset) -> Pipeline:
-    """A small MLP; trained on float32 rows, so its weights really are fp32."""
-    pipeline = make_pipeline(
-        StandardScaler(),
-        MLPClassifier(hidden_layer_sizes=(64, 32), max_iter=800, random_state=SEED),
+def train_reference(train: Dataset, example: str = DEFAULT_EXAMPLE) -> Pipeline:
+    """The example's MLP; trained on float32 rows, so its weights really are fp32."""
+    chosen = EXAMPLES[example]
+    mlp = MLPClassifier(
+        hidden_layer_sizes=chosen.hidden_layers, max_iter=chosen.max_iter, random_state=SEED
     )
+    pipeline = make_pipeline(StandardScaler(), mlp)
     pipeline.fit(train.features, train.target)
     return pipeline
 
@@ -86,22 +89,24 @@ def build_store(
     pipeline: Any | None = None,
     holdout: Dataset | None = None,
     model_name: str | None = None,
+    example: str = DEFAULT_EXAMPLE,
 ) -> Manifest:
-    """Write every variant that can be made of `pipeline` (default: the reference model).
+    """Write every variant that can be made of `pipeline` (default: the `example` model).
 
-    Static int8 is calibrated, and the feature ranges recorded, on the training rows of the
-    reference model; a user's pipeline comes without them, so its hold-out rows serve (the
-    manifest says which).
+    Static int8 is calibrated, and the feature ranges and statistics recorded, on the
+    training rows of an example model; a user's pipeline comes without them, so its
+    hold-out rows serve (the manifest says which).
 
     The store is assembled in a temporary folder and moved into place at the end, so a
     failed build never leaves a half-written store behind.
     """
     calibration = None
     if pipeline is None or holdout is None:
-        train, holdout = reference_data()
-        pipeline, model_name = train_reference(train), REFERENCE_MODEL_NAME
+        train, holdout = reference_data(example)
+        pipeline, model_name = train_reference(train, example), EXAMPLES[example].model_name
         calibration = train.features
     ranges = _feature_ranges(holdout.features if calibration is None else calibration, calibration)
+    stats = _feature_stats(holdout.features if calibration is None else calibration, calibration)
     task: Task = "classification" if is_classifier(pipeline) else "regression"
     _check_pipeline_accepts(pipeline, holdout)
     store.parent.mkdir(parents=True, exist_ok=True)
@@ -113,6 +118,7 @@ def build_store(
         choice = _choose_int8(staging, pipeline, holdout, task, methods, skipped)
         manifest = _describe(staging, pipeline, holdout, task, model_name, skipped, choice)
         manifest.feature_ranges = ranges
+        manifest.feature_stats = stats
         (staging / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2))
         if store.exists():
             shutil.rmtree(store)
@@ -151,6 +157,16 @@ def _feature_ranges(rows: np.ndarray, training: np.ndarray | None) -> FeatureRan
     return FeatureRanges(
         low=rows.min(axis=0).astype(float).tolist(),
         high=rows.max(axis=0).astype(float).tolist(),
+        source="hold-out" if training is None else "training",
+    )
+
+
+def _feature_stats(rows: np.ndarray, training: np.ndarray | None) -> FeatureStats:
+    values = rows.astype(np.float64)
+    return FeatureStats(
+        mean=values.mean(axis=0).tolist(),
+        std=values.std(axis=0).tolist(),
+        median=np.median(values, axis=0).tolist(),
         source="hold-out" if training is None else "training",
     )
 

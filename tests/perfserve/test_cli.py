@@ -73,6 +73,14 @@ BAD_INVOCATIONS: list[tuple[str, list[str], dict[str, str], list[str]]] = [
     ("bench", ["--runs", "1"], {}, ["--runs"]),
     ("bench", ["--variants", "onnx_int9"], {}, ["onnx_int9", "sklearn_fp32"]),
     ("bench", ["--batch-sizes", "1,x"], {}, ["--batch-sizes", "'1,x'"]),
+    ("bench", ["--dask"], {}, ["--dask", "--dataset"]),
+    (
+        "build",
+        ["--model", "m.joblib", "--data", "d.csv", "--target", "t", "--example", "wide"],
+        {},
+        ["--example", "--model"],
+    ),
+    ("robustness", ["--perturbations", "noise,jitter"], {}, ["--perturbations", "jitter", "edge"]),
     ("decide", [], {}, ["--requirements"]),
     ("decide", ["--requirements", "no-such.yaml"], {}, ["no-such.yaml"]),
     ("capacity", ["--peak-qps", "abc"], {}, ["--peak-qps", "'abc'"]),
@@ -91,7 +99,7 @@ BAD_INVOCATIONS: list[tuple[str, list[str], dict[str, str], list[str]]] = [
     ("profile", ["--variant", "onnx_int8", "--repeats", "1"], {}, ["--repeats", "at least 2"]),
     ("profile", ["--compare", "nowhere", "elsewhere"], {}, ["--compare", "profile.json"]),
 ]
-NEEDS_A_STORE = {"serve", "bench", "compare", "bench-generator"}
+NEEDS_A_STORE = {"serve", "bench", "compare", "bench-generator", "robustness"}
 
 
 def _argv(command: str, args: list[str], store: Path) -> list[str]:

@@ -21,6 +21,7 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from perfserve.modelstore.build import build_from_files, build_store, reference_data
 from perfserve.modelstore.convert import INTEGER_OPERATORS
+from perfserve.modelstore.examples import EXAMPLES
 from perfserve_common.processes import LOAD_FAILED, start_server
 from service.quality import quality_metrics
 from service.runtimes import open_runner, open_variant
@@ -257,3 +258,18 @@ def test_the_manifest_records_why_it_serves_its_int8_method(manifest: Manifest) 
     for candidate in choice.candidates.values():
         assert set(candidate.latency_us) == {1, 8, 64}
     assert manifest.variants["onnx_int8"].sha256 == chosen.sha256
+
+
+def test_the_store_records_training_statistics(manifest: Manifest) -> None:
+    train, _ = reference_data()
+    stats = manifest.feature_stats
+    assert stats is not None and stats.source == "training"
+    assert np.allclose(stats.std, train.features.astype(np.float64).std(axis=0))
+    assert np.allclose(stats.median, np.median(train.features, axis=0))
+
+
+def test_the_wide_example_is_digits_with_a_wide_mlp() -> None:
+    train, holdout = reference_data("wide")
+    assert train.features.shape[1] == 64 and holdout.features.shape[1] == 64
+    assert len(np.unique(train.target)) == 10
+    assert EXAMPLES["wide"].hidden_layers[0] >= 512  # matrix products dominate its time

@@ -14,19 +14,27 @@ rules.yaml (every key optional; these are the defaults):
     max_throughput_drop: 0.05     # relative, significant drops only
     max_memory_increase_mb: 64    # load + peak per call, absolute
     max_size_increase: 0.5        # artifact file size, relative
+    max_robustness_drop: .inf     # under each noise and shift condition (`perfserve
+                                  # robustness`), absolute accuracy (regressor: relative rmse);
+                                  # set, compare also scores both variants on perturbed rows
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from perfserve.benchmarks.figures import figures_from_summary, headline_metric
+from perfserve.benchmarks.robustness.floors import drop_reasons
 from perfserve.benchmarks.statistics import ALPHA
 from perfserve_common.usage import UsageError
+
+if TYPE_CHECKING:
+    from perfserve.benchmarks.robustness.run import RobustnessSummary
 
 MIB = 2**20
 
@@ -40,6 +48,11 @@ class Rules:
     max_throughput_drop: float = 0.05
     max_memory_increase_mb: float = 64.0
     max_size_increase: float = 0.5
+    max_robustness_drop: float = math.inf
+
+    @property
+    def gates_robustness(self) -> bool:
+        return math.isfinite(self.max_robustness_drop)
 
 
 def load_rules(path: Path | None, overrides: dict[str, float | None]) -> Rules:
@@ -78,7 +91,14 @@ class GateResult:
     """Side by side: dimension, baseline, candidate, delta, significance."""
 
 
-def gate(summary: dict[str, Any], baseline: str, candidate: str, rules: Rules) -> GateResult:
+def gate(
+    summary: dict[str, Any],
+    baseline: str,
+    candidate: str,
+    rules: Rules,
+    robustness: RobustnessSummary | None = None,
+) -> GateResult:
+    """`robustness` holds both variants under perturbation when `max_robustness_drop` is set."""
     table: list[dict[str, Any]] = []
     reasons: list[str] = []
     reasons += _quality(summary, baseline, candidate, rules, table)
@@ -86,6 +106,8 @@ def gate(summary: dict[str, Any], baseline: str, candidate: str, rules: Rules) -
         if row["candidate"] == candidate:
             reasons += _speed(row, rules, table)
     reasons += _resources(summary, baseline, candidate, rules, table)
+    if robustness is not None and rules.gates_robustness:
+        reasons += drop_reasons(robustness, baseline, candidate, rules.max_robustness_drop, table)
     return GateResult(not reasons, reasons, table)
 
 

@@ -12,6 +12,8 @@ requirements.yaml:
       max_energy_mj_per_sample: 1.0
     objective: latency                # latency | accuracy | throughput | memory | energy | score
     weights: {accuracy: 0.4, latency: 0.3, memory: 0.15, energy: 0.15}   # for score
+    robustness:                       # floors under perturbation (`perfserve robustness`)
+      "noise:0.5": 0.90               # accuracy under 0.5-std noise; regressors: max rmse
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -30,7 +32,11 @@ from perfserve.benchmarks.gate.score import (
     composite_scores,
     scoring_weights,
 )
+from perfserve.benchmarks.robustness.floors import floor_reasons, parse_floors
 from perfserve_common.usage import UsageError
+
+if TYPE_CHECKING:
+    from perfserve.benchmarks.robustness.run import RobustnessSummary
 
 MIB = 2**20
 
@@ -61,6 +67,8 @@ class Requirements:
     objective: str = "score"
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     batch_size: int | None = None
+    robustness: dict[str, float] = field(default_factory=dict)
+    """Condition ("noise:0.5") to the least accuracy (a regressor: the most RMSE) under it."""
 
 
 @dataclass(frozen=True)
@@ -94,7 +102,7 @@ def load_requirements(path: Path) -> Requirements:
 
 
 def parse_requirements(data: dict[str, Any]) -> Requirements:
-    unknown = set(data) - {"limits", "objective", "weights", "batch_size"}
+    unknown = set(data) - {"limits", "objective", "weights", "batch_size", "robustness"}
     if unknown:
         raise UsageError(f"unknown requirement key(s) {sorted(unknown)}")
     limits = data.get("limits") or {}
@@ -116,14 +124,19 @@ def parse_requirements(data: dict[str, Any]) -> Requirements:
         objective=objective,
         weights=weights,
         batch_size=data.get("batch_size"),
+        robustness=parse_floors(data.get("robustness") or {}),
     )
 
 
 def decide(
-    figures: list[VariantFigures], requirements: Requirements, energy_estimate: str | None = None
+    figures: list[VariantFigures],
+    requirements: Requirements,
+    energy_estimate: str | None = None,
+    robustness: RobustnessSummary | None = None,
 ) -> Decision:
     """`energy_estimate` says how energy was estimated when it was not measured; a variant
-    rejected on energy then says that its verdict rests on that estimate."""
+    rejected on energy then says that its verdict rests on that estimate. `robustness` is
+    read for the requirements' robustness floors."""
     rejected: dict[str, list[str]] = {}
     for f in figures:
         reasons = [
@@ -131,6 +144,7 @@ def decide(
             for limit, bound in requirements.limits.items()
             if (reason := _broken(f, limit, bound)) is not None
         ]
+        reasons += floor_reasons(f.variant, requirements.robustness, robustness)
         if reasons:
             rejected[f.variant] = reasons
     passing = [f for f in figures if f.variant not in rejected]

@@ -55,7 +55,7 @@ def record(
     """Check `summary` against the last accepted baseline, then store it. The record is
     accepted if the caller accepts it (a compare that promotes) and nothing regressed."""
     fingerprint = summary["environment"]["machine_fingerprint"]
-    baseline = last_accepted(history, fingerprint)
+    baseline = last_accepted(history, fingerprint, summary.get("model_name"))
     earlier = [r for r in records(history) if r.data["machine_fingerprint"] == fingerprint]
     regressions = find_regressions(baseline.data["summary"], summary, earlier) if baseline else []
     created = datetime.now(UTC)
@@ -92,12 +92,16 @@ def records(history: Path) -> list[Record]:
     return sorted(found, key=lambda r: r.id)
 
 
-def last_accepted(history: Path, fingerprint: str) -> Record | None:
-    """The newest accepted bench or compare record of this machine."""
+def last_accepted(history: Path, fingerprint: str, model_name: str | None = None) -> Record | None:
+    """The newest accepted bench or compare record of this machine (and of `model_name`,
+    when given: a new version of a model is held to the last one, never another model's
+    figures, such as the wide example's to the small one's)."""
     candidates = [
         r
         for r in records(history)
-        if r.data["accepted"] and r.data["machine_fingerprint"] == fingerprint
+        if r.data["accepted"]
+        and r.data["machine_fingerprint"] == fingerprint
+        and (model_name is None or r.data["summary"].get("model_name") == model_name)
     ]
     return candidates[-1] if candidates else None
 

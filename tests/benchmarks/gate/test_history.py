@@ -127,3 +127,15 @@ def test_a_rejected_compare_says_why(tmp_path: Path, bench_summary: dict[str, An
     assert history.why_not_accepted(rejected.data) == [
         "the compare gate rejected the candidate: accuracy drops 0.02 (max 0.01)"
     ]
+
+
+def test_another_model_is_not_held_to_this_ones_figures(
+    tmp_path: Path, bench_summary: dict[str, Any]
+) -> None:
+    small = history.record(tmp_path, "bench", _steady(bench_summary))
+    wide = _slower(_steady(bench_summary), "onnx_int8", 3.0)
+    wide |= {"model_name": "digits-wide-mlp", "model_version": "digits-wide-mlp-0123"}
+    first = history.record(tmp_path, "bench", wide)
+    assert first.data["baseline_id"] is None and first.data["accepted"]
+    again = history.record(tmp_path, "bench", _steady(bench_summary))
+    assert again.data["baseline_id"] == small.id
