@@ -56,4 +56,7 @@ def knee_table(report: SweepReport) -> str:
 def answers(document: dict[str, Any]) -> str:
     """The answer sentence of every target, from summary.json's contents."""
     slo = document["slo_p99_ms"]
-    return "\n".join(answer(name, t, slo) for name, t in document["variants"].items())
+    lines = [answer(name, t, slo) for name, t in document["variants"].items()]
+    if note := document.get("server_metrics_note"):
+        lines.append(f"Note: {note}.")
+    return "\n".join(lines)

@@ -28,7 +28,9 @@ from loadtests.sweep.conditions import run_conditions
 from loadtests.sweep.endurance import SoakReport, StressReport, soak, stress
 from loadtests.sweep.knee import Knee, fixed_rates, knee_of, search
 from loadtests.sweep.results import StepResult
+from loadtests.sweep.server_metrics import CLIENT_SIDE_ONLY, exports_perfserve_metrics, scrape
 from loadtests.sweep.steps import StepRunner, StepSettings
+from perfserve_common.protocols import ProtocolName
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,8 @@ class SweepPlan:
     metrics_host: str = "127.0.0.1"
     split_weights: dict[str, float] = field(default_factory=dict)
     """The live split when the run started (for the report)."""
+    protocol: ProtocolName = "perfserve"
+    """How the target is asked for predictions (see common/protocols.py)."""
 
 
 @dataclass
@@ -87,6 +91,8 @@ class SweepReport:
     calibration: Calibration | None = None
     conditions: dict[str, Any] = field(default_factory=dict)
     """Date, machine, code and model versions, placement (see sweep/conditions.py)."""
+    server_metrics: bool = True
+    """Whether the target exports perfserve's metrics (else only client-side figures)."""
 
 
 def start_engine(plan: SweepPlan, url: str, metrics: LoadgenMetrics) -> Engine:
@@ -110,7 +116,10 @@ def _other_cpus(generator_cpus: list[int] | None) -> str | None:
 
 
 def run_sweep(plan: SweepPlan, progress: Callable[[str], None]) -> SweepReport:
-    bodies = encode_bodies(holdout_rows(plan.store), plan.rows_per_request)
+    bodies = encode_bodies(holdout_rows(plan.store), plan.rows_per_request, protocol=plan.protocol)
+    server_metrics = exports_perfserve_metrics(scrape(plan.url))
+    if not server_metrics:
+        progress(CLIENT_SIDE_ONLY)
     conditions = run_conditions(plan.url, plan.generator_cpus)
     if server_cpus := conditions["server_cpus"]:
         plan = replace(plan, steps=replace(plan.steps, server_cpu=server_cpus[0]))
@@ -128,7 +137,7 @@ def run_sweep(plan: SweepPlan, progress: Callable[[str], None]) -> SweepReport:
     try:
         reports = []
         for target in plan.targets:
-            driver.setup(bodies, plan.rows_per_request, target)
+            driver.setup(bodies, plan.rows_per_request, target, plan.protocol)
             runner = StepRunner(
                 driver,
                 plan.url,
@@ -143,7 +152,7 @@ def run_sweep(plan: SweepPlan, progress: Callable[[str], None]) -> SweepReport:
         if server is not None:
             server.shutdown()
     conditions["core_speed"] = _share_of_fastest(reports, plan.steps.server_cpu)
-    return SweepReport(plan, reports, calibration, conditions)
+    return SweepReport(plan, reports, calibration, conditions, server_metrics)
 
 
 def _share_of_fastest(reports: list[TargetReport], cpu: int | None) -> dict[str, Any] | None:
@@ -204,4 +213,5 @@ def describe_plan(plan: SweepPlan) -> dict[str, Any]:
         "workers": plan.workers,
         "max_in_flight": plan.max_in_flight,
         "split_weights": plan.split_weights,
+        "protocol": plan.protocol,
     }

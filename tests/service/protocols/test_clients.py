@@ -9,7 +9,7 @@ import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
-from common.processes import ServerProcess
+from perfserve_common.processes import ServerProcess
 from service.store import Dataset, Manifest
 from tests.utils.kserve_rest import InferenceRESTClient, KServeError
 from tests.utils.protocols import v2_body

@@ -9,7 +9,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from common.processes import ServerProcess
+from perfserve_common.processes import ServerProcess
 
 pytestmark = pytest.mark.integration
 
