@@ -38,20 +38,23 @@ DATATYPES = ("FP32", "FP64")
 PREDICTIONS, PROBABILITIES = "predictions", "probabilities"
 OUTPUTS = (PREDICTIONS, PROBABILITIES)
 TENSOR_TYPES = {
-    "b": "BOOL",
-    "i1": "INT8",
-    "i2": "INT16",
-    "i4": "INT32",
-    "i8": "INT64",
-    "u1": "UINT8",
-    "u2": "UINT16",
-    "u4": "UINT32",
-    "u8": "UINT64",
-    "f2": "FP16",
-    "f4": "FP32",
-    "f8": "FP64",
+    np.dtype(name): datatype
+    for name, datatype in (
+        ("bool", "BOOL"),
+        ("int8", "INT8"),
+        ("int16", "INT16"),
+        ("int32", "INT32"),
+        ("int64", "INT64"),
+        ("uint8", "UINT8"),
+        ("uint16", "UINT16"),
+        ("uint32", "UINT32"),
+        ("uint64", "UINT64"),
+        ("float16", "FP16"),
+        ("float32", "FP32"),
+        ("float64", "FP64"),
+    )
 }
-"""V2 tensor datatypes by numpy kind and size; anything else (strings) is BYTES."""
+"""V2 tensor datatypes by numpy dtype; anything else (strings) is BYTES."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,15 +119,14 @@ def tensor(name: str, values: np.ndarray) -> dict[str, Any]:
     return {
         "name": name,
         "datatype": tensor_type(values.dtype),
-        "shape": list(values.shape),
-        "data": jsonable(values.reshape(-1)),
+        "shape": values.shape,
+        "data": jsonable(values.ravel()),
     }
 
 
 def tensor_type(dtype: np.dtype[Any]) -> str:
     """The V2 datatype of a numpy dtype."""
-    key = "b" if dtype.kind == "b" else f"{dtype.kind}{dtype.itemsize}"
-    return TENSOR_TYPES.get(key, "BYTES")
+    return TENSOR_TYPES.get(dtype, "BYTES")
 
 
 def _request(document: dict[str, Any]) -> V2Request:
