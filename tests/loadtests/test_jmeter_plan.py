@@ -18,6 +18,7 @@ import pytest
 
 from loadtests.jmeter.__main__ import PLAN, SCENARIOS, jmeter_command, parse_args, write_bodies
 from loadtests.jmeter.results import crossed, read_results
+from perfserve.common.protocols import parse_protocol
 
 JTL_HEAD = "timeStamp,elapsed,label,responseCode,success,user,variant\n"
 
@@ -63,7 +64,7 @@ def test_every_property_the_plan_reads_is_passed_by_the_runner(tmp_path: Path) -
 def test_bodies_are_one_per_line_for_every_data_set(
     store: Path, tmp_path: Path, protocol: str
 ) -> None:
-    write_bodies(tmp_path, store, protocol, 4)  # type: ignore[arg-type]
+    write_bodies(tmp_path, store, parse_protocol(protocol), 4)
     files = set(re.findall(r"\}/([a-z_]+\.txt)<", PLAN.read_text()))
     assert files == {"single_row.txt", "batch.txt", "bad.txt"}
     for name in files:
