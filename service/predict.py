@@ -124,12 +124,12 @@ class PredictEndpoint:
             try:
                 if scope["method"] != "POST":
                     raise Reject(405, "invalid_input", "use POST with a JSON body")
-                variant, by_split, user_id, length = self._route(scope["headers"], variant)
+                variant, by_split, user_id, length = self._route(scope["headers"], variant, codec)
                 if service.variants[variant].batcher.full:
                     status, body, headers = self._refuse_at_capacity(variant, codec)
                 else:
                     answered = await self._answer(
-                        receive, started, variant, length, codec, model or variant
+                        receive, started, variant, length, codec, model or variant, scope
                     )
                     status, body, headers = 200, answered.body, answered.headers
             except Reject as reject:
@@ -192,7 +192,7 @@ class PredictEndpoint:
         return folded
 
     def _route(
-        self, headers: list[tuple[bytes, bytes]], variant: str | None
+        self, headers: list[tuple[bytes, bytes]], variant: str | None, codec: Codec
     ) -> tuple[str, bool, bytes | None, int]:
         """The variant to serve (path, then X-Variant, then the split), whether the split
         chose it, the user id, and the body length."""
@@ -201,7 +201,12 @@ class PredictEndpoint:
             detail = service.load_error or "models are still loading"
             raise Reject(503, "not_ready", f"not ready: {detail}", retry_after=1)
         forced, user_id, length, content_type, authorization = _routing_headers(headers)
-        if content_type is not None and content_type != JSON_TYPE and not _is_json(content_type):
+        if (
+            content_type is not None
+            and content_type != JSON_TYPE
+            and not _is_json(content_type)
+            and content_type not in codec.media_types
+        ):
             raise Reject(415, "invalid_input", "send the body as Content-Type: application/json")
         variant = variant or forced
         by_split = variant is None
@@ -223,13 +228,14 @@ class PredictEndpoint:
         length: int,
         codec: Codec,
         model: str,
+        scope: Scope,
     ) -> Answered:
         loaded = self.service.variants[variant]
         batcher = loaded.batcher
         if length > self.max_body:
             raise Reject(413, "too_large", f"body of {length} bytes exceeds {self.max_body}")
         body = await self.service.body_deadlines.read(receive, self.max_body, started)
-        rows, request = codec.parse(body, self.n_features, self.max_rows)
+        rows, request = codec.parse(body, self.n_features, self.max_rows, scope["headers"])
         parsed = time.perf_counter()
         batcher.metrics.preprocess.observe(parsed - started)
         try:

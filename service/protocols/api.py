@@ -112,9 +112,7 @@ def v1_models(service: ServiceDep) -> dict[str, list[str]]:
     return {"models": model_names(service)}
 
 
-@v1_router.get(
-    "/v1/models/{name}", response_model=ModelReady, responses={**NOT_FOUND, **NOT_READY}
-)
+@v1_router.get("/v1/models/{name}", response_model=ModelReady, responses={**NOT_FOUND, **NOT_READY})
 def v1_model(name: str, service: ServiceDep) -> ModelReady | JSONResponse:
     """200 with `ready: true` when the model can answer, 503 when it cannot yet."""
     return _model_ready(name, service)

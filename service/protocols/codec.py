@@ -13,12 +13,21 @@ SPLIT_MODEL = "perfserve"
 under its own name."""
 
 
+Headers = list[tuple[bytes, bytes]]
+
+
 class Codec(Protocol):
     """One protocol's reading of a request body and writing of its answers."""
 
-    def parse(self, body: bytes, n_features: int, max_rows: int) -> tuple[np.ndarray, Any]:
-        """The rows as a (rows, n_features) float64 matrix, and what the answer must echo
-        of the request; raises `Reject` for a body the protocol does not allow."""
+    media_types: frozenset[bytes]
+    """Content types accepted besides JSON."""
+
+    def parse(
+        self, body: bytes, n_features: int, max_rows: int, headers: Headers
+    ) -> tuple[np.ndarray, Any]:
+        """The rows as a (rows, n_features) float matrix, and what the answer must echo of
+        the request; raises `Reject` for a body the protocol does not allow. `headers` are
+        the request's, for a protocol whose body they describe."""
         ...
 
     def encode(

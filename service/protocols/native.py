@@ -9,12 +9,17 @@ import numpy as np
 
 from service.batching import BatchResult
 from service.payload import encode_error, encode_prediction, parse_instances
+from service.protocols.codec import Headers
 
 
 class NativeCodec:
     """`POST /predict` and `POST /models/{variant}/predict`."""
 
-    def parse(self, body: bytes, n_features: int, max_rows: int) -> tuple[np.ndarray, Any]:
+    media_types: frozenset[bytes] = frozenset()
+
+    def parse(
+        self, body: bytes, n_features: int, max_rows: int, headers: Headers
+    ) -> tuple[np.ndarray, Any]:
         return parse_instances(body, n_features, max_rows), None
 
     def encode(

@@ -2,7 +2,10 @@
 Triton define them (the metadata and health routes are in service/protocols/api.py).
 
 A request carries one tensor, FP32 or FP64, of shape `[rows, features]`, its data flat
-in row-major order or nested by row. The tensor's name is not checked: servers differ
+in row-major order or nested by row, or as raw little-endian bytes after the JSON
+(the binary tensor extension that Triton's clients use by default:
+`Inference-Header-Content-Length` says where the JSON ends, the tensor's
+`binary_data_size` how many bytes are its data). The tensor's name is not checked: servers differ
 in what they call their input, and a client written for one should work here. What
 `/predict` refuses in its rows (too many, too wide, not numbers, NaN, beyond float32) is
 refused here with the same status, by the same checks; errors are `{"error": "..."}`.
@@ -28,8 +31,12 @@ from service.payload import (
     not_a_number,
     rows_matrix,
 )
+from service.protocols.codec import Headers
 
 MODELS, INFER = "/v2/models/", "/infer"
+OCTET_STREAM = b"application/octet-stream"
+JSON_LENGTH_HEADER = b"inference-header-content-length"
+LITTLE_ENDIAN: dict[str, np.dtype[Any]] = {"FP32": np.dtype("<f4"), "FP64": np.dtype("<f8")}
 EXPECTED = (
     'expected {"inputs": [{"name": "input-0", "shape": [rows, features], '
     '"datatype": "FP32", "data": [x1, ..., xN]}]}'
@@ -71,8 +78,13 @@ ALL_OUTPUTS = V2Request(None, OUTPUTS)
 class V2Codec:
     """Reads and writes V2 inference bodies."""
 
-    def parse(self, body: bytes, n_features: int, max_rows: int) -> tuple[np.ndarray, Any]:
-        document = load_json(body, EXPECTED)
+    media_types = frozenset((OCTET_STREAM,))
+
+    def parse(
+        self, body: bytes, n_features: int, max_rows: int, headers: Headers
+    ) -> tuple[np.ndarray, Any]:
+        json_length = _json_length(headers, len(body))
+        document = load_json(body[:json_length] if json_length else body, EXPECTED)
         if type(document) is not dict or type(inputs := document.get("inputs")) is not list:
             raise _invalid(f'body has no "inputs" list; {EXPECTED}')
         if len(inputs) != 1 or type(tensor := inputs[0]) is not dict:
@@ -84,8 +96,12 @@ class V2Codec:
             shown = orjson.dumps(datatype).decode()[:40]
             raise _invalid(f"datatype {shown}: this model takes FP32 or FP64")
         rows = _rows(tensor.get("shape"), n_features, max_rows)
-        if not _object_or_null(tensor.get("parameters")):
+        if not _object_or_null(parameters := tensor.get("parameters")):
             raise _invalid('the input\'s "parameters" must be an object')
+        if json_length is not None and "data" not in tensor:
+            size = (parameters or {}).get("binary_data_size")
+            binary = memoryview(body)[json_length:]
+            return _binary(binary, size, datatype, rows, n_features), request
         return _matrix(tensor.get("data"), rows, n_features, max_rows), request
 
     def encode(
@@ -182,6 +198,34 @@ def _matrix(data: Any, rows: int, n_features: int, max_rows: int) -> np.ndarray:
     if not NUMBER_TYPES.issuperset(map(type, data)):
         raise not_a_number('"data"', data)
     return np.array(data, dtype=np.float64).reshape(rows, n_features)
+
+
+def _json_length(headers: Headers, body_length: int) -> int | None:
+    """Where the JSON ends in a body with binary tensors, or None for a JSON body."""
+    for name, value in headers:
+        if name == JSON_LENGTH_HEADER:
+            if not value.isdigit() or int(value) > body_length:
+                raise Reject(
+                    400,
+                    "invalid_input",
+                    f"Inference-Header-Content-Length {value[:20]!r} "
+                    f"is not a length within the body's {body_length} bytes",
+                )
+            return int(value)
+    return None
+
+
+def _binary(data: memoryview, size: Any, datatype: str, rows: int, n_features: int) -> np.ndarray:
+    """A tensor sent as raw little-endian bytes, as a (rows, n_features) matrix."""
+    dtype = LITTLE_ENDIAN[datatype]
+    expected = rows * n_features * dtype.itemsize
+    if type(size) is not int or size != len(data) or size != expected:
+        raise _invalid(
+            f"binary data of {len(data)} bytes (binary_data_size {size}); shape "
+            f"[{rows}, {n_features}] of {datatype} needs {expected}"
+        )
+    matrix: np.ndarray = np.frombuffer(data, dtype=dtype).reshape(rows, n_features)
+    return matrix
 
 
 def _object_or_null(value: Any) -> bool:

@@ -50,6 +50,18 @@ def test_tritonclient_answers_as_predict_on_the_holdout(
             assert np.array_equal(result.as_numpy("probabilities"), probabilities)
 
 
+def test_tritonclients_default_binary_tensors_answer_as_predict(
+    server: ServerProcess, holdout: Dataset
+) -> None:
+    client = triton.InferenceServerClient(url=server.url.removeprefix("http://"))
+    rows = holdout.features[:CHUNK].astype(np.float32)
+    tensor = triton.InferInput("input-0", list(rows.shape), "FP32")
+    tensor.set_data_from_numpy(rows)  # binary_data=True: raw bytes after the JSON
+    result = client.infer("onnx_int8", [tensor])  # no outputs named: all of them
+    native = _native(server, "onnx_int8", rows)
+    assert result.as_numpy("predictions").tolist() == native["predictions"]
+
+
 def test_tritonclient_reports_a_refusal_with_its_message(server: ServerProcess) -> None:
     client = triton.InferenceServerClient(url=server.url.removeprefix("http://"))
     tensor = triton.InferInput("input-0", [1, 3], "FP32")

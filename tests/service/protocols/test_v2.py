@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import orjson
 import pytest
 
 from service.protocols.codec import SPLIT_MODEL
@@ -168,3 +169,44 @@ def _not_loaded(app: InProcess) -> None:
 
 def _instances(rows: Any) -> dict[str, Any]:
     return {"instances": np.asarray(rows).tolist()}
+
+
+def _binary_body(
+    rows: np.ndarray, datatype: str = "FP32", size: int | None = None
+) -> tuple[bytes, int]:
+    """A V2 body in the binary tensor extension, and where its JSON ends."""
+    raw = rows.astype("<f4" if datatype == "FP32" else "<f8").tobytes()
+    parameters = {"binary_data_size": len(raw) if size is None else size}
+    tensor = {"name": "input-0", "shape": list(rows.shape), "datatype": datatype}
+    header = orjson.dumps({"inputs": [tensor | {"parameters": parameters}]})
+    return header + raw, len(header)
+
+
+@pytest.mark.parametrize("datatype", ["FP32", "FP64"])
+async def test_binary_tensors_answer_as_json_ones_do(
+    client: httpx.AsyncClient, holdout: Dataset, datatype: str
+) -> None:
+    rows = holdout.features[:8]
+    body, length = _binary_body(rows, datatype)
+    headers = {"inference-header-content-length": str(length)}
+    headers["content-type"] = "application/octet-stream"
+    binary = await client.post("/v2/models/onnx_fp32/infer", content=body, headers=headers)
+    assert binary.status_code == 200, binary.text
+    native = await client.post("/models/onnx_fp32/predict", json=_instances(rows))
+    outputs = {output["name"]: output["data"] for output in binary.json()["outputs"]}
+    assert outputs["predictions"] == native.json()["predictions"]
+
+
+async def test_binary_tensors_of_the_wrong_size_are_refused(client: httpx.AsyncClient) -> None:
+    body, length = _binary_body(np.ones((2, 30)), size=100)
+    headers = {"inference-header-content-length": str(length)}
+    answer = await client.post("/v2/models/onnx_fp32/infer", content=body, headers=headers)
+    assert answer.status_code == 422 and "needs 240" in answer.json()["error"]
+    headers = {"inference-header-content-length": "99999"}
+    answer = await client.post("/v2/models/onnx_fp32/infer", content=body, headers=headers)
+    assert answer.status_code == 400 and "within the body" in answer.json()["error"]
+    nan = np.full((1, 30), np.nan)
+    body, length = _binary_body(nan)
+    headers = {"inference-header-content-length": str(length)}
+    answer = await client.post("/v2/models/onnx_fp32/infer", content=body, headers=headers)
+    assert answer.status_code == 422
