@@ -210,3 +210,10 @@ async def test_binary_tensors_of_the_wrong_size_are_refused(client: httpx.AsyncC
     headers = {"inference-header-content-length": str(length)}
     answer = await client.post("/v2/models/onnx_fp32/infer", content=body, headers=headers)
     assert answer.status_code == 422
+
+
+async def test_an_oversized_body_is_refused_before_it_is_read(store: Path) -> None:
+    async with serving(store, max_body_bytes=1024) as app:
+        body = orjson.dumps(v2_body(np.ones((20, 30))))
+        answer = await app.client.post("/v2/models/perfserve/infer", content=body)
+        assert answer.status_code == 413 and "exceeds 1024" in answer.json()["error"]
