@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from loadtests.argtypes import positive_float, protocol
 from loadtests.bodies import DISTINCT_BODIES, bad_bodies, encode_bodies, holdout_rows
 from loadtests.jmeter.results import crossed, read_results
-from perfserve.common.protocols import ProtocolName, predict_path
+from perfserve_common.protocols import ProtocolName, predict_path
 
 PLAN = Path(__file__).resolve().parent / "perfserve.jmx"
 SCENARIOS = ("single_row", "batch", "canary", "bad_share")

@@ -18,7 +18,7 @@ import pytest
 
 from loadtests.jmeter.__main__ import PLAN, SCENARIOS, jmeter_command, parse_args, write_bodies
 from loadtests.jmeter.results import crossed, read_results
-from perfserve.common.protocols import parse_protocol
+from perfserve_common.protocols import parse_protocol
 
 JTL_HEAD = "timeStamp,elapsed,label,responseCode,success,user,variant\n"
 

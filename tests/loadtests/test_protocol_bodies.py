@@ -14,8 +14,8 @@ from loadtests.checks import judge_answer
 from loadtests.engines.native_generator import encode_requests
 from loadtests.sweep.server_metrics import exports_perfserve_metrics, scrape, server_split
 from loadtests.targets import describe_target
-from perfserve.common.protocols import predict_path, request_body
-from perfserve.common.usage import UsageError
+from perfserve_common.protocols import predict_path, request_body
+from perfserve_common.usage import UsageError
 
 ROWS = np.arange(6, dtype=np.float64).reshape(2, 3)
 

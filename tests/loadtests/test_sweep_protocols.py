@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from perfserve.common.processes import ServerProcess
+from perfserve_common.processes import ServerProcess
 from tests.loadtests.test_sweep import sweep
 from tests.utils import run_perfserve
 from tests.utils.mlserver import MODEL, mlserver_python, running_mlserver
@@ -23,7 +23,7 @@ def test_perfserve_swept_through_another_protocol_keeps_its_server_side(
     server: ServerProcess, store: Path, tmp_path: Path, protocol: str, target: str
 ) -> None:
     summary = sweep(
-        server.url, store, tmp_path, "--protocol", protocol, "--variant", target,
+        server.url, store, tmp_path, "--protocol", protocol, "--variants", target,
         "--rates", "100", "--arrivals", "constant", *STEP,
     )  # fmt: skip
     assert summary["settings"]["protocol"] == protocol
@@ -39,7 +39,7 @@ def test_mlserver_is_swept_from_the_client_side_alone(store: Path, tmp_path: Pat
     (tmp_path / "mlserver").mkdir()
     with running_mlserver(python, store, tmp_path / "mlserver") as url:
         summary = sweep(
-            url, store, tmp_path / "sweep", "--protocol", "v2", "--variant", MODEL,
+            url, store, tmp_path / "sweep", "--protocol", "v2", "--variants", MODEL,
             "--rates", "50,100", "--arrivals", "constant", *STEP,
         )  # fmt: skip
     assert summary["server_metrics"] is False
@@ -59,6 +59,6 @@ def test_a_target_that_is_not_perfserve_needs_its_models_named(tmp_path: Path) -
     # Nothing listens on port 9: not perfserve, and no models named.
     done = run_perfserve("sweep", "--url", "http://127.0.0.1:9", "--protocol", "v2")
     assert done.returncode == 2
-    assert "--variant: http://127.0.0.1:9 is not perfserve (no /models)" in done.stderr
+    assert "--variants: http://127.0.0.1:9 is not perfserve (no /models)" in done.stderr
     done = run_perfserve("sweep", "--url", "http://127.0.0.1:9", "--protocol", "v3")
     assert done.returncode == 2 and "'v3'; allowed: perfserve, v1, v2" in done.stderr

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from perfserve.common.processes import free_port, running_process
+from perfserve_common.processes import free_port, running_process
 from service.store import load_manifest
 
 MODEL = "sklearn"

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from perfserve.common.processes import running_server
+from perfserve_common.processes import running_server
 from service.store import Dataset
 from tests.utils.protocols import v2_body
 
