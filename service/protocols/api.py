@@ -7,13 +7,13 @@ worker. A model is ready when every variant it may route to can answer.
 
 from __future__ import annotations
 
-from importlib import metadata
 from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from perfserve_common.machine import package_version
 from service.api import ServiceDep, not_ready
 from service.protocols.codec import SPLIT_MODEL
 from service.protocols.v2 import PREDICTIONS, PROBABILITIES
@@ -67,7 +67,7 @@ v1_router = APIRouter(tags=["KServe V1"])
 @v2_router.get("")
 def server_metadata() -> ServerMetadata:
     """The server's name and version."""
-    return ServerMetadata(name=SPLIT_MODEL, version=_version(), extensions=[])
+    return ServerMetadata(name=SPLIT_MODEL, version=package_version() or "unknown", extensions=[])
 
 
 @v2_router.get("/health/live")
@@ -178,10 +178,3 @@ def _label_type(service: Service) -> str:
     if all(type(label) is int for label in classes):
         return "INT64"
     return "BYTES" if any(type(label) is str for label in classes) else "FP64"
-
-
-def _version() -> str:
-    try:
-        return metadata.version("perfserve")
-    except metadata.PackageNotFoundError:
-        return "unknown"
