@@ -85,7 +85,7 @@ class V2Codec:
         self, body: bytes, n_features: int, max_rows: int, headers: Headers
     ) -> tuple[np.ndarray, Any]:
         json_length = _json_length(headers, len(body))
-        document = load_json(body[:json_length] if json_length else body, EXPECTED)
+        document = load_json(body if json_length is None else body[:json_length], EXPECTED)
         if type(document) is not dict or type(inputs := document.get("inputs")) is not list:
             raise _invalid(f'body has no "inputs" list; {EXPECTED}')
         if len(inputs) != 1 or type(tensor := inputs[0]) is not dict:
