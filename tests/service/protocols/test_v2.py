@@ -217,3 +217,15 @@ async def test_an_oversized_body_is_refused_before_it_is_read(store: Path) -> No
         body = orjson.dumps(v2_body(np.ones((20, 30))))
         answer = await app.client.post("/v2/models/perfserve/infer", content=body)
         assert answer.status_code == 413 and "exceeds 1024" in answer.json()["error"]
+
+
+async def test_naming_a_variant_as_the_model_obeys_the_forcing_policy(store: Path) -> None:
+    async with serving(store, force_variants=["onnx_fp32"]) as app:
+        native = await app.client.post("/models/onnx_int8/predict", json=_instances([ROW]))
+        v2 = await app.client.post("/v2/models/onnx_int8/infer", json=v2_body([ROW]))
+        v1 = await app.client.post("/v1/models/onnx_int8:predict", json=_instances([ROW]))
+        assert native.status_code == v2.status_code == v1.status_code == 403
+        assert v2.json()["error"] == v1.json()["error"] == native.json()["detail"]
+        allowed = await app.client.post("/v2/models/onnx_fp32/infer", json=v2_body([ROW]))
+        split = await app.client.post("/v2/models/perfserve/infer", json=v2_body([ROW]))
+        assert allowed.status_code == split.status_code == 200
