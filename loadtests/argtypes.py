@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from perfserve_common.protocols import ProtocolName, parse_protocol
+
 
 def positive_float(text: str) -> float:
     try:
@@ -51,3 +53,11 @@ def cpu_list(text: str) -> list[int]:
     if not cpus or any(cpu not in allowed for cpu in cpus):
         raise argparse.ArgumentTypeError(f"CPUs must be among {allowed}, not {text!r}")
     return cpus
+
+
+def protocol(text: str) -> ProtocolName:
+    """`perfserve`, `v1` or `v2`: how the target is asked for predictions."""
+    try:
+        return parse_protocol(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
+from perfserve_common.protocols import ProtocolName, request_body
 from service.store import load_holdout
 
 DISTINCT_BODIES = 64
@@ -24,14 +25,18 @@ def holdout_rows(store: Path) -> np.ndarray:
 
 
 def encode_bodies(
-    rows: np.ndarray, rows_per_request: int, count: int = DISTINCT_BODIES
+    rows: np.ndarray,
+    rows_per_request: int,
+    count: int = DISTINCT_BODIES,
+    protocol: ProtocolName = "perfserve",
 ) -> list[bytes]:
-    """`count` JSON bodies of `rows_per_request` consecutive hold-out rows each."""
+    """`count` JSON bodies of `rows_per_request` consecutive hold-out rows each, in the
+    target's protocol (see common/protocols.py)."""
     n = len(rows)
     bodies = []
     for i in range(count):
         picked = [rows[(i * rows_per_request + j) % n] for j in range(rows_per_request)]
-        bodies.append(orjson.dumps({"instances": np.asarray(picked).tolist()}))
+        bodies.append(request_body(protocol, np.asarray(picked)))
     return bodies
 
 

@@ -44,10 +44,23 @@ def _judge_prediction(body: bytes | None, rows: int) -> Verdict:
         document = orjson.loads(body or b"")
     except orjson.JSONDecodeError:
         return Verdict("error", "200 with a body that is not JSON")
-    predictions = document.get("predictions") if isinstance(document, dict) else None
-    if not isinstance(predictions, list) or len(predictions) != rows:
+    if not isinstance(document, dict) or _answered_rows(document) != rows:
         return Verdict("error", f"200 without {rows} predictions")
     return Verdict("ok", None)
+
+
+def _answered_rows(document: dict[str, Any]) -> int | None:
+    """How many rows an answer answers: `predictions` (perfserve, KServe V1), or the first
+    output tensor's leading dimension (the Open Inference Protocol)."""
+    predictions = document.get("predictions")
+    if isinstance(predictions, list):
+        return len(predictions)
+    outputs = document.get("outputs")
+    if isinstance(outputs, list) and outputs and isinstance(outputs[0], dict):
+        shape = outputs[0].get("shape")
+        if isinstance(shape, list) and shape and isinstance(shape[0], int):
+            return shape[0]
+    return None
 
 
 def status_label(status: int) -> str:

@@ -4,6 +4,9 @@
     locust -f loadtests/locustfile.py --host http://127.0.0.1:8000 --headless \\
         -u 20 -r 20 -t 30s --user-rps 5 --max-p99-ms 50                      # a CI gate
 
+`--protocol v1|v2` and `--url` point the same users at another inference server
+(KServe V1 or the Open Inference Protocol; `--variant` then names its model).
+
 Users: `SingleRowUser` (one row per request), `BatchUser` (`--batch-rows` rows) and
 `CanaryUser` (through the live split, with sticky `X-User-Id`s drawn from a population
 of `--canary-users`); name classes on the command line to run only some. Every user is
@@ -29,6 +32,7 @@ from loadtests.checks import post_checked
 from loadtests.scenarios import events as scenario_events
 from loadtests.scenarios.pacing import Pacer
 from loadtests.scenarios.shapes import shape_from_env
+from perfserve_common.protocols import ProtocolName, predict_path
 
 try:
     Shape = shape_from_env()
@@ -46,11 +50,14 @@ class PerfserveUser(FastHttpUser):
     def on_start(self) -> None:
         options = self.environment.parsed_options
         self.pacer = Pacer(options.user_rps, options.arrivals)
-        self.bodies = encode_bodies(scenario_events.rows(), self.rows_per_request)
+        self.protocol: ProtocolName = options.protocol
+        self.bodies = encode_bodies(
+            scenario_events.rows(), self.rows_per_request, protocol=self.protocol
+        )
         self.bad = list(bad_bodies(scenario_events.rows().shape[1]).values())
         self.bad_share: float = options.bad_share
         self.requested = options.variant or "split"
-        self.path = f"/models/{options.variant}/predict" if options.variant else "/predict"
+        self.path = predict_path(self.protocol, options.variant or None)
 
     def wait_time(self) -> float:
         return self.pacer.wait()
@@ -61,7 +68,8 @@ class PerfserveUser(FastHttpUser):
         URLs are grouped by kind (`name=`), so per-variant paths share one stats line."""
         intended_bad = random.random() < self.bad_share
         body = random.choice(self.bad if intended_bad else self.bodies)
-        name = "/models/[variant]/predict" if path.startswith("/models/") else path
+        named = self.requested != "split" and path == self.path
+        name = predict_path(self.protocol, "[variant]") if named else path
         name = f"{name} [bad input]" if intended_bad else name
         due = self.pacer.due
         sent = time.perf_counter()
@@ -108,7 +116,7 @@ class CanaryUser(PerfserveUser):
     def through_the_split(self) -> None:
         population = self.environment.parsed_options.canary_users
         user_id = f"user-{random.randrange(population)}"
-        self.predict("/predict", {"x-user-id": user_id})
+        self.predict(predict_path(self.protocol, None), {"x-user-id": user_id})
 
 
 def _options(parser: Any, **_: Any) -> None:

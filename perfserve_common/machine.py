@@ -11,6 +11,15 @@ from importlib import metadata
 from pathlib import Path
 
 
+def package_version() -> str | None:
+    """The installed perfserve's version, or None when it is not installed (run from a
+    checkout on PYTHONPATH)."""
+    try:
+        return metadata.version("perfserve")
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def code_revision(where: Path | None = None) -> str:
     """The git commit of the code being measured (with "+dirty" for local edits), or the
     installed package version when this is not a git checkout."""
@@ -19,7 +28,7 @@ def code_revision(where: Path | None = None) -> str:
         commit = _git(folder, "rev-parse", "HEAD")
         dirty = _git(folder, "status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.CalledProcessError):
-        return "perfserve-" + metadata.version("perfserve")
+        return f"perfserve-{package_version()}"
     return commit + ("+dirty" if dirty else "")
 
 

@@ -47,17 +47,23 @@ def healthz() -> dict[str, str]:
 def readyz(service: ServiceDep) -> dict[str, Any] | JSONResponse:
     """Ready once every variant is loaded and warmed, in every worker; 503 before that, if
     loading failed, or while a background loop keeps failing (`loop_unready_after_s`)."""
+    if (reason := not_ready(service)) is not None:
+        return JSONResponse({"detail": reason}, status_code=503)
+    return {"status": "ready", "variants": service.names}
+
+
+def not_ready(service: Service) -> str | None:
+    """Why the service cannot take every request yet, or None once it can."""
     if not service.ready:
-        detail = f"loading failed: {service.load_error}" if service.load_error else "loading"
-        return JSONResponse({"detail": detail}, status_code=503)
+        return f"loading failed: {service.load_error}" if service.load_error else "loading"
     if unavailable := service.unavailable:
-        return JSONResponse({"detail": f"unavailable: {'; '.join(unavailable)}"}, 503)
+        return f"unavailable: {'; '.join(unavailable)}"
     if failing := service.health.unready():
-        return JSONResponse({"detail": "; ".join(failing)}, 503)
+        return "; ".join(failing)
     workers = service.settings.workers
     if workers > 1 and (loaded := workers_with_all_variants(service.names)) < workers:
-        return JSONResponse({"detail": f"{loaded} of {workers} workers loaded"}, status_code=503)
-    return {"status": "ready", "variants": service.names}
+        return f"{loaded} of {workers} workers loaded"
+    return None
 
 
 @router.get("/models")

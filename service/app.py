@@ -16,6 +16,8 @@ from service.docs import serve_docs
 from service.metrics import Metrics, new_registry
 from service.openapi import document_predict
 from service.predict import PredictEndpoint
+from service.protocols.api import v1_router, v2_router
+from service.protocols.openapi import document_protocols
 from service.rollout.api import router as rollout_router
 from service.settings import Settings
 from service.state import Service
@@ -42,10 +44,13 @@ def create_app(settings: Settings | None = None) -> PredictEndpoint:
     api.state.service = service
     api.include_router(router)
     api.include_router(rollout_router)
+    api.include_router(v2_router)
+    api.include_router(v1_router)
     serve_docs(api)
     api.add_exception_handler(RequestValidationError, _invalid_request)
     api.add_exception_handler(Exception, _internal_error)
     document_predict(api)
+    document_protocols(api)
     return PredictEndpoint(service, ManagementGuard(service, api))
 
 

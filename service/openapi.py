@@ -68,28 +68,36 @@ def document_predict(api: FastAPI) -> None:
         components[model.__name__] = model.model_json_schema(
             ref_template="#/components/schemas/{model}"
         )
-    schema["paths"]["/predict"] = {"post": _operation("Predict with the traffic split", HEADERS)}
+    schema["paths"]["/predict"] = {"post": operation("Predict with the traffic split", HEADERS)}
     variant = {"name": "variant", "in": "path", "required": True, "schema": {"type": "string"}}
     schema["paths"]["/models/{variant}/predict"] = {
-        "post": _operation("Predict with one variant", [variant])
+        "post": operation("Predict with one variant", [variant])
     }
 
 
-def _operation(summary: str, parameters: list[dict[str, Any]]) -> dict[str, Any]:
+def operation(
+    summary: str,
+    parameters: list[dict[str, Any]],
+    bodies: tuple[str, str, str] = ("PredictRequest", "PredictResponse", "ErrorResponse"),
+) -> dict[str, Any]:
+    """A prediction route's OpenAPI operation: `bodies` names its request, answer and
+    error schemas under `components`; the statuses are those of the one prediction path."""
+    request, answer, error = bodies
+
     def content(name: str) -> dict[str, Any]:
         return {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}
 
     responses: dict[str, Any] = {
         "200": {
             "description": "Answers, with `Server-Timing: queue;dur=…, infer;dur=…, total;dur=…`.",
-            "content": content("PredictResponse"),
+            "content": content(answer),
         }
     }
     for status, description in ERRORS.items():
-        responses[status] = {"description": description, "content": content("ErrorResponse")}
+        responses[status] = {"description": description, "content": content(error)}
     return {
         "summary": summary,
         "parameters": parameters,
-        "requestBody": {"required": True, "content": content("PredictRequest")},
+        "requestBody": {"required": True, "content": content(request)},
         "responses": responses,
     }

@@ -35,26 +35,39 @@ def parse_instances(body: bytes, n_features: int, max_rows: int) -> np.ndarray:
     casts a whole batch to the model's float32 at once and screens it there (values beyond
     float32's range become infinite and fail the screen, see service/guards.py): numpy's
     per-call overhead, paid once per batch instead of once per request."""
-    if not body:
-        raise Reject(400, "invalid_input", f"request body is empty; {EXPECTED}")
-    try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError as error:
-        raise Reject(400, "invalid_input", _json_error_message(body, error)) from None
+    document = load_json(body, EXPECTED)
     if type(document) is not dict or "instances" not in document:
         raise Reject(422, "invalid_input", f'body has no "instances" field; {EXPECTED}')
     instances = document["instances"]
     if type(instances) is not list:
         raise Reject(422, "invalid_input", f'"instances" must be a list of rows; {EXPECTED}')
-    if not instances:
-        raise Reject(422, "invalid_input", f'"instances" is empty; send 1 to {max_rows} rows')
-    if len(instances) > max_rows:
+    return rows_matrix(instances, n_features, max_rows, EXPECTED, '"instances"')
+
+
+def load_json(body: bytes, expected: str) -> Any:
+    """The parsed document; 400 for an empty body or what is not JSON (NaN, Infinity)."""
+    if not body:
+        raise Reject(400, "invalid_input", f"request body is empty; {expected}")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise Reject(400, "invalid_input", _json_error_message(body, error, expected)) from None
+
+
+def rows_matrix(
+    rows: list[Any], n_features: int, max_rows: int, expected: str, field: str
+) -> np.ndarray:
+    """A list of rows as a float64 matrix, or the `Reject` naming the first thing wrong:
+    the same checks whichever protocol's body the rows came from."""
+    if not rows:
+        raise Reject(422, "invalid_input", f"{field} is empty; send 1 to {max_rows} rows")
+    if len(rows) > max_rows:
         raise Reject(
-            413, "too_large", f"too many rows: {len(instances)}; at most {max_rows} per request"
+            413, "too_large", f"too many rows: {len(rows)}; at most {max_rows} per request"
         )
-    for index, row in enumerate(instances):
+    for index, row in enumerate(rows):
         if type(row) is not list:
-            raise Reject(422, "invalid_input", f"row {index} is not a list of numbers; {EXPECTED}")
+            raise Reject(422, "invalid_input", f"row {index} is not a list of numbers; {expected}")
         if len(row) != n_features:
             raise Reject(
                 422,
@@ -62,20 +75,24 @@ def parse_instances(body: bytes, n_features: int, max_rows: int) -> np.ndarray:
                 f"row {index} has {len(row)} features; the model expects {n_features}",
             )
         if not NUMBER_TYPES.issuperset(map(type, row)):
-            offender = next(v for v in row if type(v) not in NUMBER_TYPES)
-            raise Reject(
-                422,
-                "invalid_input",
-                f"row {index} holds {orjson.dumps(offender).decode()[:40]}; "
-                "features must be JSON numbers",
-            )
-    return np.array(instances, dtype=np.float64)
+            raise not_a_number(f"row {index}", row)
+    return np.array(rows, dtype=np.float64)
 
 
-def _json_error_message(body: bytes, error: orjson.JSONDecodeError) -> str:
+def not_a_number(where: str, values: list[Any]) -> Reject:
+    """The 422 for a list holding something other than JSON numbers, showing the first."""
+    offender = next(v for v in values if type(v) not in NUMBER_TYPES)
+    return Reject(
+        422,
+        "invalid_input",
+        f"{where} holds {orjson.dumps(offender).decode()[:40]}; features must be JSON numbers",
+    )
+
+
+def _json_error_message(body: bytes, error: orjson.JSONDecodeError, expected: str) -> str:
     if b"NaN" in body or b"Infinity" in body:
         return "NaN and Infinity are not allowed; features must be finite JSON numbers"
-    return f"malformed JSON ({error}); {EXPECTED}"
+    return f"malformed JSON ({error}); {expected}"
 
 
 def encode_prediction(
@@ -85,8 +102,8 @@ def encode_prediction(
         {
             "variant": variant,
             "model_version": model_version,
-            "predictions": _jsonable(labels),
-            "probabilities": None if probabilities is None else _jsonable(probabilities),
+            "predictions": jsonable(labels),
+            "probabilities": None if probabilities is None else jsonable(probabilities),
         },
         option=orjson.OPT_SERIALIZE_NUMPY,
     )
@@ -96,7 +113,8 @@ def encode_error(message: str) -> bytes:
     return orjson.dumps({"detail": message})
 
 
-def _jsonable(array: np.ndarray) -> Any:
+def jsonable(array: np.ndarray) -> Any:
+    """An array as orjson writes it fastest (with `OPT_SERIALIZE_NUMPY`)."""
     # orjson writes numeric, C-contiguous arrays directly (and float32 without float64
     # noise); strings and anything else go through Python lists.
     if array.dtype.kind in "iufb" and array.flags.c_contiguous:

@@ -30,7 +30,10 @@ from service.connections import ARRIVED
 from service.forcing import ForcingPolicy
 from service.guards import check_answers
 from service.metrics import FoldedCounter, FoldedHistogram
-from service.payload import Reject, encode_error, encode_prediction, parse_instances
+from service.payload import Reject
+from service.protocols.codec import SPLIT_MODEL, Codec
+from service.protocols.native import CODEC as NATIVE
+from service.protocols.routes import model_route
 from service.state import Service
 
 Scope = MutableMapping[str, Any]
@@ -62,7 +65,9 @@ class Answered(NamedTuple):
 
 
 class PredictEndpoint:
-    """Routes `POST /predict` and `POST /models/{variant}/predict`; passes the rest on."""
+    """Routes `POST /predict` and `POST /models/{variant}/predict`, and the same in the
+    other protocols (V2 `/v2/models/{model}/infer`, V1 `/v1/models/{model}:predict`, see
+    service/protocols/); passes the rest on."""
 
     def __init__(self, service: Service, app: ASGIApp) -> None:
         self.service = service
@@ -84,22 +89,34 @@ class PredictEndpoint:
         metrics.folding.gauge(metrics.inflight_body_bytes, lambda: budget.held)
         self._durations: dict[tuple[str, int], FoldedHistogram] = {}
         self._rejections: dict[str, FoldedCounter] = {}
-        self._refusals: dict[str, tuple[int, bytes, list[tuple[bytes, bytes]]]] = {}
+        self._refusals: dict[tuple[str, Codec], tuple[int, bytes, list[tuple[bytes, bytes]]]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path: str = scope["path"]
             if path == "/predict":
-                return await self._predict(scope, receive, send, None)
+                return await self._predict(scope, receive, send, None, NATIVE)
             if path.startswith(MODEL_PREFIX) and path.endswith(PREDICT_SUFFIX):
                 variant = path[len(MODEL_PREFIX) : -len(PREDICT_SUFFIX)]
                 if variant and "/" not in variant:
-                    return await self._predict(scope, receive, send, variant)
+                    return await self._predict(scope, receive, send, variant, NATIVE)
+            elif (model := model_route(path)) is not None:
+                name, codec = model
+                named = None if name == SPLIT_MODEL else name
+                return await self._predict(scope, receive, send, named, codec, name)
         await self.app(scope, receive, send)
 
     async def _predict(
-        self, scope: Scope, receive: Receive, send: Send, variant: str | None
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        variant: str | None,
+        codec: Codec,
+        model: str | None = None,
     ) -> None:
+        """Answer one prediction in `codec`'s protocol; `model` is the name the client
+        asked for, when its protocol names one."""
         started = scope.get("extensions", NO_EXTENSIONS).get(ARRIVED) or time.perf_counter()
         service = self.service
         self.inflight += 1
@@ -109,14 +126,16 @@ class PredictEndpoint:
             try:
                 if scope["method"] != "POST":
                     raise Reject(405, "invalid_input", "use POST with a JSON body")
-                variant, by_split, user_id, length = self._route(scope["headers"], variant)
+                variant, by_split, user_id, length = self._route(scope["headers"], variant, codec)
                 if service.variants[variant].batcher.full:
-                    status, body, headers = self._refuse_at_capacity(variant)
+                    status, body, headers = self._refuse_at_capacity(variant, codec)
                 else:
-                    answered = await self._answer(receive, started, variant, length)
+                    answered = await self._answer(
+                        receive, started, variant, length, codec, model or variant, scope
+                    )
                     status, body, headers = 200, answered.body, answered.headers
             except Reject as reject:
-                status, body, headers = reject.status, encode_error(reject.message), []
+                status, body, headers = reject.status, codec.error(reject.message), []
                 if reject.retry_after is not None:
                     headers.append((b"retry-after", b"%d" % reject.retry_after))
                 if status == 405:
@@ -154,14 +173,16 @@ class PredictEndpoint:
             folded = self._durations[key] = metrics.folding.histogram(child)
         return folded
 
-    def _refuse_at_capacity(self, variant: str) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
-        """A full queue's 503, before the body is read, encoded once per variant: under
-        overload most requests end here, and every microsecond a refusal costs is taken
-        from the requests being served."""
-        if (refusal := self._refusals.get(variant)) is None:
+    def _refuse_at_capacity(
+        self, variant: str, codec: Codec
+    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        """A full queue's 503, before the body is read, encoded once per variant and
+        protocol: under overload most requests end here, and every microsecond a refusal
+        costs is taken from the requests being served."""
+        if (refusal := self._refusals.get((variant, codec))) is None:
             reject = _at_capacity(variant)
-            refusal = (503, encode_error(reject.message), [RETRY_AFTER])
-            self._refusals[variant] = refusal
+            refusal = (503, codec.error(reject.message), [RETRY_AFTER])
+            self._refusals[variant, codec] = refusal
         self._rejected("queue_full").inc()
         return refusal
 
@@ -173,7 +194,7 @@ class PredictEndpoint:
         return folded
 
     def _route(
-        self, headers: list[tuple[bytes, bytes]], variant: str | None
+        self, headers: list[tuple[bytes, bytes]], variant: str | None, codec: Codec
     ) -> tuple[str, bool, bytes | None, int]:
         """The variant to serve (path, then X-Variant, then the split), whether the split
         chose it, the user id, and the body length."""
@@ -182,7 +203,12 @@ class PredictEndpoint:
             detail = service.load_error or "models are still loading"
             raise Reject(503, "not_ready", f"not ready: {detail}", retry_after=1)
         forced, user_id, length, content_type, authorization = _routing_headers(headers)
-        if content_type is not None and content_type != JSON_TYPE and not _is_json(content_type):
+        if (
+            content_type is not None
+            and content_type != JSON_TYPE
+            and not _is_json(content_type)
+            and content_type not in codec.media_types
+        ):
             raise Reject(415, "invalid_input", "send the body as Content-Type: application/json")
         variant = variant or forced
         by_split = variant is None
@@ -197,7 +223,14 @@ class PredictEndpoint:
         return variant, by_split, user_id, length
 
     async def _answer(
-        self, receive: Receive, started: float, variant: str, length: int
+        self,
+        receive: Receive,
+        started: float,
+        variant: str,
+        length: int,
+        codec: Codec,
+        model: str,
+        scope: Scope,
     ) -> Answered:
         loaded = self.service.variants[variant]
         batcher = loaded.batcher
@@ -208,7 +241,7 @@ class PredictEndpoint:
         self.service.body_budget.take(held)
         try:
             body = await self.service.body_deadlines.read(receive, self.max_body, started)
-            rows = parse_instances(body, self.n_features, self.max_rows)
+            rows, request = codec.parse(body, self.n_features, self.max_rows, scope["headers"])
         finally:
             self.service.body_budget.give(held)
         parsed = time.perf_counter()
@@ -237,9 +270,7 @@ class PredictEndpoint:
         if not result.finite:
             check_answers(result.labels, result.probabilities)
         answered = time.perf_counter()
-        body = encode_prediction(
-            variant, loaded.info.model_version, result.labels, result.probabilities
-        )
+        body = codec.encode(model, variant, loaded.info.model_version, result, request)
         done = time.perf_counter()
         batcher.metrics.postprocess.observe(done - answered)
         timing = SERVER_TIMING % (

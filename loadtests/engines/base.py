@@ -17,6 +17,7 @@ import psutil
 
 from loadtests.arrivals import ArrivalProcess
 from loadtests.recorder import Recorder
+from perfserve_common.protocols import ProtocolName
 
 EngineName = Literal["native", "locust"]
 ENGINES: tuple[EngineName, ...] = ("native", "locust")
@@ -56,8 +57,15 @@ class Engine(Protocol):
         """A step id unique for this engine: windows are keyed by it."""
         ...
 
-    def setup(self, bodies: list[bytes], rows_per_request: int, target: str) -> None:
-        """The request bodies and the target (a variant, or the live split) from now on."""
+    def setup(
+        self,
+        bodies: list[bytes],
+        rows_per_request: int,
+        target: str,
+        protocol: ProtocolName = "perfserve",
+    ) -> None:
+        """The request bodies and the target (a variant, or the live split) from now on,
+        posted to the target's path in `protocol`."""
         ...
 
     def warm(self) -> None:

@@ -27,6 +27,7 @@ from loadtests.harness import Harness
 from loadtests.loadgen_metrics import LoadgenMetrics
 from loadtests.recorder import Recorder
 from perfserve_common.processes import free_port, wait_or_kill
+from perfserve_common.protocols import ProtocolName
 
 
 class Driver:
@@ -65,8 +66,19 @@ class Driver:
         self._steps += 1
         return self._steps
 
-    def setup(self, bodies: list[bytes], rows_per_request: int, target: str) -> None:
-        data = {"bodies": bodies, "rows_per_request": rows_per_request, "target": target}
+    def setup(
+        self,
+        bodies: list[bytes],
+        rows_per_request: int,
+        target: str,
+        protocol: ProtocolName = "perfserve",
+    ) -> None:
+        data = {
+            "bodies": bodies,
+            "rows_per_request": rows_per_request,
+            "target": target,
+            "protocol": protocol,
+        }
         self._send(SETUP, data)
 
     def warm(self) -> None:

@@ -33,6 +33,7 @@ from loadtests.checks import post_checked, status_label
 from loadtests.engines.base import Plan
 from loadtests.harness import Harness
 from loadtests.scenarios.pacing import LATE_TOLERANCE_S
+from perfserve_common.protocols import ProtocolName, predict_path
 
 SETUP, PLAN = "perfserve_setup", "perfserve_plan"
 USER_POPULATION = 10_000
@@ -48,6 +49,7 @@ class Generator:
         self.bodies: list[bytes] = []
         self.rows_per_request = 1
         self.target = SPLIT
+        self.protocol: ProtocolName = "perfserve"
         self.plan: Plan | None = None
         self.plan_start = 0.0
         self.replaced_at = 0.0
@@ -57,6 +59,7 @@ class Generator:
         self.bodies = list(data["bodies"])
         self.rows_per_request = int(data["rows_per_request"])
         self.target = str(data["target"])
+        self.protocol = data.get("protocol", "perfserve")
 
     def set_plan(self, data: dict[str, Any]) -> None:
         self.replaced_at = time.perf_counter()
@@ -110,10 +113,10 @@ class Generator:
     def _fire(self, user: FastHttpUser, plan: Plan, due: float) -> None:
         body = random.choice(self.bodies)
         if self.target == SPLIT:
-            path = "/predict"
+            path = predict_path(self.protocol, None)
             headers = {"x-user-id": f"user-{random.randrange(USER_POPULATION)}"}
         else:
-            path, headers = f"/models/{self.target}/predict", {}
+            path, headers = predict_path(self.protocol, self.target), {}
         recorder = self.harness.recorder
         sent = time.perf_counter()
         sending = recorder.window(self.window(plan, sent))

@@ -28,6 +28,7 @@ from loadtests.engines.base import START_DELAY_S, WARM_CONNECTIONS, Plan
 from loadtests.loadgen_metrics import LoadgenMetrics
 from loadtests.recorder import Recorder, windows_from_wire
 from perfserve_common.processes import wait_or_kill
+from perfserve_common.protocols import ProtocolName
 
 READY_TIMEOUT_S = 30.0
 DRAIN_POLL_S = 0.05
@@ -70,8 +71,19 @@ class NativeEngine:
         self._steps += 1
         return self._steps
 
-    def setup(self, bodies: list[bytes], rows_per_request: int, target: str) -> None:
-        data = {"bodies": bodies, "rows_per_request": rows_per_request, "target": target}
+    def setup(
+        self,
+        bodies: list[bytes],
+        rows_per_request: int,
+        target: str,
+        protocol: ProtocolName = "perfserve",
+    ) -> None:
+        data = {
+            "bodies": bodies,
+            "rows_per_request": rows_per_request,
+            "target": target,
+            "protocol": protocol,
+        }
         for link in self._links:
             link.send(("setup", data))
 

@@ -33,6 +33,7 @@ from loadtests.engines.native_client import Pool, Request, Response
 from loadtests.engines.timer import DeadlineTimer
 from loadtests.recorder import Recorder, WindowKey, windows_to_wire
 from loadtests.scenarios.pacing import LATE_TOLERANCE_S
+from perfserve_common.protocols import ProtocolName, predict_path
 
 USER_POPULATION = 10_000
 WAKE_EARLY_S = 50e-6
@@ -41,15 +42,19 @@ SEND_AHEAD_S = 100e-6
 """A wake sends the arrivals due this soon after it too, ahead of their time."""
 
 
-def encode_requests(bodies: list[bytes], target: str, host: str) -> list[bytes]:
+def encode_requests(
+    bodies: list[bytes], target: str, host: str, protocol: ProtocolName = "perfserve"
+) -> list[bytes]:
     """Every request this process will send, encoded once: one per body for a variant;
     for the live split one per user id (routing is sticky by user), bodies in turn."""
     if target != SPLIT:
-        return [_encode(f"/models/{target}/predict", host, body) for body in bodies]
+        path = predict_path(protocol, target)
+        return [_encode(path, host, body) for body in bodies]
     users = list(range(USER_POPULATION))
     random.Random(0).shuffle(users)
+    path = predict_path(protocol, None)
     return [
-        _encode("/predict", host, bodies[n % len(bodies)], f"x-user-id: user-{user}\r\n")
+        _encode(path, host, bodies[n % len(bodies)], f"x-user-id: user-{user}\r\n")
         for n, user in enumerate(users)
     ]
 
@@ -146,7 +151,9 @@ class Generator:
             getattr(self, f"_{kind}")(data)
 
     def _setup(self, data: dict[str, Any]) -> None:
-        self.requests = encode_requests(data["bodies"], data["target"], self.host)
+        self.requests = encode_requests(
+            data["bodies"], data["target"], self.host, data.get("protocol", "perfserve")
+        )
         self.rows_per_request = int(data["rows_per_request"])
         self.target = str(data["target"])
         self.next_request = 0

@@ -25,6 +25,7 @@ from loadtests.sweep.endurance import SoakReport, StressReport
 from loadtests.sweep.intervals import KneeComparison
 from loadtests.sweep.results import StepResult
 from loadtests.sweep.runner import SweepReport, TargetReport, describe_plan
+from loadtests.sweep.server_metrics import CLIENT_SIDE_ONLY
 
 SERVER_COLUMNS = (
     "requests", "ok", "queue_ms", "infer_ms_per_batch", "mean_batch_rows", "utilization",
@@ -157,6 +158,8 @@ def summary(report: SweepReport) -> dict[str, Any]:
         "generator_ceiling_qps": _round(report.plan.steps.generator_ceiling_qps),
         "settings": describe_plan(report.plan),
         "conditions": report.conditions,
+        "server_metrics": report.server_metrics,
+        **({} if report.server_metrics else {"server_metrics_note": CLIENT_SIDE_ONLY}),
         "variants": {t.target: target_json(t) for t in report.targets},
     }
 

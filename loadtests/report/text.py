@@ -66,5 +66,9 @@ def _interval(target: TargetReport) -> str:
 
 
 def answers(document: dict[str, Any]) -> str:
-    """The report's top sentences (loadtests/report/headline.py), from summary.json."""
-    return "\n".join(headline(document))
+    """The report's top sentences (loadtests/report/headline.py), from summary.json, and
+    a note when the target exported none of perfserve's server-side figures."""
+    lines = headline(document)
+    if note := document.get("server_metrics_note"):
+        lines.append(f"Note: {note}.")
+    return "\n".join(lines)

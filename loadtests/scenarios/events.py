@@ -16,7 +16,7 @@ import numpy as np
 from locust.env import Environment
 from locust.runners import WorkerRunner
 
-from loadtests.argtypes import positive_float
+from loadtests.argtypes import positive_float, protocol
 from loadtests.arrivals import ARRIVAL_PROCESSES
 from loadtests.bodies import holdout_rows
 from loadtests.checks import status_label
@@ -61,6 +61,14 @@ def add_options(parser: Any) -> None:
     option("--canary-users", "Distinct X-User-Id values CanaryUser sends.", type=int, default=1000)
     option("--variant", "Send to /models/VARIANT/predict instead of /predict.", default="")
     option(
+        "--protocol",
+        "How to ask for predictions: perfserve, v1 (KServe) or v2 (Open Inference Protocol); "
+        "with v1 or v2, --variant names the target's model.",
+        type=protocol,
+        default="perfserve",
+    )
+    option("--url", "Base URL of the target; the same as --host.", default="")
+    option(
         "--metrics-port",
         "Port for the generator's Prometheus metrics (0: none).",
         type=int,
@@ -77,6 +85,10 @@ def start(environment: Environment) -> None:
     options = environment.parsed_options
     if options is None or environment.runner is None:
         return
+    if options.url:
+        environment.host = options.url
+        for user_class in environment.user_classes:
+            user_class.host = options.url
     metrics = None
     if not isinstance(environment.runner, WorkerRunner):
         metrics = LoadgenMetrics()

@@ -41,7 +41,9 @@ from loadtests.sweep.intervals import (
 from loadtests.sweep.knee import Knee, knee_of
 from loadtests.sweep.results import StepResult
 from loadtests.sweep.rounds import RoundsPlan, run_rounds
+from loadtests.sweep.server_metrics import CLIENT_SIDE_ONLY, exports_perfserve_metrics, scrape
 from loadtests.sweep.steps import StepRunner, StepSettings
+from perfserve_common.protocols import ProtocolName
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,8 @@ class SweepPlan:
     metrics_host: str = "127.0.0.1"
     split_weights: dict[str, float] = field(default_factory=dict)
     """The live split when the run started (for the report)."""
+    protocol: ProtocolName = "perfserve"
+    """How the target is asked for predictions (see common/protocols.py)."""
 
 
 @dataclass
@@ -118,6 +122,8 @@ class SweepReport:
     comparisons: list[KneeComparison] = field(default_factory=list)
     inconclusive_reason: str | None = None
     """Why the machine moved too much to support the knees; None when it did not."""
+    server_metrics: bool = True
+    """Whether the target exports perfserve's metrics (else only client-side figures)."""
 
     @property
     def conclusive(self) -> bool:
@@ -145,7 +151,10 @@ def _other_cpus(generator_cpus: list[int] | None) -> str | None:
 
 
 def run_sweep(plan: SweepPlan, progress: Callable[[str], None]) -> SweepReport:
-    bodies = encode_bodies(holdout_rows(plan.store), plan.rows_per_request)
+    bodies = encode_bodies(holdout_rows(plan.store), plan.rows_per_request, protocol=plan.protocol)
+    server_metrics = exports_perfserve_metrics(scrape(plan.url))
+    if not server_metrics:
+        progress(CLIENT_SIDE_ONLY)
     conditions = run_conditions(plan.url, plan.generator_cpus)
     if server_cpus := conditions["server_cpus"]:
         plan = replace(plan, steps=replace(plan.steps, server_cpu=server_cpus[0]))
@@ -167,7 +176,9 @@ def run_sweep(plan: SweepPlan, progress: Callable[[str], None]) -> SweepReport:
         if server is not None:
             server.shutdown()
     conditions["core_speed"] = _share_of_fastest(reports, plan.steps.server_cpu)
-    return _judged(SweepReport(plan, reports, calibration, conditions))
+    return _judged(
+        SweepReport(plan, reports, calibration, conditions, server_metrics=server_metrics)
+    )
 
 
 def _judged(report: SweepReport) -> SweepReport:
@@ -194,7 +205,7 @@ def _run_targets(
     def aim(target: str) -> StepRunner:
         """The target's runner, the driver aimed at it (the targets alternate step by
         step, so this is every step; it costs milliseconds)."""
-        driver.setup(bodies, plan.rows_per_request, target)
+        driver.setup(bodies, plan.rows_per_request, target, plan.protocol)
         return runners[target]
 
     rounds: dict[str, list[list[StepResult]]] = {t: [] for t in plan.targets}
@@ -265,4 +276,5 @@ def describe_plan(plan: SweepPlan) -> dict[str, Any]:
         "workers": plan.workers,
         "max_in_flight": plan.max_in_flight,
         "split_weights": plan.split_weights,
+        "protocol": plan.protocol,
     }

@@ -22,9 +22,25 @@ Samples = dict[tuple[str, Labels], float]
 SAMPLE_INTERVAL_S = 1.0
 
 
+CLIENT_SIDE_ONLY = (
+    "the target exports none of perfserve's metrics: only client-side figures exist; "
+    "the server-side columns (queue, batch, utilisation, server p99) are left empty"
+)
+
+
 def scrape(url: str, timeout_s: float = 5.0) -> Samples:
-    text = httpx.get(f"{url}/metrics", timeout=timeout_s).text
-    return parse(text)
+    """The target's `/metrics`; empty when it has none (another inference server may
+    export its metrics elsewhere, or not in Prometheus' text format)."""
+    try:
+        response = httpx.get(f"{url}/metrics", timeout=timeout_s)
+        return parse(response.text) if response.status_code == 200 else {}
+    except (httpx.HTTPError, ValueError):
+        return {}
+
+
+def exports_perfserve_metrics(samples: Samples) -> bool:
+    """Whether the server-side figures can be read from these samples."""
+    return any(name.startswith("perfserve_") for name, _ in samples)
 
 
 def parse(text: str) -> Samples:
@@ -112,6 +128,9 @@ def server_split(
     variants: list[str] | None,
     in_flight_samples: list[float],
 ) -> ServerSplit:
+    if not exports_perfserve_metrics(after):
+        return _unknown(in_flight_samples)
+
     def delta(name: str, **labels: str) -> float:
         return total(after, name, variants, **labels) - total(before, name, variants, **labels)
 
@@ -161,6 +180,31 @@ def server_split(
         in_flight_samples=len(in_flight_samples),
         rss_bytes=total(after, "process_resident_memory_bytes"),
         p99_ms_at_most=bucket_p99_ms(before, after, variants),
+    )
+
+
+def _unknown(in_flight_samples: list[float]) -> ServerSplit:
+    """A step on a target without perfserve's metrics: every server-side figure unknown
+    (NaN, written as an empty cell), none of them taken for a zero."""
+    nan = float("nan")
+    return ServerSplit(
+        requests=nan,
+        ok=nan,
+        statuses={},
+        rejected={},
+        mean_latency_ms=nan,
+        queue_ms=nan,
+        infer_ms_per_batch=nan,
+        batches=nan,
+        mean_batch_rows=nan,
+        utilization=nan,
+        runners=1.0,
+        cpu_cores=nan,
+        little_in_flight=nan,
+        sampled_in_flight=_ratio(sum(in_flight_samples), len(in_flight_samples)),
+        in_flight_samples=len(in_flight_samples),
+        rss_bytes=nan,
+        p99_ms_at_most=nan,
     )
 
 

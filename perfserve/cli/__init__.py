@@ -12,10 +12,10 @@ import importlib
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from typing import NoReturn
 
 from perfserve.cli.exit_codes import ExitCode
+from perfserve_common.machine import package_version
 from perfserve_common.usage import HelpFormatter, MissingTool, UsageError, validation_message
 
 
@@ -82,10 +82,7 @@ COMMANDS: dict[str, Command] = {
 
 
 def version() -> str:
-    try:
-        return metadata.version("perfserve")
-    except metadata.PackageNotFoundError:
-        return "unknown (not installed)"
+    return package_version() or "unknown (not installed)"
 
 
 class Parser(argparse.ArgumentParser):

@@ -10,6 +10,7 @@ from pathlib import Path
 from perfserve.benchmarks.http.competitor_servers import NAMES
 from perfserve.benchmarks.http.http_overhead import add_pinned_bench_options, run_benchmark
 from perfserve.benchmarks.offline.options import int_list, name_list
+from perfserve_common.protocols import ProtocolName, parse_protocol
 from perfserve_common.usage import RawDescriptionHelpFormatter, UsageError, add_option
 
 
@@ -43,6 +44,14 @@ def add_arguments(bench: argparse.ArgumentParser) -> None:
     )
     add_option(
         bench,
+        "--protocols",
+        type=_protocol_list,
+        default="",
+        help="Also measure each variant through these protocols' routes (v1, v2), on the "
+        "same servers as /predict, comma-separated.",
+    )
+    add_option(
+        bench,
         "--competitor",
         action="append",
         default=[],
@@ -67,8 +76,20 @@ def run(args: argparse.Namespace) -> int:
         args.variants or None,
         dict(_competitor(spec) for spec in args.competitor),
         args.baseline,
+        args.protocols,
     )
     return 0
+
+
+def _protocol_list(text: str) -> tuple[ProtocolName, ...]:
+    """Protocols other than perfserve's own, which is always measured."""
+    try:
+        chosen = tuple(parse_protocol(name) for name in name_list(text))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    if "perfserve" in chosen:
+        raise argparse.ArgumentTypeError("/predict is always measured; name v1 or v2")
+    return chosen
 
 
 def _competitor(spec: str) -> tuple[str, str]:

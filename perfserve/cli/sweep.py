@@ -11,13 +11,12 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from loadtests import SPLIT
-from loadtests.argtypes import cpu_list, positive_float, positive_int, rate_list
+from loadtests.argtypes import cpu_list, positive_float, positive_int, protocol, rate_list
 from loadtests.arrivals import ARRIVAL_PROCESSES
 from loadtests.engines.base import ENGINES
 from loadtests.loadgen_metrics import DEFAULT_PORT
+from loadtests.targets import describe_target
 from perfserve.cli.exit_codes import ExitCode
 from perfserve_common.slo import SLO_P99_MS
 from perfserve_common.usage import UsageError, add_option
@@ -37,6 +36,14 @@ def add_arguments(sweep: argparse.ArgumentParser) -> None:
         "--url",
         required=True,
         help="Base URL of the running service, e.g. http://127.0.0.1:8000.",
+    )
+    add_option(
+        sweep,
+        "--protocol",
+        type=protocol,
+        default="perfserve",
+        help="How to ask for predictions: perfserve's /predict, KServe v1 or the Open "
+        "Inference Protocol v2 (for another server, name its models with --variants).",
     )
     add_option(
         sweep, "--variants", renamed_from="--variant", nargs="+", default=None,
@@ -274,7 +281,7 @@ def plan_from_args(args: argparse.Namespace) -> SweepPlan:
     url = args.url.rstrip("/")
     if not url.startswith(("http://", "https://")):
         raise UsageError(f"--url {url}: must start with http:// or https://, e.g. http://{url}")
-    models, weights = _service_description(url)
+    models, weights = describe_target(url, args.protocol, _names(args.variants))
     targets = _names(args.variants) or models
     unknown = [t for t in targets if t != SPLIT and t not in models]
     if unknown:
@@ -328,6 +335,7 @@ def plan_from_args(args: argparse.Namespace) -> SweepPlan:
         metrics_port=args.metrics_port,
         metrics_host=args.metrics_host,
         split_weights=weights,
+        protocol=args.protocol,
     )
 
 
@@ -342,14 +350,3 @@ def _names(given: list[str] | str | None) -> list[str]:
 def _flag(value: bool | str) -> bool:
     """A switch given on the command line (True) or as PERFSERVE_<FLAG>=1/true/yes."""
     return value is True or str(value).lower() in ("1", "true", "yes")
-
-
-def _service_description(url: str) -> tuple[list[str], dict[str, float]]:
-    """The variants the service serves and its current split; a clear error if it is
-    not there."""
-    try:
-        models = httpx.get(f"{url}/models", timeout=10).raise_for_status().json()
-        traffic = httpx.get(f"{url}/traffic", timeout=10).raise_for_status().json()
-    except httpx.HTTPError as error:
-        raise UsageError(f"cannot read {url}/models: {error}") from None
-    return [v["name"] for v in models["variants"]], dict(traffic["weights"])

@@ -136,3 +136,24 @@ def test_the_locustfile_lists_its_options_in_locusts_help() -> None:
     assert "Requests per second each user sends. (default: 1.0; env PERFSERVE_USER_RPS)" in text
     for flag in ("--store", "--bad-share", "--max-p99-ms", "--canary-users", "--batch-rows"):
         assert flag in text
+
+
+@pytest.mark.parametrize("protocol", ["v1", "v2"])
+def test_the_users_speak_another_protocol_at_a_url(
+    server: ServerProcess, store: Path, protocol: str
+) -> None:
+    command = [sys.executable, "-m", "locust", "-f", LOCUSTFILE, "--headless"]
+    command += ["--url", server.url, "--protocol", protocol, "--metrics-port", "0"]
+    command += ["-u", "4", "-r", "4", "-t", "4s", "--user-rps", "5", "--bad-share", "0.2"]
+    run = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env={**os.environ, "PERFSERVE_STORE": str(store)},
+    )
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output
+    split = "/v2/models/perfserve/infer" if protocol == "v2" else "/v1/models/perfserve:predict"
+    assert split in output  # SingleRowUser and CanaryUser through the split, in the protocol
+    assert "0(0.00%)" in output.split("Aggregated")[-2]

@@ -2,9 +2,11 @@
 
 In one run, with the servers pinned to one core and wrk pinned to another, it measures
 single-row `/predict` requests per second and p50/p99 at each concurrency, for each
-variant with batching on and off, and for a bare ASGI app (the floor). Cells run
-interleaved (every target once per round, several rounds) so drift on a shared machine
-hits all alike; the table reports medians over rounds and ratios taken within a run.
+variant with batching on and off, and for a bare ASGI app (the floor); with
+`--protocols v2` (or `v1`), the same single row through that protocol's route on the
+same servers, beside `/predict`. Cells run interleaved (every target once per round,
+several rounds) so drift on a shared machine hits all alike; the table reports medians
+over rounds and ratios taken within a run.
 """
 
 from __future__ import annotations
@@ -21,12 +23,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import httpx
+import numpy as np
 import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
 from perfserve.benchmarks.http.competitor_servers import competitor
 from perfserve.modelstore.build import build_store
 from perfserve_common.processes import running_bare_server, running_server
+from perfserve_common.protocols import PROTOCOLS, ProtocolName, predict_path, request_body
 from perfserve_common.usage import MissingTool, UsageError, add_option
 from service.store import StoreError, load_holdout, load_manifest
 
@@ -90,6 +94,7 @@ def run_benchmark(
     variants: list[str] | None,
     competitors: dict[str, str],
     baseline: Path | None = None,
+    protocols: tuple[ProtocolName, ...] = (),
 ) -> list[Cell]:
     wrk = shutil.which("wrk")
     if wrk is None:
@@ -111,6 +116,12 @@ def run_benchmark(
         scripts = Path(servers.enter_context(tempfile.TemporaryDirectory(prefix="bench-http-")))
         body = json.dumps({"instances": [row]}).encode()
         script = write_wrk_script(scripts / "perfserve.lua", body)
+        protocol_scripts = {
+            protocol: write_wrk_script(
+                scripts / f"{protocol}.lua", request_body(protocol, np.asarray([row]))
+            )
+            for protocol in protocols
+        }
         bare = servers.enter_context(running_bare_server(server_cpu))
         floor = Target("bare ASGI floor", f"{bare}/predict", script, pid=serving_child_pid(bare))
         targets = [floor]
@@ -136,6 +147,18 @@ def run_benchmark(
                         name,
                         server.process.pid,
                     )
+                    for name in chosen
+                ]
+                targets += [
+                    Target(
+                        f"{name} batching {batching}{suffix} {protocol}",
+                        f"{server.url}{predict_path(protocol, name)}",
+                        protocol_scripts[protocol],
+                        f"{server.url}/metrics",
+                        name,
+                        server.process.pid,
+                    )
+                    for protocol in protocols
                     for name in chosen
                 ]
         model = store / manifest.variants[COMPETITOR_VARIANT].path
@@ -258,6 +281,7 @@ def render(cells: list[Cell], concurrencies: list[int], variants: list[str]) -> 
                 f"| {on.median(on.p50_ms) - off.median(off.p50_ms):+.3f} |"
             )
     lines += _against_baseline(cells, by_key)
+    lines += _protocols_against_predict(cells, by_key)
     rivals = sorted({c.target for c in cells if c.target.endswith(f"({COMPETITOR_VARIANT})")})
     if rivals and COMPETITOR_VARIANT in variants:
         lines += ["", "| server | concurrency | perfserve req/s over theirs | their p99 ms |"]
@@ -295,6 +319,29 @@ def _against_baseline(cells: list[Cell], by_key: dict[tuple[str, int], Cell]) ->
             f"| {ours.median(ours.rps) / theirs.median(theirs.rps):.2f}x "
             f"| {theirs.median(theirs.cpu_us):.1f} → {ours.median(ours.cpu_us):.1f} "
             f"| {ours.median(ours.p99_ms) - theirs.median(theirs.p99_ms):+.3f} |"
+        )
+    return lines
+
+
+def _protocols_against_predict(cells: list[Cell], by_key: dict[tuple[str, int], Cell]) -> list[str]:
+    """Each protocol's route against `/predict` on the same server, in the same rounds."""
+    pairs = []
+    for cell in cells:
+        base, _, protocol = cell.target.rpartition(" ")
+        if protocol in PROTOCOLS and (base, cell.concurrency) in by_key:
+            pairs.append((cell, by_key[base, cell.concurrency]))
+    if not pairs:
+        return []
+    lines = [
+        "",
+        "| target | concurrency | req/s over /predict | p99 minus /predict (ms) |",
+        "| --- | --- | --- | --- |",
+    ]
+    for ours, native in pairs:
+        lines.append(
+            f"| {ours.target} | {ours.concurrency} "
+            f"| {ours.median(ours.rps) / native.median(native.rps):.2f}x "
+            f"| {ours.median(ours.p99_ms) - native.median(native.p99_ms):+.3f} |"
         )
     return lines
 

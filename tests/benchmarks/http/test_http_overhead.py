@@ -68,3 +68,41 @@ def test_a_baseline_that_is_not_a_checkout_is_a_usage_error(
 ) -> None:
     assert main(["bench-http", "--baseline", str(tmp_path)]) == 2
     assert f"--baseline: {tmp_path} is not a checkout of perfserve" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_bench_http_measures_v2_beside_predict_on_the_same_servers(
+    store: Path, tmp_path: Path
+) -> None:
+    require_tool("wrk")
+    cells = run_benchmark(
+        store,
+        tmp_path,
+        concurrencies=[4],
+        seconds=1,
+        rounds=1,
+        server_cpu="0",
+        client_cpu="1",
+        variants=["onnx_int8"],
+        competitors={},
+        protocols=("v2",),
+    )
+    by_target = {cell.target: cell for cell in cells}
+    assert {"onnx_int8 batching on v2", "onnx_int8 batching off v2"} <= set(by_target)
+    v2 = by_target["onnx_int8 batching on v2"]
+    assert v2.rps[0] > 0 and v2.failed == 0 and v2.mean_batch  # answered, by the batcher
+    table = (tmp_path / "bench-http.md").read_text()
+    assert "| onnx_int8 batching on v2 | 4 |" in table.split("req/s over /predict")[1]
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [("v3", "'v3'; allowed: perfserve, v1, v2"), ("perfserve", "/predict is always measured")],
+)
+def test_an_unknown_protocol_is_a_usage_error(
+    given: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["bench-http", "--protocols", given])
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err

@@ -9,7 +9,7 @@ from typing import Any
 import service.payload
 
 KEPT: list[dict[str, int]] = []
-_original = service.payload._jsonable
+_original = service.payload.jsonable
 
 
 def _leaky_jsonable(array: Any) -> Any:
@@ -17,4 +17,4 @@ def _leaky_jsonable(array: Any) -> Any:
     return _original(array)
 
 
-service.payload._jsonable = _leaky_jsonable
+service.payload.jsonable = _leaky_jsonable

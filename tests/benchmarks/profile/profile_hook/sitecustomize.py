@@ -40,7 +40,7 @@ def _timed(rounds: int) -> float:
 
 
 ROUNDS = _rounds_for(EXTRA_S_PER_CALL)
-_original = service.payload._jsonable
+_original = service.payload.jsonable
 
 
 def _slow_jsonable(array: Any) -> Any:
@@ -48,4 +48,4 @@ def _slow_jsonable(array: Any) -> Any:
     return _original(array)
 
 
-service.payload._jsonable = _slow_jsonable
+service.payload.jsonable = _slow_jsonable

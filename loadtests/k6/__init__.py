@@ -1,0 +1,1 @@
+"""k6 scenarios mirroring the Locust users (JavaScript beside this package; see lib.js)."""
