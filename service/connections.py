@@ -40,6 +40,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResp
 
 ARRIVED = "perfserve.arrived"
 HEAD_END = b"\r\n\r\n"
+LINGER_S = 2.0
+"""How long a connection whose head was refused keeps draining the client's bytes."""
 DEFAULT_MAX_HEAD_BYTES = 64 * 1024
 DEFAULT_MAX_HEADERS = 100
 
@@ -60,6 +62,8 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
     _head_chunk = b""
     """The head's previous chunk (its end may hold part of the blank line that ends it)."""
     headers_seen = 0
+    _lingering: asyncio.TimerHandle | None = None
+    """Set once a head was refused: the connection only drains until it closes."""
 
     def __init__(
         self,
@@ -79,6 +83,8 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         """uvicorn's, with the head's bytes counted before the parser sees them."""
+        if self._lingering is not None:
+            return  # a refused head's remaining bytes: dropped unread
         if self.head_bytes is not None:
             before = self.head_bytes
             self.head_bytes = before + len(data)
@@ -106,7 +112,13 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         return end >= 0 and before + end + len(HEAD_END) - len(tail) <= self.max_head_bytes
 
     def _refuse_head(self, reason: str) -> None:
-        """431 and close: the rest of the head is never read, so nothing follows it."""
+        """431, then a lingering close: the rest of the head is never parsed or kept.
+
+        Closing at once while the client is still sending would make the kernel answer
+        its next bytes with a reset, which can discard the 431 before the client reads
+        it. So the write side is shut (the client sees the answer, then the end), what
+        still arrives is dropped unread, and the connection closes when the client does
+        or after `LINGER_S`, as nginx's lingering close does."""
         body = json.dumps({"detail": reason}).encode()
         self.transport.write(
             b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
@@ -114,7 +126,9 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
             b"connection: close\r\n\r\n%s" % (len(body), body)
         )
         self.head_bytes = None
-        self.transport.close()
+        self._lingering = self.loop.call_later(LINGER_S, self.transport.close)
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers_seen += 1
@@ -130,7 +144,16 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._header_check is not None:
             self._header_check.cancel()
+        if self._lingering is not None:
+            self._lingering.cancel()
         super().connection_lost(exc)
+
+    def eof_received(self) -> None:
+        """The client finished sending: a lingering close ends here."""
+        if self._lingering is not None:
+            self.transport.close()
+            return
+        super().eof_received()
 
     def on_message_begin(self) -> None:
         self.waiting_since = self.loop.time()

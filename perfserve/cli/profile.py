@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -98,6 +99,7 @@ def _profile(args: argparse.Namespace) -> int:
     from perfserve.benchmarks.profile.run import ProfileSettings, profile
 
     find_py_spy()
+    _beside_the_generator(args.generator_cpus[0])
     settings = ProfileSettings(
         variant=args.variant,
         rate=args.rate,
@@ -122,6 +124,14 @@ def _profile(args: argparse.Namespace) -> int:
         print(memory_profile(args.store, settings, args.server_cpus[0], args.out))
     print(f"written to {args.out}", file=sys.stderr)
     return ExitCode.ANSWERED
+
+
+def _beside_the_generator(cpu: int) -> None:
+    """Run this controller, and so py-spy, which inherits its CPUs, on the generator's
+    core: py-spy reads the server a thousand times a second, and on the server's core that
+    work would be taken from the server it measures (the server itself is pinned apart)."""
+    if cpu in os.sched_getaffinity(0):
+        os.sched_setaffinity(0, {cpu})
 
 
 def _check_variant(target: Target, variant: str) -> None:

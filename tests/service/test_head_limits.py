@@ -101,7 +101,7 @@ def test_a_32_mib_header_value_is_refused_without_stalling_or_growing(
 ) -> None:
     before = rss_bytes(server.process.pid)
     stalls: list[float] = []
-    stop = threading.Event()
+    probing, stop = threading.Event(), threading.Event()
 
     def probe() -> None:  # how long /healthz takes on another connection meanwhile
         with httpx.Client(base_url=server.url, timeout=10) as client:
@@ -109,13 +109,19 @@ def test_a_32_mib_header_value_is_refused_without_stalling_or_growing(
                 started = time.monotonic()
                 client.get("/healthz").raise_for_status()
                 stalls.append(time.monotonic() - started)
+                probing.set()
                 time.sleep(0.01)
 
     prober = threading.Thread(target=probe)
     prober.start()
     try:
+        assert probing.wait(15), "/healthz never answered"
         value = b"a" * (32 * 1024 * 1024)
         answer = exchange(server, head([b"x-huge: " + value + b"\r\n"]))
+        answered = len(stalls)
+        deadline = time.monotonic() + 15
+        while len(stalls) == answered and time.monotonic() < deadline:  # one probe after it
+            time.sleep(0.01)
     finally:
         stop.set()
         prober.join()
