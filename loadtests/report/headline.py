@@ -47,8 +47,13 @@ def _comparisons(comparisons: list[dict[str, Any]]) -> list[str]:
         width = "" if None in widths else f", ±{max(w or 0.0 for w in widths):.0%}"
         rounds = min(c["rounds"] for c in same)
         why = " (one round: a verdict needs two or more, --rounds)" if rounds < 2 else ""
-        pairs = "" if len(same) == len(_pairs(names)) else f" ({_pair_list(same)})"
-        lines.append(f"{_names(names)}{pairs} {SAME_LOAD}{width}{why}, so they are not ranked.")
+        if len(same) == len(_pairs(names)):
+            lines.append(f"{_names(names)} {SAME_LOAD}{width}{why}, so they are not ranked.")
+        else:  # some pairs only: naming all their variants together would read as all
+            lines.append(
+                f"These pairs each {SAME_LOAD}{width}{why}, so neither of a pair is ranked "
+                f"above the other: {_pair_list(same)}."
+            )
     for c in comparisons:
         if c["verdict"] == "not_different":
             continue
