@@ -54,7 +54,10 @@ def test_open_loop_rate_and_the_server_side_add_up(
     assert summary["slo_p99_ms"] == 500
     # The server's core was read before the step; the one reading is the run's fastest.
     assert step["core_rate"] > 0 and step["core_speed"] == 1.0
-    assert summary["conditions"]["core_speed"]["cpu"] in summary["conditions"]["server_cpus"]
+    core = summary["conditions"]["core_speed"]
+    assert core["cpu"] in summary["conditions"]["server_cpus"]
+    # One round: its median is the fastest, and there is no move between rounds to judge.
+    assert core["round_median_shares"] == [1.0] and core["between_rounds_share"] is None
     assert (tmp_path / "steps.csv").read_text().startswith("target,phase,step,round,target_qps")
     # A window of warm-up came first, reported apart from the measured windows.
     assert step["warmup_s"] == 1.0 and step["warmup_achieved_qps"] > 0
