@@ -279,6 +279,7 @@ def describe_plan(plan: SweepPlan) -> dict[str, Any]:
     s = plan.steps
     return {
         "url": plan.url,
+        "store": str(plan.store),
         "targets": plan.targets,
         "rates": plan.rates or "auto",
         "arrivals": s.arrivals,
