@@ -26,6 +26,7 @@ from loadtests.report.answer import (
 )
 from loadtests.report.headline import headline
 from loadtests.report.profiles import find_profiles, profile_commands
+from loadtests.sweep.acceptance import StepVerdict
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1300px;
@@ -368,13 +369,13 @@ def _table(steps: list[dict[str, Any]], columns: tuple[tuple[str, str, str, str]
             f"{_verdict_mark(step) if key == 'verdict' else ''}{_cell(step.get(key), kind)}</td>"
             for key, _, kind, _ in columns
         )
-        css = "holds" if step["verdict"] == "holds" else "fails"
+        css = "holds" if step["verdict"] == StepVerdict.HOLDS else "fails"
         body.append(f"<tr class='{css}'>{cells}</tr>")
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
 
 def _verdict_mark(step: dict[str, Any]) -> str:
-    return "✓ " if step["verdict"] == "holds" else "✗ "
+    return "✓ " if step["verdict"] == StepVerdict.HOLDS else "✗ "
 
 
 def _glossary(columns: tuple[tuple[str, str, str, str], ...]) -> str:

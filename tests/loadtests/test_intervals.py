@@ -105,9 +105,7 @@ def test_a_lower_bound_knee_leaves_the_comparison_open_on_its_side() -> None:
     assert compare_knees("b", cand, "a", base).ci_low is None
 
 
-def test_a_core_that_moved_between_rounds_more_than_the_knees_interval_makes_the_run_inconclusive() -> (
-    None
-):
+def test_a_core_that_moved_between_rounds_more_than_the_intervals_is_inconclusive() -> None:
     narrow = {"onnx_int8": knee_interval([slo(10_000, 11_000), slo(10_500, 11_000)])}
     reason = inconclusive_reason(0.62, narrow)
     assert reason is not None
