@@ -40,8 +40,9 @@ def test_open_loop_rate_and_the_server_side_add_up(
     )  # fmt: skip
     step = summary["variants"]["onnx_int8"]["steps"][0]
     assert summary["settings"]["engine"] == engine
-    assert abs(step["sent_qps"] - 200) <= 200 * 0.05
-    assert abs(step["achieved_qps"] - 200) <= 200 * 0.05
+    # Within 10%: on a busy 2-core machine a late window's sends land in the next one.
+    assert abs(step["sent_qps"] - 200) <= 200 * 0.10
+    assert abs(step["achieved_qps"] - 200) <= 200 * 0.10
     # The server's own time is inside the client's: what is left is the wire and both
     # HTTP stacks and the generator, a fraction of the latency from schedule.
     assert 0 < step["outside_p50_ms"] <= step["p50_ms"]
