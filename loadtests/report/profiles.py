@@ -21,6 +21,7 @@ PROFILE_JSON = "profile.json"
 SHARES_OF_KNEE = (0.5, 0.9)
 """Where to profile: half the knee (the server at ease) and near it (where the queue forms)."""
 PROFILE_SECONDS = 20
+UNATTRIBUTED = "other"
 
 
 @dataclass(frozen=True)
@@ -76,11 +77,19 @@ def _link(path: Path, report_dir: Path) -> ProfileLink | None:
             variant=settings["variant"],
             rate=float(settings["rate"]),
             us_per_request=float(table["measured_us"]),
-            top_stage=max(stages, key=lambda stage: stages[stage]),
+            top_stage=_largest_stage(stages, float(table["measured_us"])),
             folder=Path(_relative(path.parent, report_dir)),
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def _largest_stage(stages: dict[str, float], measured_us: float) -> str:
+    """The stage that cost most, with its share (`other`, what no stage claimed, is not
+    a stage to act on and is left out)."""
+    named = {stage: us for stage, us in stages.items() if stage != UNATTRIBUTED}
+    stage = max(named, key=lambda name: named[name])
+    return f"{stage} ({named[stage] / measured_us:.0%})" if measured_us > 0 else stage
 
 
 def _relative(folder: Path, report_dir: Path) -> str:

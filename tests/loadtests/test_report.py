@@ -253,7 +253,10 @@ def test_the_report_links_profiles_beside_it_and_says_how_to_make_them(
         json.dumps(
             {
                 "settings": {"variant": "sklearn_fp32", "rate": 100.0},
-                "table": {"measured_us": 61.5, "us_per_request": {"model": 40.0, "decode": 5.0}},
+                "table": {
+                    "measured_us": 61.5,
+                    "us_per_request": {"other": 50.0, "model": 30.0, "decode": 5.0},
+                },
             }
         )
     )
@@ -262,7 +265,7 @@ def test_the_report_links_profiles_beside_it_and_says_how_to_make_them(
     write_outputs(report, tmp_path / "sweep")
     page = (tmp_path / "sweep" / "report.html").read_text()
     assert "<h2>Where the time goes</h2>" in page
-    assert "<td>sklearn_fp32</td><td>100</td><td>61.5</td><td>model</td>" in page
+    assert "<td>sklearn_fp32</td><td>100</td><td>61.5</td><td>model (49%)</td>" in page
     href = "../profile-sklearn_fp32/flamegraph.svg"
     assert f"href='{href}'" in page and (tmp_path / "sweep" / href).exists()
     # sklearn_fp32's knee is 200/s: profile it at 100/s and 180/s.
