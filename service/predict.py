@@ -31,7 +31,7 @@ from service.forcing import ForcingPolicy
 from service.guards import check_answers
 from service.metrics import FoldedCounter, FoldedHistogram
 from service.payload import Reject
-from service.protocols.codec import SPLIT_MODEL, Codec
+from service.protocols.codec import SPLIT_MODEL, Codec, shown_name, unknown_model_message
 from service.protocols.native import CODEC as NATIVE
 from service.protocols.routes import model_route
 from service.state import Service
@@ -48,7 +48,6 @@ RETRY_AFTER = (b"retry-after", b"1")
 CLOSE_HEADER = (b"connection", b"close")
 # Refusals sent before the whole body was read: the connection cannot carry another request.
 CLOSING_STATUSES = frozenset((408, 413))
-SHOWN_NAME_CHARS = 64
 MODEL_PREFIX, PREDICT_SUFFIX = "/models/", "/predict"
 # Formatted straight to bytes: no str to build and encode per answer.
 NO_EXTENSIONS: dict[str, Any] = {}
@@ -202,6 +201,7 @@ class PredictEndpoint:
         if not service.ready:
             detail = service.load_error or "models are still loading"
             raise Reject(503, "not_ready", f"not ready: {detail}", retry_after=1)
+        named = variant
         forced, user_id, length, content_type, authorization = _routing_headers(headers)
         if (
             content_type is not None
@@ -214,10 +214,12 @@ class PredictEndpoint:
         by_split = variant is None
         variant = variant or service.router.choose(user_id)
         if variant not in service.variants:
-            shown = variant[:SHOWN_NAME_CHARS] + ("..." if len(variant) > SHOWN_NAME_CHARS else "")
-            raise Reject(
-                404, "unknown_variant", f"unknown variant {shown!r}; available: {service.names}"
-            )
+            if codec is not NATIVE and variant == named:
+                # The path of a protocol that names models named it: a model to its client.
+                message = unknown_model_message(variant, service.names)
+            else:
+                message = f"unknown variant {shown_name(variant)!r}; available: {service.names}"
+            raise Reject(404, "unknown_variant", message)
         if not by_split:
             self.forcing.check(variant, authorization)
         return variant, by_split, user_id, length

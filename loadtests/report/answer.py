@@ -14,6 +14,7 @@ from typing import Any
 
 from loadtests import SPLIT
 from loadtests.scenarios.pacing import LATE_TOLERANCE_S
+from loadtests.sweep.acceptance import StepVerdict
 from loadtests.sweep.conditions import placement
 from loadtests.sweep.steps import GENERATOR_CPU_LIMIT
 
@@ -80,7 +81,7 @@ def answer(name: str, target: dict[str, Any], slo_ms: float) -> str:
     # knee.py): a retried rate that then held is not the rate that failed.
     steps = [s for s in steps if s.get("round", 1) == _median_round(target)]
     latest = {s["target_qps"]: s for s in steps}.values()
-    above = [s for s in latest if s["target_qps"] > knee and s["verdict"] != "holds"]
+    above = [s for s in latest if s["target_qps"] > knee and s["verdict"] != StepVerdict.HOLDS]
     failed = min(above, key=lambda s: s["target_qps"], default=None)
     if target["knee_is_lower_bound"]:
         reason = BOUND_REASONS.get(target["knee_limited_by"], target["knee_limited_by"])
@@ -108,7 +109,7 @@ def _slow(step: dict[str, Any]) -> str:
 
 def _verdict(step: dict[str, Any]) -> str:
     """The verdict, and for a generator-bound step what held the generator back."""
-    if step["verdict"] != "generator-bound":
+    if step["verdict"] != StepVerdict.GENERATOR_BOUND:
         return str(step["verdict"])
     return f"generator-bound; {_generator_remedy(step)}"
 
@@ -131,15 +132,16 @@ def _generator_remedy(step: dict[str, Any]) -> str:
 def _failure(step: dict[str, Any]) -> str:
     """What went wrong at a step, in words, with its p99."""
     p99 = f"p99 {_ms(step['p99_ms'])}"
-    verdict: str = step["verdict"]
+    verdict = StepVerdict(step["verdict"])
     return {
-        "misses-slo": f"missed the SLO ({p99})",
-        "server-saturated": f"fell short of the rate: the server was saturated ({p99})",
-        "generator-bound": "was generator-bound: the load generator fell behind, which says "
-        f"nothing about the server ({_generator_remedy(step)})",
-        "unstable": f"did not settle ({p99})",
-        "too-few-answers": "had too few answers for a p99",
-    }.get(verdict, verdict)
+        StepVerdict.MISSES_SLO: f"missed the SLO ({p99})",
+        StepVerdict.SERVER_SATURATED: f"fell short of the rate: the server was saturated ({p99})",
+        StepVerdict.GENERATOR_BOUND: "was generator-bound: the load generator fell behind, "
+        f"which says nothing about the server ({_generator_remedy(step)})",
+        StepVerdict.UNSTABLE: f"did not settle ({p99})",
+        StepVerdict.TOO_FEW_ANSWERS: "had too few answers for a p99",
+        StepVerdict.HOLDS: "held",
+    }[verdict]
 
 
 def conditions_sentence(conditions: dict[str, Any], settings: dict[str, Any]) -> str:
@@ -165,7 +167,9 @@ def conditions_sentence(conditions: dict[str, Any], settings: dict[str, Any]) ->
 
 def core_speed_sentence(conditions: dict[str, Any]) -> str:
     """How steady the server's core ran over the sweep, from `conditions["core_speed"]`
-    (see loadtests/sweep/runner.py); empty when it was not read."""
+    (see loadtests/sweep/runner.py); empty when it was not read. The warning goes by how
+    far the rounds' medians moved apart, which is what moves a knee; a single slow
+    reading is shown but does not raise it."""
     read = conditions.get("core_speed")
     if not read:
         return ""
@@ -173,7 +177,10 @@ def core_speed_sentence(conditions: dict[str, Any]) -> str:
         f"The server's core (CPU {read['cpu']}), read with a fixed loop while idle before "
         f"each step, ran at {read['slowest_share']:.2f} to 1.00 of its fastest speed in this run"
     )
-    if _slow_core(read["slowest_share"]):
+    moved = read.get("between_rounds_share")
+    if moved is not None:
+        text += f", and its slowest round's median at {moved:.2f} of its fastest round's"
+    if _slow_core(read["slowest_share"] if moved is None else moved):
         text += (
             ": the machine's own speed moved, and a knee moves with it, so repeat the sweep "
             'before comparing knees (docs/PERFORMANCE.md, "The host\'s own speed")'

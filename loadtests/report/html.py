@@ -25,6 +25,8 @@ from loadtests.report.answer import (
     queue_model_applies,
 )
 from loadtests.report.headline import headline
+from loadtests.report.profiles import find_profiles, profile_commands
+from loadtests.sweep.acceptance import StepVerdict
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1300px;
@@ -146,6 +148,7 @@ def write_html(summary: dict[str, Any], plots: Mapping[str, Path], path: Path) -
         f"<p class='note'>{KNEE_NOTE}</p>",
         *_comparison_section(summary.get("comparisons", [])),
         *_figures(summary, plots),
+        *_profiles_section(summary, path.parent),
     ]
     for target, rows in variants.items():
         steps = rows["steps"] + _extra_steps(rows)
@@ -210,6 +213,39 @@ def _figures(summary: dict[str, Any], plots: Mapping[str, Path]) -> list[str]:
         title, caption = captions[name]
         parts += [f"<h2>{title}</h2>", f"<p class='note'>{html.escape(caption)}</p>"]
         parts.append(_image(plot))
+    return parts
+
+
+def _profiles_section(summary: dict[str, Any], report_dir: Path) -> list[str]:
+    """Links to the profiles of the sweep's variants, and the commands that make them."""
+    links = find_profiles(report_dir, list(summary["variants"]))
+    commands = profile_commands(summary, report_dir)
+    if not links and not commands:
+        return []
+    parts = [
+        "<h2>Where the time goes</h2>",
+        "<p class='note'>A knee says how much load one replica holds; a profile under "
+        "load (<code>perfserve profile</code>) says what its CPU was spent on: server CPU "
+        "per request by stage, with a flame graph (docs/PROFILING.md).</p>",
+    ]
+    if links:
+        rows = "".join(
+            f"<tr><td>{html.escape(link.variant)}</td><td>{link.rate:,.0f}</td>"
+            f"<td>{link.us_per_request:,.1f}</td><td>{html.escape(link.top_stage)}</td>"
+            f"<td><a href='{link.folder}/profile.md'>table</a> · "
+            f"<a href='{link.folder}/flamegraph.svg'>flame graph</a></td></tr>"
+            for link in links
+        )
+        parts.append(
+            "<table><tr><th>variant</th><th>rate (req/s)</th><th>server CPU (µs/request)"
+            f"</th><th>largest stage</th><th>profile</th></tr>{rows}</table>"
+        )
+    if commands:
+        parts.append(
+            "<p class='note'>To profile each variant at 50% and 90% of its knee:</p><pre>"
+            + html.escape("\n".join(commands))
+            + "</pre>"
+        )
     return parts
 
 
@@ -333,13 +369,13 @@ def _table(steps: list[dict[str, Any]], columns: tuple[tuple[str, str, str, str]
             f"{_verdict_mark(step) if key == 'verdict' else ''}{_cell(step.get(key), kind)}</td>"
             for key, _, kind, _ in columns
         )
-        css = "holds" if step["verdict"] == "holds" else "fails"
+        css = "holds" if step["verdict"] == StepVerdict.HOLDS else "fails"
         body.append(f"<tr class='{css}'>{cells}</tr>")
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
 
 def _verdict_mark(step: dict[str, Any]) -> str:
-    return "✓ " if step["verdict"] == "holds" else "✗ "
+    return "✓ " if step["verdict"] == StepVerdict.HOLDS else "✗ "
 
 
 def _glossary(columns: tuple[tuple[str, str, str, str], ...]) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 
 STABLE_WINDOWS = 3
 STABILITY_TOLERANCE = 0.10
@@ -38,6 +39,22 @@ def settled(values: Sequence[float], tolerance: float, absolute: float = 0.0) ->
         return False
     low, high = min(values), max(values)
     return high - low <= max(tolerance * low, absolute)
+
+
+class StepVerdict(StrEnum):
+    """What one step says of the server (loadtests/sweep/acceptance.py decides it)."""
+
+    HOLDS = "holds"
+    MISSES_SLO = "misses-slo"
+    """More than 1% of answers slower than the SLO or failed, or arrivals dropped."""
+    SERVER_SATURATED = "server-saturated"
+    """The server fell short of the rate."""
+    GENERATOR_BOUND = "generator-bound"
+    """The load generator fell behind: the step measured it, not the server."""
+    UNSTABLE = "unstable"
+    """Throughput or p99 did not settle within the step's longest length."""
+    TOO_FEW_ANSWERS = "too-few-answers"
+    """Too few answers for a p99."""
 
 
 @dataclass(frozen=True)
@@ -94,7 +111,7 @@ def verdict(
     generator_saturated: bool = False,
     beyond_ceiling: bool = False,
     server_failed: bool = False,
-) -> str:
+) -> StepVerdict:
     """One of: holds, generator-bound, misses-slo, server-saturated, unstable (did not
     settle), too-few-answers (not enough for a trustworthy p99).
 
@@ -125,15 +142,15 @@ def verdict(
     )  # fmt: skip
     servers_own = server_saturated and server_failed
     if (could_not_offer or missed) and out_of_breath and not servers_own:
-        return "generator-bound"
+        return StepVerdict.GENERATOR_BOUND
     if could_not_offer and not server_saturated:
-        return "generator-bound"
+        return StepVerdict.GENERATOR_BOUND
     if missed or dropped > 0:
-        return "misses-slo"
+        return StepVerdict.MISSES_SLO
     if achieved_qps < (1 - RATE_TOLERANCE) * target_qps:
-        return "server-saturated"
+        return StepVerdict.SERVER_SATURATED
     if not settled:
-        return "unstable"
+        return StepVerdict.UNSTABLE
     if not enough_answers:
-        return "too-few-answers"
-    return "holds"
+        return StepVerdict.TOO_FEW_ANSWERS
+    return StepVerdict.HOLDS

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from loadtests.sweep.acceptance import StepVerdict
 from loadtests.sweep.results import StepResult
 from loadtests.sweep.steps import StepRunner
 
@@ -64,7 +65,7 @@ def stress(runner: StepRunner, knee_qps: float, max_rate: float) -> StressReport
     for factor in STRESS_FACTORS:
         rate = min(knee_qps * factor, max_rate)
         steps.append(runner.run(rate, "stress", extend=False, drain=False))
-        if broken(steps[-1]) or steps[-1].verdict == "generator-bound":
+        if broken(steps[-1]) or steps[-1].verdict == StepVerdict.GENERATOR_BOUND:
             breaking = rate if broken(steps[-1]) else None
             break
         if rate >= max_rate:

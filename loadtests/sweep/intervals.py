@@ -197,15 +197,16 @@ def every_pair(rounds: dict[str, list[Knee]]) -> list[KneeComparison]:
 
 
 def inconclusive_reason(
-    slowest_share: float | None, intervals: dict[str, KneeInterval]
+    between_rounds_share: float | None, intervals: dict[str, KneeInterval]
 ) -> str | None:
     """Why the run cannot support its knees, or None when it can: the server's core
-    speed, read before each step, moved by more than some knee's interval is wide (and by
-    more than the reading's own noise), so that knee says more about when it was measured
-    than about the server."""
-    if slowest_share is None:
+    speed, read before each step, ran slower in one round of the search than in another
+    (each round's median reading) by more than some knee's interval is wide, and by more
+    than the reading's own noise, so that knee says more about when it was measured than
+    about the server."""
+    if between_rounds_share is None:
         return None
-    moved = 1 - slowest_share
+    moved = 1 - between_rounds_share
     if moved <= CORE_NOISE:
         return None
     narrow = {
@@ -217,6 +218,7 @@ def inconclusive_reason(
         return None
     named = ", ".join(f"{name} {width:.0%}" for name, width in narrow.items())
     return (
-        f"the server's core ran at {slowest_share:.2f} to 1.00 of its fastest speed in this "
-        f"run, a move of {moved:.0%}, more than the width of the knees' intervals ({named})"
+        f"the server's core ran at {between_rounds_share:.2f} of its fastest round's speed in "
+        f"its slowest round (medians of the readings before each step), a move of "
+        f"{moved:.0%}, more than the width of the knees' intervals ({named})"
     )

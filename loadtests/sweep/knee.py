@@ -15,13 +15,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
+from loadtests.sweep.acceptance import StepVerdict
 from loadtests.sweep.results import StepResult
 
-GENERATOR_BOUND = "generator-bound"
-INCONCLUSIVE = ("unstable", "too-few-answers")
+GENERATOR_BOUND = StepVerdict.GENERATOR_BOUND
+INCONCLUSIVE = (StepVerdict.UNSTABLE, StepVerdict.TOO_FEW_ANSWERS)
 SAYS_NOTHING = (GENERATOR_BOUND, *INCONCLUSIVE)
 """Verdicts that tell nothing of the server: measured once more, then the search ends."""
-LIMITS = {"generator-bound": "generator", "unstable": "unstable", "too-few-answers": "unstable"}
+LIMITS = {
+    StepVerdict.GENERATOR_BOUND: "generator",
+    StepVerdict.UNSTABLE: "unstable",
+    StepVerdict.TOO_FEW_ANSWERS: "unstable",
+}
 MAX_HALVINGS = 4
 MAX_STEPS = 14
 """Most steps one knee search measures."""

@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from loadtests.recorder import Tally, Window, count_above_ms, new_histogram, percentile_ms
-from loadtests.sweep.acceptance import WindowPoint
+from loadtests.sweep.acceptance import StepVerdict, WindowPoint
 from loadtests.sweep.server_metrics import ServerSplit
 
 
@@ -157,7 +157,7 @@ class StepResult:
     """Sends late by the generator's own doing (see `own_late_share`)."""
     enough_samples: bool
     stable: bool
-    verdict: str
+    verdict: StepVerdict
     window_p99_ms: list[float] = field(default_factory=list)
     window_qps: list[float] = field(default_factory=list)
     window_miss_ratio: list[float] = field(default_factory=list)
@@ -178,4 +178,4 @@ class StepResult:
 
     @property
     def holds(self) -> bool:
-        return self.verdict == "holds"
+        return self.verdict == StepVerdict.HOLDS

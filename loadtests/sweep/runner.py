@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 from loadtests import SPLIT
@@ -185,9 +186,9 @@ def _judged(report: SweepReport) -> SweepReport:
     """The report with its comparisons and whether the machine held still enough."""
     rounds = {t.target: t.rounds for t in report.targets if t.rounds}
     report.comparisons = every_pair(rounds) if len(rounds) > 1 else []
-    slowest = (report.conditions.get("core_speed") or {}).get("slowest_share")
+    read = report.conditions.get("core_speed") or {}
     intervals = {t.target: t.interval for t in report.targets if t.interval is not None}
-    report.inconclusive_reason = inconclusive_reason(slowest, intervals)
+    report.inconclusive_reason = inconclusive_reason(read.get("between_rounds_share"), intervals)
     return report
 
 
@@ -225,18 +226,36 @@ def _run_targets(
 
 def _share_of_fastest(reports: list[TargetReport], cpu: int | None) -> dict[str, Any] | None:
     """Sets each step's `core_speed` from its `core_rate`; for the report's conditions,
-    the CPU read, the fastest rate and the slowest share (None when none was read)."""
+    the CPU read, the fastest rate, the slowest single reading's share, and the median
+    share of each round of the search (None when nothing was read).
+
+    A knee is found in a round and its interval spans the rounds, so what can move a knee
+    unseen is the machine running at another speed from one round to the next; one 0.3 s
+    reading caught by a burst on the host says little about the seconds of steps around it.
+    `between_rounds_share` (the slowest round's median over the fastest's) measures the
+    first; `slowest_share` still shows the second."""
     read = [(s, s.core_rate) for r in reports for s in r.all_steps() if s.core_rate is not None]
     if not read:
         return None
     fastest = max(rate for _, rate in read)
     for step, rate in read:
         step.core_speed = rate / fastest
+    by_round: dict[int, list[float]] = {}
+    for step, rate in read:
+        if step.phase == "sweep":
+            by_round.setdefault(step.round, []).append(rate / fastest)
+    round_shares = {n: median(shares) for n, shares in sorted(by_round.items())}
     return {
         "cpu": cpu,
         "fastest_rate": fastest,
         "slowest_share": min(rate for _, rate in read) / fastest,
         "readings": len(read),
+        "round_median_shares": list(round_shares.values()),
+        "between_rounds_share": (
+            min(round_shares.values()) / max(round_shares.values())
+            if len(round_shares) > 1
+            else None
+        ),
     }
 
 
@@ -260,6 +279,7 @@ def describe_plan(plan: SweepPlan) -> dict[str, Any]:
     s = plan.steps
     return {
         "url": plan.url,
+        "store": str(plan.store),
         "targets": plan.targets,
         "rates": plan.rates or "auto",
         "arrivals": s.arrivals,

@@ -23,8 +23,16 @@ import psutil
 
 from loadtests.arrivals import ArrivalProcess, squared_cv
 from loadtests.recorder import Window
-from loadtests.sweep.acceptance import SATURATION, STABLE_WINDOWS, min_samples, stable, verdict
+from loadtests.sweep.acceptance import (
+    SATURATION,
+    STABLE_WINDOWS,
+    StepVerdict,
+    min_samples,
+    stable,
+    verdict,
+)
 from loadtests.sweep.results import (
+    ClientSide,
     StepResult,
     client_side,
     own_late_share,
@@ -66,6 +74,19 @@ class StepSettings:
     server_cpu: int | None = None
     """A CPU the server runs on, read with `core_speed` before each step that starts
     idle; None when the server is not on this machine."""
+
+
+@dataclass(frozen=True)
+class StepFigures:
+    """What a step's verdict is judged from (see `StepRunner._verdict`)."""
+
+    rate: float
+    client: ClientSide
+    shed: int
+    generator_cpu: float
+    late_share: float
+    settled: bool
+    enough_answers: bool
 
 
 class StepRunner:
@@ -144,6 +165,17 @@ class StepRunner:
         measured = self._windows(step, range(first, windows))
         warm = self._windows(step, range(first))
         points = window_points(measured, window_s, s.slo_p99_ms)
+        client = client_side(measured, window_s, s.slo_p99_ms)
+        step_totals = totals(self._every_window(step))
+        figures = StepFigures(
+            rate=rate,
+            client=client,
+            shed=step_totals.shed,
+            generator_cpu=generator_cpu,
+            late_share=own_late_share(measured),
+            settled=stable(points, s.slo_p99_ms, window_s),
+            enough_answers=result_answers(measured) >= P99_SAMPLES,
+        )
         result = StepResult(
             target=self.target,
             step=step,
@@ -152,18 +184,18 @@ class StepRunner:
             duration_s=active_s,
             window_s=window_s,
             windows=len(measured),
-            client=client_side(measured, window_s, s.slo_p99_ms),
-            totals=totals(self._every_window(step)),
+            client=client,
+            totals=step_totals,
             server=split,
             predicted_queue_ms=self._predicted_queue_ms(split),
             little_disagreement=little_disagreement(
                 split.sampled_in_flight, split.little_in_flight, split.in_flight_samples
             ),
             generator_cpu=generator_cpu,
-            generator_late_share=own_late_share(measured),
-            enough_samples=result_answers(measured) >= P99_SAMPLES,
-            stable=stable(points, s.slo_p99_ms, window_s),
-            verdict="",
+            generator_late_share=figures.late_share,
+            enough_samples=figures.enough_answers,
+            stable=figures.settled,
+            verdict=self._verdict(figures, split, measured),
             window_p99_ms=[p.p99_ms for p in points],
             window_qps=[p.throughput for p in points],
             window_miss_ratio=[p.miss_ratio for p in points],
@@ -172,7 +204,6 @@ class StepRunner:
             warmup_s=first * window_s,
             warmup=client_side(warm, window_s, s.slo_p99_ms) if warm else None,
         )
-        result.verdict = self._verdict(result, split, measured)
         self.progress(
             f"  {self.target} {phase} {rate:,.0f}/s  -> {result.verdict}  (whole step: "
             f"achieved {result.client.achieved_qps:,.0f}/s  p99 {_p99_text(result.client.p99_ms)}"
@@ -233,7 +264,9 @@ class StepRunner:
             squared_cv(self.settings.arrivals),
         )
 
-    def _verdict(self, result: StepResult, split: ServerSplit, measured: list[Window]) -> str:
+    def _verdict(
+        self, figures: StepFigures, split: ServerSplit, measured: list[Window]
+    ) -> StepVerdict:
         """Late and dropped arrivals count within the measured windows only: the tail
         after the last one (while the step is judged and stopped) is not measured.
 
@@ -244,29 +277,29 @@ class StepRunner:
         pile up unread on its side. The server owns a miss beside a generator out of
         breath only when it was busy and failed by its own measures (a stalled
         generator's burst also fills every connection)."""
-        generator_saturated = result.generator_cpu >= GENERATOR_CPU_LIMIT
+        generator_saturated = figures.generator_cpu >= GENERATOR_CPU_LIMIT
         busy = (
             split.utilization >= SATURATION
             or split.cpu_cores >= SATURATION * max(1.0, split.runners)
-            or result.totals.shed > 0
+            or figures.shed > 0
         )
         saturated = busy or (sum(w.blocked for w in measured) > 0 and not generator_saturated)
         ceiling = self.settings.generator_ceiling_qps
         server_holds = split.p99_ms_at_most <= self.settings.slo_p99_ms
         return verdict(
-            target_qps=result.target_qps,
-            achieved_qps=result.client.achieved_qps,
-            sent_qps=result.client.sent_qps,
-            miss_ratio=result.client.miss_ratio,
-            late_share=result.generator_late_share,
+            target_qps=figures.rate,
+            achieved_qps=figures.client.achieved_qps,
+            sent_qps=figures.client.sent_qps,
+            miss_ratio=figures.client.miss_ratio,
+            late_share=figures.late_share,
             dropped=sum(w.dropped for w in measured),
             server_saturated=saturated,
-            settled=result.stable,
-            enough_answers=result.enough_samples,
-            sent_miss_ratio=result.client.sent_miss_ratio,
+            settled=figures.settled,
+            enough_answers=figures.enough_answers,
+            sent_miss_ratio=figures.client.sent_miss_ratio,
             generator_saturated=generator_saturated,
-            beyond_ceiling=ceiling is not None and result.target_qps > CEILING_SHARE * ceiling,
-            server_failed=busy and (not server_holds or result.totals.shed > 0),
+            beyond_ceiling=ceiling is not None and figures.rate > CEILING_SHARE * ceiling,
+            server_failed=busy and (not server_holds or figures.shed > 0),
         )
 
 

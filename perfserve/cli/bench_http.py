@@ -7,11 +7,15 @@ import argparse
 import sys
 from pathlib import Path
 
+from loadtests.argtypes import cpu_list
 from perfserve.benchmarks.http.competitor_servers import NAMES
 from perfserve.benchmarks.http.http_overhead import add_pinned_bench_options, run_benchmark
+from perfserve.benchmarks.http.workers import run_workers_benchmark
 from perfserve.benchmarks.offline.options import int_list, name_list
 from perfserve_common.protocols import ProtocolName, parse_protocol
 from perfserve_common.usage import RawDescriptionHelpFormatter, UsageError, add_option
+
+WORKERS_VARIANT = "onnx_int8"
 
 
 def add_arguments(bench: argparse.ArgumentParser) -> None:
@@ -59,10 +63,20 @@ def add_arguments(bench: argparse.ArgumentParser) -> None:
         help=f"Also measure another server ({', '.join(NAMES)}) serving the onnx_int8 "
         "artifact, run by PYTHON (a virtualenv with that framework; default: this one).",
     )
+    add_option(
+        bench,
+        "--workers",
+        type=int_list,
+        help="Instead: serve one variant (--variants, default onnx_int8) with each of these "
+        "worker counts, comma-separated, on --server-cpus, and say what N workers should "
+        "hold on paper from the CPU per request (see docs/http-benchmarks.md).",
+    )
     bench.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.workers:
+        return _run_workers(args)
     if args.baseline is not None and not (args.baseline / "service").is_dir():
         raise UsageError(f"--baseline: {args.baseline} is not a checkout of perfserve")
     run_benchmark(
@@ -77,6 +91,32 @@ def run(args: argparse.Namespace) -> int:
         dict(_competitor(spec) for spec in args.competitor),
         args.baseline,
         args.protocols,
+    )
+    return 0
+
+
+def _run_workers(args: argparse.Namespace) -> int:
+    if any(n < 1 for n in args.workers):
+        raise UsageError(f"--workers {args.workers}: worker counts must be 1 or more")
+    variants = args.variants or [WORKERS_VARIANT]
+    if len(variants) > 1:
+        raise UsageError(f"--variants {','.join(variants)}: --workers measures one variant")
+    pinned = {"--server-cpus": args.server_cpus, "--generator-cpus": args.generator_cpus}
+    for option, cpus in pinned.items():
+        try:
+            cpu_list(cpus)
+        except argparse.ArgumentTypeError as error:
+            raise UsageError(f"{option}: {error}") from None
+    run_workers_benchmark(
+        args.store,
+        args.out,
+        args.workers,
+        args.concurrency,
+        args.seconds,
+        args.rounds,
+        args.server_cpus,
+        args.generator_cpus,
+        variants[0],
     )
     return 0
 

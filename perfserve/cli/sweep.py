@@ -16,6 +16,7 @@ from loadtests.argtypes import cpu_list, positive_float, positive_int, protocol,
 from loadtests.arrivals import ARRIVAL_PROCESSES
 from loadtests.engines.base import ENGINES
 from loadtests.loadgen_metrics import DEFAULT_PORT
+from loadtests.sweep.acceptance import StepVerdict
 from loadtests.targets import describe_target
 from perfserve.cli.exit_codes import ExitCode
 from perfserve_common.slo import SLO_P99_MS
@@ -246,7 +247,7 @@ def run(args: argparse.Namespace) -> int:
     return sweep_exit(document, _flag(args.fail_on_miss))
 
 
-SERVERS_MISS = ("misses-slo", "server-saturated")
+SERVERS_MISS = (StepVerdict.MISSES_SLO, StepVerdict.SERVER_SATURATED)
 DEFAULT_ROUNDS = 5
 """Enough for a 94% interval of the median knee, and to tell a variant 20% slower from
 its baseline in every sweep of the stand-in test (three rounds: in 89 of 100)."""
@@ -270,7 +271,8 @@ def sweep_exit(document: dict[str, Any], fail_on_miss: bool) -> ExitCode:
             continue
         if any(s["verdict"] in SERVERS_MISS for s in steps):
             return ExitCode.NO
-        untold |= any(s["verdict"] != "holds" for s in steps) or target["knee_qps"] is None
+        held_every_step = all(s["verdict"] == StepVerdict.HOLDS for s in steps)
+        untold |= not held_every_step or target["knee_qps"] is None
     return ExitCode.INCONCLUSIVE if untold else ExitCode.ANSWERED
 
 

@@ -15,11 +15,10 @@ from pydantic import BaseModel, Field
 
 from perfserve_common.machine import package_version
 from service.api import ServiceDep, not_ready
-from service.protocols.codec import SPLIT_MODEL
+from service.protocols.codec import SPLIT_MODEL, unknown_model_message
 from service.protocols.v2 import PREDICTIONS, PROBABILITIES
 from service.state import Service
 
-SHOWN_NAME_CHARS = 64
 INPUT_NAME = "input-0"
 """What the metadata calls the one input (the name a request gives it is not checked)."""
 
@@ -165,8 +164,7 @@ def describe_model(service: Service, name: str) -> ModelMetadata:
 
 def unknown_model(name: str, service: Service) -> JSONResponse:
     """The 404 for a model name that is neither the split's nor a variant's."""
-    shown = name[:SHOWN_NAME_CHARS] + ("..." if len(name) > SHOWN_NAME_CHARS else "")
-    message = f"unknown model {shown!r}; available: {model_names(service)}"
+    message = unknown_model_message(name, service.names)
     return JSONResponse({"error": message}, status_code=404)
 
 

@@ -14,6 +14,18 @@ under its own name."""
 
 
 Headers = list[tuple[bytes, bytes]]
+SHOWN_NAME_CHARS = 64
+"""How much of a client's unknown model or variant name an error repeats."""
+
+
+def shown_name(name: str) -> str:
+    """A client's name as an error repeats it: cut short, so a long one cannot bloat it."""
+    return name[:SHOWN_NAME_CHARS] + ("..." if len(name) > SHOWN_NAME_CHARS else "")
+
+
+def unknown_model_message(name: str, variants: list[str]) -> str:
+    """The 404's message for a model name that is neither the split's nor a variant's."""
+    return f"unknown model {shown_name(name)!r}; available: {[SPLIT_MODEL, *variants]}"
 
 
 class Codec(Protocol):

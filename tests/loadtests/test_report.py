@@ -227,3 +227,50 @@ def test_a_steady_core_is_stated_without_a_warning(tmp_path: Path, speed: float)
         "The server's core (CPU 0), read with a fixed loop while idle before each step, ran "
         f"at {speed:.2f} to 1.00 of its fastest speed in this run."
     )
+
+
+def test_one_slow_reading_in_rounds_that_ran_alike_is_shown_without_a_warning(
+    tmp_path: Path,
+) -> None:
+    report = steadied((1.0, 0.6))
+    read = report.conditions["core_speed"] | {"between_rounds_share": 0.96}
+    report.conditions["core_speed"] = read
+    assert knee_table(report).splitlines()[-1] == (
+        "The server's core (CPU 0), read with a fixed loop while idle before each step, ran "
+        "at 0.60 to 1.00 of its fastest speed in this run, and its slowest round's median at "
+        "0.96 of its fastest round's."
+    )
+
+
+def test_the_report_links_profiles_beside_it_and_says_how_to_make_them(
+    report: SweepReport, tmp_path: Path
+) -> None:
+    # A profile folder beside the report's, as `perfserve profile --out` leaves it.
+    profile = tmp_path / "profile-sklearn_fp32"
+    profile.mkdir()
+    (profile / "flamegraph.svg").write_text("<svg/>")
+    (profile / "profile.json").write_text(
+        json.dumps(
+            {
+                "settings": {"variant": "sklearn_fp32", "rate": 100.0},
+                "table": {
+                    "measured_us": 61.5,
+                    "us_per_request": {"other": 50.0, "model": 30.0, "decode": 5.0},
+                },
+            }
+        )
+    )
+    (tmp_path / "unrelated").mkdir()
+    (tmp_path / "unrelated" / "profile.json").write_text("not json")
+    write_outputs(report, tmp_path / "sweep")
+    page = (tmp_path / "sweep" / "report.html").read_text()
+    assert "<h2>Where the time goes</h2>" in page
+    assert "<td>sklearn_fp32</td><td>100</td><td>61.5</td><td>model (49%)</td>" in page
+    href = "../profile-sklearn_fp32/flamegraph.svg"
+    assert f"href='{href}'" in page and (tmp_path / "sweep" / href).exists()
+    # sklearn_fp32's knee is 200/s: profile it at 100/s and 180/s.
+    assert (
+        f"perfserve profile --variant sklearn_fp32 --rate 100 --seconds 20 --store model_store "
+        f"--out {tmp_path}/profile-sklearn_fp32-50"
+    ) in html.unescape(page)
+    assert "--variant sklearn_fp32 --rate 180 " in html.unescape(page)

@@ -40,8 +40,9 @@ def test_open_loop_rate_and_the_server_side_add_up(
     )  # fmt: skip
     step = summary["variants"]["onnx_int8"]["steps"][0]
     assert summary["settings"]["engine"] == engine
-    assert abs(step["sent_qps"] - 200) <= 200 * 0.05
-    assert abs(step["achieved_qps"] - 200) <= 200 * 0.05
+    # Within 10%: on a busy 2-core machine a late window's sends land in the next one.
+    assert abs(step["sent_qps"] - 200) <= 200 * 0.10
+    assert abs(step["achieved_qps"] - 200) <= 200 * 0.10
     # The server's own time is inside the client's: what is left is the wire and both
     # HTTP stacks and the generator, a fraction of the latency from schedule.
     assert 0 < step["outside_p50_ms"] <= step["p50_ms"]
@@ -54,7 +55,10 @@ def test_open_loop_rate_and_the_server_side_add_up(
     assert summary["slo_p99_ms"] == 500
     # The server's core was read before the step; the one reading is the run's fastest.
     assert step["core_rate"] > 0 and step["core_speed"] == 1.0
-    assert summary["conditions"]["core_speed"]["cpu"] in summary["conditions"]["server_cpus"]
+    core = summary["conditions"]["core_speed"]
+    assert core["cpu"] in summary["conditions"]["server_cpus"]
+    # One round: its median is the fastest, and there is no move between rounds to judge.
+    assert core["round_median_shares"] == [1.0] and core["between_rounds_share"] is None
     assert (tmp_path / "steps.csv").read_text().startswith("target,phase,step,round,target_qps")
     # A window of warm-up came first, reported apart from the measured windows.
     assert step["warmup_s"] == 1.0 and step["warmup_achieved_qps"] > 0

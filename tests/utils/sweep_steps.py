@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import MISSING, fields
 from typing import Any
 
+from loadtests.sweep.acceptance import StepVerdict
 from loadtests.sweep.results import ClientSide, StepResult, Totals
 from loadtests.sweep.server_metrics import ServerSplit
 
@@ -39,6 +40,6 @@ def step(
             "target": target, "step": 1, "phase": "sweep", "target_qps": rate,
             "duration_s": 5.0, "window_s": 1.0, "windows": 4, "client": client,
             "totals": Totals(requests=int(5 * rate), ok=int(5 * rate)), "server": server,
-            "enough_samples": True, "stable": True, "verdict": verdict,
+            "enough_samples": True, "stable": True, "verdict": StepVerdict(verdict),
         }
     )  # fmt: skip

@@ -248,10 +248,10 @@ def sweep_warnings(sweep: dict[str, Any]) -> list[str]:
             f"--step-seconds {SHORT_STEP_S:g} or more before sizing production"
         )
     core = (sweep.get("conditions") or {}).get("core_speed") or {}
-    if (share := core.get("slowest_share")) is not None and share < MOVED_CORE:
+    if (share := core.get("between_rounds_share")) is not None and share < MOVED_CORE:
         warnings.append(
-            f"WARNING: the server's core ran at {share:.2f} to 1.00 of its fastest speed "
-            "during the sweep: its knees moved with the machine"
+            f"WARNING: the server's core ran at {share:.2f} of its fastest round's speed in "
+            "the sweep's slowest round: its knees moved with the machine"
         )
     rounds = [row.get("knee_rounds") for row in sweep["variants"].values()]
     if any(r == 1 for r in rounds):

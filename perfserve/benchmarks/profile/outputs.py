@@ -18,6 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from loadtests.report.profiles import PROFILE_JSON
 from perfserve.benchmarks.profile.flamegraph import render
 from perfserve.benchmarks.profile.run import ProfileRun, overhead
 from perfserve.benchmarks.profile.stacks import (
@@ -30,7 +31,6 @@ from perfserve.benchmarks.profile.stacks import (
 from perfserve.benchmarks.profile.stages import STAGES
 from perfserve.benchmarks.profile.table import StageTable, markdown, stack_weights, stage_legend
 
-PROFILE_JSON = "profile.json"
 STACKS = "stacks.txt"
 WEIGHTS = "weights.txt"
 NOISE_METHOD = (

@@ -1,7 +1,11 @@
 """The V2 and V1 routes driven by real clients over loopback: NVIDIA's `tritonclient` and
-KServe's REST contract; both answer as `/predict` does on the whole hold-out."""
+KServe's Python SDK; both answer as `/predict` does on the whole hold-out."""
 
 from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -11,8 +15,7 @@ from tritonclient.utils import InferenceServerException
 
 from perfserve_common.processes import ServerProcess
 from service.store import Dataset, Manifest
-from tests.utils.kserve_rest import InferenceRESTClient, KServeError
-from tests.utils.protocols import v2_body
+from tests.utils.kserve_sdk_env import KSERVE_SDK, kserve_python
 
 pytestmark = pytest.mark.integration
 
@@ -70,25 +73,27 @@ def test_tritonclient_reports_a_refusal_with_its_message(server: ServerProcess) 
         client.infer("perfserve", [tensor])
 
 
-@pytest.mark.parametrize("protocol", ["v1", "v2"])
-def test_kserve_rest_client_answers_as_predict_on_the_holdout(
-    server: ServerProcess, holdout: Dataset, manifest: Manifest, protocol: str
+def test_kserve_sdk_answers_as_predict_on_the_holdout(
+    server: ServerProcess, holdout: Dataset, manifest: Manifest, tmp_path: Path
 ) -> None:
-    client = InferenceRESTClient(server.url, "v1" if protocol == "v1" else "v2")
-    assert client.is_server_live()
-    if protocol == "v2":
-        assert client.is_server_ready()
-    for variant in manifest.variants:
-        assert client.is_model_ready(variant)
-        for start in range(0, len(holdout.features), CHUNK):
-            rows = holdout.features[start : start + CHUNK]
-            native = _native(server, variant, rows)
-            if protocol == "v1":
-                answer = client.infer(variant, {"instances": rows.tolist()})
-                assert answer["predictions"] == native["predictions"]
-            else:
-                answer = client.infer(variant, v2_body(rows, "FP64"))
-                outputs = {output["name"]: output["data"] for output in answer["outputs"]}
-                assert outputs["predictions"] == native["predictions"]
-    with pytest.raises(KServeError, match="unknown model"):
-        client.is_model_ready("nope")
+    python = kserve_python()
+    chunks = [
+        holdout.features[start : start + CHUNK].tolist()
+        for start in range(0, len(holdout.features), CHUNK)
+    ]
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps({"models": list(manifest.variants), "chunks": chunks}))
+    done = subprocess.run(
+        [python, str(KSERVE_SDK), server.url, str(request)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    answers = json.loads(done.stdout)
+    for protocol in ("v1", "v2"):
+        asked = answers[protocol]
+        assert asked["live"] and asked.get("ready", True)
+        assert asked["models_ready"] == dict.fromkeys(manifest.variants, True)
+        for variant in manifest.variants:
+            native = [_native(server, variant, np.asarray(rows))["predictions"] for rows in chunks]
+            assert asked["predictions"][variant] == native, (protocol, variant)
+        assert "unknown model 'no-such-model'" in asked["unknown_model"]

@@ -128,8 +128,11 @@ async def test_what_the_hot_path_refuses_before_parsing_is_refused_in_v2_shape(
 
 async def test_unknown_models_and_wrong_methods(client: httpx.AsyncClient) -> None:
     answer = await client.post("/v2/models/nope/infer", json=v2_body([ROW]))
-    assert answer.status_code == 404 and "unknown" in answer.json()["error"]
-    assert (await client.get("/v2/models/nope")).json()["error"].startswith("unknown model")
+    # The same words for the model wherever a V2 client names it: infer and metadata.
+    assert answer.status_code == 404
+    assert answer.json()["error"].startswith("unknown model 'nope'; available: ['perfserve',")
+    metadata = (await client.get("/v2/models/nope")).json()["error"]
+    assert metadata == answer.json()["error"]
     assert (await client.get("/v2/models/nope/ready")).status_code == 404
     answer = await client.get("/v2/models/perfserve/infer")
     assert answer.status_code == 405 and answer.headers["allow"] == "POST"
