@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,11 +65,14 @@ def start_server(
     env: dict[str, str] | None = None,
     cpus: str | None = None,
     checkout: Path | None = None,
+    log_path: Path | None = None,
+    detach: bool = False,
 ) -> ServerProcess:
     """Start a `perfserve serve` on loopback without waiting for it; the caller stops it.
 
     `checkout` serves the code of another copy of the project (an earlier commit, to
-    compare against) with this environment's packages."""
+    compare against) with this environment's packages; `log_path` keeps its output there
+    (default: a temporary file), `detach` as for `start_process`."""
     port = port or free_port()
     command = [
         sys.executable,
@@ -84,17 +87,40 @@ def start_server(
     command += list(options)
     if cpus is not None:
         command = ["taskset", "-c", cpus, *command]
-    with tempfile.NamedTemporaryFile(prefix="perfserve-", suffix=".log", delete=False) as log:
-        log_path = Path(log.name)
-    with log_path.open("wb") as log_file:
-        environment = {**os.environ, **(env or {})}
-        if checkout is not None:  # `python -m` puts the working folder first on the path
-            environment["PYTHONPATH"] = str(checkout)
-        process = subprocess.Popen(
-            command, stdout=log_file, stderr=subprocess.STDOUT, env=environment, cwd=checkout
+    if log_path is None:
+        with tempfile.NamedTemporaryFile(prefix="perfserve-", suffix=".log", delete=False) as log:
+            log_path = Path(log.name)
+    environment = {**os.environ, **(env or {})}
+    if checkout is not None:  # `python -m` puts the working folder first on the path
+        environment["PYTHONPATH"] = str(checkout)
+    process = start_process(command, log_path, env=environment, cwd=checkout, detach=detach)
+    return ServerProcess(f"http://127.0.0.1:{port}", process, log_path)
+
+
+def start_process(
+    command: Sequence[str],
+    log_path: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    detach: bool = False,
+) -> subprocess.Popen[bytes]:
+    """`command` started with its output in `log_path` (truncated first).
+
+    `detach` starts it in a session of its own, so that it outlives the command that
+    started it and a terminal's Ctrl-C or hang-up does not reach it; its process group
+    (the same number as its PID) is then the whole of it, children included, which is
+    what `perfserve staging down` stops."""
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=None if env is None else dict(env),
+            cwd=cwd,
+            start_new_session=detach,
         )
-    server = ServerProcess(f"http://127.0.0.1:{port}", process, log_path)
-    return server
 
 
 @contextmanager
@@ -187,7 +213,7 @@ def running_process(
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         try:
-            _wait_for(ready_url, process, log, timeout_s)
+            wait_for_url(ready_url, process, timeout_s, lambda: _read(log))
             yield process
         finally:
             process.terminate()
@@ -198,7 +224,11 @@ def running_process(
                 process.wait()
 
 
-def _wait_for(url: str, process: subprocess.Popen[bytes], log: IO[bytes], timeout_s: float) -> None:
+def wait_for_url(
+    url: str, process: subprocess.Popen[bytes], timeout_s: float, output: Callable[[], str]
+) -> None:
+    """Until `url` answers 200; fails with `output()` (the process's log) if `process`
+    exits first or `timeout_s` passes."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -209,6 +239,9 @@ def _wait_for(url: str, process: subprocess.Popen[bytes], log: IO[bytes], timeou
         except httpx.TransportError:
             pass
         time.sleep(0.1)
+    raise RuntimeError(f"{process.args!r} not ready at {url} (exit {process.poll()}):\n{output()}")
+
+
+def _read(log: IO[bytes]) -> str:
     log.seek(0)
-    output = log.read().decode(errors="replace")
-    raise RuntimeError(f"{process.args!r} not ready at {url} (exit {process.poll()}):\n{output}")
+    return log.read().decode(errors="replace")

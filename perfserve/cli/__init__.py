@@ -38,6 +38,10 @@ COMMANDS: dict[str, Command] = {
     "rollout": Command(
         "canary a candidate variant step by step on a running service; judged, rolled back"
     ),
+    "staging": Command(
+        "the compose stack on loopback without Docker: replicas, nginx, Prometheus, Grafana",
+        extra="staging",
+    ),
     "demo": Command(
         "build the store if needed, start the service, run a short sweep and report",
         extra="loadtest",

@@ -23,6 +23,8 @@ from perfserve_common.processes import free_port, running_process
 
 CONFIG = Path(__file__).resolve().parents[2] / "nginx" / "nginx.conf"
 SHEDDING_KINDS = ("limit-conn", "limit-req")
+READY_PATH = "/readyz"
+"""Answers 200 through nginx once a replica behind it is ready."""
 BURST_S = 0.1
 SHED_LOCATION = """
         location @shed {
@@ -87,12 +89,17 @@ def running_nginx(
     """nginx from the project's config in front of `upstreams`, pinned to `cpus` if
     given; yields its base URL once a replica answers through it."""
     listen = f"127.0.0.1:{free_port()}"
-    config = local_config(upstreams, listen, workdir, shedding)
-    command = ["nginx", "-e", "stderr", "-c", str(config), "-p", str(workdir), "-g", "daemon off;"]
+    command = nginx_command(local_config(upstreams, listen, workdir, shedding), workdir)
     if cpus is not None:
         command = ["taskset", "-c", cpus, *command]
-    with running_process(command, f"http://{listen}/readyz"):
+    with running_process(command, f"http://{listen}{READY_PATH}"):
         yield f"http://{listen}"
+
+
+def nginx_command(config: Path, workdir: Path) -> list[str]:
+    """nginx in the foreground on `config` (from `local_config`), its errors on stderr:
+    the caller owns the process and its output."""
+    return ["nginx", "-e", "stderr", "-c", str(config), "-p", str(workdir), "-g", "daemon off;"]
 
 
 def _replace_once(text: str, old: str, new: str) -> str:

@@ -15,14 +15,20 @@ import argparse
 import os
 import shutil
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from perfserve_common.processes import free_port, running_process
+
 CONFIG = Path("prometheus/prometheus.yml")
+PROJECT_CONFIG = Path(__file__).resolve().parents[2] / CONFIG
+"""The same file wherever the command runs from."""
 SELF_JOB = "prometheus"
+READY_PATH = "/-/ready"
 
 
 def local_config(
@@ -72,6 +78,29 @@ def write_local_config(
     path = out / "prometheus.yml"
     path.write_text(yaml.safe_dump(local_config(source, targets, interval), sort_keys=False))
     return path
+
+
+@contextmanager
+def running_prometheus(
+    targets: Mapping[str, Sequence[str]], workdir: Path, interval: str = "1s"
+) -> Iterator[str]:
+    """The project's Prometheus config and rules on a free loopback port, scraping
+    `targets` (job name to addresses) every `interval`; yields its base URL."""
+    listen = f"127.0.0.1:{free_port()}"
+    command = local_prometheus(targets, workdir, listen, interval)
+    with running_process(command, f"http://{listen}{READY_PATH}"):
+        yield f"http://{listen}"
+
+
+def local_prometheus(
+    targets: Mapping[str, Sequence[str]], workdir: Path, listen: str, interval: str | None = None
+) -> list[str]:
+    """The command that runs Prometheus on `listen` with the project's config (its own job
+    scraping itself) and rules, scraping `targets`; config and data in `workdir`."""
+    config = write_local_config(
+        workdir, {**targets, SELF_JOB: [listen]}, source=PROJECT_CONFIG, interval=interval
+    )
+    return prometheus_command(config, workdir / "data", listen)
 
 
 def prometheus_command(config: Path, data: Path, listen: str) -> list[str]:

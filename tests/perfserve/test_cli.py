@@ -95,6 +95,16 @@ BAD_INVOCATIONS: list[tuple[str, list[str], dict[str, str], list[str]]] = [
         {"PERFSERVE_ADMIN_TOKEN": "a-token-of-16-chars"},
         ["--url", UNUSED_URL],
     ),
+    ("staging", [], {}, ["ACTION", "required"]),
+    ("staging", ["up", "--replicas", "0"], {}, ["--replicas", "at least 1"]),
+    ("staging", ["up", "--store", STORE, "--inject", "onnx_int8:speed=2"], {}, ["'speed'"]),
+    (
+        "staging",
+        ["up", "--store", STORE, "--inject", "onnx_int9:flip-rate=0.1"],
+        {},
+        ["--inject", "onnx_int9", "onnx_int8"],
+    ),
+    ("staging", ["up", "--store", "no-such-store"], {}, ["no-such-store", "perfserve build"]),
     ("profile", [], {}, ["--variant", "required"]),
     ("profile", ["--variant", "onnx_int8", "--repeats", "1"], {}, ["--repeats", "at least 2"]),
     ("profile", ["--compare", "nowhere", "elsewhere"], {}, ["--compare", "profile.json"]),
@@ -103,7 +113,7 @@ NEEDS_A_STORE = {"serve", "bench", "compare", "bench-generator", "robustness"}
 
 
 def _argv(command: str, args: list[str], store: Path) -> list[str]:
-    given = [command, *args]
+    given = [command, *(str(store) if arg == STORE else arg for arg in args)]
     if command in NEEDS_A_STORE and "--store" not in args and args != ["--bogus"]:
         given += ["--store", str(store)]
     return given

@@ -27,6 +27,7 @@ import pytest
 import yaml
 
 from perfserve.staging.nginx import running_nginx
+from perfserve.staging.prometheus import running_prometheus
 from perfserve.staging.traffic import apply_split
 from perfserve_common.processes import free_port, running_server
 from service.routing import TrafficSplit
@@ -39,7 +40,6 @@ from tests.utils.stack import (
     load_dashboard,
     panel_queries,
     query_range,
-    running_prometheus,
     with_data,
 )
 

@@ -42,14 +42,17 @@ def eventually(
         time.sleep(every_s)
 
 
-def run_perfserve(*args: str, timeout_s: float = 300.0) -> subprocess.CompletedProcess[str]:
+def run_perfserve(
+    *args: str, timeout_s: float = 300.0, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """`perfserve ARGS` in a fresh process (the sweep imports Locust, which patches the
-    process it runs in with gevent: never this one)."""
+    process it runs in with gevent: never this one), with `env` added to this one's."""
     return subprocess.run(
         [sys.executable, "-m", "perfserve", *args],
         capture_output=True,
         text=True,
         timeout=timeout_s,
+        env=None if env is None else {**os.environ, **env},
     )
 
 

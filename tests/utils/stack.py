@@ -1,21 +1,17 @@
-"""The staging stack's parts for tests: its files, and real Prometheus and nginx processes
-on loopback, configured from the project's own files with only the addresses changed."""
+"""The staging stack's files for tests, and reading the dashboard and Prometheus's answers
+(the processes themselves start from perfserve/staging/, as `perfserve staging up` does)."""
 
 from __future__ import annotations
 
 import json
 import math
 import re
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-
-from perfserve.staging.prometheus import prometheus_command, write_local_config
-from perfserve_common.processes import free_port, running_process
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_CONFIG = ROOT / "prometheus" / "prometheus.yml"
@@ -25,21 +21,6 @@ DASHBOARD = ROOT / "grafana" / "dashboards" / "perfserve.json"
 DATASOURCES = ROOT / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
-
-
-@contextmanager
-def running_prometheus(
-    targets: Mapping[str, Sequence[str]], workdir: Path, interval: str = "1s"
-) -> Iterator[str]:
-    """The project's Prometheus config and rules on a free loopback port, scraping
-    `targets` (job name to addresses) every `interval`; yields its base URL."""
-    listen = f"127.0.0.1:{free_port()}"
-    config = write_local_config(
-        workdir, {**targets, "prometheus": [listen]}, source=PROMETHEUS_CONFIG, interval=interval
-    )
-    command = prometheus_command(config, workdir / "data", listen)
-    with running_process(command, f"http://{listen}/-/ready"):
-        yield f"http://{listen}"
 
 
 @dataclass(frozen=True)

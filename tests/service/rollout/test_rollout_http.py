@@ -4,13 +4,10 @@ rollout driven through the admin endpoints and `perfserve rollout`."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
-import threading
 import time
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -22,18 +19,10 @@ import pytest
 from perfserve_common.processes import ServerProcess, running_server
 from service.store import Dataset
 from tests.utils import ADMIN, ADMIN_ENV, ADMIN_TOKEN, body
+from tests.utils.rollout import POLICY, Load
 
 pytestmark = pytest.mark.slow
 
-# Thresholds a short test can meet: ~300 answers per variant per gate (see the judge);
-# the absolute SLO is the loaded test machine's, not production's.
-POLICY = {
-    "slo_p99_s": 1.0,
-    "family_alpha": 0.05,
-    "detect_factor": 6.0,
-    "latency_superiority": 0.7,
-    "score_shift_detect": 0.25,
-}
 BASELINE, CANDIDATE = "sklearn_fp32", "onnx_fp32"
 
 
@@ -53,42 +42,6 @@ def replicas(store: Path, tmp_path: Path, *extra: str, count: int = 2) -> Iterat
             for _ in range(count)
         ]
         yield [server.url for server in servers]
-
-
-class Load:
-    """Concurrent users spreading requests round-robin over the replicas, in a thread,
-    until stopped; counts every outcome."""
-
-    def __init__(self, urls: Sequence[str], payload: dict[str, Any], users: int = 6) -> None:
-        self.urls, self.payload, self.users = list(urls), payload, users
-        self.outcomes: Counter[int | str] = Counter()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()))
-
-    def __enter__(self) -> Load:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(30)
-
-    async def _run(self) -> None:
-        async with httpx.AsyncClient(timeout=10) as client:
-
-            async def user(index: int) -> None:
-                sent = index
-                while not self._stop.is_set():
-                    url = self.urls[sent % len(self.urls)]
-                    sent += 1
-                    try:
-                        response = await client.post(f"{url}/predict", json=self.payload)
-                        self.outcomes[response.status_code] += 1
-                        self.outcomes[response.headers.get("x-variant", "none")] += 1
-                    except httpx.HTTPError as error:
-                        self.outcomes[type(error).__name__] += 1
-
-            await asyncio.gather(*(user(i) for i in range(self.users)))
 
 
 def start(url: str, **plan: Any) -> dict[str, Any]:
