@@ -13,15 +13,18 @@ from pathlib import Path
 import numpy as np
 import orjson
 
+from loadtests.shift import Shift, shifted
 from perfserve_common.protocols import ProtocolName, request_body
 from service.store import load_holdout
 
 DISTINCT_BODIES = 64
 
 
-def holdout_rows(store: Path) -> np.ndarray:
-    """The store's hold-out features; what `perfserve build` kept aside for scoring."""
-    return load_holdout(store).features
+def holdout_rows(store: Path, shift: Shift = ()) -> np.ndarray:
+    """The store's hold-out features, what `perfserve build` kept aside for scoring, with
+    the features `shift` names scaled (loadtests/shift.py)."""
+    holdout = load_holdout(store)
+    return shifted(holdout.features, shift, holdout.feature_names)
 
 
 def encode_bodies(
