@@ -9,8 +9,8 @@ Two signals, per variant and feature:
   computed and is not counted here; this counts what the model did answer.
 - the population stability index over a sliding window of the last `drift_window_rows`
   rows a variant computed, against the training histogram (`feature_histograms`: per
-  feature, cut points at the training deciles and the share of training rows in each bin),
-  in `perfserve_input_psi{variant,feature}`:
+  feature, cut points at the training deciles, or fewer quantiles for a small training
+  set, and the share of training rows in each bin), in `perfserve_input_psi{variant,feature}`:
 
       PSI = sum over bins b of (a_b - e_b) * ln(a_b / e_b)
 
@@ -51,7 +51,11 @@ log = logging.getLogger("perfserve")
 EPSILON = 1e-4
 """Floor of a bin's share in the PSI formula: an empty bin counts as this share."""
 BINS = 10
-"""Training histogram bins per feature (deciles; fewer when values repeat)."""
+"""Training histogram bins per feature at most (deciles; fewer when values repeat)."""
+MIN_ROWS_PER_BIN = 50
+"""Training rows each bin should hold: a share estimated from fewer is itself so noisy
+that traffic from the very same distribution reads as drift (the small example's 398
+training rows get 7 bins; with 10, its own hold-out read as 0.17 to 0.22 at worst)."""
 MAX_PENDING_BYTES = 16 * 1024 * 1024
 """Rows waiting for the drift loop, per variant; beyond it batches are left out."""
 
@@ -74,8 +78,10 @@ def bin_counts(edges: np.ndarray, column: np.ndarray) -> np.ndarray:
 
 
 def histograms(rows: np.ndarray, source: str) -> FeatureHistograms:
-    """Per feature of `rows`: decile cut points and the share of rows in each bin."""
-    edges = [cut_points(rows[:, f]) for f in range(rows.shape[1])]
+    """Per feature of `rows`: cut points at equal-count quantiles (up to `BINS` bins, at
+    least `MIN_ROWS_PER_BIN` rows each) and the share of rows in each bin."""
+    bins = max(2, min(BINS, len(rows) // MIN_ROWS_PER_BIN))
+    edges = [cut_points(rows[:, f], bins) for f in range(rows.shape[1])]
     shares = [bin_counts(e, rows[:, f]) / len(rows) for f, e in enumerate(edges)]
     return FeatureHistograms(
         edges=[e.tolist() for e in edges],

@@ -74,6 +74,8 @@ def test_training_histograms_hold_every_row_and_merge_repeated_edges() -> None:
         assert sum(shares) == pytest.approx(1.0)
     assert found.proportions[0] == pytest.approx([0.1] * 10, abs=0.002)
     assert bin_counts(np.asarray(found.edges[1]), np.array([-1.0, 0.0, 5.0])).tolist() == [1, 2]
+    few = histograms(rows[:200].astype(np.float32), "training")  # 50 rows a bin: 4 bins
+    assert len(few.proportions[0]) == 4
 
 
 def test_hold_out_traffic_stays_below_the_alert_and_a_shifted_feature_crosses_it(
