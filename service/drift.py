@@ -56,6 +56,8 @@ MIN_ROWS_PER_BIN = 50
 """Training rows each bin should hold: a share estimated from fewer is itself so noisy
 that traffic from the very same distribution reads as drift (the small example's 398
 training rows get 7 bins; with 10, its own hold-out read as 0.17 to 0.22 at worst)."""
+JOIN_BATCHES = 512
+"""Batches the drift loop joins in one numpy call (see `VariantDrift.update`)."""
 MAX_PENDING_BYTES = 16 * 1024 * 1024
 """Rows waiting for the drift loop, per variant; beyond it batches are left out."""
 
@@ -154,7 +156,7 @@ class VariantDrift:
         self.names = names
         self.low = np.asarray(ranges.low, dtype=np.float32)
         self.high = np.asarray(ranges.high, dtype=np.float32)
-        self.edges = [np.asarray(e, dtype=np.float32) for e in training.edges]
+        self.edges = [np.asarray(e) for e in training.edges]  # float64, as at build time
         self.expected = [np.asarray(p) for p in training.proportions]
         self.metrics = metrics
         self.window_rows = window_rows
@@ -179,19 +181,31 @@ class VariantDrift:
         return taken
 
     def update(self, taken: list[np.ndarray]) -> None:
-        """The loop's part, on a worker thread: count and bin `taken`, set the gauges."""
+        """The loop's part, on a worker thread: count and bin `taken`, set the gauges.
+
+        Batches are joined `JOIN_BATCHES` at a time: joining holds the GIL throughout, and
+        an unbatched server hands over tens of thousands of single rows per run, whose
+        joining in one call would keep the event loop waiting for milliseconds."""
         if not taken:
             return
-        rows = np.concatenate(taken)
-        self._count_out_of_range(rows)
-        recent = rows[-self.window_rows :]
+        outside = np.zeros(len(self.names), dtype=np.int64)
+        tail: deque[np.ndarray] = deque()
+        tail_rows = 0
+        for start in range(0, len(taken), JOIN_BATCHES):
+            rows = np.concatenate(taken[start : start + JOIN_BATCHES])
+            outside += np.count_nonzero((rows < self.low) | (rows > self.high), axis=0)
+            tail.append(rows)
+            tail_rows += len(rows)
+            while tail_rows - len(tail[0]) >= self.window_rows:
+                tail_rows -= len(tail.popleft())
+        self._count_out_of_range(outside)
+        recent = np.concatenate(tail)[-self.window_rows :]
         counts = [bin_counts(edges, recent[:, f]) for f, edges in enumerate(self.edges)]
         self._window.add(len(recent), counts, self.window_rows)
         if self._window.rows >= self.min_rows:
             self._set_psi(self._window.shares())
 
-    def _count_out_of_range(self, rows: np.ndarray) -> None:
-        outside = np.count_nonzero((rows < self.low) | (rows > self.high), axis=0)
+    def _count_out_of_range(self, outside: np.ndarray) -> None:
         for feature in np.flatnonzero(outside):
             self.metrics.out_of_range.labels(self.name, self.names[feature]).inc(
                 int(outside[feature])
@@ -224,7 +238,9 @@ class DriftMonitor:
         self.reason = drift_off_reason(manifest) if enabled else "turned off (drift=false)"
         self.variants: dict[str, VariantDrift] = {}
         if self.reason is not None:
-            log.warning("input drift is not watched: %s", self.reason)
+            # A store that cannot be watched is news; a setting the operator chose is not.
+            level = logging.WARNING if enabled else logging.INFO
+            log.log(level, "input drift is not watched: %s", self.reason)
 
     @property
     def enabled(self) -> bool:
