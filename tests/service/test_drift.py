@@ -191,3 +191,21 @@ async def test_a_store_without_histograms_serves_with_drift_off_and_says_so(
     assert described["watched"] is False
     assert "rebuild it with `perfserve build`" in described["reason"]
     assert any("input drift is not watched" in r.getMessage() for r in caplog.records)
+
+
+def test_many_single_rows_count_like_one_matrix(manifest: Manifest, holdout: Dataset) -> None:
+    """An unbatched server hands over one array per row; joined in groups, they count as
+    the same rows joined at once would, and the window holds the last of them."""
+    rows = np.resize(holdout.features, (3000, manifest.n_features)).astype(np.float32)
+    rows[:, 0] *= np.linspace(1, 3, 3000, dtype=np.float32)  # moving: the tail matters
+    one_by_one, at_once = variant_drift(manifest, 1000), variant_drift(manifest, 1000)
+    for row in rows:
+        one_by_one.observe(row[None, :])
+    one_by_one.update(one_by_one.take())
+    at_once.update([rows[-1000:]])
+    first = manifest.feature_names[0]
+    assert sample(one_by_one, "psi", first) == pytest.approx(sample(at_once, "psi", first))
+    ranges = manifest.feature_ranges
+    assert ranges is not None
+    outside = (rows[:, 0] > ranges.high[0]) | (rows[:, 0] < ranges.low[0])
+    assert sample(one_by_one, "out", first) == int(np.count_nonzero(outside))
