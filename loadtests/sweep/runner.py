@@ -301,4 +301,5 @@ def describe_plan(plan: SweepPlan) -> dict[str, Any]:
         "max_in_flight": plan.max_in_flight,
         "split_weights": plan.split_weights,
         "protocol": plan.protocol,
+        "shift": {feature: scale for feature, scale in plan.shift},
     }

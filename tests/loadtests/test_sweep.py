@@ -245,7 +245,7 @@ def test_shift_sends_shifted_rows_that_the_server_reports_as_drift(
     """`--shift "worst area=3"`: the server's drift metrics move for that feature only."""
     env = {"PERFSERVE_DRIFT_INTERVAL_S": "0.2", "PERFSERVE_DRIFT_MIN_ROWS": "200"}
     with running_server(store, env=env) as server:
-        sweep(
+        summary = sweep(
             server.url, store, tmp_path, "--variants", "sklearn_fp32", "--rates", "300",
             "--step-seconds", "2", "--shift", "worst area=3",
         )  # fmt: skip
@@ -258,6 +258,7 @@ def test_shift_sends_shifted_rows_that_the_server_reports_as_drift(
             re.MULTILINE,
         )
     }
+    assert summary["settings"]["shift"] == {"worst area": 3.0}  # the run says what it sent
     assert psi["worst area"] > 0.2
     assert max(value for name, value in psi.items() if name not in ("worst area", "all")) < 0.2
     assert 'perfserve_feature_out_of_range_total{feature="worst area",variant="sklearn_fp32"}' in (
