@@ -14,7 +14,9 @@ paced at `--user-rps` (Poisson or constant gaps), and a `--bad-share` of its req
 are malformed on purpose: those must come back 4xx. Latency is recorded from each
 request's scheduled time in an HdrHistogram; the quitting listener gates the exit code
 on `--max-fail-ratio`, `--max-p95-ms` and `--max-p99-ms`. `PERFSERVE_SHAPE` picks a load
-shape (loadtests/scenarios/shapes.py). Options also read `PERFSERVE_<OPTION>`.
+shape (loadtests/scenarios/shapes.py). `--shift "worst area=3"` sends every user's rows
+with that feature scaled, shifted traffic that the service's drift metrics and the alert
+`PerfserveInputDrift` react to (loadtests/shift.py). Options also read `PERFSERVE_<OPTION>`.
 """
 
 from __future__ import annotations

@@ -77,6 +77,7 @@ def models(service: ServiceDep) -> dict[str, Any]:
         "classes": manifest.classes,
         "n_features": manifest.n_features,
         "feature_names": manifest.feature_names,
+        "drift": service.drift.describe(),
         "variants": [describe_variant(service, name) for name in service.names],
     }
 

@@ -64,6 +64,8 @@ class InvalidRows(Exception):
 
 Screen = Callable[[np.ndarray], "np.ndarray | None"]
 """Given a batch's float32 rows: None when all may be computed, else a mask of the bad ones."""
+Observe = Callable[[np.ndarray], None]
+"""Given the float32 rows a batch computes (after the screen): keep them for later (drift)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +141,7 @@ class MicroBatcher:
         hung_after_s: float = float("inf"),
         inline: bool = False,
         screen: Screen | None = None,
+        observe: Observe | None = None,
         added_latency_s: float = 0.0,
     ) -> None:
         self.name = name
@@ -150,6 +153,7 @@ class MicroBatcher:
         self.hung_after_s = hung_after_s
         self.inline = inline
         self.screen = screen
+        self.observe = observe
         self.added_latency_s = added_latency_s
         """Injected fault: every batch takes this much longer (see service/faults.py)."""
         self.closed = False
@@ -299,6 +303,8 @@ class MicroBatcher:
         batch, rows = self._screened(batch)
         if not batch:
             return
+        if self.observe is not None:
+            self.observe(rows)
         self._batch_started = started = time.perf_counter()
         slept = 0.0
         try:

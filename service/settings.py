@@ -95,6 +95,23 @@ class Settings(BaseSettings):
     measurement of that feature could take (1e30, 3e38), never drift or a x100 unit
     mistake; set 10 to refuse those too."""
 
+    drift: bool = True
+    """Watch the inputs for drift from the training distribution the store recorded:
+    values out of the training range and the population stability index per feature
+    (service/drift.py); off costs nothing on the hot path."""
+
+    drift_window_rows: int = Field(10_000, ge=100, le=10_000_000)
+    """Rows per variant (the most recent) the population stability index is computed
+    over, in each worker."""
+
+    drift_min_rows: int = Field(1_000, ge=1)
+    """Rows a variant's window must hold before its index is exported: over fewer, chance
+    alone moves it (about bins / rows)."""
+
+    drift_interval_s: float = Field(2.0, gt=0, le=300)
+    """How often the drift loop counts and bins what arrived, off the hot path; the
+    metrics lag the traffic by at most this."""
+
     request_timeout_ms: float = Field(2000.0, gt=0)
     """A request still queued after this long gets 504 instead of a late answer."""
 

@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from perfserve_common.usage import UsageError, validation_message
 from service.batching import BatchResult, MicroBatcher
+from service.drift import DriftMetrics, DriftMonitor
 from service.faults import FaultyRunner, latency_s
 from service.guards import FeatureRangeGuard
 from service.metrics import FLUSH_INTERVAL_S, Metrics
@@ -70,6 +71,13 @@ class Service:
         )
         self.manifest: Manifest = load_manifest(settings.store)
         self.row_screen = FeatureRangeGuard(self.manifest, settings.max_feature_range_factor)
+        self.drift = DriftMonitor(
+            self.manifest,
+            DriftMetrics(metrics.feature_out_of_range, metrics.input_psi),
+            enabled=settings.drift,
+            window_rows=settings.drift_window_rows,
+            min_rows=settings.drift_min_rows,
+        )
         self.names = self._variant_names()
         self._check_faults()
         try:
@@ -122,6 +130,8 @@ class Service:
         ]
         if self.split.file is not None:
             loops.append(("split", self.split.poll, self.settings.split_poll_s))
+        if self.drift.enabled:
+            loops.append(("drift", self.drift.step, self.settings.drift_interval_s))
         for name, step, period_s in loops:
             task = supervise(name, step, period_s, self.health)
             self._tasks.append(loop.create_task(task, name=f"loop-{name}"))
@@ -239,6 +249,7 @@ class Service:
             log.error("loading the model store failed: %s", self.load_error)
             return
         for name, (runner, memory) in loaded.items():
+            drift = self.drift.for_variant(name)
             batcher = MicroBatcher(
                 name,
                 runner,
@@ -250,6 +261,7 @@ class Service:
                 hung_after_s=self.settings.request_timeout_ms / 1000,
                 inline=self.inline,
                 screen=self.row_screen.bad_rows,
+                observe=None if drift is None else drift.observe,
                 added_latency_s=latency_s(self.settings.inject.get(name, {})),
             )
             batcher.start()

@@ -89,6 +89,18 @@ class FeatureStats(BaseModel):
     """"training" rows, or "hold-out" when the build had no training rows (a user's model)."""
 
 
+class FeatureHistograms(BaseModel):
+    """Per feature, the training rows' histogram the service measures drift against
+    (service/drift.py): inner bin edges at the deciles (fewer when values repeat) and the
+    share of rows in each of the `len(edges) + 1` bins. Stores built before it was
+    recorded have none; the service then watches no drift and says so."""
+
+    edges: list[list[float]]
+    proportions: list[list[float]]
+    source: str
+    """"training" rows, or "hold-out" when the build had no training rows (a user's model)."""
+
+
 class Int8Candidate(BaseModel):
     """One int8 method as `perfserve build` measured it."""
 
@@ -136,6 +148,7 @@ class Manifest(BaseModel):
     """Variants that could not be built for this model, with the reason."""
     feature_ranges: FeatureRanges | None = None
     feature_stats: FeatureStats | None = None
+    feature_histograms: FeatureHistograms | None = None
     int8: Int8Choice | None = None
     """The int8 methods measured at build time and the one chosen, or None (no int8)."""
 

@@ -8,6 +8,7 @@ load generator's metrics are served and the quitting listener judges the run.
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,8 @@ from loadtests.recorder import percentile_ms
 from loadtests.report.text import latency_line
 from loadtests.scenarios.gate import Limits, gate_failures
 from loadtests.scenarios.pacing import LATE_TOLERANCE_S
+from loadtests.shift import shift_specs
+from perfserve_common.usage import UsageError
 
 SCENARIO_WINDOW = (0, 0)
 """Scenario runs are not stepped: everything goes into one window."""
@@ -40,10 +43,17 @@ def add_options(parser: Any) -> None:
     def option(flag: str, help: str, **kwargs: Any) -> None:
         env = "PERFSERVE_" + flag.lstrip("-").replace("-", "_").upper()
         given = kwargs.get("default")
-        default = "" if given in (None, "") else f"default: {given}; "
+        default = "" if given in (None, "", ()) else f"default: {given}; "
         parser.add_argument(flag, env_var=env, help=f"{help} ({default}env {env})", **kwargs)
 
     option("--store", "Model store whose hold-out rows are sent.", default="model_store")
+    option(
+        "--shift",
+        "Scale features of every row sent, FEATURE=SCALE[,FEATURE=SCALE...]: shifted "
+        "traffic for the service's drift metrics and alert (loadtests/shift.py).",
+        type=shift_specs,
+        default=(),
+    )
     option("--user-rps", "Requests per second each user sends.", type=positive_float, default=1.0)
     option(
         "--arrivals",
@@ -96,16 +106,21 @@ def start(environment: Environment) -> None:
         gevent.spawn(_offer_forever, environment, metrics)
     _state["harness"] = Harness(environment, metrics)
     _state["store"] = Path(options.store)
-    rows()
+    _state["shift"] = tuple(options.shift or ())
+    try:
+        rows()
+    except UsageError as error:  # --shift names a feature the model lacks: one line, exit 2
+        print(f"locust: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     # Importing and loading took seconds before gevent's loop first ran; its cached clock
     # would make Locust's --run-time timer, set next, fire that much too early.
     gevent.get_hub().loop.update_now()
 
 
 def rows() -> np.ndarray:
-    """The hold-out rows, read once per process."""
+    """The hold-out rows (shifted as `--shift` says), read once per process."""
     if "rows" not in _state:
-        _state["rows"] = holdout_rows(_state["store"])
+        _state["rows"] = holdout_rows(_state["store"], _state["shift"])
     found: np.ndarray = _state["rows"]
     return found
 

@@ -29,6 +29,7 @@ from loadtests import SPLIT
 from loadtests.bodies import encode_bodies, holdout_rows
 from loadtests.engines.base import Engine, EngineName
 from loadtests.loadgen_metrics import LoadgenMetrics
+from loadtests.shift import Shift
 from loadtests.sweep.calibration import Calibration, calibrate
 from loadtests.sweep.conditions import run_conditions
 from loadtests.sweep.endurance import SoakReport, StressReport, soak, stress
@@ -80,6 +81,8 @@ class SweepPlan:
     """The live split when the run started (for the report)."""
     protocol: ProtocolName = "perfserve"
     """How the target is asked for predictions (see common/protocols.py)."""
+    shift: Shift = ()
+    """Features scaled in every row sent (loadtests/shift.py)."""
 
 
 @dataclass
@@ -152,7 +155,8 @@ def _other_cpus(generator_cpus: list[int] | None) -> str | None:
 
 
 def run_sweep(plan: SweepPlan, progress: Callable[[str], None]) -> SweepReport:
-    bodies = encode_bodies(holdout_rows(plan.store), plan.rows_per_request, protocol=plan.protocol)
+    rows = holdout_rows(plan.store, plan.shift)
+    bodies = encode_bodies(rows, plan.rows_per_request, protocol=plan.protocol)
     server_metrics = exports_perfserve_metrics(scrape(plan.url))
     if not server_metrics:
         progress(CLIENT_SIDE_ONLY)
@@ -297,4 +301,5 @@ def describe_plan(plan: SweepPlan) -> dict[str, Any]:
         "max_in_flight": plan.max_in_flight,
         "split_weights": plan.split_weights,
         "protocol": plan.protocol,
+        "shift": {feature: scale for feature, scale in plan.shift},
     }

@@ -48,6 +48,16 @@ def add_arguments(bench: argparse.ArgumentParser) -> None:
     )
     add_option(
         bench,
+        "--baseline-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="Run the baseline's servers with this environment variable (repeatable); "
+        "without --baseline, the baseline is this checkout, e.g. --baseline-env "
+        "PERFSERVE_DRIFT=0 measures what watching drift costs.",
+    )
+    add_option(
+        bench,
         "--protocols",
         type=_protocol_list,
         default="",
@@ -91,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
         dict(_competitor(spec) for spec in args.competitor),
         args.baseline,
         args.protocols,
+        dict(_variable(spec) for spec in args.baseline_env),
     )
     return 0
 
@@ -119,6 +130,13 @@ def _run_workers(args: argparse.Namespace) -> int:
         variants[0],
     )
     return 0
+
+
+def _variable(spec: str) -> tuple[str, str]:
+    name, equals, value = spec.partition("=")
+    if not equals or not name.strip():
+        raise UsageError(f"--baseline-env {spec!r}: give NAME=VALUE, e.g. PERFSERVE_DRIFT=0")
+    return name.strip(), value
 
 
 def _protocol_list(text: str) -> tuple[ProtocolName, ...]:

@@ -16,11 +16,13 @@ from loadtests.argtypes import cpu_list, positive_float, positive_int, protocol,
 from loadtests.arrivals import ARRIVAL_PROCESSES
 from loadtests.engines.base import ENGINES
 from loadtests.loadgen_metrics import DEFAULT_PORT
+from loadtests.shift import check_features, shift_specs
 from loadtests.sweep.acceptance import StepVerdict
 from loadtests.targets import describe_target
 from perfserve.cli.exit_codes import ExitCode
 from perfserve_common.slo import SLO_P99_MS
 from perfserve_common.usage import UsageError, add_option
+from service.store import load_manifest
 
 if TYPE_CHECKING:
     from loadtests.sweep.runner import SweepPlan
@@ -147,6 +149,15 @@ def add_arguments(sweep: argparse.ArgumentParser) -> None:
         type=Path,
         default=Path("model_store"),
         help="Model store whose hold-out rows are sent.",
+    )
+    add_option(
+        sweep,
+        "--shift",
+        type=shift_specs,
+        action="extend",
+        metavar="FEATURE=SCALE",
+        help="Send hold-out rows with this feature multiplied by SCALE (repeatable, or "
+        "comma-joined): shifted traffic, for the service's drift metrics and alert.",
     )
     add_option(
         sweep,
@@ -280,6 +291,9 @@ def plan_from_args(args: argparse.Namespace) -> SweepPlan:
     from loadtests.sweep.runner import SweepPlan
     from loadtests.sweep.steps import StepSettings
 
+    shift = tuple(args.shift or ())
+    if shift:
+        check_features(shift, load_manifest(args.store).feature_names)
     url = args.url.rstrip("/")
     if not url.startswith(("http://", "https://")):
         raise UsageError(f"--url {url}: must start with http:// or https://, e.g. http://{url}")
@@ -338,6 +352,7 @@ def plan_from_args(args: argparse.Namespace) -> SweepPlan:
         metrics_host=args.metrics_host,
         split_weights=weights,
         protocol=args.protocol,
+        shift=shift,
     )
 
 

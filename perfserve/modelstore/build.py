@@ -29,6 +29,7 @@ from perfserve.modelstore.convert import (
     optimize_offline,
 )
 from perfserve.modelstore.examples import DEFAULT_EXAMPLE, EXAMPLES
+from service import drift
 from service.quality import Task, agreement, quality_metrics
 from service.runtimes import PerRowRunner, Prediction, open_runner
 from service.store import (
@@ -93,9 +94,10 @@ def build_store(
 ) -> Manifest:
     """Write every variant that can be made of `pipeline` (default: the `example` model).
 
-    Static int8 is calibrated, and the feature ranges and statistics recorded, on the
-    training rows of an example model; a user's pipeline comes without them, so its
-    hold-out rows serve (the manifest says which).
+    Static int8 is calibrated, and the feature ranges, statistics and histograms (what
+    the service measures drift against) recorded, on the training rows of an example
+    model; a user's pipeline comes without them, so its hold-out rows serve (the manifest
+    says which).
 
     The store is assembled in a temporary folder and moved into place at the end, so a
     failed build never leaves a half-written store behind.
@@ -105,20 +107,22 @@ def build_store(
         train, holdout = reference_data(example)
         pipeline, model_name = train_reference(train, example), EXAMPLES[example].model_name
         calibration = train.features
-    ranges = _feature_ranges(holdout.features if calibration is None else calibration, calibration)
-    stats = _feature_stats(holdout.features if calibration is None else calibration, calibration)
+    learned = holdout.features if calibration is None else calibration
+    ranges = _feature_ranges(learned, calibration)
+    stats = _feature_stats(learned, calibration)
+    histograms = drift.histograms(learned, "hold-out" if calibration is None else "training")
     task: Task = "classification" if is_classifier(pipeline) else "regression"
     _check_pipeline_accepts(pipeline, holdout)
     store.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".build-", dir=store.parent))
     try:
-        rows = holdout.features if calibration is None else calibration
-        skipped, methods = _write_artifacts(staging, pipeline, holdout, rows)
+        skipped, methods = _write_artifacts(staging, pipeline, holdout, learned)
         write_csv_dataset(staging / HOLDOUT_FILE, holdout)
         choice = _choose_int8(staging, pipeline, holdout, task, methods, skipped)
         manifest = _describe(staging, pipeline, holdout, task, model_name, skipped, choice)
         manifest.feature_ranges = ranges
         manifest.feature_stats = stats
+        manifest.feature_histograms = histograms
         (staging / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2))
         if store.exists():
             shutil.rmtree(store)

@@ -82,23 +82,31 @@ def write_local_config(
 
 @contextmanager
 def running_prometheus(
-    targets: Mapping[str, Sequence[str]], workdir: Path, interval: str = "1s"
+    targets: Mapping[str, Sequence[str]],
+    workdir: Path,
+    interval: str = "1s",
+    source: Path = PROJECT_CONFIG,
 ) -> Iterator[str]:
-    """The project's Prometheus config and rules on a free loopback port, scraping
-    `targets` (job name to addresses) every `interval`; yields its base URL."""
+    """The project's Prometheus config and rules (or `source`'s) on a free loopback port,
+    scraping `targets` (job name to addresses) every `interval`; yields its base URL."""
     listen = f"127.0.0.1:{free_port()}"
-    command = local_prometheus(targets, workdir, listen, interval)
+    command = local_prometheus(targets, workdir, listen, interval, source)
     with running_process(command, f"http://{listen}{READY_PATH}"):
         yield f"http://{listen}"
 
 
 def local_prometheus(
-    targets: Mapping[str, Sequence[str]], workdir: Path, listen: str, interval: str | None = None
+    targets: Mapping[str, Sequence[str]],
+    workdir: Path,
+    listen: str,
+    interval: str | None = None,
+    source: Path = PROJECT_CONFIG,
 ) -> list[str]:
     """The command that runs Prometheus on `listen` with the project's config (its own job
-    scraping itself) and rules, scraping `targets`; config and data in `workdir`."""
+    scraping itself) and rules, or `source`'s, scraping `targets`; config and data in
+    `workdir`."""
     config = write_local_config(
-        workdir, {**targets, SELF_JOB: [listen]}, source=PROJECT_CONFIG, interval=interval
+        workdir, {**targets, SELF_JOB: [listen]}, source=source, interval=interval
     )
     return prometheus_command(config, workdir / "data", listen)
 

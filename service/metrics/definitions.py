@@ -225,6 +225,24 @@ class Metrics:
             ["loop"],
             registry=registry,
         )
+        self.feature_out_of_range = Counter(
+            "perfserve_feature_out_of_range",
+            "Computed feature values below the training minimum or above the training "
+            "maximum the store recorded, per variant and feature (series appear with the "
+            "first such value); counted by the drift loop (service/drift.py).",
+            ["variant", "feature"],
+            registry=registry,
+        )
+        self.input_psi = Gauge(
+            "perfserve_input_psi",
+            "Population stability index of the last drift_window_rows rows each variant "
+            'computed against the training histogram, per feature, and feature="all" the '
+            "mean over features; below 0.1 stable, above 0.2 act (service/drift.py). With "
+            "several workers, the highest of their windows.",
+            ["variant", "feature"],
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
         self.model_info = Gauge(
             "perfserve_model_info",
             "Always 1; labels describe each loaded variant.",

@@ -195,6 +195,15 @@ def test_the_autoscaler_queries_the_recording_rules_it_ships() -> None:
         assert float(trigger["metadata"]["threshold"]) > 0
 
 
+def test_the_drift_alert_ships_as_the_stack_runs_it() -> None:
+    rendered = objects("overlays/keda")
+    drift = yaml.safe_load((ROOT / "prometheus" / "rules" / "drift.yml").read_text())
+    shipped = rendered["PrometheusRule", "perfserve-drift"]["spec"]["groups"]
+    assert shipped == drift["groups"], "copy prometheus/rules/drift.yml's groups"
+    alerts = {rule["alert"] for group in shipped for rule in group["rules"]}
+    assert alerts == {"PerfserveInputDrift"}
+
+
 def test_both_autoscalers_keep_the_same_replica_bounds() -> None:
     scaled = objects("overlays/keda")["ScaledObject", "perfserve"]["spec"]
     hpa = objects("overlays/cpu-hpa")["HorizontalPodAutoscaler", "perfserve"]["spec"]

@@ -157,3 +157,17 @@ def test_the_users_speak_another_protocol_at_a_url(
     split = "/v2/models/perfserve/infer" if protocol == "v2" else "/v1/models/perfserve:predict"
     assert split in output  # SingleRowUser and CanaryUser through the split, in the protocol
     assert "0(0.00%)" in output.split("Aggregated")[-2]
+
+
+@pytest.mark.parametrize(
+    ("shift", "words"),
+    [("nope=2", ["--shift nope", "mean radius"]), ("mean radius=x", ["--shift", "FEATURE=SCALE"])],
+)
+def test_a_bad_shift_is_one_line_and_exit_2(store: Path, shift: str, words: list[str]) -> None:
+    run = locust("http://127.0.0.1:9", store, "-u", "1", "-t", "2s", "--shift", shift)
+    code, output = finish(run)
+    assert code == 2, output
+    assert "Traceback" not in output
+    (line,) = [line for line in output.splitlines() if "error:" in line]
+    for word in words:
+        assert word in line

@@ -4,9 +4,11 @@ the server, coordinated omission corrected, the knee, stress and soak, distribut
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from loadtests.engines.base import ENGINES
@@ -235,3 +237,30 @@ def test_fail_on_miss_exits_1_when_the_asked_rate_misses_the_slo(
     assert done.returncode == 1, done.stdout + done.stderr
     step = json.loads((tmp_path / "summary.json").read_text())["variants"]["onnx_int8"]["steps"][0]
     assert step["verdict"] in ("misses-slo", "server-saturated")
+
+
+def test_shift_sends_shifted_rows_that_the_server_reports_as_drift(
+    store: Path, tmp_path: Path
+) -> None:
+    """`--shift "worst area=3"`: the server's drift metrics move for that feature only."""
+    env = {"PERFSERVE_DRIFT_INTERVAL_S": "0.2", "PERFSERVE_DRIFT_MIN_ROWS": "200"}
+    with running_server(store, env=env) as server:
+        summary = sweep(
+            server.url, store, tmp_path, "--variants", "sklearn_fp32", "--rates", "300",
+            "--step-seconds", "2", "--shift", "worst area=3",
+        )  # fmt: skip
+        metrics = httpx.get(f"{server.url}/metrics").text
+    psi = {
+        feature: float(value)
+        for feature, value in re.findall(
+            r'^perfserve_input_psi\{feature="([^"]+)",variant="sklearn_fp32"\} (\S+)$',
+            metrics,
+            re.MULTILINE,
+        )
+    }
+    assert summary["settings"]["shift"] == {"worst area": 3.0}  # the run says what it sent
+    assert psi["worst area"] > 0.2
+    assert max(value for name, value in psi.items() if name not in ("worst area", "all")) < 0.2
+    assert 'perfserve_feature_out_of_range_total{feature="worst area",variant="sklearn_fp32"}' in (
+        metrics
+    )

@@ -68,6 +68,20 @@ BAD_INVOCATIONS: list[tuple[str, list[str], dict[str, str], list[str]]] = [
     ("sweep", ["--url", UNUSED_URL, "--engine", "fast"], {}, ["--engine", "'fast'", "native"]),
     ("sweep", ["--url", UNUSED_URL, "--generator-cpus", "99"], {}, ["--generator-cpus", "'99'"]),
     ("bench-http", ["--concurrency", "x"], {}, ["--concurrency", "'x'", "integers"]),
+    ("bench-http", ["--baseline-env", "PERFSERVE_DRIFT"], {}, ["--baseline-env", "NAME=VALUE"]),
+    ("sweep", ["--url", UNUSED_URL, "--shift", "nope=2"], {}, ["--shift nope", "mean radius"]),
+    (
+        "sweep",
+        ["--url", UNUSED_URL, "--shift", "mean radius=x"],
+        {},
+        ["--shift", "a finite number"],
+    ),
+    (
+        "sweep",
+        ["--url", UNUSED_URL],
+        {"PERFSERVE_SHIFT": "mean radius"},
+        ["PERFSERVE_SHIFT", "FEATURE=SCALE"],
+    ),
     ("bench-overload", ["--case", "onnx_int8:x"], {}, ["--case", "'onnx_int8:x'", "VARIANT"]),
     ("bench-generator", ["--variant", "onnx_int9"], {}, ["--variant", "onnx_int9", "onnx_int8"]),
     ("bench", ["--runs", "1"], {}, ["--runs"]),
@@ -109,7 +123,7 @@ BAD_INVOCATIONS: list[tuple[str, list[str], dict[str, str], list[str]]] = [
     ("profile", ["--variant", "onnx_int8", "--repeats", "1"], {}, ["--repeats", "at least 2"]),
     ("profile", ["--compare", "nowhere", "elsewhere"], {}, ["--compare", "profile.json"]),
 ]
-NEEDS_A_STORE = {"serve", "bench", "compare", "bench-generator", "robustness"}
+NEEDS_A_STORE = {"serve", "bench", "compare", "bench-generator", "robustness", "sweep"}
 
 
 def _argv(command: str, args: list[str], store: Path) -> list[str]:

@@ -21,7 +21,16 @@ from tests.utils.stack import (
     panels,
 )
 
-ROWS = ["Overview", "Tail latency", "Queueing", "Canary", "Resources", "Load generator", "Rollout"]
+ROWS = [
+    "Overview",
+    "Tail latency",
+    "Queueing",
+    "Canary",
+    "Resources",
+    "Load generator",
+    "Rollout",
+    "Drift",
+]
 COUNTER_SERIES = re.compile(r"\b[a-z_:]+_(?:total|sum|count|bucket)\b")
 
 

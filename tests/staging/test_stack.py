@@ -80,7 +80,13 @@ def run(store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack
     require_tool("nginx")
     split_file = tmp_path_factory.mktemp("split") / "traffic.json"  # compose's shared volume
     options = ["--traffic", "sklearn_fp32=0.7,onnx_int8=0.3", "--split-file", str(split_file)]
-    env = {"PERFSERVE_ADMIN_TOKEN": ADMIN_TOKEN}
+    # Drift refreshed twice a second over the few rows each replica gets, so the Drift
+    # row has data (tests/staging/test_drift_alert.py shows the alert fire).
+    env = {
+        "PERFSERVE_ADMIN_TOKEN": ADMIN_TOKEN,
+        "PERFSERVE_DRIFT_INTERVAL_S": "0.5",
+        "PERFSERVE_DRIFT_MIN_ROWS": "20",
+    }
     with ExitStack() as stack:
         servers = [
             stack.enter_context(running_server(store, options=options, env=env)) for _ in range(2)

@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_CONFIG = ROOT / "prometheus" / "prometheus.yml"
@@ -21,6 +23,30 @@ DASHBOARD = ROOT / "grafana" / "dashboards" / "perfserve.json"
 DATASOURCES = ROOT / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
+
+
+def rules_rendered(workdir: Path, alert_for: str) -> Path:
+    """A copy of the Prometheus config and its rules folder in `workdir/source`, every
+    alert's `for:` set to `alert_for` (a test cannot wait ten minutes for an alert to
+    fire), the rules otherwise the project's; the copied config's path."""
+    source = workdir / "source"
+    (source / "rules").mkdir(parents=True, exist_ok=True)
+    shutil.copy(PROMETHEUS_CONFIG, source / PROMETHEUS_CONFIG.name)
+    for path in RULES:
+        rules = yaml.safe_load(path.read_text())
+        for group in rules["groups"]:
+            for rule in group["rules"]:
+                if "alert" in rule:
+                    rule["for"] = alert_for
+        (source / "rules" / path.name).write_text(yaml.safe_dump(rules, sort_keys=False))
+    return source / PROMETHEUS_CONFIG.name
+
+
+def firing_alerts(prometheus: str, name: str) -> list[dict[str, Any]]:
+    """The alerts named `name` firing now, through Prometheus's HTTP API."""
+    answer = httpx.get(f"{prometheus}/api/v1/alerts", timeout=10.0).json()
+    alerts: list[dict[str, Any]] = answer["data"]["alerts"]
+    return [a for a in alerts if a["labels"]["alertname"] == name and a["state"] == "firing"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +69,19 @@ def panels(dashboard: Mapping[str, Any]) -> list[dict[str, Any]]:
     for panel in dashboard["panels"]:
         found.append(panel)
         found.extend(panel.get("panels", []))
+    return found
+
+
+def row_panels(dashboard: Mapping[str, Any], title: str) -> list[dict[str, Any]]:
+    """The panels under the row titled `title`, up to the next row."""
+    found: list[dict[str, Any]] = []
+    inside = False
+    for panel in dashboard["panels"]:
+        if panel["type"] == "row":
+            inside = panel["title"] == title
+            found.extend(panel.get("panels", []) if inside else [])
+        elif inside:
+            found.append(panel)
     return found
 
 

@@ -95,6 +95,7 @@ def run_benchmark(
     competitors: dict[str, str],
     baseline: Path | None = None,
     protocols: tuple[ProtocolName, ...] = (),
+    baseline_env: dict[str, str] | None = None,
 ) -> list[Cell]:
     wrk = shutil.which("wrk")
     if wrk is None:
@@ -125,15 +126,18 @@ def run_benchmark(
         bare = servers.enter_context(running_bare_server(server_cpu))
         floor = Target("bare ASGI floor", f"{bare}/predict", script, pid=serving_child_pid(bare))
         targets = [floor]
-        builds: list[tuple[str, Path | None]] = [("", None)]
-        if baseline is not None:
-            builds.append((BASELINE, baseline.resolve()))
+        builds: list[tuple[str, Path | None, dict[str, str] | None]] = [("", None, None)]
+        if baseline is not None or baseline_env:
+            # Another checkout, or this one with other settings (e.g. PERFSERVE_DRIFT=0).
+            checkout = None if baseline is None else baseline.resolve()
+            builds.append((BASELINE, checkout, baseline_env))
         for batching, size in (("on", "64"), ("off", "1")):
-            for suffix, checkout in builds:
+            for suffix, checkout, env in builds:
                 server = servers.enter_context(
                     running_server(
                         store,
                         options=["--max-batch-size", size],
+                        env=env,
                         cpus=server_cpu,
                         checkout=checkout,
                     )
