@@ -36,10 +36,7 @@ from service.store import StoreError, load_holdout, load_manifest
 
 COMPETITOR_VARIANT = "onnx_int8"
 BASELINE = " (baseline)"
-WRK_SCRIPT = """
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = [==[{body}]==]
+WRK_DONE = """
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
@@ -49,6 +46,15 @@ done = function(summary, latency, requests)
     e.status, latency:percentile(50), latency:percentile(99), latency.max))
 end
 """
+"""wrk's summary as one JSON line, which `run_wrk` reads (a format string: braces doubled)."""
+WRK_SCRIPT = (
+    """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = [==[{body}]==]
+"""
+    + WRK_DONE
+)
 
 
 @dataclass(frozen=True)
@@ -176,7 +182,7 @@ def run_benchmark(
         for round_ in range(rounds):
             for concurrency in concurrencies:
                 for target in targets:
-                    _measure(wrk, client_cpu, target, cells[target.name, concurrency], seconds)
+                    measure(wrk, client_cpu, target, cells[target.name, concurrency], seconds)
             print(f"round {round_ + 1}/{rounds} done", file=sys.stderr)
     results = list(cells.values())
     out.mkdir(parents=True, exist_ok=True)
@@ -187,7 +193,8 @@ def run_benchmark(
     return results
 
 
-def _measure(wrk: str, cpu: str, target: Target, cell: Cell, seconds: float) -> None:
+def measure(wrk: str, cpu: str, target: Target, cell: Cell, seconds: float) -> None:
+    """One wrk run against `target`, its readings appended to `cell`."""
     before = _batch_totals(target)
     cpu_before = _cpu_seconds(target.pid)
     reading = run_wrk(wrk, cpu, target.script, target.url, cell.concurrency, seconds)
