@@ -93,23 +93,32 @@ class RowCache:
         used rows beyond `max_rows`. Each row's answer is copied out of its batch's arrays,
         so an entry holds its own few bytes, not the whole batch's answer."""
         entries = self._entries
-        probabilities = result.probabilities
-        for index, key in enumerate(_keys(rows)):
-            entries[key] = BatchResult(
-                result.labels[index : index + 1].copy(),
-                None if probabilities is None else probabilities[index : index + 1].copy(),
-                0.0,
-                0.0,
-                0,
-            )
+        if len(rows) == 1:  # most requests
+            key = (rows if rows.dtype is FLOAT64 else rows.astype(FLOAT64)).tobytes()
+            # A batch of this one row answered in arrays of its own: kept as they are.
+            alone = result.batch_rows == 1
+            entries[key] = result if alone else _own(result.labels, result.probabilities)
             entries.move_to_end(key)
+        else:
+            labels, probabilities = result.labels, result.probabilities
+            for index, key in enumerate(_keys(rows)):
+                entries[key] = _own(
+                    labels[index : index + 1],
+                    None if probabilities is None else probabilities[index : index + 1],
+                )
+                entries.move_to_end(key)
+        if len(entries) > self.max_rows:
+            self._evict(len(entries) - self.max_rows)
+        elif not self.entry_bytes:
+            self.entry_bytes = _entry_bytes(*next(iter(entries.items())))
+
+    def _evict(self, count: int) -> None:
+        entries = self._entries
         if not self.entry_bytes:
             self.entry_bytes = _entry_bytes(*next(iter(entries.items())))
-        evicted = len(entries) - self.max_rows
-        if evicted > 0:
-            for _ in range(evicted):
-                entries.popitem(last=False)
-            self._metrics.evictions.inc(evicted)
+        for _ in range(count):
+            entries.popitem(last=False)
+        self._metrics.evictions.inc(count)
 
     def describe(self) -> dict[str, Any]:
         """What `/models` shows of this cache (this worker's)."""
@@ -130,6 +139,13 @@ def _keys(rows: np.ndarray) -> list[bytes]:
     return [row.tobytes() for row in rows]
 
 
+def _own(labels: np.ndarray, probabilities: np.ndarray | None) -> BatchResult:
+    """One row's answer in arrays of its own (a batch's are views of the whole batch)."""
+    return BatchResult(
+        labels.copy(), None if probabilities is None else probabilities.copy(), 0.0, 0.0, 0
+    )
+
+
 def _joined(found: list[BatchResult]) -> BatchResult:
     """Several rows' cached answers as one request's answer."""
     probabilities = [entry.probabilities for entry in found if entry.probabilities is not None]
@@ -145,7 +161,13 @@ def _joined(found: list[BatchResult]) -> BatchResult:
 def _entry_bytes(key: bytes, entry: BatchResult) -> int:
     """One entry's memory: key, answer object, its arrays (with their data) and the
     dictionary's share."""
-    arrays = sys.getsizeof(entry.labels)
+    arrays = _array_bytes(entry.labels)
     if entry.probabilities is not None:
-        arrays += sys.getsizeof(entry.probabilities)
+        arrays += _array_bytes(entry.probabilities)
     return sys.getsizeof(key) + sys.getsizeof(entry) + arrays + ENTRY_OVERHEAD_BYTES
+
+
+def _array_bytes(array: np.ndarray) -> int:
+    """An array's memory, with the array it views (a one-row batch's answer is kept as
+    the batch gave it)."""
+    return sys.getsizeof(array) + (0 if array.base is None else sys.getsizeof(array.base))

@@ -5,6 +5,7 @@ rollout's evidence and out of shadow mirroring."""
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -89,6 +90,17 @@ def test_an_entry_holds_its_own_answer_not_its_whole_batch() -> None:
     found = cache.lookup(batch[:1])
     assert found is not None and found.probabilities is not None
     assert found.labels.base is None and found.probabilities.base is None
+
+
+def test_a_one_row_batchs_answer_is_kept_as_it_came_and_its_memory_counted() -> None:
+    cache, _ = new_cache(max_rows=10)
+    model_labels, model_probabilities = np.ones(1, dtype=np.int64), np.ones((1, 2), np.float32)
+    alone = BatchResult(model_labels[0:1], model_probabilities[0:1], 0.001, 0.002, 1)
+    cache.store(row(1.0), alone)
+    assert cache.lookup(row(1.0)) is alone
+    views = sys.getsizeof(alone.labels) + sys.getsizeof(alone.probabilities)
+    bases = sys.getsizeof(model_labels) + sys.getsizeof(model_probabilities)
+    assert cache.entry_bytes >= views + bases + len(row(1.0).tobytes())
 
 
 def _first(result: BatchResult) -> BatchResult:
