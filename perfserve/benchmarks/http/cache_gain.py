@@ -11,7 +11,6 @@ server's own `perfserve_cache_requests_total`.
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import tempfile
 from contextlib import ExitStack
@@ -22,11 +21,17 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from loadtests.bodies import BodyMix, zipf_bodies
-from perfserve.benchmarks.http.http_overhead import WRK_DONE, Cell, Target, measure, run_wrk
-from perfserve.modelstore.build import build_store
+from perfserve.benchmarks.http.http_overhead import (
+    WRK_DONE,
+    Cell,
+    Target,
+    measure,
+    run_wrk,
+    wrk_and_store,
+)
 from perfserve_common.processes import running_server
-from perfserve_common.usage import MissingTool, UsageError
-from service.store import StoreError, load_holdout, load_manifest
+from perfserve_common.usage import UsageError
+from service.store import load_holdout
 
 # Each wrk connection takes the next body of the file, in turn, as the sweep's engines do.
 WRK_BODIES = """
@@ -66,13 +71,7 @@ def run_cache_benchmark(
 ) -> list[CacheCell]:
     """Every mix and concurrency, each against the server without the cache, then with
     it, `rounds` times over; `cpus` are the servers' and wrk's CPU lists."""
-    wrk = shutil.which("wrk")
-    if wrk is None:
-        raise MissingTool("wrk is not installed (Debian: apt-get install wrk)")
-    try:
-        manifest = load_manifest(store)
-    except StoreError:
-        manifest = build_store(store)
+    wrk, manifest = wrk_and_store(store)
     if variant not in manifest.variants:
         known = ", ".join(manifest.variants)
         raise UsageError(f"--variant {variant}: not in {store}; it has {known}")

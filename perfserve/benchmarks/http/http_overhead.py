@@ -32,7 +32,7 @@ from perfserve.modelstore.build import build_store
 from perfserve_common.processes import running_bare_server, running_server
 from perfserve_common.protocols import PROTOCOLS, ProtocolName, predict_path, request_body
 from perfserve_common.usage import MissingTool, UsageError, add_option
-from service.store import StoreError, load_holdout, load_manifest
+from service.store import Manifest, StoreError, load_holdout, load_manifest
 
 COMPETITOR_VARIANT = "onnx_int8"
 BASELINE = " (baseline)"
@@ -103,13 +103,7 @@ def run_benchmark(
     protocols: tuple[ProtocolName, ...] = (),
     baseline_env: dict[str, str] | None = None,
 ) -> list[Cell]:
-    wrk = shutil.which("wrk")
-    if wrk is None:
-        raise MissingTool("wrk is not installed (Debian: apt-get install wrk)")
-    try:
-        manifest = load_manifest(store)
-    except StoreError:
-        manifest = build_store(store)
+    wrk, manifest = wrk_and_store(store)
     chosen = variants or list(manifest.variants)
     unknown = [name for name in chosen if name not in manifest.variants]
     if unknown:
@@ -191,6 +185,18 @@ def run_benchmark(
     (out / "bench-http.md").write_text(report)
     print(report)
     return results
+
+
+def wrk_and_store(store: Path) -> tuple[str, Manifest]:
+    """wrk's path (MissingTool without it) and the store's manifest, built first when
+    there is no store."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise MissingTool("wrk is not installed (Debian: apt-get install wrk)")
+    try:
+        return wrk, load_manifest(store)
+    except StoreError:
+        return wrk, build_store(store)
 
 
 def measure(wrk: str, cpu: str, target: Target, cell: Cell, seconds: float) -> None:
