@@ -302,7 +302,10 @@ class PredictEndpoint:
         request: Any,
         started: float,
     ) -> Answered:
-        """A cache hit's answer: encoded as any other, timed without queue or model."""
+        """A cache hit's answer: encoded as any other, timed without queue or model. Its
+        rows still count as what users sent, for input drift (service/drift.py)."""
+        if (observe := loaded.batcher.observe) is not None:
+            observe(rows)
         answered = time.perf_counter()
         body = codec.encode(model, loaded.info.name, loaded.info.model_version, result, request)
         done = time.perf_counter()

@@ -20,7 +20,7 @@ from service.batching import BatchResult
 from service.cache import RowCache
 from service.metrics import Metrics
 from service.settings import Settings
-from service.store import Dataset
+from service.store import Dataset, load_manifest
 from tests.utils import ADMIN, ADMIN_TOKEN, body
 from tests.utils.inprocess import InProcess, serving
 
@@ -246,3 +246,35 @@ async def _until(condition: Callable[[], bool], timeout_s: float = 20.0) -> None
     while not condition():
         assert time.monotonic() < deadline, "the condition never held"
         await asyncio.sleep(0.05)
+
+
+async def test_hits_still_count_as_inputs_for_drift(store: Path, holdout: Dataset) -> None:
+    """A repeated row is what users keep sending: drift sees it every time, answered from
+    the cache or not."""
+    outside = holdout.features[:1].copy()
+    outside[0, 0] = float(app_training_max(store)) * 1.5  # above the training maximum
+    async with serving(
+        store, cache_rows=100, routing_seed=7, drift_interval_s=0.1, drift_min_rows=100
+    ) as app:
+        for _ in range(5):
+            sent = await app.client.post("/predict", json=body(outside))
+            assert sent.status_code == 200
+        feature = app.service.manifest.feature_names[0]
+        await _until(
+            lambda: (
+                app.sample(
+                    "perfserve_feature_out_of_range_total", variant=BASELINE, feature=feature
+                )
+                >= 5
+            )
+        )
+        app.service.metrics.folding.flush()
+        hits = app.sample("perfserve_cache_requests_total", variant=BASELINE, outcome="hit")
+    assert hits == 4
+
+
+def app_training_max(store: Path) -> float:
+    """The first feature's training maximum, as the store recorded it."""
+    ranges = load_manifest(store).feature_ranges
+    assert ranges is not None
+    return float(ranges.high[0])
