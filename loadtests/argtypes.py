@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from loadtests.bodies import BodyMix, parse_body_mix
 from perfserve_common.protocols import ProtocolName, parse_protocol
 
 
@@ -59,5 +60,13 @@ def protocol(text: str) -> ProtocolName:
     """`perfserve`, `v1` or `v2`: how the target is asked for predictions."""
     try:
         return parse_protocol(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def body_mix(text: str) -> BodyMix:
+    """`distinct` or `zipf:H`: how often bodies repeat a row (see loadtests/bodies.py)."""
+    try:
+        return parse_body_mix(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None

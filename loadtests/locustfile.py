@@ -9,7 +9,9 @@
 
 Users: `SingleRowUser` (one row per request), `BatchUser` (`--batch-rows` rows) and
 `CanaryUser` (through the live split, with sticky `X-User-Id`s drawn from a population
-of `--canary-users`); name classes on the command line to run only some. Every user is
+of `--canary-users`); name classes on the command line to run only some. `--bodies
+zipf:H` makes every user repeat popular rows as real users do, a share H of its
+requests (for a server's row cache, `--cache-rows`). Every user is
 paced at `--user-rps` (Poisson or constant gaps), and a `--bad-share` of its requests
 are malformed on purpose: those must come back 4xx. Latency is recorded from each
 request's scheduled time in an HdrHistogram; the quitting listener gates the exit code
@@ -29,7 +31,7 @@ from typing import Any
 from locust import FastHttpUser, events, task
 from locust.env import Environment
 
-from loadtests.bodies import bad_bodies, encode_bodies
+from loadtests.bodies import SALT_BASE, bad_bodies, body_source
 from loadtests.checks import post_checked
 from loadtests.scenarios import events as scenario_events
 from loadtests.scenarios.pacing import Pacer
@@ -53,8 +55,10 @@ class PerfserveUser(FastHttpUser):
         options = self.environment.parsed_options
         self.pacer = Pacer(options.user_rps, options.arrivals)
         self.protocol: ProtocolName = options.protocol
-        self.bodies = encode_bodies(
-            scenario_events.rows(), self.rows_per_request, protocol=self.protocol
+        # A salt of its own: with --bodies zipf:H, users share only the popular rows.
+        salt = random.randrange(1, SALT_BASE**2)
+        self.next_body = body_source(
+            options.bodies, scenario_events.rows(), self.rows_per_request, self.protocol, salt
         )
         self.bad = list(bad_bodies(scenario_events.rows().shape[1]).values())
         self.bad_share: float = options.bad_share
@@ -69,7 +73,7 @@ class PerfserveUser(FastHttpUser):
 
         URLs are grouped by kind (`name=`), so per-variant paths share one stats line."""
         intended_bad = random.random() < self.bad_share
-        body = random.choice(self.bad if intended_bad else self.bodies)
+        body = random.choice(self.bad) if intended_bad else self.next_body()
         named = self.requested != "split" and path == self.path
         name = predict_path(self.protocol, "[variant]") if named else path
         name = f"{name} [bad input]" if intended_bad else name

@@ -68,7 +68,8 @@ def not_ready(service: Service) -> str | None:
 
 @router.get("/models")
 def models(service: ServiceDep) -> dict[str, Any]:
-    """Every variant: format, precision, size, features, hold-out quality, memory, version."""
+    """Every variant: format, precision, size, features, hold-out quality, memory, version,
+    and its row cache (this worker's; null when `--cache-rows` is 0)."""
     manifest = service.manifest
     return {
         "model_name": manifest.model_name,
@@ -97,6 +98,7 @@ def describe_variant(service: Service, name: str) -> dict[str, Any]:
         "n_features": service.manifest.n_features,
         "loaded": loaded is not None,
         "memory_bytes": loaded.memory_bytes if loaded else None,
+        "cache": loaded.cache.describe() if loaded and loaded.cache else None,
         "traffic_weight": service.router.weight(name),
         "faults": service.settings.inject.get(name, {}),
     }

@@ -34,7 +34,7 @@ from service.payload import Reject
 from service.protocols.codec import SPLIT_MODEL, Codec, shown_name, unknown_model_message
 from service.protocols.native import CODEC as NATIVE
 from service.protocols.routes import model_route
-from service.state import Service
+from service.state import LoadedVariant, Service
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -52,6 +52,7 @@ MODEL_PREFIX, PREDICT_SUFFIX = "/models/", "/predict"
 # Formatted straight to bytes: no str to build and encode per answer.
 NO_EXTENSIONS: dict[str, Any] = {}
 SERVER_TIMING = b"queue;dur=%.3f, infer;dur=%.3f, total;dur=%.3f"
+SERVER_TIMING_HIT = b"cache;desc=hit, total;dur=%.3f"
 
 
 class Answered(NamedTuple):
@@ -61,6 +62,8 @@ class Answered(NamedTuple):
     headers: list[tuple[bytes, bytes]]
     rows: np.ndarray
     result: BatchResult
+    cached: bool
+    """Answered from the row cache: not the variant's speed, nor a row to mirror."""
 
 
 class PredictEndpoint:
@@ -152,8 +155,9 @@ class PredictEndpoint:
                     self._duration(loaded.info.name, status).observe(elapsed)
                 # Only requests the split routed are a rollout's evidence or shadow traffic;
                 # a request that names its variant is a test of that variant. One user's
-                # share of the evidence is capped (see SampleRecorder.admit).
-                if by_split:
+                # share of the evidence is capped (see SampleRecorder.admit). A cache hit
+                # is neither: the model did not answer it (service/cache.py).
+                if by_split and (answered is None or not answered.cached):
                     recorder = service.rollouts.recorder
                     evidence = recorder.active and recorder.admit(user_id)
                     if evidence:
@@ -248,6 +252,9 @@ class PredictEndpoint:
             self.service.body_budget.give(held)
         parsed = time.perf_counter()
         batcher.metrics.preprocess.observe(parsed - started)
+        cache = loaded.cache
+        if cache is not None and (hit := cache.lookup(rows)) is not None:
+            return self._from_cache(loaded, hit, rows, codec, model, request, started)
         try:
             result = await batcher.submit(rows, started + self.timeout_s)
         except InvalidRows:
@@ -271,6 +278,8 @@ class PredictEndpoint:
             ) from None
         if not result.finite:
             check_answers(result.labels, result.probabilities)
+        if cache is not None:
+            cache.store(rows, result)
         answered = time.perf_counter()
         body = codec.encode(model, variant, loaded.info.model_version, result, request)
         done = time.perf_counter()
@@ -281,7 +290,28 @@ class PredictEndpoint:
             (done - started) * 1000,
         )
         headers = [loaded.tag, (b"server-timing", timing)]
-        return Answered(body, headers, rows, result)
+        return Answered(body, headers, rows, result, False)
+
+    @staticmethod
+    def _from_cache(
+        loaded: LoadedVariant,
+        result: BatchResult,
+        rows: np.ndarray,
+        codec: Codec,
+        model: str,
+        request: Any,
+        started: float,
+    ) -> Answered:
+        """A cache hit's answer: encoded as any other, timed without queue or model. Its
+        rows still count as what users sent, for input drift (service/drift.py)."""
+        if (observe := loaded.batcher.observe) is not None:
+            observe(rows)
+        answered = time.perf_counter()
+        body = codec.encode(model, loaded.info.name, loaded.info.model_version, result, request)
+        done = time.perf_counter()
+        loaded.batcher.metrics.postprocess.observe(done - answered)
+        timing = SERVER_TIMING_HIT % ((done - started) * 1000)
+        return Answered(body, [loaded.tag, (b"server-timing", timing)], rows, result, True)
 
 
 def _at_capacity(variant: str) -> Reject:

@@ -122,6 +122,11 @@ class Settings(BaseSettings):
     runtime_threads: int = Field(1, ge=1)
     """Threads each model runtime may use (onnxruntime intra-op, BLAS/OpenMP pools)."""
 
+    cache_rows: int = Field(0, ge=0, le=10_000_000)
+    """Rows each variant keeps answers for, least recently used dropped first; a request
+    whose rows are all cached is answered without the model. 0 (default): no cache. Each
+    worker keeps its own; the memory is shown in /models and perfserve_cache_bytes."""
+
     traffic: Annotated[dict[str, float] | None, NoDecode] = None
     """Initial split, e.g. sklearn_fp32=0.9,onnx_int8=0.1 (default: all on the reference)."""
 
@@ -267,6 +272,11 @@ class Settings(BaseSettings):
             )
         if self.inject and not self.allow_faults:
             raise ValueError("--inject needs --allow-faults (or PERFSERVE_ALLOW_FAULTS=1)")
+        if self.inject and self.cache_rows:
+            raise ValueError(
+                "--cache-rows with --inject: cached answers would hide the injected faults; "
+                "rehearse without the cache"
+            )
         return self
 
 

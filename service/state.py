@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from perfserve_common.usage import UsageError, validation_message
 from service.batching import BatchResult, MicroBatcher
+from service.cache import RowCache
 from service.drift import DriftMetrics, DriftMonitor
 from service.faults import FaultyRunner, latency_s
 from service.guards import FeatureRangeGuard
@@ -52,6 +53,8 @@ class LoadedVariant:
     info: VariantInfo
     batcher: MicroBatcher
     memory_bytes: int
+    cache: RowCache | None = None
+    """Answers to repeated rows of this model (`cache_rows`); None when off."""
 
     def __post_init__(self) -> None:
         self.tag = (b"x-variant", self.info.name.encode())
@@ -265,7 +268,8 @@ class Service:
                 added_latency_s=latency_s(self.settings.inject.get(name, {})),
             )
             batcher.start()
-            self.variants[name] = LoadedVariant(self.manifest.variants[name], batcher, memory)
+            info = self.manifest.variants[name]
+            self.variants[name] = LoadedVariant(info, batcher, memory, self._cache(info))
         self._publish_variants()
         # Objects created so far live as long as the process: take them out of the cyclic
         # collector's scans, which otherwise show up as tail-latency spikes under load.
@@ -273,6 +277,14 @@ class Service:
         gc.freeze()
         self.ready = True
         log.info("ready: %s", ", ".join(self.names))
+
+    def _cache(self, info: VariantInfo) -> RowCache | None:
+        """The row cache of one loaded model, or None when `cache_rows` is 0. It belongs
+        to the model it was created with: another version starts with its own, empty."""
+        if not self.settings.cache_rows:
+            return None
+        metrics = self.metrics.for_cache(info.name)
+        return RowCache(info.name, info.model_version, self.settings.cache_rows, metrics)
 
     def _load_runners(self) -> dict[str, tuple[Runner, int]]:
         """Load and warm every variant, measuring the resident memory each one adds."""

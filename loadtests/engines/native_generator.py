@@ -46,16 +46,18 @@ def encode_requests(
     bodies: list[bytes], target: str, host: str, protocol: ProtocolName = "perfserve"
 ) -> list[bytes]:
     """Every request this process will send, encoded once: one per body for a variant;
-    for the live split one per user id (routing is sticky by user), bodies in turn."""
+    for the live split one per user id (routing is sticky by user) or per body, whichever
+    are more, bodies and users in turn."""
     if target != SPLIT:
         path = predict_path(protocol, target)
         return [_encode(path, host, body) for body in bodies]
     users = list(range(USER_POPULATION))
     random.Random(0).shuffle(users)
     path = predict_path(protocol, None)
+    # Every body at least once: a Zipf mix's order is what sets its hit ratio.
     return [
-        _encode(path, host, bodies[n % len(bodies)], f"x-user-id: user-{user}\r\n")
-        for n, user in enumerate(users)
+        _encode(path, host, bodies[n % len(bodies)], f"x-user-id: user-{users[n % len(users)]}\r\n")
+        for n in range(max(len(users), len(bodies)))
     ]
 
 

@@ -17,9 +17,9 @@ import numpy as np
 from locust.env import Environment
 from locust.runners import WorkerRunner
 
-from loadtests.argtypes import positive_float, protocol
+from loadtests.argtypes import body_mix, positive_float, protocol
 from loadtests.arrivals import ARRIVAL_PROCESSES
-from loadtests.bodies import holdout_rows
+from loadtests.bodies import BODIES_HELP, holdout_rows
 from loadtests.checks import status_label
 from loadtests.harness import Harness
 from loadtests.loadgen_metrics import DEFAULT_PORT, LoadgenMetrics
@@ -62,6 +62,8 @@ def add_options(parser: Any) -> None:
         default="poisson",
     )
     option("--batch-rows", "Rows in each BatchUser request.", type=int, default=16)
+    option("--bodies", BODIES_HELP + " Each user sends its bodies in turn.", type=body_mix,
+           default="distinct")  # fmt: skip
     option(
         "--bad-share",
         "Share of requests malformed on purpose; they must come back 4xx.",

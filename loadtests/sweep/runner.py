@@ -26,7 +26,7 @@ from statistics import median
 from typing import Any
 
 from loadtests import SPLIT
-from loadtests.bodies import encode_bodies, holdout_rows
+from loadtests.bodies import DISTINCT, BodyMix, holdout_rows, mixed_bodies
 from loadtests.engines.base import Engine, EngineName
 from loadtests.loadgen_metrics import LoadgenMetrics
 from loadtests.shift import Shift
@@ -62,6 +62,8 @@ class SweepPlan:
     rounds: int = 1
     """Rounds of the search (or of the fixed rates), the targets interleaved in each."""
     rows_per_request: int = 1
+    bodies: BodyMix = DISTINCT
+    """How the bodies repeat rows (`--bodies`)."""
     sweep: bool = True
     stress: bool = False
     soak_rate: float | None = None
@@ -156,7 +158,7 @@ def _other_cpus(generator_cpus: list[int] | None) -> str | None:
 
 def run_sweep(plan: SweepPlan, progress: Callable[[str], None]) -> SweepReport:
     rows = holdout_rows(plan.store, plan.shift)
-    bodies = encode_bodies(rows, plan.rows_per_request, protocol=plan.protocol)
+    bodies = mixed_bodies(plan.bodies, rows, plan.rows_per_request, plan.protocol)
     server_metrics = exports_perfserve_metrics(scrape(plan.url))
     if not server_metrics:
         progress(CLIENT_SIDE_ONLY)
@@ -294,6 +296,7 @@ def describe_plan(plan: SweepPlan) -> dict[str, Any]:
         "rounds": plan.rounds,
         "precision": plan.precision,
         "rows_per_request": plan.rows_per_request,
+        "bodies": str(plan.bodies),
         "engine": plan.engine,
         "generators": plan.workers if plan.engine == "locust" else plan.generators,
         "generator_cpus": plan.generator_cpus,

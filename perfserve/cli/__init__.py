@@ -53,6 +53,10 @@ COMMANDS: dict[str, Command] = {
     "bench-http": Command(
         "requests/s and latency over HTTP against the bare-ASGI floor (needs wrk)", extra="bench"
     ),
+    "bench-cache": Command(
+        "what the row cache gains at chosen hit ratios, with it and without (needs wrk)",
+        extra="bench",
+    ),
     "bench-overload": Command(
         "goodput at three times capacity under k6's open-loop arrivals; cost of a refusal",
         extra="bench",

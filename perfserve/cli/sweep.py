@@ -12,8 +12,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loadtests import SPLIT
-from loadtests.argtypes import cpu_list, positive_float, positive_int, protocol, rate_list
+from loadtests.argtypes import (
+    body_mix,
+    cpu_list,
+    positive_float,
+    positive_int,
+    protocol,
+    rate_list,
+)
 from loadtests.arrivals import ARRIVAL_PROCESSES
+from loadtests.bodies import BODIES_HELP, DISTINCT
 from loadtests.engines.base import ENGINES
 from loadtests.loadgen_metrics import DEFAULT_PORT
 from loadtests.shift import check_features, shift_specs
@@ -143,6 +151,7 @@ def add_arguments(sweep: argparse.ArgumentParser) -> None:
         "3 when the run is not conclusive (see docs/KNEES.md).",
     )
     add_option(sweep, "--rows-per-request", type=int, default=1, help="Rows in each request.")
+    add_option(sweep, "--bodies", type=body_mix, default=DISTINCT, help=BODIES_HELP)
     add_option(
         sweep,
         "--store",
@@ -338,6 +347,7 @@ def plan_from_args(args: argparse.Namespace) -> SweepPlan:
         precision=args.precision,
         rounds=args.rounds or (1 if args.rates and len(targets) == 1 else DEFAULT_ROUNDS),
         rows_per_request=args.rows_per_request,
+        bodies=args.bodies,
         sweep=not soak_only,
         stress=args.stress,
         soak_rate=args.soak_rate,

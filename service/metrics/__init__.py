@@ -1,12 +1,13 @@
 """The service's Prometheus metrics: their definitions, the folding that keeps the hot
 path's updates cheap, and the exposition (merged across workers)."""
 
-from service.metrics.definitions import Metrics, VariantMetrics, new_registry
+from service.metrics.definitions import CacheMetrics, Metrics, VariantMetrics, new_registry
 from service.metrics.exposition import exposition, workers_with_all_variants
 from service.metrics.folding import FLUSH_INTERVAL_S, FoldedCounter, FoldedHistogram, Folding
 
 __all__ = [
     "FLUSH_INTERVAL_S",
+    "CacheMetrics",
     "FoldedCounter",
     "FoldedHistogram",
     "Folding",

@@ -243,12 +243,53 @@ class Metrics:
             registry=registry,
             multiprocess_mode="livemax",
         )
+        self.cache_requests = Counter(
+            "perfserve_cache_requests",
+            "Prediction requests looked up in a variant's row cache (--cache-rows), by "
+            "outcome: hit (answered from the cache, no model call) or miss.",
+            ["variant", "outcome"],
+            registry=registry,
+        )
+        self.cache_evictions = Counter(
+            "perfserve_cache_evictions",
+            "Rows dropped from a variant's row cache, least recently used first, to stay "
+            "within --cache-rows.",
+            ["variant"],
+            registry=registry,
+        )
+        self.cache_rows = Gauge(
+            "perfserve_cache_rows",
+            "Rows held in each variant's row cache (summed over workers).",
+            ["variant"],
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.cache_bytes = Gauge(
+            "perfserve_cache_bytes",
+            "Memory held by each variant's row cache: keys, answers and the dictionary's "
+            "own entries (summed over workers).",
+            ["variant"],
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
         self.model_info = Gauge(
             "perfserve_model_info",
             "Always 1; labels describe each loaded variant.",
             ["variant", "model_version", "format", "precision"],
             registry=registry,
             multiprocess_mode="max",
+        )
+
+    def for_cache(self, variant: str) -> CacheMetrics:
+        """One variant's row-cache metrics, folded like the rest of the hot path."""
+        fold = self.folding
+        return CacheMetrics(
+            hits=fold.counter(self.cache_requests.labels(variant, "hit")),
+            misses=fold.counter(self.cache_requests.labels(variant, "miss")),
+            evictions=fold.counter(self.cache_evictions.labels(variant)),
+            rows=self.cache_rows.labels(variant),
+            bytes=self.cache_bytes.labels(variant),
+            folding=fold,
         )
 
     def for_variant(self, variant: str) -> VariantMetrics:
@@ -280,6 +321,17 @@ class VariantMetrics:
     """Set from the queue's length at each flush (see `Folding.gauge`)."""
     busy: FoldedCounter
     request_ok: FoldedHistogram
+    folding: Folding
+
+
+@dataclass(frozen=True, slots=True)
+class CacheMetrics:
+    hits: FoldedCounter
+    misses: FoldedCounter
+    evictions: FoldedCounter
+    rows: Any
+    """Set from the cache's size at each flush (see `Folding.gauge`), as is `bytes`."""
+    bytes: Any
     folding: Folding
 
 

@@ -32,14 +32,11 @@ from perfserve.modelstore.build import build_store
 from perfserve_common.processes import running_bare_server, running_server
 from perfserve_common.protocols import PROTOCOLS, ProtocolName, predict_path, request_body
 from perfserve_common.usage import MissingTool, UsageError, add_option
-from service.store import StoreError, load_holdout, load_manifest
+from service.store import Manifest, StoreError, load_holdout, load_manifest
 
 COMPETITOR_VARIANT = "onnx_int8"
 BASELINE = " (baseline)"
-WRK_SCRIPT = """
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = [==[{body}]==]
+WRK_DONE = """
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
@@ -49,6 +46,15 @@ done = function(summary, latency, requests)
     e.status, latency:percentile(50), latency:percentile(99), latency.max))
 end
 """
+"""wrk's summary as one JSON line, which `run_wrk` reads (a format string: braces doubled)."""
+WRK_SCRIPT = (
+    """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = [==[{body}]==]
+"""
+    + WRK_DONE
+)
 
 
 @dataclass(frozen=True)
@@ -97,13 +103,7 @@ def run_benchmark(
     protocols: tuple[ProtocolName, ...] = (),
     baseline_env: dict[str, str] | None = None,
 ) -> list[Cell]:
-    wrk = shutil.which("wrk")
-    if wrk is None:
-        raise MissingTool("wrk is not installed (Debian: apt-get install wrk)")
-    try:
-        manifest = load_manifest(store)
-    except StoreError:
-        manifest = build_store(store)
+    wrk, manifest = wrk_and_store(store)
     chosen = variants or list(manifest.variants)
     unknown = [name for name in chosen if name not in manifest.variants]
     if unknown:
@@ -176,7 +176,7 @@ def run_benchmark(
         for round_ in range(rounds):
             for concurrency in concurrencies:
                 for target in targets:
-                    _measure(wrk, client_cpu, target, cells[target.name, concurrency], seconds)
+                    measure(wrk, client_cpu, target, cells[target.name, concurrency], seconds)
             print(f"round {round_ + 1}/{rounds} done", file=sys.stderr)
     results = list(cells.values())
     out.mkdir(parents=True, exist_ok=True)
@@ -187,7 +187,20 @@ def run_benchmark(
     return results
 
 
-def _measure(wrk: str, cpu: str, target: Target, cell: Cell, seconds: float) -> None:
+def wrk_and_store(store: Path) -> tuple[str, Manifest]:
+    """wrk's path (MissingTool without it) and the store's manifest, built first when
+    there is no store."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise MissingTool("wrk is not installed (Debian: apt-get install wrk)")
+    try:
+        return wrk, load_manifest(store)
+    except StoreError:
+        return wrk, build_store(store)
+
+
+def measure(wrk: str, cpu: str, target: Target, cell: Cell, seconds: float) -> None:
+    """One wrk run against `target`, its readings appended to `cell`."""
     before = _batch_totals(target)
     cpu_before = _cpu_seconds(target.pid)
     reading = run_wrk(wrk, cpu, target.script, target.url, cell.concurrency, seconds)
