@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import resource
-import shutil
 import statistics
 import sys
 import tempfile
@@ -30,11 +29,10 @@ from pathlib import Path
 import psutil
 
 from loadtests.argtypes import cpu_list
-from perfserve.benchmarks.http.http_overhead import run_wrk, write_wrk_script
-from perfserve.modelstore.build import build_store
+from perfserve.benchmarks.http.http_overhead import run_wrk, write_wrk_script, wrk_and_store
 from perfserve_common.processes import running_server
-from perfserve_common.usage import MissingTool, UsageError
-from service.store import StoreError, load_holdout, load_manifest
+from perfserve_common.usage import UsageError
+from service.store import load_holdout
 
 ON_PAPER_WORKERS = (1, 2, 4, 8)
 
@@ -70,13 +68,7 @@ def run_workers_benchmark(
     variant: str,
 ) -> list[WorkersCell]:
     """Measure, write workers.json and workers.md to `out`, print the report."""
-    wrk = shutil.which("wrk")
-    if wrk is None:
-        raise MissingTool("wrk is not installed (Debian: apt-get install wrk)")
-    try:
-        manifest = load_manifest(store)
-    except StoreError:
-        manifest = build_store(store)
+    wrk, manifest = wrk_and_store(store)
     if variant not in manifest.variants:
         raise UsageError(f"--variants {variant}: not in the store {store}")
     row = load_holdout(store, manifest).features[0].tolist()
