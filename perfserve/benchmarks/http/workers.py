@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import resource
-import statistics
 import sys
 import tempfile
 from contextlib import ExitStack
@@ -29,7 +28,7 @@ from pathlib import Path
 import psutil
 
 from loadtests.argtypes import cpu_list
-from perfserve.benchmarks.http.http_overhead import run_wrk, write_wrk_script, wrk_and_store
+from perfserve.benchmarks.http.http_overhead import Cell, run_wrk, write_wrk_script, wrk_and_store
 from perfserve_common.processes import running_server
 from perfserve_common.usage import UsageError
 from service.store import load_holdout
@@ -38,22 +37,13 @@ ON_PAPER_WORKERS = (1, 2, 4, 8)
 
 
 @dataclass
-class WorkersCell:
-    """Every round's reading of the server with `workers` processes at one concurrency."""
+class WorkersCell(Cell):
+    """A `Cell` of the server with `workers` processes; its `cpu_us` counts every process
+    of the server (the supervisor and its workers)."""
 
-    workers: int
-    concurrency: int
-    rps: list[float] = field(default_factory=list)
-    p50_ms: list[float] = field(default_factory=list)
-    p99_ms: list[float] = field(default_factory=list)
-    server_us: list[float] = field(default_factory=list)
-    """Server CPU per request, every process of the server."""
+    workers: int = 1
     generator_us: list[float] = field(default_factory=list)
     """wrk's CPU per request."""
-    failed: int = 0
-
-    def median(self, values: list[float]) -> float:
-        return statistics.median(values) if values else float("nan")
 
 
 def run_workers_benchmark(
@@ -72,7 +62,9 @@ def run_workers_benchmark(
     if variant not in manifest.variants:
         raise UsageError(f"--variants {variant}: not in the store {store}")
     row = load_holdout(store, manifest).features[0].tolist()
-    cells = {(n, c): WorkersCell(n, c) for n in workers for c in concurrencies}
+    cells = {
+        (n, c): WorkersCell(f"{n} workers", c, workers=n) for n in workers for c in concurrencies
+    }
     with ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-workers-")))
         script = write_wrk_script(folder / "predict.lua", json.dumps({"instances": [row]}).encode())
@@ -117,7 +109,7 @@ def _measure(
     cell.p99_ms.append(reading["p99_us"] / 1000)
     cell.failed += int(reading["socket_errors"] + reading["non_2xx"])
     if requests:
-        cell.server_us.append((server_after - server_before) / requests * 1e6)
+        cell.cpu_us.append((server_after - server_before) / requests * 1e6)
         cell.generator_us.append((wrk_after - wrk_before) / requests * 1e6)
 
 
@@ -163,7 +155,7 @@ def render(
         lines.append(
             f"| {cell.workers} | {cell.concurrency} | {cell.median(cell.rps):,.0f} | {scaling} "
             f"| {cell.median(cell.p50_ms):.3f} | {cell.median(cell.p99_ms):.3f} "
-            f"| {cell.median(cell.server_us):.1f} | {cell.median(cell.generator_us):.1f} "
+            f"| {cell.median(cell.cpu_us):.1f} | {cell.median(cell.generator_us):.1f} "
             f"| {cell.failed} |"
         )
     lines += ["", *on_paper(cells, cores, shared)]
@@ -175,7 +167,7 @@ def on_paper(cells: list[WorkersCell], cores: int, shared: bool) -> list[str]:
     at the highest concurrency (the module's docstring says what that assumes)."""
     fewest = min(c.workers for c in cells)
     base = max((c for c in cells if c.workers == fewest), key=lambda c: c.concurrency)
-    server_us, wrk_us = base.median(base.server_us), base.median(base.generator_us)
+    server_us, wrk_us = base.median(base.cpu_us), base.median(base.generator_us)
     if not server_us > 0:
         return ["No CPU per request was measured: nothing to put on paper."]
     lines = [

@@ -26,19 +26,19 @@ def test_one_and_two_workers_are_measured_in_turns_and_put_on_paper(
     for cell in cells:
         assert cell.rps[0] > 0 and cell.failed == 0
         # Two workers' CPU is the sum over the server's processes: both are counted.
-        assert cell.server_us[0] > 0 and cell.generator_us[0] > 0
+        assert cell.cpu_us[0] > 0 and cell.generator_us[0] > 0
     assert len(json.loads((tmp_path / "workers.json").read_text())) == 2
     report = (tmp_path / "workers.md").read_text()
     one = cells[0]
-    two_cores = 2 * 1e6 / one.server_us[0]
+    two_cores = 2 * 1e6 / one.cpu_us[0]
     assert f"| 2 | {two_cores:,.0f} |" in report
     # wrk shared the server's core: the ceiling counts both costs out of one core.
-    shared = 1e6 / (one.server_us[0] + one.generator_us[0])
+    shared = 1e6 / (one.cpu_us[0] + one.generator_us[0])
     assert f"out of 1 core(s): at most {shared:,.0f} req/s" in report
 
 
 def test_on_paper_scales_one_workers_cost_and_says_what_it_assumes() -> None:
-    cell = WorkersCell(1, 64, rps=[9_000], server_us=[100.0], generator_us=[20.0])
+    cell = WorkersCell("1 workers", 64, rps=[9_000], cpu_us=[100.0], workers=1, generator_us=[20.0])
     lines = on_paper([cell], cores=2, shared=False)
     assert "| 4 | 40,000 |" in lines
     assert not any("shares the server's cores" in line for line in lines)
