@@ -6,9 +6,10 @@ Two signals, per variant and feature:
 - out of range: values below the training minimum or above the training maximum
   (`feature_ranges`), counted in `perfserve_feature_out_of_range_total{variant,feature}`.
   A value far outside (`max_feature_range_factor`) is refused with 422 before it is
-  computed and is not counted here; this counts what the model did answer.
+  computed and is not counted here; this counts what the variant did answer (from the
+  model or from the row cache, whose hits are observed as inputs too).
 - the population stability index over a sliding window of the last `drift_window_rows`
-  rows a variant computed, against the training histogram (`feature_histograms`: per
+  rows a variant answered, against the training histogram (`feature_histograms`: per
   feature, cut points at the training deciles, or fewer quantiles for a small training
   set, and the share of training rows in each bin), in `perfserve_input_psi{variant,feature}`:
 
