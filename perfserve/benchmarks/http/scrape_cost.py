@@ -20,6 +20,7 @@ from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -88,7 +89,7 @@ def run_scrape_cost(
     return results
 
 
-def _predict(client: httpx.Client, urls: list[str], body: dict[str, object]) -> None:
+def _predict(client: httpx.Client, urls: list[str], body: dict[str, Any]) -> None:
     for url in urls:
         client.post(url, json=body).raise_for_status()
 
