@@ -144,7 +144,8 @@ class Metrics:
         )
         self.rejected = Counter(
             "perfserve_rejected_requests",
-            "Requests refused or failed: queue_full, deadline, invalid_input, too_large, "
+            "Requests refused or failed: queue_full, queue_deadline (queued past "
+            "queue_deadline_ms, refused before model work), deadline, invalid_input, too_large, "
             "unknown_variant, not_ready, shutting_down, model_error, unavailable, slow_client, "
             "body_budget (the worker holds its budget of request body bytes), "
             "unauthorized (an admin request without the right token), forced_variant (a "
