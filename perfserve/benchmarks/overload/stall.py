@@ -208,7 +208,7 @@ def _cell(
     )
     for k, (began_s, resumed_s) in enumerate(frozen):
         until_s = frozen[k + 1][0] if k + 1 < len(frozen) else settings.periods * settings.period_s
-        cell.freezes.append(_freeze(tallies, windows, began_s, resumed_s, until_s, settings))
+        cell.freezes.append(freeze_outcome(tallies, windows, began_s, resumed_s, until_s, settings))
     return cell
 
 
@@ -222,7 +222,7 @@ def _stopped(pid: int) -> Iterator[None]:
         os.kill(pid, signal.SIGCONT)
 
 
-def _freeze(
+def freeze_outcome(
     tallies: list[Tally],
     windows: dict[int, Window],
     began_s: float,
@@ -231,8 +231,10 @@ def _freeze(
     settings: StallSettings,
 ) -> Freeze:
     """What the windows from a freeze's start up to `until_s` show."""
-    first = int(began_s // settings.window_s)
-    last = min(int(until_s // settings.window_s), len(tallies))
+    # Window i holds the requests scheduled from i to i + 1 windows into the cell; the
+    # small margin keeps 2.0 s / 0.1 s in window 20, not 19.
+    first = int(began_s / settings.window_s + 1e-9)
+    last = min(math.ceil(until_s / settings.window_s - 1e-9), len(tallies))
     span = range(first, last)
     p99s_or_none = [_p99(tallies[i]) for i in span]
     good = [p is not None and p <= settings.slo_p99_ms for p in p99s_or_none]
