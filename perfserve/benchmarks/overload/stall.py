@@ -11,8 +11,9 @@ frozen with SIGSTOP for the cell's freeze length, then resumed with SIGCONT, onc
 `--period-s`, `--periods` times. Latency is measured from each request's scheduled
 time, in windows of `--window-ms` (by scheduled time); per freeze the table gives the
 time from the resume to the first window from which p99 stays under the SLO up to the
-next freeze, or "never". Cells run interleaved (each load and freeze length for every
-configuration in turn), so drift on a shared machine hits all alike. Only 127.0.0.1.
+next freeze (the windows it reaches excepted), or "never". Cells run interleaved (each
+load and freeze length for every configuration in turn), so drift on a shared machine
+hits all alike. Only 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ LEAD_S = 2.0
 """Each period starts with this long at steady load before its freeze."""
 DRAIN_TIMEOUT_S = 30.0
 WARM_UP_S = 3.0
+SETTLE_S = 1.0
+"""After the arrivals stop, this long for the last answers before the windows are read."""
 KNEE_STEP_S = 3.0
 KNEE_START_RATE = 500.0
 
@@ -187,9 +190,12 @@ def _cell(
         with _stopped(server.process.pid):
             time.sleep(freeze_ms / 1000)
         frozen.append((began - start, time.time() - start))
-        engine.flush()
-    _sleep_until(start + settings.periods * settings.period_s)
+    end = start + settings.periods * settings.period_s
+    _sleep_until(end)
     engine.stop_arrivals(step)
+    # The generator hands its windows over only now: encoding them takes its loop long
+    # enough to delay the answers it is reading, so not while they are being timed.
+    _sleep_until(end + SETTLE_S)
     engine.drain(DRAIN_TIMEOUT_S)
     windows = {index: w for (s, index), w in engine.collected.windows.items() if s == step}
     engine.collected.discard(step)
@@ -207,7 +213,9 @@ def _cell(
         window_p99_ms=[_p99(t) for t in tallies],
     )
     for k, (began_s, resumed_s) in enumerate(frozen):
-        until_s = frozen[k + 1][0] if k + 1 < len(frozen) else settings.periods * settings.period_s
+        # Up to the arrivals the next freeze (or the end of arrivals) already reaches.
+        next_s = frozen[k + 1][0] if k + 1 < len(frozen) else settings.periods * settings.period_s
+        until_s = next_s - settings.slo_p99_ms / 1000
         cell.freezes.append(freeze_outcome(tallies, windows, began_s, resumed_s, until_s, settings))
     return cell
 
@@ -230,11 +238,11 @@ def freeze_outcome(
     until_s: float,
     settings: StallSettings,
 ) -> Freeze:
-    """What the windows from a freeze's start up to `until_s` show."""
+    """What the windows from a freeze's start to `until_s` (whole windows) show."""
     # Window i holds the requests scheduled from i to i + 1 windows into the cell; the
     # small margin keeps 2.0 s / 0.1 s in window 20, not 19.
     first = int(began_s / settings.window_s + 1e-9)
-    last = min(math.ceil(until_s / settings.window_s - 1e-9), len(tallies))
+    last = min(int(until_s / settings.window_s + 1e-9), len(tallies))
     span = range(first, last)
     p99s_or_none = [_p99(tallies[i]) for i in span]
     good = [p is not None and p <= settings.slo_p99_ms for p in p99s_or_none]
