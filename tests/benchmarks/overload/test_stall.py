@@ -68,7 +68,7 @@ def test_bench_stall_freezes_each_server_and_writes_every_freeze(
     assert [c["config"] for c in cells] == ["no queue deadline", "queue deadline 25 ms"]
     for cell in cells:
         (freeze,) = cell["freezes"]
-        assert freeze["resumed_s"] - freeze["started_s"] >= 0.3
+        assert freeze["resumed_s"] - freeze["started_s"] >= 0.3 - 0.002  # rounded to ms
         assert freeze["answered"] > 0 and freeze["worst_p99_ms"] >= 250
         assert cell["p99_before_ms"] > 0
     rows = list(csv.DictReader((tmp_path / "stall.csv").open()))
