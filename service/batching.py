@@ -8,7 +8,11 @@ and parsing requests queue them, for as long as each pass brings new rows, up to
 uvloop's timers tick in milliseconds, far coarser than a batch of small requests.
 
 The queue is bounded: past `max_queue` waiting requests, `submit` refuses at once, so an
-overloaded server sheds load in microseconds instead of queueing it into timeouts.
+overloaded server sheds load in microseconds instead of queueing it into timeouts. With a
+queue deadline, a request that has already waited longer than the latency objective
+allows when a batch could take it is refused too, before any model work: after a stall,
+the backlog is answered by fast refusals instead of by late answers that keep the
+requests behind it late as well.
 
 All times are `time.perf_counter()` seconds (monotonic).
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -43,6 +48,11 @@ class QueueFull(Exception):
 
 class DeadlineExceeded(Exception):
     """The request was still queued when its deadline passed."""
+
+
+class WaitedTooLong(Exception):
+    """The request had waited in the queue past `queue_deadline_s` when a batch could take
+    it: an answer now would come too late for the latency objective, so none is computed."""
 
 
 class BatchFailed(Exception):
@@ -90,18 +100,19 @@ class PendingRequest:
 
 
 def take_batch(
-    queue: deque[PendingRequest], max_rows: int, now: float
+    queue: deque[PendingRequest], max_rows: int, now: float, queued_since: float = -math.inf
 ) -> tuple[list[PendingRequest], list[PendingRequest]]:
     """Pop whole requests from the head, up to `max_rows` rows (always at least one
     request), and separately those not worth computing: their deadline passed while they
-    waited, or nobody awaits the answer any more (answered by the watchdog, or cancelled
-    when shutdown ran out of grace)."""
+    waited, they were queued before `queued_since` (the queue deadline), or nobody awaits
+    the answer any more (answered by the watchdog, or cancelled when shutdown ran out of
+    grace)."""
     batch: list[PendingRequest] = []
     expired: list[PendingRequest] = []
     rows = 0
     while queue:
         head = queue[0]
-        if head.deadline <= now or head.future.done():
+        if head.deadline <= now or head.enqueued_at < queued_since or head.future.done():
             expired.append(queue.popleft())
             continue
         size = len(head.rows)
@@ -143,6 +154,7 @@ class MicroBatcher:
         screen: Screen | None = None,
         observe: Observe | None = None,
         added_latency_s: float = 0.0,
+        queue_deadline_s: float = math.inf,
     ) -> None:
         self.name = name
         self.runner = runner
@@ -156,6 +168,9 @@ class MicroBatcher:
         self.observe = observe
         self.added_latency_s = added_latency_s
         """Injected fault: every batch takes this much longer (see service/faults.py)."""
+        self.queue_deadline_s = queue_deadline_s
+        """Longest a request may have waited in the queue when a batch takes it; the
+        longer-waiting get `WaitedTooLong` instead of model work."""
         self.closed = False
         self.failure: str | None = None
         self._queue: deque[PendingRequest] = deque()
@@ -242,12 +257,16 @@ class MicroBatcher:
     async def _run(self) -> None:
         while True:
             await self._gather()
-            batch, expired = take_batch(self._queue, self.max_batch_size, time.perf_counter())
+            now = time.perf_counter()
+            queued_since = now - self.queue_deadline_s
+            batch, expired = take_batch(self._queue, self.max_batch_size, now, queued_since)
             for pending in (*batch, *expired):
                 self._queued_rows -= len(pending.rows)
             for pending in expired:
                 if not pending.future.done():
-                    pending.future.set_exception(DeadlineExceeded(self.name))
+                    late = pending.deadline > now  # queued too long, not past its deadline
+                    error = WaitedTooLong if late else DeadlineExceeded
+                    pending.future.set_exception(error(self.name))
             if not batch:
                 continue
             self._batch = batch  # until answered: whatever ends the loop fails it too

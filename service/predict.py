@@ -25,6 +25,7 @@ from service.batching import (
     QueueFull,
     ShuttingDown,
     VariantUnavailable,
+    WaitedTooLong,
 )
 from service.connections import ARRIVED
 from service.forcing import ForcingPolicy
@@ -263,6 +264,8 @@ class PredictEndpoint:
             raise _at_capacity(variant) from None
         except ShuttingDown:
             raise Reject(503, "shutting_down", "server is shutting down", retry_after=1) from None
+        except WaitedTooLong:
+            raise _waited_too_long(batcher.queue_deadline_s) from None
         except DeadlineExceeded:
             raise Reject(
                 504, "deadline", f"queued past the {self.timeout_s * 1000:.0f} ms deadline"
@@ -312,6 +315,15 @@ class PredictEndpoint:
         loaded.batcher.metrics.postprocess.observe(done - answered)
         timing = SERVER_TIMING_HIT % ((done - started) * 1000)
         return Answered(body, [loaded.tag, (b"server-timing", timing)], rows, result, True)
+
+
+def _waited_too_long(queue_deadline_s: float) -> Reject:
+    return Reject(
+        503,
+        "queue_deadline",
+        f"queued longer than the {queue_deadline_s * 1000:g} ms queue deadline; retry shortly",
+        retry_after=1,
+    )
 
 
 def _at_capacity(variant: str) -> Reject:

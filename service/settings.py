@@ -115,6 +115,13 @@ class Settings(BaseSettings):
     request_timeout_ms: float = Field(2000.0, gt=0)
     """A request still queued after this long gets 504 instead of a late answer."""
 
+    queue_deadline_ms: float = Field(0.0, ge=0)
+    """Deadline-aware admission: a request that has waited in its variant's queue this
+    long when a batch could take it gets 503 with Retry-After, before any model work, as
+    its answer could no longer meet the latency objective; after a stall the backlog is
+    then refused fast instead of served late. 0 (default): off. Derive it from the p99
+    objective less a batch's own time, e.g. 25 for the 50 ms objective."""
+
     inference: Literal["auto", "thread", "inline"] = "auto"
     """Where batches run: on a runner thread, off the event loop, or inline on the loop.
     auto = inline when the process may use one CPU only, where a thread cannot help."""

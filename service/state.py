@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -266,6 +267,7 @@ class Service:
                 screen=self.row_screen.bad_rows,
                 observe=None if drift is None else drift.observe,
                 added_latency_s=latency_s(self.settings.inject.get(name, {})),
+                queue_deadline_s=self.settings.queue_deadline_ms / 1000 or math.inf,
             )
             batcher.start()
             info = self.manifest.variants[name]

@@ -61,6 +61,10 @@ COMMANDS: dict[str, Command] = {
         "goodput at three times capacity under k6's open-loop arrivals; cost of a refusal",
         extra="bench",
     ),
+    "bench-stall": Command(
+        "freeze the server under load near its knee: how fast p99 returns under the SLO",
+        extra="loadtest",
+    ),
     "bench-generator": Command(
         "each sweep engine's ceiling against the bare-ASGI floor and what it adds at 1,000/s",
         extra="loadtest",

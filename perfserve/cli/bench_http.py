@@ -10,6 +10,7 @@ from pathlib import Path
 from loadtests.argtypes import cpu_list
 from perfserve.benchmarks.http.competitor_servers import NAMES
 from perfserve.benchmarks.http.http_overhead import add_pinned_bench_options, run_benchmark
+from perfserve.benchmarks.http.scrape_cost import run_scrape_cost
 from perfserve.benchmarks.http.workers import run_workers_benchmark
 from perfserve.benchmarks.offline.options import int_list, name_list
 from perfserve_common.protocols import ProtocolName, parse_protocol
@@ -81,6 +82,13 @@ def add_arguments(bench: argparse.ArgumentParser) -> None:
         "worker counts, comma-separated, on --server-cpus, and say what N workers should "
         "hold on paper from the CPU per request (see docs/http-benchmarks.md).",
     )
+    add_option(
+        bench,
+        "--scrape-cost",
+        action="store_true",
+        help="Instead of requests/s, measure the server CPU (event-loop time) one full "
+        "/metrics scrape costs, against --baseline too if given (no wrk needed).",
+    )
     bench.set_defaults(run=run)
 
 
@@ -89,6 +97,11 @@ def run(args: argparse.Namespace) -> int:
         return _run_workers(args)
     if args.baseline is not None and not (args.baseline / "service").is_dir():
         raise UsageError(f"--baseline: {args.baseline} is not a checkout of perfserve")
+    if args.scrape_cost:
+        run_scrape_cost(
+            args.store, args.out, args.rounds, args.server_cpus, args.generator_cpus, args.baseline
+        )
+        return 0
     run_benchmark(
         args.store,
         args.out,

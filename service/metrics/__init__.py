@@ -1,7 +1,13 @@
 """The service's Prometheus metrics: their definitions, the folding that keeps the hot
 path's updates cheap, and the exposition (merged across workers)."""
 
-from service.metrics.definitions import CacheMetrics, Metrics, VariantMetrics, new_registry
+from service.metrics.definitions import (
+    CacheMetrics,
+    Metrics,
+    VariantMetrics,
+    multiprocess_mode,
+    new_registry,
+)
 from service.metrics.exposition import exposition, workers_with_all_variants
 from service.metrics.folding import FLUSH_INTERVAL_S, FoldedCounter, FoldedHistogram, Folding
 
@@ -14,6 +20,7 @@ __all__ = [
     "Metrics",
     "VariantMetrics",
     "exposition",
+    "multiprocess_mode",
     "new_registry",
     "workers_with_all_variants",
 ]

@@ -13,9 +13,10 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
-from prometheus_client.process_collector import ProcessCollector
 
 from service.metrics.folding import FoldedCounter, FoldedHistogram, Folding
+from service.metrics.process import ProcessMetrics
+from service.metrics.rendering import Renderer
 
 # Sub-millisecond to seconds: the hot path answers in well under a millisecond, an
 # overloaded queue in seconds; the defaults (5 ms and up) would hide the first.
@@ -40,6 +41,7 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
         self.folding = Folding()
+        self.renderer = Renderer(registry)
         self.request_duration = Histogram(
             "perfserve_request_duration_seconds",
             "Server-side time of a prediction request, from its first byte to its answer.",
@@ -142,7 +144,8 @@ class Metrics:
         )
         self.rejected = Counter(
             "perfserve_rejected_requests",
-            "Requests refused or failed: queue_full, deadline, invalid_input, too_large, "
+            "Requests refused or failed: queue_full, queue_deadline (queued past "
+            "queue_deadline_ms, refused before model work), deadline, invalid_input, too_large, "
             "unknown_variant, not_ready, shutting_down, model_error, unavailable, slow_client, "
             "body_budget (the worker holds its budget of request body bytes), "
             "unauthorized (an admin request without the right token), forced_variant (a "
@@ -342,7 +345,7 @@ def new_registry() -> CollectorRegistry:
     # Described collectors can be rendered alone (`/metrics?name[]=`).
     registry = CollectorRegistry(auto_describe=True)
     if not multiprocess_mode():
-        ProcessCollector(registry=registry)
+        ProcessMetrics(registry)
         PlatformCollector(registry=registry)
         GCCollector(registry=registry)
     return registry

@@ -27,6 +27,7 @@ from service.batching import (
     Screen,
     ShuttingDown,
     VariantUnavailable,
+    WaitedTooLong,
     take_batch,
 )
 from service.metrics import Metrics
@@ -61,6 +62,13 @@ async def test_take_batch_separates_requests_past_their_deadline() -> None:
     assert batch == [on_time] and expired == [late]
 
 
+async def test_take_batch_separates_requests_queued_before_the_queue_deadline() -> None:
+    waited, fresh = pending(1), pending(1)
+    fresh.enqueued_at = 1.5
+    batch, expired = take_batch(deque([waited, fresh]), max_rows=8, now=2.0, queued_since=1.0)
+    assert batch == [fresh] and expired == [waited]
+
+
 async def test_take_batch_skips_requests_nobody_awaits() -> None:
     abandoned, waiting = pending(1), pending(1)
     abandoned.future.cancel()
@@ -80,6 +88,7 @@ def make_batcher(
         "max_batch_delay_s": 0.002,
         "max_queue": 1024,
         "hung_after_s": float("inf"),
+        "queue_deadline_s": float("inf"),
     }
     settings.update(limits)
     batcher = MicroBatcher(
@@ -90,6 +99,7 @@ def make_batcher(
         max_batch_delay_s=settings["max_batch_delay_s"],
         max_queue=int(settings["max_queue"]),
         hung_after_s=settings["hung_after_s"],
+        queue_deadline_s=settings["queue_deadline_s"],
         inline=inline,
         screen=screen,
     )
@@ -367,6 +377,24 @@ async def test_an_expired_request_is_refused_and_never_computed() -> None:
     assert (await on_time).labels.tolist() == [2]
     with pytest.raises(DeadlineExceeded):
         await late
+    await first
+    assert runner.calls == [1, 1]
+    await batcher.close(1.0)
+
+
+async def test_requests_queued_past_the_queue_deadline_get_no_model_call() -> None:
+    runner = GatedRunner()
+    batcher = make_batcher(runner, queue_deadline_s=0.05)
+    first = batcher.submit(numbered(0), FAR)
+    await runner.wait_busy()
+    waited = [batcher.submit(numbered(n), FAR) for n in (1, 2)]
+    await asyncio.sleep(0.1)  # longer than the queue deadline, behind the running batch
+    fresh = batcher.submit(numbered(3), FAR)
+    runner.gate.set()
+    assert (await fresh).labels.tolist() == [3]
+    for late in waited:
+        with pytest.raises(WaitedTooLong):
+            await late
     await first
     assert runner.calls == [1, 1]
     await batcher.close(1.0)

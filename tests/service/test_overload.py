@@ -1,4 +1,5 @@
-"""Past capacity: 503s with Retry-After, 504 past the deadline, admitted work done."""
+"""Past capacity: 503s with Retry-After (a full queue, or a wait past the queue deadline),
+504 past the deadline, admitted work done."""
 
 from __future__ import annotations
 
@@ -77,6 +78,30 @@ def test_requests_queued_past_their_deadline_get_504(store: Path, holdout: Datas
     assert statuses.count(504) >= 3
     late = next(response for status, _, response in results if status == 504)
     assert "deadline" in late.json()["detail"]
+
+
+def test_a_backlog_past_the_queue_deadline_gets_fast_503s_not_slow_200s(
+    store: Path, holdout: Dataset
+) -> None:
+    # 30 requests at once, one per 40 ms batch: served in turn, the last would answer
+    # after 1.2 s. With a 100 ms queue deadline, whatever waited longer is refused
+    # as soon as a batch could take it, before any model work.
+    options = ["--max-batch-size", "1", "--queue-deadline-ms", "100", "--allow-faults"]
+    options += ["--inject", "onnx_fp32:latency-ms=40", "--inference", "thread"]
+    with running_server(store, options=options) as server:
+        results = asyncio.run(_burst(server.url, body(holdout.features[:1]), 30))
+        metrics = httpx.get(f"{server.url}/metrics").text
+    served = [took for status, took, _ in results if status == 200]
+    refused = [(took, response) for status, took, response in results if status == 503]
+    assert len(served) + len(refused) == 30
+    assert 1 <= len(served) <= 10 and len(refused) >= 20
+    assert all(r.headers["retry-after"] == "1" for _, r in refused)
+    assert all("queue deadline" in r.json()["detail"] for _, r in refused)
+    # Refused as soon as a batch ended, not after the backlog was served in turn (1.2 s).
+    assert max(took for took, _ in refused) < 0.6
+    assert samples(metrics, "perfserve_batch_size_count", variant="onnx_fp32") == len(served)
+    late = samples(metrics, "perfserve_rejected_requests_total", reason="queue_deadline")
+    assert late == len(refused)
 
 
 def test_a_hung_model_call_answers_504_at_the_deadline_and_readyz_says_so(
