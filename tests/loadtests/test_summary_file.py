@@ -6,13 +6,14 @@ change to how the summary is built cannot change what it writes unnoticed."""
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 from loadtests.report.outputs import summary, write_outputs
+from loadtests.report.summary_types import ClientFigures
 from loadtests.sweep.endurance import SoakReport, StressReport
 from loadtests.sweep.intervals import KneeComparison, Verdict
-from loadtests.sweep.results import StepResult
+from loadtests.sweep.results import ClientSide, StepResult
 from loadtests.sweep.runner import SweepPlan, SweepReport, TargetReport
 from loadtests.sweep.steps import StepSettings
 from tests.utils.sweep_steps import step
@@ -99,3 +100,9 @@ def test_a_target_without_server_metrics_keeps_the_note() -> None:
     report = replace(full_report(), server_metrics=False)
     written = json.loads(json.dumps(summary(report), indent=2))
     assert written["server_metrics"] is False and written["server_metrics_note"]
+
+
+def test_every_client_side_figure_has_its_column() -> None:
+    """A figure added to ClientSide must be added to the files' shape too, or it would be
+    measured and never written."""
+    assert list(ClientFigures.__annotations__) == [f.name for f in fields(ClientSide)]
