@@ -52,7 +52,7 @@ class ManagementGuard:
                 receive, self.max_body, time.perf_counter()
             )
         except Reject as reject:
-            self.service.metrics.rejected.labels(reject.reason).inc()
+            self.service.count_rejection(reject.reason)
             return await _refuse(reject, scope, receive, send)
         await self.app(scope, _replay(body, receive), send)
 

@@ -30,7 +30,6 @@ from service.batching import (
 from service.connections import ARRIVED
 from service.forcing import ForcingPolicy
 from service.guards import check_answers
-from service.metrics import FoldedCounter, FoldedHistogram
 from service.payload import Reject
 from service.protocols.codec import SPLIT_MODEL, Codec, shown_name, unknown_model_message
 from service.protocols.native import CODEC as NATIVE
@@ -90,8 +89,6 @@ class PredictEndpoint:
         metrics.folding.gauge(metrics.inflight, lambda: self.inflight)
         budget = service.body_budget
         metrics.folding.gauge(metrics.inflight_body_bytes, lambda: budget.held)
-        self._durations: dict[tuple[str, int], FoldedHistogram] = {}
-        self._rejections: dict[str, FoldedCounter] = {}
         self._refusals: dict[tuple[str, Codec], tuple[int, bytes, list[tuple[bytes, bytes]]]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -145,37 +142,21 @@ class PredictEndpoint:
                     headers.append((b"allow", b"POST"))
                 elif status in CLOSING_STATUSES:
                     headers.append(CLOSE_HEADER)
-                self._rejected(reject.reason).inc()
+                service.count_rejection(reject.reason)
             await _send(send, status, body, headers)
             loaded = service.variants.get(variant) if variant else None
             if loaded is not None:
                 elapsed = time.perf_counter() - started
-                if status == 200:
-                    loaded.batcher.metrics.request_ok.observe(elapsed)
-                else:
-                    self._duration(loaded.info.name, status).observe(elapsed)
+                service.observe_request(loaded, status, elapsed)
                 # Only requests the split routed are a rollout's evidence or shadow traffic;
-                # a request that names its variant is a test of that variant. One user's
-                # share of the evidence is capped (see SampleRecorder.admit). A cache hit
+                # a request that names its variant is a test of that variant. A cache hit
                 # is neither: the model did not answer it (service/cache.py).
                 if by_split and (answered is None or not answered.cached):
-                    recorder = service.rollouts.recorder
-                    evidence = recorder.active and recorder.admit(user_id)
-                    if evidence:
-                        recorder.record(loaded.info.name, elapsed, status)
+                    evidence = service.record_evidence(loaded.info.name, user_id, elapsed, status)
                     if answered is not None:
                         service.mirror(loaded.info.name, answered.rows, answered.result, evidence)
         finally:
             self.inflight -= 1
-
-    def _duration(self, variant: str, status: int) -> FoldedHistogram:
-        """The request-duration histogram of one variant and status, folded."""
-        key = (variant, status)
-        if (folded := self._durations.get(key)) is None:
-            metrics = self.service.metrics
-            child = metrics.request_duration.labels(variant, str(status))
-            folded = self._durations[key] = metrics.folding.histogram(child)
-        return folded
 
     def _refuse_at_capacity(
         self, variant: str, codec: Codec
@@ -187,15 +168,8 @@ class PredictEndpoint:
             reject = _at_capacity(variant)
             refusal = (503, codec.error(reject.message), [RETRY_AFTER])
             self._refusals[variant, codec] = refusal
-        self._rejected("queue_full").inc()
+        self.service.count_rejection("queue_full")
         return refusal
-
-    def _rejected(self, reason: str) -> FoldedCounter:
-        if (folded := self._rejections.get(reason)) is None:
-            metrics = self.service.metrics
-            folded = metrics.folding.counter(metrics.rejected.labels(reason))
-            self._rejections[reason] = folded
-        return folded
 
     def _route(
         self, headers: list[tuple[bytes, bytes]], variant: str | None, codec: Codec

@@ -16,7 +16,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,7 @@ from service.cache import RowCache
 from service.drift import DriftMetrics, DriftMonitor
 from service.faults import FaultyRunner, latency_s
 from service.guards import FeatureRangeGuard
-from service.metrics import FLUSH_INTERVAL_S, Metrics
+from service.metrics import FLUSH_INTERVAL_S, FoldedCounter, FoldedHistogram, Metrics
 from service.receiving import BodyBudget, BodyDeadlines
 from service.rollout.controller import TICK_S
 from service.rollout.replica import RolloutReplica
@@ -56,6 +56,9 @@ class LoadedVariant:
     memory_bytes: int
     cache: RowCache | None = None
     """Answers to repeated rows of this model (`cache_rows`); None when off."""
+    durations: dict[int, FoldedHistogram] = field(default_factory=dict)
+    """Its request-duration children by status, made on first use (see
+    `Service.observe_request`)."""
 
     def __post_init__(self) -> None:
         self.tag = (b"x-variant", self.info.name.encode())
@@ -96,6 +99,7 @@ class Service:
         self.ready = False
         self.load_error: str | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._rejections: dict[str, FoldedCounter] = {}
         self.shadow = ShadowMirror(
             metrics,
             settings.shadow_share,
@@ -194,6 +198,34 @@ class Service:
             return
         on_compared = self._record_comparison if evidence else None
         self.shadow.mirror(loaded.batcher, rows, result, on_compared)
+
+    def observe_request(self, variant: LoadedVariant, status: int, elapsed_s: float) -> None:
+        """The one place a prediction's duration is observed
+        (`perfserve_request_duration_seconds`), whatever its status."""
+        if (folded := variant.durations.get(status)) is None:
+            child = self.metrics.request_duration.labels(variant.info.name, str(status))
+            folded = variant.durations[status] = self.metrics.folding.histogram(child)
+        folded.observe(elapsed_s)
+
+    def count_rejection(self, reason: str) -> None:
+        """The one place a refused request is counted (`perfserve_rejected_requests_total`),
+        for the prediction path and the admin guard alike."""
+        if (folded := self._rejections.get(reason)) is None:
+            child = self.metrics.rejected.labels(reason)
+            folded = self._rejections[reason] = self.metrics.folding.counter(child)
+        folded.inc()
+
+    def record_evidence(
+        self, variant: str, user_id: bytes | None, elapsed_s: float, status: int
+    ) -> bool:
+        """A request the split routed to `variant`, as the running rollout's evidence when
+        one runs and this user's share of the window is not used up (see
+        `SampleRecorder.admit`); whether it counted."""
+        recorder = self.rollouts.recorder
+        if not (recorder.active and recorder.admit(user_id)):
+            return False
+        recorder.record(variant, elapsed_s, status)
+        return True
 
     def _record_comparison(self, compared: Compared) -> None:
         self.rollouts.recorder.compare(*compared)

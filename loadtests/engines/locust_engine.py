@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import gevent
@@ -19,30 +20,27 @@ import locust
 import psutil
 from locust.env import Environment
 
-from loadtests.arrivals import ArrivalProcess
 from loadtests.engines import locust_openloop as openloop
-from loadtests.engines.base import START_DELAY_S, Plan
+from loadtests.engines.base import Engine, Plan, Setup
 from loadtests.engines.locust_openloop import PLAN, SETUP, OpenLoopUser, plan_message
 from loadtests.harness import Harness
 from loadtests.loadgen_metrics import LoadgenMetrics
 from loadtests.recorder import Recorder
 from perfserve_common.processes import free_port, wait_or_kill
-from perfserve_common.protocols import ProtocolName
 
 
-class Driver:
-    """Implements loadtests.engines.base.Engine on Locust."""
+class Driver(Engine):
+    """Implements `Engine` on Locust."""
 
     def __init__(self, url: str, workers: int, max_in_flight: int, metrics: LoadgenMetrics) -> None:
         # Imports and loading may have taken seconds since gevent's loop last ran; its
         # cached clock would make the first timers fire that much too early.
         gevent.get_hub().loop.update_now()
-        self.metrics = metrics
+        super().__init__(max(1, workers), metrics)
         self.workers = workers
         OpenLoopUser.concurrency = max_in_flight
         self.environment = Environment(user_classes=[OpenLoopUser], events=locust.events, host=url)
         self._processes: list[subprocess.Popen[bytes]] = []
-        self._steps = 0
         if workers:
             port = free_port()
             self.environment.create_master_runner("127.0.0.1", port)
@@ -52,7 +50,6 @@ class Driver:
             self.environment.create_local_runner()
             self.harness = Harness(self.environment, metrics)
             openloop.install(self.environment, self.harness)
-        self.generators = max(1, workers)
         self._start_users()
 
     @property
@@ -62,49 +59,13 @@ class Driver:
     def flush(self) -> None:
         self.harness.flush()
 
-    def new_step(self) -> int:
-        self._steps += 1
-        return self._steps
-
-    def setup(
-        self,
-        bodies: list[bytes],
-        rows_per_request: int,
-        target: str,
-        protocol: ProtocolName = "perfserve",
-    ) -> None:
-        data = {
-            "bodies": bodies,
-            "rows_per_request": rows_per_request,
-            "target": target,
-            "protocol": protocol,
-        }
-        self._send(SETUP, data)
-
     def warm(self) -> None:
         """Locust's users hold their own connections, opened when their first task runs:
         nothing to open ahead (its warm-up windows still come first)."""
 
-    def start_step(self, step: int, rate: float, process: ArrivalProcess, window_s: float) -> float:
-        start = time.time() + START_DELAY_S
-        plan = Plan(step, rate, process, start, window_s, self.generators, seed=step)
-        self._send(PLAN, plan_message(plan))
-        self.metrics.target_rps.set(rate)
-        return start
-
     def stop_arrivals(self, step: int) -> None:
         self._send(PLAN, plan_message(Plan(step, 0.0, "constant", time.time(), 1.0, 1, 0)))
         self.metrics.target_rps.set(0)
-
-    def drain(self, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            self.harness.flush()
-            if self.harness.total_in_flight() == 0:
-                return True
-            if time.monotonic() > deadline:
-                return False
-            gevent.sleep(0.05)
 
     def processes(self) -> list[psutil.Process]:
         if not self._processes:
@@ -118,6 +79,18 @@ class Driver:
             runner.quit()
         for process in self._processes:
             wait_or_kill(process, 10)
+
+    def _send_setup(self, setup: Setup) -> None:
+        self._send(SETUP, asdict(setup))
+
+    def _send_plan(self, plan: Plan) -> None:
+        self._send(PLAN, plan_message(plan))
+
+    def _in_flight(self) -> int:
+        return self.harness.total_in_flight()
+
+    def _pause(self, seconds: float) -> None:
+        gevent.sleep(seconds)
 
     def _send(self, kind: str, data: dict[str, object]) -> None:
         runner = self.environment.runner

@@ -30,7 +30,7 @@ from locust.runners import MasterRunner
 from loadtests import SPLIT
 from loadtests.arrivals import arrival_times
 from loadtests.checks import post_checked, status_label
-from loadtests.engines.base import Plan
+from loadtests.engines.base import Plan, Setup
 from loadtests.harness import Harness
 from loadtests.scenarios.pacing import LATE_TOLERANCE_S
 from perfserve_common.protocols import ProtocolName, predict_path
@@ -57,11 +57,12 @@ class Generator:
         self.pool = Pool(max_in_flight)
 
     def setup(self, data: dict[str, Any]) -> None:
-        self.bodies = list(data["bodies"])
+        setup = Setup(**data)
+        self.bodies = list(setup.bodies)
         self.next_body = 0
-        self.rows_per_request = int(data["rows_per_request"])
-        self.target = str(data["target"])
-        self.protocol = data.get("protocol", "perfserve")
+        self.rows_per_request = setup.rows_per_request
+        self.target = setup.target
+        self.protocol = setup.protocol
 
     def set_plan(self, data: dict[str, Any]) -> None:
         self.replaced_at = time.perf_counter()

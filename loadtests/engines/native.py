@@ -23,19 +23,16 @@ from typing import Any
 
 import psutil
 
-from loadtests.arrivals import ArrivalProcess
-from loadtests.engines.base import START_DELAY_S, WARM_CONNECTIONS, Plan
+from loadtests.engines.base import WARM_CONNECTIONS, Engine, Plan, Setup
 from loadtests.loadgen_metrics import LoadgenMetrics
 from loadtests.recorder import Recorder, windows_from_wire
 from perfserve_common.processes import wait_or_kill
-from perfserve_common.protocols import ProtocolName
 
 READY_TIMEOUT_S = 30.0
-DRAIN_POLL_S = 0.05
 
 
-class NativeEngine:
-    """Implements loadtests.engines.base.Engine with `generators` native processes,
+class NativeEngine(Engine):
+    """Implements `Engine` with `generators` native processes,
     pinned to `cpus` (in turn) when given."""
 
     def __init__(
@@ -46,12 +43,10 @@ class NativeEngine:
         metrics: LoadgenMetrics,
         cpus: list[int] | None = None,
     ) -> None:
-        self.generators = generators
-        self.metrics = metrics
+        super().__init__(generators, metrics)
         self._collected = Recorder()
-        self._steps = 0
         self._flushes = 0
-        self._in_flight = [0] * generators
+        self._in_flight_by_generator = [0] * generators
         self._links: list[Connection] = []
         self._processes: list[subprocess.Popen[bytes]] = []
         for index in range(generators):
@@ -67,38 +62,10 @@ class NativeEngine:
     def collected(self) -> Recorder:
         return self._collected
 
-    def new_step(self) -> int:
-        self._steps += 1
-        return self._steps
-
-    def setup(
-        self,
-        bodies: list[bytes],
-        rows_per_request: int,
-        target: str,
-        protocol: ProtocolName = "perfserve",
-    ) -> None:
-        data = {
-            "bodies": bodies,
-            "rows_per_request": rows_per_request,
-            "target": target,
-            "protocol": protocol,
-        }
-        for link in self._links:
-            link.send(("setup", data))
-
     def warm(self) -> None:
         each = -(-WARM_CONNECTIONS // self.generators)
         for link in self._links:
             link.send(("warm", each))
-
-    def start_step(self, step: int, rate: float, process: ArrivalProcess, window_s: float) -> float:
-        start = time.time() + START_DELAY_S
-        plan = Plan(step, rate, process, start, window_s, self.generators, seed=step)
-        for index, link in enumerate(self._links):
-            link.send(("plan", {"plan": asdict(plan), "index": index}))
-        self.metrics.target_rps.set(rate)
-        return start
 
     def stop_arrivals(self, step: int) -> None:
         for link in self._links:
@@ -118,17 +85,21 @@ class NativeEngine:
             windows = windows_from_wire(wire)
             self._collected.merge(windows)
             self.metrics.observe(windows)
-            self._in_flight[index] = in_flight
+            self._in_flight_by_generator[index] = in_flight
 
-    def drain(self, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            self.flush()
-            if sum(self._in_flight) == 0:
-                return True
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(DRAIN_POLL_S)
+    def _send_setup(self, setup: Setup) -> None:
+        for link in self._links:
+            link.send(("setup", asdict(setup)))
+
+    def _send_plan(self, plan: Plan) -> None:
+        for index, link in enumerate(self._links):
+            link.send(("plan", {"plan": asdict(plan), "index": index}))
+
+    def _in_flight(self) -> int:
+        return sum(self._in_flight_by_generator)
+
+    def _pause(self, seconds: float) -> None:
+        time.sleep(seconds)
 
     def processes(self) -> list[psutil.Process]:
         return [psutil.Process(p.pid) for p in self._processes if p.poll() is None]

@@ -28,7 +28,7 @@ import uvloop
 from loadtests import SPLIT
 from loadtests.arrivals import arrival_times
 from loadtests.checks import judge_answer, status_label
-from loadtests.engines.base import Plan
+from loadtests.engines.base import Plan, Setup
 from loadtests.engines.native_client import Pool, Request, Response
 from loadtests.engines.timer import DeadlineTimer
 from loadtests.recorder import Recorder, WindowKey, windows_to_wire
@@ -153,11 +153,10 @@ class Generator:
             getattr(self, f"_{kind}")(data)
 
     def _setup(self, data: dict[str, Any]) -> None:
-        self.requests = encode_requests(
-            data["bodies"], data["target"], self.host, data.get("protocol", "perfserve")
-        )
-        self.rows_per_request = int(data["rows_per_request"])
-        self.target = str(data["target"])
+        setup = Setup(**data)
+        self.requests = encode_requests(setup.bodies, setup.target, self.host, setup.protocol)
+        self.rows_per_request = setup.rows_per_request
+        self.target = setup.target
         self.next_request = 0
 
     def _plan(self, data: dict[str, Any]) -> None:

@@ -9,7 +9,7 @@ so a bound can never print as a measured limit in one place and not another.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from loadtests import SPLIT
@@ -45,7 +45,7 @@ def knee_text(qps: float | None, is_lower_bound: bool) -> str:
     return f"{'≥ ' if is_lower_bound else ''}{qps:,.0f}"
 
 
-def interval_text(target: dict[str, Any]) -> str:
+def interval_text(target: Mapping[str, Any]) -> str:
     """` (9,600 to 11,200, 3 rounds)`, with an en dash: the knee's interval from
     summary.json's fields; empty for a summary written before knees had one."""
     rounds = target.get("knee_rounds") or 0
@@ -58,7 +58,7 @@ def interval_text(target: dict[str, Any]) -> str:
     return f" ({span}, {rounds} rounds)"
 
 
-def answer(name: str, target: dict[str, Any], slo_ms: float) -> str:
+def answer(name: str, target: Mapping[str, Any], slo_ms: float) -> str:
     """One sentence per target from its summary.json entry: how much it holds, and why
     the number is a bound when it is one."""
     subject = "the live split" if name == SPLIT else name
@@ -92,7 +92,7 @@ def answer(name: str, target: dict[str, Any], slo_ms: float) -> str:
     return f"{sentence}."
 
 
-def _median_round(target: dict[str, Any]) -> int:
+def _median_round(target: Mapping[str, Any]) -> int:
     """The round the reported knee came from (1-based): the one whose knee it is."""
     knees = target.get("round_knees_qps") or [target["knee_qps"]]
     return knees.index(target["knee_qps"]) + 1 if target["knee_qps"] in knees else 1

@@ -13,29 +13,59 @@ row per target with the same knee fields. Rates are written as whole requests/s.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from loadtests.report.html import write_html
 from loadtests.report.plots import write_plots
+from loadtests.report.summary_types import (
+    ClientFigures,
+    ComparisonJson,
+    Endurance,
+    KneeFields,
+    KneeRow,
+    SoakJson,
+    StepJson,
+    StepRow,
+    StressJson,
+    VariantResult,
+)
 from loadtests.sweep.endurance import SoakReport, StressReport
 from loadtests.sweep.intervals import KneeComparison
-from loadtests.sweep.results import StepResult
+from loadtests.sweep.results import ClientSide, StepResult
 from loadtests.sweep.runner import SweepReport, TargetReport, describe_plan
 from loadtests.sweep.server_metrics import CLIENT_SIDE_ONLY
 
-SERVER_COLUMNS = (
-    "requests", "ok", "queue_ms", "infer_ms_per_batch", "mean_batch_rows", "utilization",
-    "cpu_cores", "sampled_in_flight", "little_in_flight", "mean_latency_ms", "rss_bytes",
-)  # fmt: skip
+
+def client_figures(client: ClientSide) -> ClientFigures:
+    """A step's client side, rounded."""
+    return {
+        "achieved_qps": _round(client.achieved_qps),
+        "sent_qps": _round(client.sent_qps),
+        "answers": client.answers,
+        "p50_ms": _round(client.p50_ms),
+        "p90_ms": _round(client.p90_ms),
+        "p95_ms": _round(client.p95_ms),
+        "p99_ms": _round(client.p99_ms),
+        "p999_ms": _round(client.p999_ms),
+        "max_ms": _round(client.max_ms),
+        "sent_p50_ms": _round(client.sent_p50_ms),
+        "sent_p99_ms": _round(client.sent_p99_ms),
+        "sent_max_ms": _round(client.sent_max_ms),
+        "miss_ratio": _round(client.miss_ratio),
+        "sent_miss_ratio": _round(client.sent_miss_ratio),
+        "outside_p50_ms": _round(client.outside_p50_ms),
+        "outside_p99_ms": _round(client.outside_p99_ms),
+    }
 
 
-def step_row(step: StepResult) -> dict[str, Any]:
+def step_row(step: StepResult) -> StepRow:
     """One CSV row: the step, its client side, totals, server side, theory, verdict."""
-    row: dict[str, Any] = {
+    counts, server, warmup = step.totals, step.server, step.warmup
+    return {
         "target": step.target,
         "phase": step.phase,
         "step": step.step,
@@ -43,30 +73,38 @@ def step_row(step: StepResult) -> dict[str, Any]:
         "target_qps": rate(step.target_qps),
         "duration_s": round(step.duration_s, 3),
         "windows": step.windows,
+        **client_figures(step.client),
+        "requests": counts.requests,
+        "ok": counts.ok,
+        "shed": counts.shed,
+        "errors": counts.errors,
+        "late": counts.late,
+        "blocked": counts.blocked,
+        "dropped": counts.dropped,
+        "server_requests": _round(server.requests),
+        "server_ok": _round(server.ok),
+        "server_queue_ms": _round(server.queue_ms),
+        "server_infer_ms_per_batch": _round(server.infer_ms_per_batch),
+        "server_mean_batch_rows": _round(server.mean_batch_rows),
+        "server_utilization": _round(server.utilization),
+        "server_cpu_cores": _round(server.cpu_cores),
+        "server_sampled_in_flight": _round(server.sampled_in_flight),
+        "server_little_in_flight": _round(server.little_in_flight),
+        "server_mean_latency_ms": _round(server.mean_latency_ms),
+        "server_rss_bytes": _round(server.rss_bytes),
+        "predicted_queue_ms": _round(step.predicted_queue_ms),
+        "little_disagreement": _round(step.little_disagreement),
+        "generator_cpu": _round(step.generator_cpu),
+        "generator_late_share": _round(step.generator_late_share),
+        "core_rate": _round(step.core_rate),
+        "core_speed": _round(step.core_speed),
+        "warmup_s": _round(step.warmup_s),
+        "warmup_achieved_qps": rate(warmup.achieved_qps) if warmup else None,
+        "warmup_p99_ms": _round(warmup.p99_ms) if warmup else None,
+        "enough_samples": step.enough_samples,
+        "stable": step.stable,
+        "verdict": step.verdict,
     }
-    row.update({k: _round(v) for k, v in dataclasses.asdict(step.client).items()})
-    counts = step.totals
-    row.update(
-        requests=counts.requests, ok=counts.ok, shed=counts.shed, errors=counts.errors,
-        late=counts.late, blocked=counts.blocked, dropped=counts.dropped,
-    )  # fmt: skip
-    server = dataclasses.asdict(step.server)
-    row.update({f"server_{k}": _round(server[k]) for k in SERVER_COLUMNS})
-    row.update(
-        predicted_queue_ms=_round(step.predicted_queue_ms),
-        little_disagreement=_round(step.little_disagreement),
-        generator_cpu=_round(step.generator_cpu),
-        generator_late_share=_round(step.generator_late_share),
-        core_rate=_round(step.core_rate),
-        core_speed=_round(step.core_speed),
-        warmup_s=_round(step.warmup_s),
-        warmup_achieved_qps=rate(step.warmup.achieved_qps) if step.warmup else None,
-        warmup_p99_ms=_round(step.warmup.p99_ms) if step.warmup else None,
-        enough_samples=step.enough_samples,
-        stable=step.stable,
-        verdict=step.verdict,
-    )
-    return row
 
 
 def rate(value: float | None) -> int | None:
@@ -76,13 +114,14 @@ def rate(value: float | None) -> int | None:
     return round(value)
 
 
-def _round(value: Any) -> Any:
+def _round(value: float | None) -> float | None:
+    """A figure to 4 decimals, None when unknown; a whole number (a count) as it is."""
     if isinstance(value, float):
         return None if math.isnan(value) or math.isinf(value) else round(value, 4)
     return value
 
 
-def step_json(step: StepResult) -> dict[str, Any]:
+def step_json(step: StepResult) -> StepJson:
     return {
         **step_row(step),
         "statuses": step.totals.statuses,
@@ -94,7 +133,7 @@ def step_json(step: StepResult) -> dict[str, Any]:
     }
 
 
-def knee_fields(report: TargetReport) -> dict[str, Any]:
+def knee_fields(report: TargetReport) -> KneeFields:
     """The knee and its interval, as summary.json and knee.csv both give them."""
     interval = report.interval
     step = report.knee.step
@@ -112,20 +151,21 @@ def knee_fields(report: TargetReport) -> dict[str, Any]:
     }
 
 
-def target_json(report: TargetReport) -> dict[str, Any]:
-    found: dict[str, Any] = {
+def target_json(report: TargetReport) -> VariantResult:
+    endurance: Endurance = {}
+    if report.stress is not None:
+        endurance["stress"] = stress_json(report.stress)
+    if report.soak is not None:
+        endurance["soak"] = soak_json(report.soak)
+    return {
         **knee_fields(report),
         "round_knees_qps": [rate(k.qps) for k in report.rounds],
         "steps": [step_json(s) for s in report.steps],
+        **endurance,
     }
-    if report.stress is not None:
-        found["stress"] = stress_json(report.stress)
-    if report.soak is not None:
-        found["soak"] = soak_json(report.soak)
-    return found
 
 
-def stress_json(stress: StressReport) -> dict[str, Any]:
+def stress_json(stress: StressReport) -> StressJson:
     return {
         "breaking_qps": stress.breaking_qps,
         "degradation": [{k: _round(v) for k, v in d.items()} for d in stress.degradation],
@@ -135,7 +175,7 @@ def stress_json(stress: StressReport) -> dict[str, Any]:
     }
 
 
-def soak_json(soak: SoakReport) -> dict[str, Any]:
+def soak_json(soak: SoakReport) -> SoakJson:
     return {
         "rss_start_mb": _round(soak.rss_start_mb),
         "rss_end_mb": _round(soak.rss_end_mb),
@@ -145,8 +185,16 @@ def soak_json(soak: SoakReport) -> dict[str, Any]:
     }
 
 
-def comparison_json(comparison: KneeComparison) -> dict[str, Any]:
-    return {k: _round(v) for k, v in dataclasses.asdict(comparison).items()}
+def comparison_json(comparison: KneeComparison) -> ComparisonJson:
+    return {
+        "baseline": comparison.baseline,
+        "candidate": comparison.candidate,
+        "difference": _round(comparison.difference),
+        "ci_low": _round(comparison.ci_low),
+        "ci_high": _round(comparison.ci_high),
+        "verdict": comparison.verdict,
+        "rounds": comparison.rounds,
+    }
 
 
 def summary(report: SweepReport) -> dict[str, Any]:
@@ -178,7 +226,7 @@ def write_outputs(report: SweepReport, out: Path) -> dict[str, Any]:
     return document
 
 
-def knee_row(report: TargetReport, slo_p99_ms: float) -> dict[str, Any]:
+def knee_row(report: TargetReport, slo_p99_ms: float) -> KneeRow:
     """One knee.csv row: the knee and its interval, whether it is only a lower bound, and
     why."""
     return {
@@ -189,7 +237,7 @@ def knee_row(report: TargetReport, slo_p99_ms: float) -> dict[str, Any]:
     }
 
 
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+def _write_csv(path: Path, rows: Sequence[Mapping[str, object]]) -> None:
     with path.open("w", newline="") as file:
         if rows:
             writer = csv.DictWriter(file, fieldnames=list(rows[0]))

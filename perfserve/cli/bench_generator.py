@@ -24,6 +24,7 @@ from perfserve.benchmarks.generator.references import (
 )
 from perfserve.benchmarks.generator.same_rate import render as render_same_rates
 from perfserve.benchmarks.generator.same_rate import same_rates
+from perfserve.benchmarks.http.http_overhead import add_cpu_options
 from perfserve_common.usage import UsageError, add_option
 from service.store import StoreError, load_manifest
 
@@ -51,20 +52,7 @@ def add_arguments(bench: argparse.ArgumentParser) -> None:
     add_option(
         bench, "--engines", nargs="+", choices=ENGINES, default=list(ENGINES), help="Engines."
     )
-    add_option(
-        bench,
-        "--server-cpus",
-        renamed_from="--server-cpu",
-        default="0",
-        help="CPU list the servers are pinned to.",
-    )
-    add_option(
-        bench,
-        "--generator-cpus",
-        renamed_from="--generator-cpu",
-        default="1",
-        help="CPU list the generators are pinned to.",
-    )
+    add_cpu_options(bench, "the generators", old_generator_flag="--generator-cpu")
     add_option(bench, "--k6", help="Path of a k6 binary, to run k6 beside the engines.")
     add_option(
         bench,

@@ -307,7 +307,6 @@ class Metrics:
             batch_size=fold.histogram(self.batch_size.labels(variant)),
             queue_depth=self.queue_depth.labels(variant),
             busy=fold.counter(self.busy.labels(variant)),
-            request_ok=fold.histogram(self.request_duration.labels(variant, "200")),
             folding=fold,
         )
 
@@ -323,7 +322,6 @@ class VariantMetrics:
     queue_depth: Any
     """Set from the queue's length at each flush (see `Folding.gauge`)."""
     busy: FoldedCounter
-    request_ok: FoldedHistogram
     folding: Folding
 
 

@@ -21,7 +21,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +32,7 @@ import pytest
 from perfserve_common.processes import free_port, wait_or_kill
 from service.store import Dataset
 from tests.deploy.test_manifests import containers, objects
-from tests.utils import ADMIN, ADMIN_TOKEN, body
+from tests.utils import ADMIN, ADMIN_TOKEN, body, eventually
 from tests.utils.mounts import can_mount, config_map_volume
 from tests.utils.stack import ROOT
 
@@ -158,18 +157,16 @@ def start(pod: Pod, port: int, log: Path) -> subprocess.Popen[bytes]:
 
 
 def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
+    def ready() -> bool:
         assert process.poll() is None, (
             f"the container exited {process.returncode}:\n{log.read_text()}"
         )
         try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
+            return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
         except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"not ready after {READY_TIMEOUT_S} s:\n{log.read_text()}")
+            return False
+
+    eventually(ready, READY_TIMEOUT_S, every_s=0.2, what=lambda: f"not ready:\n{log.read_text()}")
 
 
 def test_the_deployment_starts_as_rendered_and_follows_its_config_map(
@@ -197,12 +194,11 @@ def test_the_deployment_starts_as_rendered_and_follows_its_config_map(
             pod.sources[split_volume],
             {"traffic.json": '{"version": 2, "weights": {"onnx_int8": 1}}'},
         )
-        deadline = time.monotonic() + FOLLOW_BOUND_S
-        while httpx.get(f"{url}/traffic").json()["version"] != 2:
-            assert time.monotonic() < deadline, (
-                f"the ConfigMap's change was not followed:\n{log.read_text()}"
-            )
-            time.sleep(0.1)
+        eventually(
+            lambda: httpx.get(f"{url}/traffic").json()["version"] == 2,
+            FOLLOW_BOUND_S,
+            what=lambda: f"the ConfigMap's change was not followed:\n{log.read_text()}",
+        )
         assert httpx.get(f"{url}/traffic").json()["weights"] == {"onnx_int8": 1.0}
         process.send_signal(signal.SIGTERM)
         wait_or_kill(process, 30)

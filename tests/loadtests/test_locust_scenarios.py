@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from perfserve_common.processes import ServerProcess, free_port, running_server
+from tests.utils import poll
 
 pytestmark = pytest.mark.integration  # Locust against real servers
 
@@ -48,14 +48,15 @@ def test_bad_requests_answered_4xx_pass_and_metrics_are_served(
         server.url, store, "-u", "6", "-r", "6", "-t", "5s", "--user-rps", "8",
         "--bad-share", "0.25", "--max-p99-ms", "2000", "--metrics-port", str(port),
     )  # fmt: skip
-    metrics = ""
-    deadline = time.monotonic() + 20
-    while "perfserve_loadgen_requests_total{" not in metrics and time.monotonic() < deadline:
-        time.sleep(0.5)
+
+    def scraped() -> str:
         try:
-            metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+            return httpx.get(f"http://127.0.0.1:{port}/metrics").text
         except httpx.TransportError:
-            continue
+            return ""  # Locust not listening yet
+
+    # Read while Locust runs: its exporter goes with it.
+    metrics = poll(scraped, lambda text: 'outcome="bad_input"' in text, 20, every_s=0.5)
     code, output = finish(run)
     assert code == 0, output
     assert "[bad input]" in output  # bad requests were sent, grouped under their own name

@@ -10,7 +10,6 @@ import asyncio
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +32,7 @@ from service.batching import (
 from service.metrics import Metrics
 from service.runtimes import Prediction, Runner, SlowedRunner, open_runner
 from service.store import Dataset
+from tests.utils import eventually_async
 from tests.utils.runners import ScalarOutputRunner
 
 FAR = float("inf")
@@ -247,7 +247,7 @@ async def test_a_hung_model_call_is_bounded_by_the_deadlines(
     running = batcher.submit(numbered(0), short)
     queued = batcher.submit(numbered(1), short)
     await runner.wait_busy()
-    await asyncio.wait_for(_until(lambda: batcher.unavailable is not None), 10)
+    await eventually_async(lambda: batcher.unavailable is not None, 10)
     assert "running for" in str(batcher.unavailable)  # past hung_after_s, and so past both
     batcher.reap(time.perf_counter())  # deadlines: what the service's watchdog then does
     for future in (running, queued):
@@ -255,16 +255,10 @@ async def test_a_hung_model_call_is_bounded_by_the_deadlines(
     with pytest.raises(VariantUnavailable):
         batcher.submit(numbered(2), time.perf_counter() + 10)
     runner.gate.set()  # the hung call returns: the variant serves again
-    await asyncio.wait_for(_until(lambda: batcher.unavailable is None), 10)
+    await eventually_async(lambda: batcher.unavailable is None, 10)
     answered = await batcher.submit(numbered(3), time.perf_counter() + 10)
     assert answered.labels.tolist() == [3]
     await batcher.close(5.0)
-
-
-async def _until(condition: Callable[[], bool]) -> None:
-    """Poll a condition the batcher's own loop or clock makes true (callers bound the wait)."""
-    while not condition():
-        await asyncio.sleep(0.01)
 
 
 class GatedRunner:

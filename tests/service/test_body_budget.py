@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from perfserve_common.processes import ServerProcess, running_server
 from service.store import Dataset
-from tests.utils import body
+from tests.utils import body, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -79,10 +79,7 @@ def test_bodies_past_the_budget_are_refused_and_their_share_comes_back(
     with ExitStack() as held:
         for _ in range(2):  # two bodies of 0.9 MiB, held open: 1.8 of the 2 MiB
             held.enter_context(hold_open(server, 900_000, 1000))
-        deadline = time.monotonic() + BOUND_S
-        while held_bytes(server) < 1_800_000:
-            assert time.monotonic() < deadline, "the held bodies were not counted"
-            time.sleep(0.05)
+        eventually(lambda: held_bytes(server) >= 1_800_000, what="the held bodies not counted")
         started = time.monotonic()
         refused = httpx.post(
             f"{server.url}/predict",
@@ -95,10 +92,7 @@ def test_bodies_past_the_budget_are_refused_and_their_share_comes_back(
         small = httpx.post(f"{server.url}/predict", json=body(holdout.features[:1]))
         assert small.status_code == 200  # small bodies still fit
     # The two clients went away mid-body: their share is given back.
-    deadline = time.monotonic() + BOUND_S
-    while held_bytes(server) != 0:
-        assert time.monotonic() < deadline, "abandoned bodies kept their share"
-        time.sleep(0.05)
+    eventually(lambda: held_bytes(server) == 0, what="abandoned bodies kept their share")
     after = httpx.post(f"{server.url}/predict", content=b"{" + b" " * 900_000 + b"}")
     assert after.status_code == 422  # read whole, then refused for its content: admitted
 
@@ -120,7 +114,11 @@ def test_forty_held_open_bodies_leave_memory_near_where_it_was(store: Path) -> N
         for thread in threads:
             thread.join()
         try:
-            time.sleep(0.5)  # let the server read what it admitted
+            # The default budget of 32 MiB admits eight bodies of 3.9 MB at once.
+            eventually(lambda: held_bytes(server) >= 8 * 3_900_000, what="8 bodies admitted")
+            # How far the server has read into them shows nowhere: give it a moment,
+            # since a body not yet read would make the memory bound pass too easily.
+            time.sleep(0.5)
             grown = rss_bytes(server.process.pid) - before
             refused = sum(answer_head(s, 0.2).startswith(b"HTTP/1.1 503") for s in sockets)
         finally:

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
 import tracemalloc
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +19,7 @@ from service.cache import RowCache
 from service.metrics import Metrics
 from service.settings import Settings
 from service.store import Dataset, load_manifest
-from tests.utils import ADMIN, ADMIN_TOKEN, body
+from tests.utils import ADMIN, ADMIN_TOKEN, body, eventually_async
 from tests.utils.inprocess import InProcess, serving
 
 BASELINE, CANDIDATE = "sklearn_fp32", "onnx_fp32"
@@ -189,9 +187,9 @@ async def test_hits_are_not_mirrored_to_the_shadow(store: Path, holdout: Dataset
             sent = await app.client.post("/predict", json=body(holdout.features[:1]))
             assert sent.status_code == 200
             # The mirror copies only to an idle shadow: let any copy be computed first.
-            await _until(lambda: shadow.queued == 0)
-            await asyncio.sleep(0.05)
-        await _until(lambda: _compared(app) >= 1)
+            await eventually_async(lambda: shadow.queued == 0)
+            await asyncio.sleep(0.05)  # its model call: no event marks its end from here
+        await eventually_async(lambda: _compared(app) >= 1)
         await asyncio.sleep(0.5)  # time for copies of the hits, were any sent
         compared = _compared(app)
     assert compared == 1  # the first request's miss only
@@ -224,7 +222,7 @@ async def test_hits_are_not_a_rollouts_evidence(
         plan = {"baseline": BASELINE, "candidate": CANDIDATE, "steps": [50, 100]}
         started = await app.client.post("/rollout/start", json=plan, headers=ADMIN)
         assert started.status_code == 202
-        await _until(lambda: recorder.active)
+        await eventually_async(lambda: recorder.active)
         users = [f"user-{n}" for n in range(40)]
         for user in users * 3:  # each user sends the same row three times
             sent = await app.client.post(
@@ -241,13 +239,6 @@ async def test_hits_are_not_a_rollouts_evidence(
     assert len(recorded) == 2 and hits == len(users) * 3 - 2
 
 
-async def _until(condition: Callable[[], bool], timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "the condition never held"
-        await asyncio.sleep(0.05)
-
-
 async def test_hits_still_count_as_inputs_for_drift(store: Path, holdout: Dataset) -> None:
     """A repeated row is what users keep sending: drift sees it every time, answered from
     the cache or not."""
@@ -260,7 +251,7 @@ async def test_hits_still_count_as_inputs_for_drift(store: Path, holdout: Datase
             sent = await app.client.post("/predict", json=body(outside))
             assert sent.status_code == 200
         feature = app.service.manifest.feature_names[0]
-        await _until(
+        await eventually_async(
             lambda: (
                 app.sample(
                     "perfserve_feature_out_of_range_total", variant=BASELINE, feature=feature

@@ -7,7 +7,6 @@ import asyncio
 import json
 import logging
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from service.drift import EPSILON, DriftMetrics, VariantDrift, bin_counts, histograms, psi
 from service.metrics import Metrics
 from service.store import Dataset, Manifest
+from tests.utils import eventually_async
 from tests.utils.inprocess import InProcess, serving
 
 
@@ -135,11 +135,8 @@ def test_the_pending_buffer_is_bounded(manifest: Manifest, holdout: Dataset) -> 
 
 async def wait_for(app: InProcess, name: str, **labels: str) -> float:
     """The sample once it is set, polled with a deadline that holds on a busy machine."""
-    deadline = time.monotonic() + 30.0
-    while (value := app.sample(name, **labels)) == 0.0:
-        assert time.monotonic() < deadline, f"{name}{labels} never set"
-        await asyncio.sleep(0.05)
-    return value
+    await eventually_async(lambda: app.sample(name, **labels) != 0.0, what=f"{name}{labels} set")
+    return app.sample(name, **labels)
 
 
 async def test_the_service_exports_drift_of_what_it_is_sent(
@@ -168,6 +165,7 @@ async def test_drift_turned_off_watches_nothing(store: Path, holdout: Dataset) -
         assert described["watched"] is False and "turned off" in described["reason"]
         assert all(v.batcher.observe is None for v in app.service.variants.values())
         await app.client.post("/predict", json={"instances": holdout.features[:4].tolist()})
+        # Nothing marks that nothing was exported: give a wrong export time to show.
         await asyncio.sleep(0.2)
         text = (await app.client.get("/metrics")).text
         assert "perfserve_input_psi{" not in text

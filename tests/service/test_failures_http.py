@@ -8,7 +8,6 @@ what clients and `/readyz` see.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from service.predict import PredictEndpoint
 from service.settings import Settings
 from service.state import Service
 from service.store import Dataset
-from tests.utils import body
+from tests.utils import body, eventually
 from tests.utils.runners import ScalarOutputRunner
 
 
@@ -41,10 +40,12 @@ def served(store: Path) -> Iterator[tuple[str, Service]]:
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 60
-    while not (server.started and app.service.ready):  # listening, models loaded
-        assert thread.is_alive() and time.monotonic() < deadline
-        time.sleep(0.05)
+
+    def started() -> bool:  # listening, models loaded
+        assert thread.is_alive()
+        return server.started and app.service.ready
+
+    eventually(started, 60)
     try:
         yield f"http://127.0.0.1:{settings.port}", app.service
     finally:
@@ -76,9 +77,7 @@ def test_a_dead_batch_loop_answers_503_and_readyz_says_which(
     assert task is not None
     task.get_loop().call_soon_threadsafe(task.cancel)  # as an escaped error would end it
     payload = body(holdout.features[:1])
-    deadline = time.monotonic() + 10
-    while not task.done() and time.monotonic() < deadline:
-        time.sleep(0.02)
+    eventually(task.done, every_s=0.02)
     refused = httpx.post(f"{url}/models/onnx_int8/predict", json=payload, timeout=10)
     assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
     assert "batch loop stopped" in refused.json()["detail"]

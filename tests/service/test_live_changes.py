@@ -11,7 +11,7 @@ import pytest
 
 from perfserve_common.processes import running_server
 from service.store import Dataset
-from tests.utils import ADMIN, ADMIN_ENV, body, eventually
+from tests.utils import ADMIN, ADMIN_ENV, body, eventually, eventually_async
 
 pytestmark = pytest.mark.integration  # real servers under load
 
@@ -38,7 +38,7 @@ async def _load_while_changing_split(url: str, payload: dict[str, object]) -> Co
         async def operator() -> None:
             for split in SPLITS * 3:
                 (await client.put("/traffic", json=split, headers=ADMIN)).raise_for_status()
-                await asyncio.sleep(0.02)
+                await asyncio.sleep(0.02)  # changes spread among the users' requests
 
         await asyncio.gather(operator(), *(user(i) for i in range(16)))
     return outcomes
@@ -83,14 +83,12 @@ async def _until_admitted(url: str, count: int, timeout_s: float = 20.0) -> None
     """Wait until the server holds or has answered `count` prediction requests: a fixed
     sleep is too short on a loaded machine, and a request not yet admitted when SIGTERM
     arrives is refused by design, which is not what this test is about."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
     async with httpx.AsyncClient(base_url=url, timeout=5) as client:
-        while asyncio.get_running_loop().time() < deadline:
-            metrics = (await client.get("/metrics")).text
-            if _admitted(metrics) >= count:
-                return
-            await asyncio.sleep(0.01)
-    raise AssertionError(f"fewer than {count} requests admitted within {timeout_s} s")
+
+        async def admitted() -> bool:
+            return _admitted((await client.get("/metrics")).text) >= count
+
+        await eventually_async(admitted, timeout_s, what=f"{count} requests admitted")
 
 
 def _admitted(metrics: str) -> float:

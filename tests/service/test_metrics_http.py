@@ -4,7 +4,6 @@ across worker processes."""
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
@@ -13,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from perfserve_common.processes import ServerProcess, running_server
 from service.store import Dataset
-from tests.utils import body, require_tool, server_timing
+from tests.utils import body, poll, require_tool, server_timing
 
 EXPECTED = {
     "perfserve_request_duration_seconds",
@@ -138,9 +137,8 @@ def test_several_workers_add_up(store: Path, holdout: Dataset) -> None:
 def _settled(url: str, served: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """The metrics once every worker has flushed what it folded (within a few intervals)."""
     ok = {"variant": "sklearn_fp32", "status": "200"}
-    for _ in range(100):
-        snapshot = parse(httpx.get(f"{url}/metrics").text)
-        if value(snapshot, "perfserve_request_duration_seconds_count", **ok) >= served:
-            return snapshot
-        time.sleep(0.05)
-    return snapshot
+    count = "perfserve_request_duration_seconds_count"
+    return poll(
+        lambda: parse(httpx.get(f"{url}/metrics").text),
+        lambda snapshot: value(snapshot, count, **ok) >= served,
+    )

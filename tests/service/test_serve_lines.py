@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -13,19 +12,18 @@ import pytest
 
 from perfserve_common.processes import ServerProcess, running_server
 from service.store import Dataset
-from tests.utils import ADMIN_ENV, body
+from tests.utils import ADMIN_ENV, body, eventually, poll
 
 pytestmark = pytest.mark.integration  # real servers and their output
 
 
 def _wait_for_line(server: ServerProcess, start: str, timeout_s: float = 30.0) -> str:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        lines = [line for line in server.log().splitlines() if line.startswith(start)]
-        if lines:
-            return lines[0]
-        time.sleep(0.1)
-    raise AssertionError(f"no line starting {start!r} in:\n{server.log()}")
+    def lines() -> list[str]:
+        return [line for line in server.log().splitlines() if line.startswith(start)]
+
+    found = poll(lines, bool, timeout_s)
+    assert found, f"no line starting {start!r} in:\n{server.log()}"
+    return found[0]
 
 
 def _inflight(server: ServerProcess) -> float:
@@ -54,9 +52,7 @@ def test_ready_and_stopped_lines(store: Path, holdout: Dataset) -> None:
         payload = body(np.asarray(holdout.features[:1]))
         with ThreadPoolExecutor(3) as pool:
             answers = [pool.submit(httpx.post, url, json=payload, timeout=30) for _ in range(3)]
-            deadline = time.monotonic() + 20
-            while _inflight(server) < 3 and time.monotonic() < deadline:
-                time.sleep(0.02)
+            eventually(lambda: _inflight(server) >= 3, 20, every_s=0.02)
             assert server.stop() == 0
             assert [answer.result().status_code for answer in answers] == [200, 200, 200]
         stopped = server.log().strip().splitlines()[-1]

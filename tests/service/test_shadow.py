@@ -3,7 +3,6 @@ an offline comparison of the two variants on the same inputs."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import httpx
@@ -16,7 +15,7 @@ from service.batching import BatchResult
 from service.runtimes import open_runner
 from service.shadow import compare_answers
 from service.store import Dataset, Manifest
-from tests.utils import body
+from tests.utils import body, eventually
 
 BASELINE, SHADOW = "sklearn_fp32", "onnx_int8"
 
@@ -85,13 +84,11 @@ def shadow_figures(metrics: str) -> dict[str, float]:
 
 
 def wait_until_compared(client: httpx.Client, url: str, count: int) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+    def compared() -> bool:
         figures = shadow_figures(client.get(url).text)
-        if figures.get("agree", 0) + figures.get("disagree", 0) >= count:
-            return
-        time.sleep(0.005)
-    raise AssertionError(f"the shadow did not answer copy {count} within 10 s")
+        return figures.get("agree", 0) + figures.get("disagree", 0) >= count
+
+    eventually(compared, every_s=0.005, what=f"the shadow did not answer copy {count}")
 
 
 @pytest.mark.integration

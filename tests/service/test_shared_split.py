@@ -18,7 +18,7 @@ from perfserve_common.processes import ServerProcess, running_server
 from service.routing import Router, TrafficSplit
 from service.shared_split import SharedSplit
 from service.store import Dataset
-from tests.utils import ADMIN, ADMIN_ENV, body, run_perfserve
+from tests.utils import ADMIN, ADMIN_ENV, body, eventually, run_perfserve
 
 VARIANTS = ["sklearn_fp32", "onnx_fp32", "onnx_int8"]
 POLL_S = 0.2
@@ -39,9 +39,7 @@ def traffic(server: ServerProcess) -> dict[str, object]:
 def wait_for_version(server: ServerProcess, version: int) -> float:
     """Seconds until the server reports `version`; fails past FOLLOW_BOUND_S."""
     started = time.monotonic()
-    while traffic(server)["version"] != version:
-        assert time.monotonic() - started < FOLLOW_BOUND_S, f"{server.url} did not follow"
-        time.sleep(0.01)
+    eventually(lambda: traffic(server)["version"] == version, FOLLOW_BOUND_S, 0.01, f"{server.url}")
     return time.monotonic() - started
 
 

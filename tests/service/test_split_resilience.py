@@ -9,7 +9,7 @@ import asyncio
 import json
 import logging
 import shutil
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ import pytest
 from service.routing import Router, TrafficSplit
 from service.shared_split import ReadOnlySplit, SharedSplit
 from service.supervision import LoopHealth, supervise
-from tests.utils import ADMIN, ADMIN_TOKEN
+from tests.utils import ADMIN, ADMIN_TOKEN, eventually_async
 from tests.utils.inprocess import InProcess, serving
 from tests.utils.mounts import config_map_volume, read_only
 
@@ -87,11 +87,8 @@ async def test_a_corrupt_split_file_is_repaired_by_the_next_change(
         await app.client.post("/rollout/abort", headers=ADMIN)
 
 
-async def wait_for(condition: object, what: str) -> None:
-    deadline = time.monotonic() + FOLLOW_BOUND_S
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.02)
+async def wait_for(condition: Callable[[], bool], what: str) -> None:
+    await eventually_async(condition, FOLLOW_BOUND_S, what=what)
 
 
 async def test_a_symlink_loop_for_a_moment_is_logged_and_the_follower_catches_up(
@@ -148,10 +145,10 @@ def healthy(app: InProcess, loop: str) -> float:
 
 
 async def wait_for_status(app: InProcess, status: int) -> None:
-    deadline = time.monotonic() + FOLLOW_BOUND_S
-    while (await app.client.get("/readyz")).status_code != status:
-        assert time.monotonic() < deadline, f"/readyz never answered {status}"
-        await asyncio.sleep(0.05)
+    async def answers() -> bool:
+        return (await app.client.get("/readyz")).status_code == status
+
+    await eventually_async(answers, FOLLOW_BOUND_S, 0.05, f"/readyz never answered {status}")
 
 
 async def test_every_loop_survives_an_exception_in_any_run(

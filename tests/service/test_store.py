@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,7 @@ from service.store import (
     sha256_of,
     write_csv_dataset,
 )
+from tests.utils import eventually, eventually_async, poll
 from tests.utils.inprocess import started
 
 
@@ -199,14 +198,16 @@ def test_a_tampered_artifact_is_refused_before_it_is_loaded(
 
 def wait_ready_status(url: str, timeout_s: float = 30.0) -> int:
     """/readyz's status once the server listens (it may log before it binds its port)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
+
+    def status() -> int | None:
         try:
             return httpx.get(f"{url}/readyz", timeout=5).status_code
         except httpx.TransportError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
+            return None
+
+    answered = poll(status, lambda code: code is not None, timeout_s, every_s=0.1)
+    assert answered is not None, f"{url} not listening after {timeout_s} s"
+    return answered
 
 
 @pytest.mark.integration
@@ -215,10 +216,13 @@ def test_a_server_on_a_tampered_store_never_turns_ready(store: Path, tmp_path: P
     joblib.dump({"not": "the model"}, copy / "sklearn_fp32/model.joblib")
     server = start_server(copy)
     try:
-        deadline = time.monotonic() + 60  # start-up alone can take seconds on a loaded machine
-        while "does not match the sha256 in the manifest" not in server.log():
-            assert server.process.poll() is None and time.monotonic() < deadline, server.log()
-            time.sleep(0.1)
+
+        def refused() -> bool:
+            assert server.process.poll() is None, server.log()
+            return "does not match the sha256 in the manifest" in server.log()
+
+        # Start-up alone can take seconds on a loaded machine.
+        eventually(refused, 60, every_s=0.1, what=server.log)
         assert wait_ready_status(server.url) == 503
     finally:
         server.stop()
@@ -231,9 +235,7 @@ async def test_an_app_on_a_tampered_store_says_why_it_is_not_ready(
     copy = _copy_store(store, tmp_path)
     joblib.dump({"not": "the model"}, copy / "sklearn_fp32/model.joblib")
     async with started(copy) as app:
-        deadline = time.monotonic() + 30
-        while app.service.load_error is None and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+        await eventually_async(lambda: app.service.load_error is not None)
         ready = await app.client.get("/readyz")
         refused = await app.client.post("/predict", json={"instances": [[1.0] * 30]})
     assert ready.status_code == 503

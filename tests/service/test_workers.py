@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import signal
 import socket
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -14,6 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from perfserve_common.processes import running_server
+from tests.utils import eventually
 
 
 def gauge(url: str, name: str) -> dict[str, float]:
@@ -35,13 +34,6 @@ def workers(supervisor: int) -> list[psutil.Process]:
     ]
 
 
-def wait_for(condition: str, check: Callable[[], bool], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, f"still not {condition} after {timeout_s} s"
-        time.sleep(0.05)
-
-
 @pytest.mark.integration
 def test_a_killed_worker_leaves_no_live_gauges_behind(store: Path) -> None:
     options = ["--workers", "2", "--body-timeout-s", "2", "--inference", "thread"]
@@ -60,7 +52,7 @@ def test_a_killed_worker_leaves_no_live_gauges_behind(store: Path) -> None:
             for sock in held:
                 sock.sendall(head)
             inflight = "perfserve_inflight_requests"
-            wait_for("in flight", lambda: gauge(server.url, inflight)[""] == len(held), 10)
+            eventually(lambda: gauge(server.url, inflight)[""] == len(held), 10, what="in flight")
             victim = workers(supervisor)[0]
             victim.send_signal(signal.SIGKILL)
             victim.wait(10)
@@ -69,22 +61,18 @@ def test_a_killed_worker_leaves_no_live_gauges_behind(store: Path) -> None:
                 ready = httpx.get(f"{server.url}/readyz", timeout=10)
                 return ready.status_code == 503 and "1 of 2 workers" in ready.text
 
-            wait_for("counted as gone", one_of_two, 20)
-            wait_for(
-                "replaced",
+            eventually(one_of_two, 20, what="counted as gone")
+            eventually(
                 lambda: httpx.get(f"{server.url}/readyz", timeout=10).status_code == 200,
                 60,
+                what="replaced",
             )
             assert victim.pid not in {w.pid for w in workers(supervisor)}
             assert len(workers(supervisor)) == 2
             runners = gauge(server.url, "perfserve_runners")
             assert runners == {"sklearn_fp32": 2, "onnx_fp32": 2, "onnx_int8": 2}
             # The survivor's held requests end in 408; the victim's counted nowhere.
-            wait_for(
-                "drained",
-                lambda: gauge(server.url, inflight) == {"": 0},
-                20,
-            )
+            eventually(lambda: gauge(server.url, inflight) == {"": 0}, 20, what="drained")
             assert set(gauge(server.url, "perfserve_queue_depth").values()) == {0}
         finally:
             for sock in held:

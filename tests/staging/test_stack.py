@@ -31,12 +31,13 @@ from perfserve.staging.prometheus import running_prometheus
 from perfserve.staging.traffic import apply_split
 from perfserve_common.processes import free_port, running_server
 from service.routing import TrafficSplit
-from tests.utils import ADMIN, ADMIN_TOKEN, require_tool
+from tests.utils import ADMIN, ADMIN_TOKEN, eventually, require_tool
 from tests.utils.stack import (
     COMPOSE,
     ROOT,
     RULES,
     as_promql,
+    caught_up,
     load_dashboard,
     panel_queries,
     query_range,
@@ -102,7 +103,8 @@ def run(store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack
         )
         start = time.time()
         drive(lb, [server.url for server in servers], store, loadgen)
-        time.sleep(3)  # the last scrapes and rule evaluations
+        driven = time.time()
+        eventually(lambda: caught_up(prometheus, driven), what="the last scrapes and evaluations")
         yield StackRun(prometheus, replicas, loadgen, start, time.time())
 
 
@@ -148,6 +150,8 @@ def drive(lb: str, replicas: Sequence[str], store: Path, loadgen: str) -> None:
         ]
         try:
             wait_for_traffic(f"http://{loadgen}/metrics")
+            # The scenario's phases: a quarter of the run on the first split, a quarter on
+            # the canary's, the rest under the rollout.
             time.sleep(LOCUST_SECONDS / 4)
             apply_split(lb, CANARY, ADMIN_TOKEN, replicas)
             time.sleep(LOCUST_SECONDS / 4)
@@ -166,16 +170,15 @@ def drive(lb: str, replicas: Sequence[str], store: Path, loadgen: str) -> None:
 
 def wait_for_traffic(metrics_url: str, timeout_s: float = 60.0) -> None:
     """Until the load generator says it offers a rate (Locust takes seconds to start)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+
+    def offered() -> bool:
         try:
             text = httpx.get(metrics_url, timeout=1.0).text
         except httpx.TransportError:
-            text = ""
-        if re.search(r"^perfserve_loadgen_target_rps [1-9]", text, re.MULTILINE):
-            return
-        time.sleep(0.2)
-    raise RuntimeError(f"no load generated within {timeout_s} s")
+            return False
+        return re.search(r"^perfserve_loadgen_target_rps [1-9]", text, re.MULTILINE) is not None
+
+    eventually(offered, timeout_s, every_s=0.2, what="no load generated")
 
 
 def test_every_replica_and_the_load_generator_were_scraped(run: StackRun) -> None:

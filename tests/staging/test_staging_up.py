@@ -15,7 +15,6 @@ import os
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -103,7 +102,8 @@ def test_the_rollout_rehearsal_rolls_back_then_promotes_and_no_request_fails(
     with Load([stack.service], body(holdout.features[:1]), users=4) as load:
         faulted = rollout(stack, FAULTED)
         healthy = rollout(stack, HEALTHY)
-        time.sleep(1)  # requests on the promoted split, too
+        promoted = load.outcomes[HEALTHY]
+        eventually(lambda: load.outcomes[HEALTHY] > promoted)  # on the promoted split, too
     assert faulted.returncode == 1, faulted.stdout + faulted.stderr
     assert "predictions fail: " in faulted.stdout
     assert f"{FAULTED} weight 0" in faulted.stdout

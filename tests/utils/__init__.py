@@ -1,18 +1,22 @@
-"""Small helpers the tests share: request bodies and reading response headers."""
+"""Small helpers the tests share: request bodies, response headers, waiting on a condition."""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pytest
+
+T = TypeVar("T")
 
 ADMIN_TOKEN = "test-admin-token-4f1c"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -31,15 +35,53 @@ def server_timing(header: str) -> dict[str, float]:
     return {name: float(value) for name, value in parts}
 
 
-def eventually(
-    condition: Callable[[], bool], timeout_s: float = 15.0, every_s: float = 0.05
-) -> None:
-    """Wait until `condition()` holds, polling: the way a test waits for another process to
-    catch up, with a deadline generous enough for a loaded 2-core machine."""
+def poll(
+    read: Callable[[], T],
+    until: Callable[[T], bool],
+    timeout_s: float = 30.0,
+    every_s: float = 0.05,
+) -> T:
+    """`read()` again until `until` holds of what it returns, or its last value at the
+    deadline, so the caller's assertion on it shows what was seen. The way a test waits
+    for another process or loop to catch up: a fixed sleep is too short on a loaded
+    2-core machine and too long everywhere else."""
     deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"not true within {timeout_s} s"
+    while True:
+        value = read()
+        if until(value) or time.monotonic() > deadline:
+            return value
         time.sleep(every_s)
+
+
+def eventually(
+    condition: Callable[[], bool],
+    timeout_s: float = 30.0,
+    every_s: float = 0.05,
+    what: str | Callable[[], str] = "",
+) -> None:
+    """Wait until `condition()` holds (see `poll`); `what` explains a failure (a callable
+    is read only then, e.g. a server's log)."""
+    if not poll(condition, bool, timeout_s, every_s):
+        detail = what() if callable(what) else what
+        raise AssertionError(f"not true within {timeout_s} s: {detail}")
+
+
+async def eventually_async(
+    condition: Callable[[], bool | Awaitable[bool]],
+    timeout_s: float = 30.0,
+    every_s: float = 0.01,
+    what: str = "",
+) -> None:
+    """`eventually` inside a running loop: the condition may be a coroutine (a request to
+    an in-process app), and the wait yields to the loop that makes it true."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        held = condition()
+        if (await held) if inspect.isawaitable(held) else held:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {timeout_s} s: {what}")
+        await asyncio.sleep(every_s)
 
 
 def run_perfserve(

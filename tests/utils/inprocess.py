@@ -7,8 +7,6 @@ the socket are left out. Its lifespan runs, so models load and warm as in a serv
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -21,6 +19,7 @@ from asgi_lifespan import LifespanManager
 from service.app import create_app
 from service.settings import Settings
 from service.state import Service
+from tests.utils import eventually_async
 
 BASE_URL = "http://perfserve.test"
 
@@ -61,10 +60,10 @@ async def serving(
 
 async def _wait_ready(client: httpx.AsyncClient, service: Service, timeout_s: float) -> None:
     """Poll `/readyz` as an orchestrator would; fail with the load error if loading failed."""
-    deadline = time.monotonic() + timeout_s
-    while (await client.get("/readyz")).status_code != 200:
+
+    async def ready() -> bool:
         if service.load_error is not None:
             raise RuntimeError(f"the store failed to load: {service.load_error}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"not ready after {timeout_s} s")
-        await asyncio.sleep(0.01)
+        return (await client.get("/readyz")).status_code == 200
+
+    await eventually_async(ready, timeout_s, what="ready")

@@ -9,6 +9,7 @@ import re
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +124,16 @@ def query_range(
     assert answer.get("status") == "success", f"{expr}: {answer}"
     series: list[dict[str, Any]] = answer["data"]["result"]
     return series
+
+
+def caught_up(prometheus: str, since: float) -> bool:
+    """Whether Prometheus has scraped every target and evaluated every rule group since
+    `since` (`time.time()`): then a query over a run that ended then sees all of it."""
+    targets = httpx.get(f"{prometheus}/api/v1/targets", params={"state": "active"}, timeout=10)
+    groups = httpx.get(f"{prometheus}/api/v1/rules", timeout=10)
+    times = [target["lastScrape"] for target in targets.json()["data"]["activeTargets"]]
+    times += [group["lastEvaluation"] for group in groups.json()["data"]["groups"]]
+    return bool(times) and all(datetime.fromisoformat(t).timestamp() > since for t in times)
 
 
 def with_data(series: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -373,17 +373,25 @@ def add_pinned_bench_options(bench: argparse.ArgumentParser, out: Path, client: 
         help="Model store to serve; built there first if it is missing.",
     )
     add_option(bench, "--out", type=Path, default=out, help="Folder for the results.")
+    add_cpu_options(bench, client)
+
+
+def add_cpu_options(
+    bench: argparse.ArgumentParser, client: str, old_generator_flag: str = "--client-cpu"
+) -> None:
+    """`--server-cpus` and `--generator-cpus`, as every pinned benchmark names them;
+    `old_generator_flag` is the spelling the command had before (still taken, warned)."""
     add_option(
         bench,
         "--server-cpus",
         renamed_from="--server-cpu",
         default="0",
-        help="CPU list the servers are pinned to.",
+        help="CPU list to pin the servers to.",
     )
     add_option(
         bench,
         "--generator-cpus",
-        renamed_from="--client-cpu",
+        renamed_from=old_generator_flag,
         default="1",
-        help=f"CPU list {client} is pinned to.",
+        help=f"CPU list to pin {client} to.",
     )

@@ -111,6 +111,7 @@ RULES: tuple[Rule, ...] = (
     # Metrics before everything else: an observation inside any stage is metrics' cost.
     Rule("metrics", "prometheus_client/"),
     Rule("metrics", "service/metrics/"),
+    Rule("metrics", "service/state.py", ("Service.observe_request",)),
     Rule("metrics", "service/batching.py", ("MicroBatcher._record",)),
     Rule("metrics", "service/rollout/"),
     # I/O on the socket: the event loop's, wherever the write is issued from.
@@ -169,9 +170,9 @@ RULES: tuple[Rule, ...] = (
             "_routing_headers",
             "_is_json",
             "PredictEndpoint._refuse_at_capacity",
-            "PredictEndpoint._rejected",
         ),
     ),
+    Rule("admission", "service/state.py", ("Service.count_rejection", "Service.record_evidence")),
     # HTTP both ways and the ASGI hand-off.
     Rule("http_parse", "service/predict.py", ("_send",)),
     Rule("http_parse", "service/receiving.py"),

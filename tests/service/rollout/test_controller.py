@@ -3,7 +3,6 @@ published by real sample recorders (two replicas), judged by the real judge."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 
@@ -119,10 +118,9 @@ async def test_too_little_traffic_is_inconclusive_then_paused(
     tmp_path: Path, replicas: Replicas
 ) -> None:
     control = controller(tmp_path, replicas, window_seconds=0.01, max_extensions=2)
-    for _ in range(20):
+    for tick in range(1, 21):
         replicas.serve(control.state, 0)  # replicas alive and following, no traffic
-        await control.tick(time.time())
-        await asyncio.sleep(0.02)
+        await control.tick(time.time() + 0.02 * tick)  # each tick past a window's end
         if control.state.status != "running":
             break
     actions = [d.action for d in control.state.decisions]
@@ -155,10 +153,9 @@ async def test_a_replica_that_does_not_follow_the_split_pauses_the_rollout(
 ) -> None:
     control = controller(tmp_path, replicas, window_seconds=0.05)
     replicas.version = -5  # the replicas publish a version older than the one set
-    for _ in range(20):
+    for tick in range(1, 21):
         replicas.serve(control.state, 0)
-        await control.tick(time.time())
-        await asyncio.sleep(0.01)
+        await control.tick(time.time() + 0.01 * tick)  # the replicas' time to follow passes
         if control.state.status != "running":
             break
     assert control.state.status == "paused"

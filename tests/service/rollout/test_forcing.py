@@ -6,14 +6,13 @@ a bounded number of records to the judge's evidence."""
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import pytest
 
 from service.rollout.samples import SampleRecorder
 from service.store import Dataset
-from tests.utils import ADMIN, ADMIN_TOKEN, body
+from tests.utils import ADMIN, ADMIN_TOKEN, body, eventually_async
 from tests.utils.inprocess import InProcess, serving
 
 BASELINE, CANDIDATE = "sklearn_fp32", "onnx_fp32"
@@ -30,13 +29,6 @@ async def forced(app: InProcess, holdout: Dataset, variant: str, **headers: str)
     return by_header.status_code
 
 
-async def until(condition: object, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition never held"
-        await asyncio.sleep(0.05)
-
-
 async def test_the_candidate_is_admin_only_while_a_rollout_runs_and_after_its_abort(
     store: Path, holdout: Dataset
 ) -> None:
@@ -49,7 +41,7 @@ async def test_the_candidate_is_admin_only_while_a_rollout_runs_and_after_its_ab
         by_admin = await forced(app, holdout, CANDIDATE, **ADMIN)
         baseline = await forced(app, holdout, BASELINE)
         assert (await app.client.post("/rollout/abort", headers=ADMIN)).status_code == 202
-        await until(lambda: app.service.router.weight(CANDIDATE) == 0.0)
+        await eventually_async(lambda: app.service.router.weight(CANDIDATE) == 0.0)
         after_abort = await forced(app, holdout, CANDIDATE)
         refused = await app.client.post("/predict", json=body(holdout.features[:1]),
                                         headers={"X-Variant": CANDIDATE})  # fmt: skip
@@ -104,7 +96,7 @@ async def test_sticky_requests_of_one_user_are_capped_in_the_evidence(
         plan = {"baseline": BASELINE, "candidate": CANDIDATE, "steps": [50, 100]}
         await app.client.post("/rollout/start", json=plan, headers=ADMIN)
         recorder = app.service.rollouts.recorder
-        await until(lambda: recorder.active)
+        await eventually_async(lambda: recorder.active)
         async with asyncio.TaskGroup() as group:
             for _ in range(40):
                 group.create_task(

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 
 from perfserve_common.processes import ServerProcess, running_server
 from service.store import Dataset
-from tests.utils import ADMIN, ADMIN_ENV, ADMIN_TOKEN, body
+from tests.utils import ADMIN, ADMIN_ENV, ADMIN_TOKEN, body, poll
 from tests.utils.rollout import POLICY, Load
 
 pytestmark = pytest.mark.slow
@@ -57,33 +56,32 @@ def followed_weights(
 ) -> list[dict[str, float]]:
     """Every replica's weights once all show `expected`, or as they are at the timeout:
     the controller's replica changes at once, the others within their split poll."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        weights = [httpx.get(f"{url}/traffic").json()["weights"] for url in urls]
-        if all(w == expected for w in weights) or time.monotonic() > deadline:
-            return weights
-        time.sleep(0.05)
+    return poll(
+        lambda: [httpx.get(f"{url}/traffic").json()["weights"] for url in urls],
+        lambda weights: all(w == expected for w in weights),
+        timeout_s,
+    )
 
 
 def metrics_showing(url: str, lines: Sequence[str], timeout_s: float = 5.0) -> str:
     """`/metrics` once it shows every line, or as it is at the timeout: a replica mirrors
     the shared rollout state on its next poll."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        text = httpx.get(f"{url}/metrics").text
-        if all(line in text for line in lines) or time.monotonic() > deadline:
-            return text
-        time.sleep(0.05)
+    return poll(
+        lambda: httpx.get(f"{url}/metrics").text,
+        lambda text: all(line in text for line in lines),
+        timeout_s,
+    )
+
+
+def rollout_status(url: str) -> dict[str, Any]:
+    state: dict[str, Any] = httpx.get(f"{url}/rollout/status", headers=ADMIN).json()
+    return state
 
 
 def wait_settled(url: str, timeout_s: float = 120.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        state: dict[str, Any] = httpx.get(f"{url}/rollout/status", headers=ADMIN).json()
-        if state["status"] != "running":
-            return state
-        time.sleep(0.3)
-    raise AssertionError(f"rollout still running after {timeout_s} s: {state['decisions']}")
+    state = poll(lambda: rollout_status(url), lambda s: s["status"] != "running", timeout_s, 0.3)
+    assert state["status"] != "running", f"still running after {timeout_s} s: {state['decisions']}"
+    return state
 
 
 def test_a_healthy_candidate_is_promoted_on_both_replicas_and_no_request_fails(
@@ -124,8 +122,7 @@ def test_too_little_traffic_pauses_and_the_command_line_exits_3(
         state = httpx.get(f"{urls[0]}/rollout/status", headers=ADMIN).json()
         weights = httpx.get(f"{urls[0]}/traffic").json()["weights"]
         aborted = httpx.post(f"{urls[0]}/rollout/abort", headers=ADMIN)
-        time.sleep(0.6)
-        after = httpx.get(f"{urls[0]}/rollout/status", headers=ADMIN).json()
+        after = poll(lambda: rollout_status(urls[0]), lambda s: s["status"] == "aborted")
     assert done.returncode == 3, done.stdout + done.stderr
     assert "extend" in done.stdout and "pause" in done.stdout
     assert state["status"] == "paused"

@@ -4,8 +4,6 @@ it over, and an abort sent to any replica is acted on."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +11,7 @@ import httpx
 import pytest
 
 from perfserve_common.processes import running_server
-from tests.utils import ADMIN, ADMIN_ENV
+from tests.utils import ADMIN, ADMIN_ENV, poll
 
 pytestmark = pytest.mark.integration
 
@@ -27,16 +25,6 @@ def environment(tmp_path: Path, takeover_s: float) -> dict[str, str]:
         "PERFSERVE_TRAFFIC": f"{BASELINE}=1",
         "PERFSERVE_ROLLOUT_TAKEOVER_S": str(takeover_s),
     }
-
-
-def poll(read: Callable[[], Any], until: Callable[[Any], bool], timeout_s: float = 30.0) -> Any:
-    """`read()` until `until` holds of it, or its last value at the timeout."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = read()
-        if until(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(0.1)
 
 
 def status(url: str) -> dict[str, Any]:
