@@ -163,35 +163,52 @@ def render(
 
 
 def on_paper(cells: list[WorkersCell], cores: int, shared: bool) -> list[str]:
-    """What N workers should hold, from the CPU per request of the fewest workers measured
-    at the highest concurrency (the module's docstring says what that assumes)."""
-    fewest = min(c.workers for c in cells)
-    base = max((c for c in cells if c.workers == fewest), key=lambda c: c.concurrency)
-    server_us, wrk_us = base.median(base.cpu_us), base.median(base.generator_us)
-    if not server_us > 0:
+    """Each measured row against what its own CPU per request allows, then what N workers
+    should hold each on a core of its own (the module's docstring says what that assumes).
+
+    A row's budget is the smaller of its workers' cores (each worker's event loop is one
+    thread) and the cores there are, every request paying the server's cost, and wrk's
+    too when wrk shares the cores. CPU per request is taken from each row itself: it is
+    not a constant (one worker sharing cores with wrk pays more per request than two)."""
+    measured = [c for c in cells if c.median(c.cpu_us) > 0]
+    if not measured:
         return ["No CPU per request was measured: nothing to put on paper."]
     lines = [
-        f"On paper, from {fewest} worker(s) at {base.concurrency} connections "
-        f"({server_us:.1f} µs of server CPU and {wrk_us:.1f} µs of wrk's per request):",
+        "Each row against its own CPU per request:",
         "",
-        "| workers, each on a core of its own, the load generator elsewhere | at most req/s |",
-        "| --- | --- |",
+        "| workers | connections | measured req/s | on paper req/s | measured over paper |",
+        "| --- | --- | --- | --- | --- |",
     ]
-    lines += [f"| {n} | {n * 1e6 / server_us:,.0f} |" for n in ON_PAPER_WORKERS]
-    if shared:
-        ceiling = cores * 1e6 / (server_us + wrk_us)
-        lines += [
-            "",
-            f"Here wrk shares the server's cores, so every request pays both costs out of "
-            f"{cores} core(s): at most {ceiling:,.0f} req/s for any number of workers. A "
-            "measured figure well under that is time lost to the two competing for the "
-            "cores (context switches, caches) or to other work on the machine.",
-        ]
+    for cell in measured:
+        paper = row_budget(cell, cores, shared)
+        lines.append(
+            f"| {cell.workers} | {cell.concurrency} | {cell.median(cell.rps):,.0f} "
+            f"| {paper:,.0f} | {cell.median(cell.rps) / paper:.0%} |"
+        )
+    most = max(measured, key=lambda c: (c.workers, c.concurrency))
+    server_us = most.median(most.cpu_us)
     lines += [
         "",
-        "Assumed: every worker costs per request what one did, each holds at most one "
-        "core, the cores run at one speed and nothing else runs on them. Check it on your "
-        "machine with `perfserve bench-http --workers 1,2 --server-cpus 0,1 "
-        "--generator-cpus 2` (the generator on a core of its own).",
+        f"Each on a core of its own, the load generator elsewhere, at the {server_us:.1f} µs "
+        f"of server CPU per request measured with {most.workers} worker(s) at "
+        f"{most.concurrency} connections, N workers should hold about N * 1,000,000 / "
+        f"{server_us:.1f} req/s:",
+        "",
+        "| workers | about req/s |",
+        "| --- | --- |",
+        *(f"| {n} | {n * 1e6 / server_us:,.0f} |" for n in ON_PAPER_WORKERS),
+        "",
+        "Assumed: a worker costs per request what it did here, each holds at most one core, "
+        "the cores run at one speed and nothing else runs on them; the measured rows are "
+        "what to trust. Check it on your machine with `perfserve bench-http --workers 1,2 "
+        "--server-cpus 0,1 --generator-cpus 2` (the generator on a core of its own).",
     ]
     return lines
+
+
+def row_budget(cell: WorkersCell, cores: int, shared: bool) -> float:
+    """What one row's CPU per request allows on its cores (see `on_paper`)."""
+    server_us, wrk_us = cell.median(cell.cpu_us), cell.median(cell.generator_us)
+    per_worker = cell.workers * 1e6 / server_us
+    on_cores = cores * 1e6 / (server_us + (wrk_us if shared else 0.0))
+    return min(per_worker, on_cores)

@@ -29,20 +29,27 @@ def test_one_and_two_workers_are_measured_in_turns_and_put_on_paper(
         assert cell.cpu_us[0] > 0 and cell.generator_us[0] > 0
     assert len(json.loads((tmp_path / "workers.json").read_text())) == 2
     report = (tmp_path / "workers.md").read_text()
-    one = cells[0]
-    two_cores = 2 * 1e6 / one.cpu_us[0]
-    assert f"| 2 | {two_cores:,.0f} |" in report
-    # wrk shared the server's core: the ceiling counts both costs out of one core.
-    shared = 1e6 / (one.cpu_us[0] + one.generator_us[0])
-    assert f"out of 1 core(s): at most {shared:,.0f} req/s" in report
+    # wrk shared the server's core: each row's budget counts both costs out of one core.
+    for cell in cells:
+        budget = 1e6 / (cell.cpu_us[0] + cell.generator_us[0])
+        assert f"| {cell.workers} | 8 | {cell.rps[0]:,.0f} | {budget:,.0f} |" in report
+    two = cells[1]
+    assert f"| 4 | {4 * 1e6 / two.cpu_us[0]:,.0f} |" in report
 
 
-def test_on_paper_scales_one_workers_cost_and_says_what_it_assumes() -> None:
-    cell = WorkersCell("1 workers", 64, rps=[9_000], cpu_us=[100.0], workers=1, generator_us=[20.0])
-    lines = on_paper([cell], cores=2, shared=False)
-    assert "| 4 | 40,000 |" in lines
-    assert not any("shares the server's cores" in line for line in lines)
-    assert any(line.startswith("Assumed: every worker costs per request") for line in lines)
+def test_on_paper_each_row_has_its_own_budget_and_the_most_workers_scale() -> None:
+    one = WorkersCell("1 workers", 64, rps=[9_000], cpu_us=[100.0], workers=1, generator_us=[20.0])
+    two = WorkersCell("2 workers", 64, rps=[19_000], cpu_us=[80.0], workers=2, generator_us=[10.0])
+    lines = on_paper([one, two], cores=2, shared=False)
+    # One worker holds at most its one core; two are held by theirs.
+    assert "| 1 | 64 | 9,000 | 10,000 | 90% |" in lines
+    assert "| 2 | 64 | 19,000 | 25,000 | 76% |" in lines
+    # The projection scales the cost measured with the most workers.
+    assert "| 4 | 50,000 |" in lines
+    assert any(line.startswith("Assumed: a worker costs per request") for line in lines)
+    # With wrk on the same cores, each request pays both costs out of them.
+    shared = on_paper([one, two], cores=2, shared=True)
+    assert "| 2 | 64 | 19,000 | 22,222 | 86% |" in shared
 
 
 @pytest.mark.parametrize(
