@@ -21,6 +21,10 @@ PROFILE_JSON = "profile.json"
 SHARES_OF_KNEE = (0.5, 0.9)
 """Where to profile: half the knee (the server at ease) and near it (where the queue forms)."""
 PROFILE_SECONDS = 20
+SAMPLE_RATE = 250
+"""py-spy samples per second for profiles near a knee: each sample stops the server, and
+at the default 1,000 a second the stops cost it a fifth or more of its throughput there
+(docs/PERFORMANCE.md, "Where a replica's CPU goes")."""
 UNATTRIBUTED = "other"
 
 
@@ -56,7 +60,8 @@ def profile_commands(summary: dict[str, Any], report_dir: Path) -> list[str]:
             out = report_dir.parent / f"profile-{variant}-{share:.0%}".replace("%", "")
             commands.append(
                 f"perfserve profile --variant {variant} --rate {rate:.0f} "
-                f"--seconds {PROFILE_SECONDS} --store {store} --out {out}"
+                f"--seconds {PROFILE_SECONDS} --sample-rate {SAMPLE_RATE} --store {store} "
+                f"--out {out}"
             )
     return commands
 

@@ -270,7 +270,7 @@ def test_the_report_links_profiles_beside_it_and_says_how_to_make_them(
     assert f"href='{href}'" in page and (tmp_path / "sweep" / href).exists()
     # sklearn_fp32's knee is 200/s: profile it at 100/s and 180/s.
     assert (
-        f"perfserve profile --variant sklearn_fp32 --rate 100 --seconds 20 --store model_store "
-        f"--out {tmp_path}/profile-sklearn_fp32-50"
+        "perfserve profile --variant sklearn_fp32 --rate 100 --seconds 20 --sample-rate 250 "
+        f"--store model_store --out {tmp_path}/profile-sklearn_fp32-50"
     ) in html.unescape(page)
     assert "--variant sklearn_fp32 --rate 180 " in html.unescape(page)
