@@ -31,7 +31,7 @@ from typing import Any
 from locust import FastHttpUser, events, task
 from locust.env import Environment
 
-from loadtests.bodies import SALT_BASE, bad_bodies, body_source
+from loadtests.bodies import SALT_BASE, BodyMix, bad_bodies, body_source
 from loadtests.checks import post_checked
 from loadtests.scenarios import events as scenario_events
 from loadtests.scenarios.pacing import Pacer
@@ -57,8 +57,10 @@ class PerfserveUser(FastHttpUser):
         self.protocol: ProtocolName = options.protocol
         # A salt of its own: with --bodies zipf:H, users share only the popular rows.
         salt = random.randrange(1, SALT_BASE**2)
+        # A worker receives the master's options as plain lists: the mix is rebuilt from them.
+        mix = BodyMix(*options.bodies)
         self.next_body = body_source(
-            options.bodies, scenario_events.rows(), self.rows_per_request, self.protocol, salt
+            mix, scenario_events.rows(), self.rows_per_request, self.protocol, salt
         )
         self.bad = list(bad_bodies(scenario_events.rows().shape[1]).values())
         self.bad_share: float = options.bad_share
