@@ -74,7 +74,7 @@ class SameRate:
             return "the sweep's arrivals waited for connections: the server fell behind"
         if self.openloop_late_share > 0.01:
             return "openloop fell behind"
-        return "neither side counted itself late: the server's tail moved between runs"
+        return "neither side counted itself late, so neither side's counts explain it"
 
 
 def sweep_step(url: str, store: Path, variant: str, rate: float, seconds: float, cpu: str) -> Any:
