@@ -9,8 +9,9 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
-from service.metrics import exposition, multiprocess_mode, workers_with_all_variants
+from service.metrics import exposition, multiprocess_mode
 from service.routing import TrafficSplit, UnknownVariant
+from service.serving import Serving
 from service.shared_split import ReadOnlySplit
 from service.state import Service
 from service.tokens import admin_refusal
@@ -24,6 +25,9 @@ def get_service(request: Request) -> Service:
 
 
 ServiceDep = Annotated[Service, Depends(get_service)]
+ServingDep = Annotated[Serving, Depends(get_service)]
+"""The same service, seen as the request path sees it (service/serving.py): for the routes
+that serve clients, not operators."""
 
 
 def require_admin(
@@ -47,23 +51,9 @@ def healthz() -> dict[str, str]:
 def readyz(service: ServiceDep) -> dict[str, Any] | JSONResponse:
     """Ready once every variant is loaded and warmed, in every worker; 503 before that, if
     loading failed, or while a background loop keeps failing (`loop_unready_after_s`)."""
-    if (reason := not_ready(service)) is not None:
+    if (reason := service.not_ready()) is not None:
         return JSONResponse({"detail": reason}, status_code=503)
     return {"status": "ready", "variants": service.names}
-
-
-def not_ready(service: Service) -> str | None:
-    """Why the service cannot take every request yet, or None once it can."""
-    if not service.ready:
-        return f"loading failed: {service.load_error}" if service.load_error else "loading"
-    if unavailable := service.unavailable:
-        return f"unavailable: {'; '.join(unavailable)}"
-    if failing := service.health.unready():
-        return "; ".join(failing)
-    workers = service.settings.workers
-    if workers > 1 and (loaded := workers_with_all_variants(service.names)) < workers:
-        return f"{loaded} of {workers} workers loaded"
-    return None
 
 
 @router.get("/models")

@@ -23,7 +23,7 @@ from service.settings import Settings
 from service.state import Service
 
 
-def create_app(settings: Settings | None = None) -> PredictEndpoint:
+def create_app(settings: Settings | None = None) -> PredictEndpoint[Service]:
     """An ASGI app serving the store named in `settings` (default: from the environment)."""
     settings = settings or Settings()
     service = Service(settings, Metrics(new_registry()))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, NamedTuple
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -28,13 +28,12 @@ from service.batching import (
     WaitedTooLong,
 )
 from service.connections import ARRIVED
-from service.forcing import ForcingPolicy
 from service.guards import check_answers
 from service.payload import Reject
 from service.protocols.codec import SPLIT_MODEL, Codec, shown_name, unknown_model_message
 from service.protocols.native import CODEC as NATIVE
 from service.protocols.routes import model_route
-from service.state import LoadedVariant, Service
+from service.serving import LoadedVariant, Serving
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -66,12 +65,20 @@ class Answered(NamedTuple):
     """Answered from the row cache: not the variant's speed, nor a row to mirror."""
 
 
-class PredictEndpoint:
+S = TypeVar("S", bound=Serving)
+"""The service a `PredictEndpoint` serves from: any `Serving`; the app passes its full
+`Service`, which `PredictEndpoint.service` then keeps as such for whoever built it."""
+
+
+class PredictEndpoint(Generic[S]):
     """Routes `POST /predict` and `POST /models/{variant}/predict`, and the same in the
     other protocols (V2 `/v2/models/{model}/infer`, V1 `/v1/models/{model}:predict`, see
-    service/protocols/); passes the rest on."""
+    service/protocols/); passes the rest on.
 
-    def __init__(self, service: Service, app: ASGIApp) -> None:
+    It sees the service only as a `Serving` (service/serving.py), and takes what a request
+    calls from it once, here: a request looks up no attribute chain."""
+
+    def __init__(self, service: S, app: ASGIApp) -> None:
         self.service = service
         self.app = app
         settings = service.settings
@@ -79,16 +86,20 @@ class PredictEndpoint:
         self.max_body = settings.max_body_bytes
         self.max_rows = settings.max_request_rows
         self.n_features = service.manifest.n_features
+        self.names = service.names
+        self.variants = service.variants
+        self.choose = service.choose
+        self.forcing = service.forcing
+        self.body_budget = service.body_budget
+        self.body_deadlines = service.body_deadlines
+        self.row_screen = service.row_screen
+        self.observe_request = service.observe_request
+        self.count_rejection = service.count_rejection
+        self.record_evidence = service.record_evidence
+        self.mirror = service.mirror
         self.inflight = 0
         """Prediction requests inside the server now; the gauge reads it at each flush."""
-        rollouts = service.rollouts
-        self.forcing = ForcingPolicy(
-            settings.force_variants, service.names, settings.admin_token, lambda: rollouts.guarded
-        )
-        metrics = service.metrics
-        metrics.folding.gauge(metrics.inflight, lambda: self.inflight)
-        budget = service.body_budget
-        metrics.folding.gauge(metrics.inflight_body_bytes, lambda: budget.held)
+        service.publish_inflight(lambda: self.inflight)
         self._refusals: dict[tuple[str, Codec], tuple[int, bytes, list[tuple[bytes, bytes]]]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -118,7 +129,6 @@ class PredictEndpoint:
         """Answer one prediction in `codec`'s protocol; `model` is the name the client
         asked for, when its protocol names one."""
         started = scope.get("extensions", NO_EXTENSIONS).get(ARRIVED) or time.perf_counter()
-        service = self.service
         self.inflight += 1
         by_split = False
         answered: Answered | None = None
@@ -127,7 +137,7 @@ class PredictEndpoint:
                 if scope["method"] != "POST":
                     raise Reject(405, "invalid_input", "use POST with a JSON body")
                 variant, by_split, user_id, length = self._route(scope["headers"], variant, codec)
-                if service.variants[variant].batcher.full:
+                if self.variants[variant].batcher.full:
                     status, body, headers = self._refuse_at_capacity(variant, codec)
                 else:
                     answered = await self._answer(
@@ -142,19 +152,19 @@ class PredictEndpoint:
                     headers.append((b"allow", b"POST"))
                 elif status in CLOSING_STATUSES:
                     headers.append(CLOSE_HEADER)
-                service.count_rejection(reject.reason)
+                self.count_rejection(reject.reason)
             await _send(send, status, body, headers)
-            loaded = service.variants.get(variant) if variant else None
+            loaded = self.variants.get(variant) if variant else None
             if loaded is not None:
                 elapsed = time.perf_counter() - started
-                service.observe_request(loaded, status, elapsed)
+                self.observe_request(loaded, status, elapsed)
                 # Only requests the split routed are a rollout's evidence or shadow traffic;
                 # a request that names its variant is a test of that variant. A cache hit
                 # is neither: the model did not answer it (service/cache.py).
                 if by_split and (answered is None or not answered.cached):
-                    evidence = service.record_evidence(loaded.info.name, user_id, elapsed, status)
+                    evidence = self.record_evidence(loaded.info.name, user_id, elapsed, status)
                     if answered is not None:
-                        service.mirror(loaded.info.name, answered.rows, answered.result, evidence)
+                        self.mirror(loaded.info.name, answered.rows, answered.result, evidence)
         finally:
             self.inflight -= 1
 
@@ -168,7 +178,7 @@ class PredictEndpoint:
             reject = _at_capacity(variant)
             refusal = (503, codec.error(reject.message), [RETRY_AFTER])
             self._refusals[variant, codec] = refusal
-        self.service.count_rejection("queue_full")
+        self.count_rejection("queue_full")
         return refusal
 
     def _route(
@@ -191,13 +201,13 @@ class PredictEndpoint:
             raise Reject(415, "invalid_input", "send the body as Content-Type: application/json")
         variant = variant or forced
         by_split = variant is None
-        variant = variant or service.router.choose(user_id)
-        if variant not in service.variants:
+        variant = variant or self.choose(user_id)
+        if variant not in self.variants:
             if codec is not NATIVE and variant == named:
                 # The path of a protocol that names models named it: a model to its client.
-                message = unknown_model_message(variant, service.names)
+                message = unknown_model_message(variant, self.names)
             else:
-                message = f"unknown variant {shown_name(variant)!r}; available: {service.names}"
+                message = f"unknown variant {shown_name(variant)!r}; available: {self.names}"
             raise Reject(404, "unknown_variant", message)
         if not by_split:
             self.forcing.check(variant, authorization)
@@ -213,18 +223,18 @@ class PredictEndpoint:
         model: str,
         scope: Scope,
     ) -> Answered:
-        loaded = self.service.variants[variant]
+        loaded = self.variants[variant]
         batcher = loaded.batcher
         if length > self.max_body:
             raise Reject(413, "too_large", f"body of {length} bytes exceeds {self.max_body}")
         # A body without Content-Length (chunked) may be as large as any.
         held = length or self.max_body
-        self.service.body_budget.take(held)
+        self.body_budget.take(held)
         try:
-            body = await self.service.body_deadlines.read(receive, self.max_body, started)
+            body = await self.body_deadlines.read(receive, self.max_body, started)
             rows, request = codec.parse(body, self.n_features, self.max_rows, scope["headers"])
         finally:
-            self.service.body_budget.give(held)
+            self.body_budget.give(held)
         parsed = time.perf_counter()
         batcher.metrics.preprocess.observe(parsed - started)
         cache = loaded.cache
@@ -233,7 +243,7 @@ class PredictEndpoint:
         try:
             result = await batcher.submit(rows, started + self.timeout_s)
         except InvalidRows:
-            raise self.service.row_screen.refusal(rows) from None
+            raise self.row_screen.refusal(rows) from None
         except QueueFull:
             raise _at_capacity(variant) from None
         except ShuttingDown:

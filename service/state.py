@@ -16,7 +16,6 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,13 +28,15 @@ from service.batching import BatchResult, MicroBatcher
 from service.cache import RowCache
 from service.drift import DriftMetrics, DriftMonitor
 from service.faults import FaultyRunner, latency_s
+from service.forcing import ForcingPolicy
 from service.guards import FeatureRangeGuard
-from service.metrics import FLUSH_INTERVAL_S, FoldedCounter, FoldedHistogram, Metrics
+from service.metrics import FLUSH_INTERVAL_S, FoldedCounter, Metrics, workers_with_all_variants
 from service.receiving import BodyBudget, BodyDeadlines
 from service.rollout.controller import TICK_S
 from service.rollout.replica import RolloutReplica
 from service.routing import Router, TrafficSplit, UnknownVariant
 from service.runtimes import Runner, open_variant
+from service.serving import LoadedVariant
 from service.settings import Settings
 from service.shadow import Compared, ShadowMirror
 from service.shared_split import SharedSplit
@@ -49,24 +50,9 @@ log = logging.getLogger("perfserve")
 WATCHDOG_PERIOD_S = 0.1
 
 
-@dataclass
-class LoadedVariant:
-    info: VariantInfo
-    batcher: MicroBatcher
-    memory_bytes: int
-    cache: RowCache | None = None
-    """Answers to repeated rows of this model (`cache_rows`); None when off."""
-    durations: dict[int, FoldedHistogram] = field(default_factory=dict)
-    """Its request-duration children by status, made on first use (see
-    `Service.observe_request`)."""
-
-    def __post_init__(self) -> None:
-        self.tag = (b"x-variant", self.info.name.encode())
-        """The answer's `X-Variant` header, encoded once."""
-
-
 class Service:
-    """Everything a request handler needs, created once per process."""
+    """The running service, created once per process: the request path's `Serving`
+    (service/serving.py), and what only the lifespan, the admin routes and rollouts use."""
 
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self.settings = settings
@@ -91,11 +77,15 @@ class Service:
             self.router = Router(self.names, self._initial_split(), settings.routing_seed)
         except UnknownVariant as error:
             raise UsageError(f"--traffic/--shadow: {error}") from None
+        self.choose = self.router.choose
+        """The variant for one request (`Serving.choose`): the router's own method, so a
+        request pays no call in between."""
         self.split = SharedSplit(self.router, settings.split_file, self._split_changed)
         self._start_split()
         self.variants: dict[str, LoadedVariant] = {}
         self.body_deadlines = BodyDeadlines(settings.body_timeout_s)
-        self.body_budget = BodyBudget(settings.max_inflight_body_bytes)
+        budget = self.body_budget = BodyBudget(settings.max_inflight_body_bytes)
+        metrics.folding.gauge(metrics.inflight_body_bytes, lambda: budget.held)
         self.ready = False
         self.load_error: str | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -109,7 +99,7 @@ class Service:
             self.health,
         )
         self._private_folder: Path | None = None
-        self.rollouts = RolloutReplica(
+        rollouts = self.rollouts = RolloutReplica(
             self._rollout_folder(),
             metrics,
             settings.rollout_max_samples,
@@ -117,6 +107,9 @@ class Service:
             self.set_split,
             self.split_version,
             settings.rollout_takeover_s,
+        )
+        self.forcing = ForcingPolicy(
+            settings.force_variants, self.names, settings.admin_token, lambda: rollouts.guarded
         )
 
     @property
@@ -152,6 +145,29 @@ class Service:
             for name, variant in self.variants.items()
             if (reason := variant.batcher.unavailable) is not None
         ]
+
+    def not_ready(self) -> str | None:
+        """Why the service cannot take every request yet, or None once it can: `/readyz`
+        and the protocols' readiness routes answer from it."""
+        if not self.ready:
+            return f"loading failed: {self.load_error}" if self.load_error else "loading"
+        if unavailable := self.unavailable:
+            return f"unavailable: {'; '.join(unavailable)}"
+        if failing := self.health.unready():
+            return "; ".join(failing)
+        workers = self.settings.workers
+        if workers > 1 and (loaded := workers_with_all_variants(self.names)) < workers:
+            return f"{loaded} of {workers} workers loaded"
+        return None
+
+    def split_variants(self) -> list[str]:
+        """The variants the live split names, whatever their weight."""
+        return list(self.router.split.weights)
+
+    def publish_inflight(self, read: Callable[[], int]) -> None:
+        """The one owner of `perfserve_inflight_requests`: set from `read()` (the request
+        handler's own count) at each flush."""
+        self.metrics.folding.gauge(self.metrics.inflight, read)
 
     async def stop(self) -> None:
         """Finish admitted requests, then release the runners: every batcher at once,

@@ -14,10 +14,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from perfserve_common.machine import package_version
-from service.api import ServiceDep, not_ready
+from service.api import ServingDep
 from service.protocols.codec import SPLIT_MODEL, unknown_model_message
 from service.protocols.v2 import PREDICTIONS, PROBABILITIES
-from service.state import Service
+from service.serving import Serving
 
 INPUT_NAME = "input-0"
 """What the metadata calls the one input (the name a request gives it is not checked)."""
@@ -76,15 +76,15 @@ def live() -> dict[str, bool]:
 
 
 @v2_router.get("/health/ready", response_model=ServerReady, responses=NOT_READY)
-def ready(service: ServiceDep) -> ServerReady | JSONResponse:
+def ready(service: ServingDep) -> ServerReady | JSONResponse:
     """Ready as `/readyz` is; 503 with the reason before that."""
-    if (reason := not_ready(service)) is not None:
+    if (reason := service.not_ready()) is not None:
         return JSONResponse({"ready": False, "error": f"not ready: {reason}"}, status_code=503)
     return ServerReady(ready=True)
 
 
 @v2_router.get("/models/{name}", response_model=ModelMetadata, responses=NOT_FOUND)
-def model_metadata(name: str, service: ServiceDep) -> ModelMetadata | JSONResponse:
+def model_metadata(name: str, service: ServingDep) -> ModelMetadata | JSONResponse:
     """The model's versions, input and outputs; `perfserve` is the traffic split."""
     if name not in model_names(service):
         return unknown_model(name, service)
@@ -94,7 +94,7 @@ def model_metadata(name: str, service: ServiceDep) -> ModelMetadata | JSONRespon
 @v2_router.get(
     "/models/{name}/ready", response_model=ModelReady, responses={**NOT_FOUND, **NOT_READY}
 )
-def model_ready_v2(name: str, service: ServiceDep) -> ModelReady | JSONResponse:
+def model_ready_v2(name: str, service: ServingDep) -> ModelReady | JSONResponse:
     """200 when the model can answer, 503 when it cannot yet."""
     return _model_ready(name, service)
 
@@ -106,18 +106,18 @@ def v1_live() -> dict[str, str]:
 
 
 @v1_router.get("/v1/models")
-def v1_models(service: ServiceDep) -> dict[str, list[str]]:
+def v1_models(service: ServingDep) -> dict[str, list[str]]:
     """The models served: the traffic split's (`perfserve`) and one per variant."""
     return {"models": model_names(service)}
 
 
 @v1_router.get("/v1/models/{name}", response_model=ModelReady, responses={**NOT_FOUND, **NOT_READY})
-def v1_model(name: str, service: ServiceDep) -> ModelReady | JSONResponse:
+def v1_model(name: str, service: ServingDep) -> ModelReady | JSONResponse:
     """200 with `ready: true` when the model can answer, 503 when it cannot yet."""
     return _model_ready(name, service)
 
 
-def _model_ready(name: str, service: Service) -> ModelReady | JSONResponse:
+def _model_ready(name: str, service: Serving) -> ModelReady | JSONResponse:
     if name not in model_names(service):
         return unknown_model(name, service)
     if not model_ready(service, name):
@@ -126,23 +126,23 @@ def _model_ready(name: str, service: Service) -> ModelReady | JSONResponse:
     return ModelReady(name=name, ready=True)
 
 
-def model_names(service: Service) -> list[str]:
+def model_names(service: Serving) -> list[str]:
     """The split's model name, then every variant's."""
     return [SPLIT_MODEL, *service.names]
 
 
-def model_ready(service: Service, name: str) -> bool:
+def model_ready(service: Serving, name: str) -> bool:
     """Loaded and able to answer: for the split's name, every variant it may route to."""
     if not service.ready:
         return False
-    names = list(service.router.split.weights) if name == SPLIT_MODEL else [name]
+    names = service.split_variants() if name == SPLIT_MODEL else [name]
     return all(
         (loaded := service.variants.get(variant)) is not None and loaded.batcher.unavailable is None
         for variant in names
     )
 
 
-def describe_model(service: Service, name: str) -> ModelMetadata:
+def describe_model(service: Serving, name: str) -> ModelMetadata:
     """V2 model metadata: one input of [rows, features], the outputs the answer holds."""
     manifest = service.manifest
     variants = service.names if name == SPLIT_MODEL else [name]
@@ -162,13 +162,13 @@ def describe_model(service: Service, name: str) -> ModelMetadata:
     )
 
 
-def unknown_model(name: str, service: Service) -> JSONResponse:
+def unknown_model(name: str, service: Serving) -> JSONResponse:
     """The 404 for a model name that is neither the split's nor a variant's."""
     message = unknown_model_message(name, service.names)
     return JSONResponse({"error": message}, status_code=404)
 
 
-def _label_type(service: Service) -> str:
+def _label_type(service: Serving) -> str:
     """The datatype of `predictions`: the classes' type for a classifier, else FP32."""
     classes = service.manifest.classes
     if service.manifest.task != "classification" or not classes:

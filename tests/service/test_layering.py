@@ -21,15 +21,21 @@ SERVICE = ROOT / "service"
 TOOLS = {"loadtests", "competitors", "perfserve"}
 
 
-def imported_packages(path: Path) -> set[str]:
-    """Top-level package of every import in the file, at module level or inside functions."""
-    found = set()
+def imported_modules(path: Path) -> set[str]:
+    """Every module the file imports, at module level or inside functions (and, for
+    `from package import name`, `package.name` too, in case the name is a module)."""
+    found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
         if isinstance(node, ast.Import):
-            found |= {alias.name.split(".")[0] for alias in node.names}
+            found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            found.add(node.module.split(".")[0])
+            found |= {node.module, *(f"{node.module}.{alias.name}" for alias in node.names)}
     return found
+
+
+def imported_packages(path: Path) -> set[str]:
+    """Top-level package of every import in the file."""
+    return {module.split(".")[0] for module in imported_modules(path)}
 
 
 def test_no_module_of_the_service_imports_the_tools_built_on_it() -> None:
@@ -58,3 +64,17 @@ def test_the_refusal_metric_names_every_reason_the_service_gives() -> None:
     assert "model_error" in reasons
     help_text = Metrics(CollectorRegistry()).rejected._documentation
     assert {reason for reason in reasons if reason not in help_text} == set()
+
+
+def test_the_request_path_sees_the_service_only_through_its_interface() -> None:
+    """The prediction handler and the protocols' routes take the running service as a
+    `Serving` (service/serving.py); the full `Service` in service/state.py is for the
+    lifespan, the admin routes and rollouts."""
+    request_path = [SERVICE / "predict.py", *sorted((SERVICE / "protocols").glob("*.py"))]
+    reaching = [
+        str(path.relative_to(ROOT))
+        for path in request_path
+        if "service.state" in imported_modules(path)
+    ]
+    assert reaching == []
+    assert "service.serving.Serving" in imported_modules(SERVICE / "predict.py")

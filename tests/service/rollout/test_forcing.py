@@ -71,6 +71,18 @@ def test_force_variants_must_name_loaded_variants(store: Path) -> None:
         create_app(Settings(store=store, force_variants=["nope"]))
 
 
+def test_the_check_before_workers_start_refuses_an_unloaded_forced_variant(store: Path) -> None:
+    """`serve --workers N` builds one `Service` to refuse, once and in one line, what every
+    worker would refuse (uvicorn restarts a worker that fails to start, without end)."""
+    from perfserve_common.usage import UsageError
+    from service.metrics import Metrics, new_registry
+    from service.settings import Settings
+    from service.state import Service
+
+    with pytest.raises(UsageError, match="--force-variants"):
+        Service(Settings(store=store, force_variants=["nope"]), Metrics(new_registry()))
+
+
 def test_one_user_id_adds_a_bounded_number_of_records_per_window() -> None:
     recorder = SampleRecorder(10_000, per_user=5)
     recorder.follow("a", "b", since=0.0)
