@@ -329,9 +329,10 @@ class Service:
         """Ready the cyclic garbage collector for serving (docs/PERFORMANCE.md, "The
         cyclic collector under a backlog"). Objects created so far (models, app, routes)
         live as long as the process: frozen, no collection scans them again, where they
-        would show up as tail-latency spikes. Then collections come every `gc_threshold`
-        allocations instead of 700, so the objects of requests waiting in a backlog are
-        freed by reference counting when they are answered, not scanned first."""
+        would show up as tail-latency spikes. Then a collection comes when live objects
+        have grown by `gc_threshold` instead of 700, which a backlog does not reach: the
+        objects of the requests waiting in it are freed by reference counting when they
+        are answered, not scanned and kept first."""
         gc.collect()
         gc.freeze()
         self.metrics.gc_frozen.set(gc.get_freeze_count())
