@@ -39,10 +39,12 @@ from service.app import create_app
 from service.metrics.process import collector_time
 from service.predict import Message, PredictEndpoint
 from service.settings import Settings
+from service.state import Service
 from service.store import load_holdout, load_manifest
 
 VARIANT = "onnx_int8"
 READY_TIMEOUT_S = 120.0
+App = PredictEndpoint[Service]
 
 
 @dataclass
@@ -82,7 +84,7 @@ class _Exchange:
             self.status = message["status"]
 
 
-async def drive(app: PredictEndpoint, body: bytes, requests: int, concurrency: int) -> int:
+async def drive(app: App, body: bytes, requests: int, concurrency: int) -> int:
     """Send `requests` predictions through `app`, `concurrency` at a time (closed loop);
     how many were not answered 200."""
     path = f"/models/{VARIANT}/predict"
@@ -109,7 +111,7 @@ async def drive(app: PredictEndpoint, body: bytes, requests: int, concurrency: i
 
 
 async def run_rounds(
-    app: PredictEndpoint,
+    app: App,
     body: bytes,
     thresholds: list[int],
     concurrencies: list[int],
@@ -132,7 +134,7 @@ async def run_rounds(
     return cells
 
 
-async def measure_round(cell: Cell, app: PredictEndpoint, body: bytes, requests: int) -> None:
+async def measure_round(cell: Cell, app: App, body: bytes, requests: int) -> None:
     """Drive one round of `cell` and append what it cost."""
     gc_time = collector_time()
     seconds, collections = sum(gc_time.seconds), list(gc_time.collections)
@@ -163,7 +165,7 @@ async def measure(
 
 
 @asynccontextmanager
-async def ready_app(store: Path, max_queue: int) -> AsyncIterator[PredictEndpoint]:
+async def ready_app(store: Path, max_queue: int) -> AsyncIterator[App]:
     """The app on `store` serving `VARIANT` alone, batches inline, its queue `max_queue`
     long, started and ready (its lifespan's work, without the lifespan protocol)."""
     app = create_app(
