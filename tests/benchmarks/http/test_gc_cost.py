@@ -28,5 +28,5 @@ def test_each_threshold_is_measured_at_each_concurrency(
         assert often[-1] == never[-1] == "0 |"  # every request answered
     # 200 requests arriving at once hold more than 700 new objects: a collection at least
     backlog = rows["| 700", "200"]
-    assert float(backlog[5].split(",")[0]) > 0 and float(backlog[6]) > 0
+    assert float(backlog[5].split(",")[0]) > 0
     assert lines[-1].startswith("load average")
