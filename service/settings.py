@@ -129,6 +129,16 @@ class Settings(BaseSettings):
     runtime_threads: int = Field(1, ge=1)
     """Threads each model runtime may use (onnxruntime intra-op, BLAS/OpenMP pools)."""
 
+    gc_threshold: int = Field(50_000, ge=1)
+    """Growth in live objects since the last collection (of the kinds that can hold
+    references) that starts a young-generation collection of Python's cyclic garbage
+    collector; set once the models are loaded and the start-up heap is frozen out of
+    every collection. Python's default, 700, is less than what one batch's requests
+    allocate: under a backlog each waiting request's objects are scanned and kept, again
+    and again. What a prediction allocates forms no cycle and is freed by reference
+    counting, so a server can collect rarely; above what a batch allocates, it hardly
+    collects at all."""
+
     cache_rows: int = Field(0, ge=0, le=10_000_000)
     """Rows each variant keeps answers for, least recently used dropped first; a request
     whose rows are all cached is answered without the model. 0 (default): no cache. Each

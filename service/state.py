@@ -321,12 +321,23 @@ class Service:
             info = self.manifest.variants[name]
             self.variants[name] = LoadedVariant(info, batcher, memory, self._cache(info))
         self._publish_variants()
-        # Objects created so far live as long as the process: take them out of the cyclic
-        # collector's scans, which otherwise show up as tail-latency spikes under load.
-        gc.collect()
-        gc.freeze()
+        self._settle_collector()
         self.ready = True
         log.info("ready: %s", ", ".join(self.names))
+
+    def _settle_collector(self) -> None:
+        """Ready the cyclic garbage collector for serving (docs/PERFORMANCE.md, "The
+        cyclic collector under a backlog"). Objects created so far (models, app, routes)
+        live as long as the process: frozen, no collection scans them again, where they
+        would show up as tail-latency spikes. Then a collection comes when live objects
+        have grown by `gc_threshold` instead of 700, which a backlog does not reach: the
+        objects of the requests waiting in it are freed by reference counting when they
+        are answered, not scanned and kept first."""
+        gc.collect()
+        gc.freeze()
+        self.metrics.gc_frozen.set(gc.get_freeze_count())
+        _, *older = gc.get_threshold()
+        gc.set_threshold(self.settings.gc_threshold, *older)
 
     def _cache(self, info: VariantInfo) -> RowCache | None:
         """The row cache of one loaded model, or None when `cache_rows` is 0. It belongs

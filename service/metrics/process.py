@@ -5,12 +5,15 @@ on every scrape; for a process with model runtimes' thread pools the kernel walk
 thread to answer, and the reads took most of what was left of a scrape's cost. The same
 series come here from a system call (`times`), a limit read once per scrape with
 `getrlimit`, the start time read once, and /proc/self/statm re-read through a file kept open.
+Beside them, the time the cyclic garbage collector takes (`CollectorTime`).
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import resource
+import time
 from collections.abc import Iterable
 from functools import cache
 
@@ -69,3 +72,51 @@ class ProcessMetrics:
 def _statm(pid: int) -> int:
     """/proc/PID/statm opened once per process (a forked worker opens its own)."""
     return os.open(f"/proc/{pid}/statm", os.O_RDONLY | os.O_CLOEXEC)
+
+
+class CollectorTime:
+    """Collections of Python's cyclic garbage collector and the time they took, per
+    generation, counted from `gc.callbacks`.
+
+    The standard `python_gc_*` series count collections and objects, not their cost; under
+    a backlog that cost is a share of every request's CPU (docs/PERFORMANCE.md), and this
+    shows it: `rate(perfserve_gc_seconds_total)` against `rate(process_cpu_seconds_total)`.
+    One per process (`collector_time`): the collector is the process's, whatever registry
+    reads it. Two reads of the thread's CPU clock per collection: the collector's own
+    CPU time, which a busy machine does not inflate as it does wall time."""
+
+    def __init__(self) -> None:
+        self.seconds = [0.0] * len(gc.get_count())
+        self.collections = [0] * len(self.seconds)
+        self.longest = [0.0] * len(self.seconds)
+        """The longest collection of each generation, CPU seconds (a benchmark resets it:
+        on a quiet machine it is the pause a request may meet; not a series)."""
+        self._started = 0.0
+        gc.callbacks.append(self._observe)
+
+    def _observe(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.thread_time()
+            return
+        generation = info["generation"]
+        took = time.thread_time() - self._started
+        self.seconds[generation] += took
+        self.longest[generation] = max(self.longest[generation], took)
+        self.collections[generation] += 1
+
+    def collect(self) -> Iterable[Metric]:
+        family = CounterMetricFamily(
+            "perfserve_gc_seconds",
+            "CPU time the cyclic garbage collector took in this process, by the oldest "
+            "generation each collection scanned.",
+            labels=["generation"],
+        )
+        for generation, seconds in enumerate(self.seconds):
+            family.add_metric([str(generation)], seconds)
+        return [family]
+
+
+@cache
+def collector_time() -> CollectorTime:
+    """This process's `CollectorTime`, started on first use."""
+    return CollectorTime()

@@ -56,6 +56,7 @@ def test_traffic_also_reads_json() -> None:
         ({"body_timeout_s": 0}, "greater than 0"),
         ({"limit_concurrency": 1}, "greater than or equal to 16"),
         ({"keep_alive_s": 0}, "greater than or equal to 1"),
+        ({"gc_threshold": 0}, "greater than or equal to 1"),
         ({"admin_token_file": "/nonexistent/token"}, "admin_token_file: No such file"),
     ],
 )
