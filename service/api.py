@@ -19,7 +19,9 @@ from service.tokens import admin_refusal
 router = APIRouter()
 
 
-def get_service(request: Request) -> Service:
+async def get_service(request: Request) -> Service:
+    # `async`, though it never awaits: FastAPI runs a plain function dependency in its
+    # thread pool, a hop to a thread and back on every request (`/metrics` included).
     service: Service = request.app.state.service
     return service
 

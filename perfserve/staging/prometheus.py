@@ -86,11 +86,15 @@ def running_prometheus(
     workdir: Path,
     interval: str = "1s",
     source: Path = PROJECT_CONFIG,
+    cpus: str | None = None,
 ) -> Iterator[str]:
     """The project's Prometheus config and rules (or `source`'s) on a free loopback port,
-    scraping `targets` (job name to addresses) every `interval`; yields its base URL."""
+    scraping `targets` (job name to addresses) every `interval`; yields its base URL.
+    `cpus` pins it with taskset, so that a benchmark keeps it off the server's core."""
     listen = f"127.0.0.1:{free_port()}"
     command = local_prometheus(targets, workdir, listen, interval, source)
+    if cpus is not None:
+        command = ["taskset", "-c", cpus, *command]
     with running_process(command, f"http://{listen}{READY_PATH}"):
         yield f"http://{listen}"
 

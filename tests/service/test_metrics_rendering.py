@@ -33,6 +33,7 @@ def test_the_text_is_prometheus_clients_as_values_move() -> None:
     hist = Histogram("h_seconds", "A histogram.", ["variant"], registry=registry)
     count = Counter("c", "A counter, 100%.", ["reason"], registry=registry)
     gauge = Gauge("g", "An unlabelled gauge.", registry=registry)
+    edges = Gauge("e", "Values Go writes its own way.", ["k"], registry=registry)
     registry.register(_Odd())
     renderer = Renderer(registry)
     for step in range(4):
@@ -40,7 +41,14 @@ def test_the_text_is_prometheus_clients_as_values_move() -> None:
         if step % 2:
             hist.labels('y "%s"').observe(7.5)
             count.labels("full").inc()
+        if step == 2:  # a NaN sum after finite counts, then a million and more
+            hist.labels("nan").observe(float("nan"))
+            hist.labels("big").observe(2e6)
         gauge.set(-2.5e9 * step)
+        for label, value in zip(
+            "abcd", (float("inf"), -float("inf"), 999_999.5, 1e6 * step), strict=True
+        ):
+            edges.labels(label).set(value)
         assert _steady(renderer.render()) == _steady(generate_latest(registry))
 
 

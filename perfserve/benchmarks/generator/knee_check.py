@@ -17,6 +17,7 @@ sides ran on a machine of different speeds shows it.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import re
 import statistics
@@ -97,6 +98,29 @@ def sweep_knee(
         subprocess.run(command, check=True, capture_output=True)
         found = json.loads(Path(out, "summary.json").read_text())["variants"][variant]
     return found["knee_qps"], found["knee_limited_by"]
+
+
+def sweep_step(
+    url: str, store: Path, variant: str, rate: float, seconds: float, generator_cpus: str
+) -> dict[str, float]:
+    """One `perfserve sweep` step at `rate` against `variant` (`split`: through the live
+    split), constant arrivals: the p99 from each request's scheduled time and from its
+    actual send, the rate achieved and the failures."""
+    with tempfile.TemporaryDirectory() as out:
+        command = [sys.executable, "-m", "perfserve", "sweep", "--url", url]
+        command += ["--store", str(store), "--variants", variant, "--out", out]
+        command += ["--rates", f"{rate:.0f}", "--step-seconds", str(seconds)]
+        command += ["--arrivals", "constant", "--metrics-port", "0", "--rounds", "1"]
+        command += ["--generator-cpus", generator_cpus]
+        subprocess.run(command, check=True, capture_output=True)
+        with Path(out, "steps.csv").open() as file:
+            row = list(csv.DictReader(file))[-1]
+    return {
+        "client_p99": float(row["p99_ms"]),
+        "sent_p99": float(row["sent_p99_ms"]),
+        "achieved": float(row["achieved_qps"]),
+        "failed": float(row["errors"]) + float(row["shed"]),
+    }
 
 
 def knee_round(

@@ -20,16 +20,14 @@ rounds; the ratio is with over without.
 from __future__ import annotations
 
 import argparse
-import csv
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from perfserve.benchmarks.generator.knee_check import sweep_knee
+from perfserve.benchmarks.generator.knee_check import sweep_knee, sweep_step
 from perfserve_common.json_http import call
 from perfserve_common.processes import running_server
 from perfserve_common.slo import SLO_P99_MS
@@ -41,28 +39,6 @@ KNEE_START_RATE = 1000.0
 SETTLE_S = 1.0
 """After the rollout's first split reaches the server and before the step: the figures
 are those of a rollout collecting evidence, not of its start."""
-
-
-def step(
-    url: str, store: Path, rate: float, seconds: float, generator_cpus: str
-) -> dict[str, float]:
-    """One sweep step at `rate` through the live split: the p99 from each request's
-    scheduled time and from its actual send, the rate achieved and the failures."""
-    with tempfile.TemporaryDirectory() as out:
-        command = [sys.executable, "-m", "perfserve", "sweep", "--url", url]
-        command += ["--store", str(store), "--variants", "split", "--out", out]
-        command += ["--rates", f"{rate:.0f}", "--step-seconds", str(seconds)]
-        command += ["--arrivals", "constant", "--metrics-port", "0", "--rounds", "1"]
-        command += ["--generator-cpus", generator_cpus]
-        subprocess.run(command, check=True, capture_output=True)
-        with Path(out, "steps.csv").open() as file:
-            row = list(csv.DictReader(file))[-1]
-    return {
-        "client_p99": float(row["p99_ms"]),
-        "sent_p99": float(row["sent_p99_ms"]),
-        "achieved": float(row["achieved_qps"]),
-        "failed": float(row["errors"]) + float(row["shed"]),
-    }
 
 
 def start_rollout(url: str, args: argparse.Namespace) -> None:
@@ -127,7 +103,9 @@ def run(args: argparse.Namespace) -> str:
                 for side in order:
                     if side == "rollout":
                         start_rollout(server.url, args)
-                    reading = step(server.url, args.store, rate, args.seconds, args.generator_cpus)
+                    reading = sweep_step(
+                        server.url, args.store, "split", rate, args.seconds, args.generator_cpus
+                    )
                     if side == "rollout" and not stop_rollout(server.url):
                         left_early += 1
                         continue
