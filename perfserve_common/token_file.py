@@ -2,12 +2,14 @@
 
 A file is how a secret should reach a process (an environment variable is inherited by
 every child, a command line is visible to every local user), but only if other users
-cannot read the file: a token file with any group or other permission is warned about.
+cannot read the file: a token file with any group or other permission is warned about,
+and a secret this project makes (`perfserve staging up`) is created readable by its owner only.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import stat
 import sys
 from pathlib import Path
@@ -60,3 +62,14 @@ def client_admin_token(path: Path | None, program: str) -> str:
     if warning := open_permissions(path):
         print(f"{program}: warning: {warning}", file=sys.stderr)
     return token
+
+
+def new_secret_file(path: Path) -> Path:
+    """A fresh random secret in `path`, a file only its owner may read (mode 0600 from
+    its creation, so the secret is never readable by others even for a moment)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(secrets.token_hex(16) + "\n")
+    return path

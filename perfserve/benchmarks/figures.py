@@ -2,15 +2,19 @@
 
 A bench's `summary.json` holds every batch size; these rows pick one, so hand-made tables
 (in tests, or from another tool) go through exactly the same decisions as a real bench.
+`load_summary` is how every reader gets a summary.json back (`parse_summary` when it sits
+inside a history record), typed as perfserve/benchmarks/offline/summary_types.py.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import cast
 
+from perfserve.benchmarks.offline.summary_types import BenchSummary, MeasuredVariant
 from perfserve_common.usage import UsageError
 
 SUMMARY_FILE = "summary.json"
@@ -45,33 +49,56 @@ def headline_metric(task: str) -> str:
     return "accuracy" if task == "classification" else "rmse"
 
 
-def load_summary(folder: Path) -> dict[str, Any]:
+def load_summary(folder: Path) -> BenchSummary:
     """A bench's summary.json, with an error that says how to make one."""
     path = folder / SUMMARY_FILE
     if not path.is_file():
         raise UsageError(
             f"no bench results at {folder} (missing {SUMMARY_FILE}); run `perfserve bench`"
         )
-    summary: dict[str, Any] = json.loads(path.read_text())
-    return summary
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UsageError(f"{path} is not JSON ({error}); run `perfserve bench`") from None
+    return parse_summary(data, str(path))
+
+
+def parse_summary(data: object, origin: str) -> BenchSummary:
+    """`data`, read from JSON, as a bench's summary: the one check every reader shares (a
+    sweep's summary.json, say, is refused in one line rather than failing on a missing
+    key). Summaries of older versions keep their fields: what they lack, readers `.get`."""
+    if (
+        isinstance(data, dict)
+        and data.get("kind") == "bench"
+        and isinstance(data.get("variants"), dict)
+    ):
+        return cast(BenchSummary, data)
+    raise UsageError(f'{origin} is not a bench\'s summary (kind "bench" with variants)')
 
 
 def figures_from_summary(
-    summary: dict[str, Any], batch_size: int | None = None
+    summary: BenchSummary, batch_size: int | None = None
 ) -> list[VariantFigures]:
     """Rows at `batch_size` (default: the bench's headline batch size)."""
     size = batch_size or summary["plan"]["headline_batch_size"]
-    metric = headline_metric(summary["task"])
+    return variant_figures(summary["variants"], summary["task"], size)
+
+
+def variant_figures(
+    variants: Mapping[str, MeasuredVariant], task: str, batch_size: int
+) -> list[VariantFigures]:
+    """Rows at `batch_size` from the variants as measured (scored or not yet)."""
+    metric = headline_metric(task)
     rows = []
-    for name, variant in summary["variants"].items():
-        cell = variant["batches"].get(str(size))
+    for name, variant in variants.items():
+        cell = variant["batches"].get(str(batch_size))
         if cell is None:
             measured = ", ".join(variant["batches"])
-            raise UsageError(f"batch size {size} was not benchmarked (measured: {measured})")
+            raise UsageError(f"batch size {batch_size} was not benchmarked (measured: {measured})")
         rows.append(
             VariantFigures(
                 variant=name,
-                batch_size=size,
+                batch_size=batch_size,
                 quality_metric=metric,
                 quality=variant["quality"][metric],
                 mean_ms=cell["per_call_ms"]["mean"],

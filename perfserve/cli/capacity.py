@@ -13,6 +13,8 @@ from perfserve_common.usage import UsageError, add_option
 if TYPE_CHECKING:
     from typing import TypeAlias
 
+    from perfserve.benchmarks.offline.summary_types import BenchSummary
+
     Commands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
 
 
@@ -153,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _overhead(
-    args: argparse.Namespace, summary: dict[str, Any], notes: list[str]
+    args: argparse.Namespace, summary: BenchSummary, notes: list[str]
 ) -> tuple[float | dict[str, float], str]:
     """What HTTP adds to each request: given, or measured now; never silently zero."""
     if args.request_overhead_ms is not None:

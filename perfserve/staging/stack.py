@@ -6,9 +6,10 @@ processes sharing one split file (and so one rollout folder beside it, as compos
 replicas share the `split` volume), nginx in front from nginx/nginx.conf (addresses
 rewritten by `perfserve.staging.nginx`), Prometheus with the project's config and rules
 (targets rewritten by `perfserve.staging.prometheus`), and Grafana with the project's
-provisioning and dashboard when a Grafana binary is installed. Each part runs detached in
-a session of its own; the state folder records every process (PID and start time), so
-`down` stops exactly those and never a process that merely reuses a PID.
+provisioning and dashboard (rendered by `perfserve.staging.grafana`) when a Grafana
+binary is installed. Each part runs detached in a session of its own; the state folder
+records every process (PID and start time), so `down` stops exactly those and never a
+process that merely reuses a PID.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import contextlib
 import functools
 import json
 import os
-import secrets
 import shutil
 import signal
 import socket
@@ -28,9 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-import yaml
 
-from perfserve.staging import nginx, prometheus
+from perfserve.staging import grafana, nginx, prometheus
 from perfserve_common.processes import (
     ServerProcess,
     free_port,
@@ -39,13 +38,11 @@ from perfserve_common.processes import (
     wait_for_url,
     wait_ready,
 )
+from perfserve_common.token_file import new_secret_file
 from perfserve_common.usage import MissingTool, UsageError
 from service.faults import parse_faults
 from service.store import load_manifest
 
-ROOT = Path(__file__).resolve().parents[2]
-COMPOSE = ROOT / "docker-compose.yml"
-GRAFANA = ROOT / "grafana"
 STATE_FILE = "state.json"
 TOKEN_FILE = "admin-token"
 SPLIT_FILE = Path("split") / "traffic.json"
@@ -56,7 +53,6 @@ TOOLS = {
     "nginx": "the load balancer (Debian: apt-get install nginx-light)",
     "prometheus": "metrics and alert rules (Debian: apt-get install prometheus)",
 }
-GRAFANA_BINARIES = ("grafana", "grafana-server")
 REPLICA_READY_S = 180.0
 """Replicas load and warm every variant at once, on however few cores there are."""
 TOOL_READY_S = 60.0
@@ -149,23 +145,23 @@ def up(options: Options) -> Stack:
         raise MissingTool(f"not installed: {'; '.join(missing)}")
     port = _port("--port", options.port)
     prometheus_port = _port("--prometheus-port", options.prometheus_port)
-    grafana = next((found for name in GRAFANA_BINARIES if (found := shutil.which(name))), None)
-    grafana_port = _port("--grafana-port", options.grafana_port) if grafana else 0
+    binary = next((found for name in grafana.BINARIES if (found := shutil.which(name))), None)
+    grafana_port = _port("--grafana-port", options.grafana_port) if binary else 0
     (state_dir / "logs").mkdir(parents=True, exist_ok=True)
-    stack = Stack(str(state_dir), str(_new_secret(state_dir / TOKEN_FILE)))
+    stack = Stack(str(state_dir), str(new_secret_file(state_dir / TOKEN_FILE)))
     stack.save()
     try:
         _start_replicas(stack, options)
         _start_nginx(stack, port)
         _start_prometheus(stack, prometheus_port)
-        if grafana is None:
+        if binary is None:
             stack.grafana_skipped = (
-                f"no {' or '.join(GRAFANA_BINARIES)} binary on PATH (Debian does not "
+                f"no {' or '.join(grafana.BINARIES)} binary on PATH (Debian does not "
                 "package it; grafana.com/grafana/download)"
             )
             stack.save()
         else:
-            _start_grafana(stack, Path(grafana), grafana_port)
+            _start_grafana(stack, Path(binary), grafana_port)
     except BaseException:
         _stop(stack.parts)
         (state_dir / STATE_FILE).unlink(missing_ok=True)
@@ -206,7 +202,8 @@ def _check_options(options: Options) -> None:
     unknown = sorted(set(faulty) - set(manifest.variants))
     if unknown:
         raise UsageError(f"--inject {unknown}: not in the store; it has {list(manifest.variants)}")
-    for name, path in {"nginx/nginx.conf": nginx.CONFIG, "docker-compose.yml": COMPOSE}.items():
+    read = {"nginx/nginx.conf": nginx.CONFIG, "docker-compose.yml": grafana.COMPOSE}
+    for name, path in read.items():
         if not path.is_file():
             raise UsageError(f"{name} not found at {path}: run from a checkout of the project")
 
@@ -224,16 +221,6 @@ def _port(option: str, port: int) -> int:
             "choose another port, or 0 for any free one"
         ) from None
     return port
-
-
-def _new_secret(path: Path) -> Path:
-    """A fresh random secret in `path`, a file only its owner may read (mode 0600)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.unlink(missing_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w") as file:
-        file.write(secrets.token_hex(16) + "\n")
-    return path
 
 
 def _replica_env(stack: Stack) -> dict[str, str]:
@@ -290,58 +277,13 @@ def _start_grafana(stack: Stack, binary: Path, port: int) -> None:
     """Grafana with the project's provisioning and dashboard, configured as compose
     configures it."""
     workdir = Path(stack.state_dir) / "grafana"
-    command = [str(binary), *(["server"] if binary.name == "grafana" else [])]
-    command += ["--homepath", str(_grafana_home(binary))]
-    env = {**os.environ, **grafana_env(workdir, stack.prometheus, port)}
+    try:
+        command = grafana.grafana_command(binary)
+    except ValueError as error:
+        raise StackFailed(str(error)) from None
+    env = {**os.environ, **grafana.grafana_env(workdir, stack.prometheus, port)}
     stack.grafana = f"http://127.0.0.1:{port}"
-    _start_tool(stack, "grafana", command, stack.grafana, "/api/health", env)
-
-
-def grafana_env(workdir: Path, prometheus_url: str, port: int) -> dict[str, str]:
-    """Grafana's settings: compose's (anonymous read-only viewers, no sign-up, the
-    perfserve dashboard as home) with this machine's paths and addresses, provisioning
-    rendered into `workdir`, and a fresh admin password, kept in `workdir`/admin-password
-    (mode 0600) for signing in."""
-    compose = yaml.safe_load(COMPOSE.read_text())["services"]["grafana"]["environment"]
-    env = {key: str(value) for key, value in compose.items() if "PASSWORD" not in key}
-    password = _new_secret(workdir / "admin-password").read_text().strip()
-    return {
-        **env,
-        "GF_SECURITY_ADMIN_PASSWORD": password,
-        "GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH": str(GRAFANA / "dashboards" / "perfserve.json"),
-        "GF_PATHS_PROVISIONING": str(
-            grafana_provisioning(workdir / "provisioning", prometheus_url)
-        ),
-        "GF_PATHS_DATA": str(workdir / "data"),
-        "GF_PATHS_LOGS": str(workdir / "logs"),
-        "GF_PATHS_PLUGINS": str(workdir / "plugins"),
-        "GF_SERVER_HTTP_ADDR": "127.0.0.1",
-        "GF_SERVER_HTTP_PORT": str(port),
-    }
-
-
-def grafana_provisioning(out: Path, prometheus_url: str) -> Path:
-    """grafana/provisioning with compose's addresses replaced: every datasource's URL by
-    `prometheus_url`, the dashboards' folder by the project's grafana/dashboards."""
-    for kind in ("datasources", "dashboards"):
-        (out / kind).mkdir(parents=True, exist_ok=True)
-        for source in sorted((GRAFANA / "provisioning" / kind).glob("*.yml")):
-            config: dict[str, Any] = yaml.safe_load(source.read_text())
-            for datasource in config.get("datasources", []):
-                datasource["url"] = prometheus_url
-            for provider in config.get("providers", []):
-                provider["options"]["path"] = str(GRAFANA / "dashboards")
-            (out / kind / source.name).write_text(yaml.safe_dump(config, sort_keys=False))
-    return out
-
-
-def _grafana_home(binary: Path) -> Path:
-    """The folder holding Grafana's conf/defaults.ini: beside bin/ in a release archive,
-    /usr/share/grafana in the Debian and RPM packages."""
-    for home in (binary.resolve().parent.parent, Path("/usr/share/grafana")):
-        if (home / "conf" / "defaults.ini").is_file():
-            return home
-    raise StackFailed(f"{binary}: no conf/defaults.ini beside it or in /usr/share/grafana")
+    _start_tool(stack, "grafana", command, stack.grafana, grafana.READY_PATH, env)
 
 
 def _start_tool(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -11,6 +10,7 @@ from perfserve.benchmarks.gate.score import DEFAULT_WEIGHTS
 from perfserve.benchmarks.offline.bench import BenchPlan, BenchResult, default_specs, run_bench
 from perfserve.benchmarks.offline.report import write_outputs
 from perfserve.benchmarks.offline.summary import summarize
+from perfserve.benchmarks.offline.summary_types import BenchSummary
 from service.store import Manifest
 
 
@@ -30,12 +30,12 @@ def bench_result(store: Path, manifest: Manifest) -> BenchResult:
 
 
 @pytest.fixture(scope="session")
-def bench_summary(bench_result: BenchResult) -> dict[str, Any]:
+def bench_summary(bench_result: BenchResult) -> BenchSummary:
     return summarize(bench_result, dict(DEFAULT_WEIGHTS))
 
 
 @pytest.fixture(scope="session")
-def bench_dir(bench_summary: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
+def bench_dir(bench_summary: BenchSummary, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("bench")
     write_outputs(bench_summary, out)
     return out

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from perfserve.benchmarks.figures import figures_from_summary
+from perfserve.benchmarks.offline.summary_types import BenchSummary
 from perfserve_common.queueing import erlang_c
 
 TAIL = 0.99
@@ -141,7 +142,7 @@ def _maybe(value: int | None) -> str:
 
 
 def from_bench(
-    summary: dict[str, Any],
+    summary: BenchSummary,
     batch_size: int | None,
     rows_per_request: int,
     overhead_s: float | dict[str, float] = 0.0,

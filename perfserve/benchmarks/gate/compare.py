@@ -24,11 +24,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import yaml
 
 from perfserve.benchmarks.figures import figures_from_summary, headline_metric
+from perfserve.benchmarks.offline.summary_types import BenchSummary, SpeedComparison
 from perfserve.benchmarks.robustness.floors import drop_reasons
 from perfserve.benchmarks.statistics import ALPHA
 from perfserve_common.usage import UsageError
@@ -82,24 +83,34 @@ def _with(rules: Rules, values: dict[str, Any], origin: str) -> Rules:
         raise UsageError(f"every rule in {origin} needs a number: {values}") from None
 
 
+class GateRow(TypedDict):
+    """One line of the side-by-side table (compare.json's `table`)."""
+
+    dimension: str
+    baseline: float | None
+    candidate: float
+    delta: float | None
+    significance: str
+
+
 @dataclass(frozen=True)
 class GateResult:
     promote: bool
     reasons: list[str]
     """One sentence per broken rule (empty when promoted)."""
-    table: list[dict[str, Any]]
-    """Side by side: dimension, baseline, candidate, delta, significance."""
+    table: list[GateRow]
+    """Side by side, one row per dimension compared."""
 
 
 def gate(
-    summary: dict[str, Any],
+    summary: BenchSummary,
     baseline: str,
     candidate: str,
     rules: Rules,
     robustness: RobustnessSummary | None = None,
 ) -> GateResult:
     """`robustness` holds both variants under perturbation when `max_robustness_drop` is set."""
-    table: list[dict[str, Any]] = []
+    table: list[GateRow] = []
     reasons: list[str] = []
     reasons += _quality(summary, baseline, candidate, rules, table)
     for row in summary["comparisons"]:
@@ -112,11 +123,11 @@ def gate(
 
 
 def _quality(
-    summary: dict[str, Any],
+    summary: BenchSummary,
     baseline: str,
     candidate: str,
     rules: Rules,
-    table: list[dict[str, Any]],
+    table: list[GateRow],
 ) -> list[str]:
     metric = headline_metric(summary["task"])
     row = next(q for q in summary["quality_comparisons"] if q["candidate"] == candidate)
@@ -140,7 +151,7 @@ def _quality(
     return reasons
 
 
-def _speed(row: dict[str, Any], rules: Rules, table: list[dict[str, Any]]) -> list[str]:
+def _speed(row: SpeedComparison, rules: Rules, table: list[GateRow]) -> list[str]:
     size = row["batch_size"]
     significant = row["p_value"] < ALPHA and (row["ci_low"] > 0 or row["ci_high"] < 0)
     note = f"d={row['cohens_d']:.2f} p={row['p_value']:.2g} {row['verdict']}"
@@ -169,11 +180,11 @@ def _speed(row: dict[str, Any], rules: Rules, table: list[dict[str, Any]]) -> li
 
 
 def _resources(
-    summary: dict[str, Any],
+    summary: BenchSummary,
     baseline: str,
     candidate: str,
     rules: Rules,
-    table: list[dict[str, Any]],
+    table: list[GateRow],
 ) -> list[str]:
     reasons = []
     memory = {f.variant: f.memory_bytes / MIB for f in figures_from_summary(summary)}
@@ -197,7 +208,7 @@ def _resources(
 
 def _row(
     dimension: str, baseline: float | None, candidate: float, delta: float | None, note: str
-) -> dict[str, Any]:
+) -> GateRow:
     return {
         "dimension": dimension,
         "baseline": baseline,

@@ -21,12 +21,13 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Literal, TypedDict, cast
 
 import numpy as np
 from scipy import stats
 
-from perfserve.benchmarks.figures import headline_metric
+from perfserve.benchmarks.figures import headline_metric, parse_summary
+from perfserve.benchmarks.offline.summary_types import BatchJson, BenchSummary, MeasuredVariant
 from perfserve.benchmarks.statistics import ALPHA, mann_whitney_p
 from perfserve_common.usage import UsageError
 
@@ -35,10 +36,38 @@ SESSION_MARGIN = 0.10
 QUALITY_TOLERANCE = 1e-9
 
 
+class GateVerdict(TypedDict, total=False):
+    """What a compare adds to its record (a bench adds nothing): the gate's verdict and
+    its reasons."""
+
+    verdict: Literal["promote", "reject"]
+    reasons: list[str]
+
+
+class RecordHead(TypedDict):
+    """What every record holds before its summary."""
+
+    id: str
+    kind: str
+    created: str
+    model_version: str
+    code_revision: str
+    machine_fingerprint: str
+    accepted: bool
+    baseline_id: str | None
+    regressions: list[str]
+
+
+class RecordJson(RecordHead, GateVerdict):
+    """One record's file: its head, a compare's verdict, and the bench's summary last."""
+
+    summary: BenchSummary
+
+
 @dataclass(frozen=True)
 class Record:
     path: Path
-    data: dict[str, Any]
+    data: RecordJson
 
     @property
     def id(self) -> str:
@@ -48,9 +77,9 @@ class Record:
 def record(
     history: Path,
     kind: str,
-    summary: dict[str, Any],
+    summary: BenchSummary,
     accepted: bool = True,
-    extra: dict[str, Any] | None = None,
+    extra: GateVerdict | None = None,
 ) -> Record:
     """Check `summary` against the last accepted baseline, then store it. The record is
     accepted if the caller accepts it (a compare that promotes) and nothing regressed."""
@@ -61,7 +90,7 @@ def record(
     created = datetime.now(UTC)
     env = summary["environment"]
     record_id = f"{created:%Y%m%dT%H%M%S%f}-{kind}"
-    data = {
+    head: RecordHead = {
         "id": record_id,
         "kind": kind,
         "created": created.isoformat(timespec="seconds"),
@@ -71,9 +100,9 @@ def record(
         "accepted": accepted and not regressions,
         "baseline_id": baseline.id if baseline else None,
         "regressions": regressions,
-        **(extra or {}),
-        "summary": summary,
     }
+    verdict: GateVerdict = extra if extra is not None else {}
+    data: RecordJson = {**head, **verdict, "summary": summary}
     folder = history / env["machine_fingerprint"] / _safe(summary["model_version"])
     folder = folder / _safe(env["code_revision"])
     folder.mkdir(parents=True, exist_ok=True)
@@ -88,8 +117,20 @@ def _safe(text: str) -> str:
 
 def records(history: Path) -> list[Record]:
     """Every record, oldest first."""
-    found = [Record(p, json.loads(p.read_text())) for p in history.glob("*/*/*/*.json")]
+    found = [Record(p, read_record(p)) for p in history.glob("*/*/*/*.json")]
     return sorted(found, key=lambda r: r.id)
+
+
+def read_record(path: Path) -> RecordJson:
+    """One record's file, its summary read as every bench summary is (`parse_summary`)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UsageError(f"{path} is not JSON ({error}): move it out of the history") from None
+    if not isinstance(data, dict) or not RecordHead.__required_keys__ <= data.keys():
+        raise UsageError(f"{path} is not a history record: move it out of the history")
+    parse_summary(data.get("summary"), f"{path}'s summary")
+    return cast(RecordJson, data)
 
 
 def last_accepted(history: Path, fingerprint: str, model_name: str | None = None) -> Record | None:
@@ -117,7 +158,7 @@ def accept(history: Path, record_id: str) -> Record:
 
 
 def find_regressions(
-    before: dict[str, Any], after: dict[str, Any], earlier: list[Record] | None = None
+    before: BenchSummary, after: BenchSummary, earlier: list[Record] | None = None
 ) -> list[str]:
     """What got worse from `before` to `after`, for variants and batch sizes in both;
     `earlier` (this machine's records) gives the run-to-run spread timings must exceed."""
@@ -171,7 +212,8 @@ def run_to_run_spread(found: list[Record], variant: str, size: str) -> Spread:
     revision and model version: what the machine alone changes from one run to the next."""
     groups: dict[tuple[str, str], list[float]] = {}
     for r in found:
-        cell = r.data["summary"]["variants"].get(variant, {}).get("batches", {}).get(size)
+        measured = r.data["summary"]["variants"].get(variant)
+        cell = measured.get("batches", {}).get(size) if measured else None
         if cell and cell.get("run_means_ms"):
             key = (str(r.data["model_version"]), str(r.data["code_revision"]))
             groups.setdefault(key, []).append(float(np.log(np.median(cell["run_means_ms"]))))
@@ -182,7 +224,7 @@ def run_to_run_spread(found: list[Record], variant: str, size: str) -> Spread:
 
 
 def _quality_regression(
-    name: str, metric: str, old: dict[str, Any], new: dict[str, Any]
+    name: str, metric: str, old: MeasuredVariant, new: MeasuredVariant
 ) -> list[str]:
     was, now = old["quality"][metric], new["quality"][metric]
     worse = now > was + QUALITY_TOLERANCE if metric == "rmse" else now < was - QUALITY_TOLERANCE
@@ -190,7 +232,7 @@ def _quality_regression(
 
 
 def _latency_regression(
-    name: str, size: str, old: dict[str, Any], new: dict[str, Any], spread: Spread
+    name: str, size: str, old: BatchJson, new: BatchJson, spread: Spread
 ) -> list[str]:
     before, after = np.asarray(old["run_means_ms"]), np.asarray(new["run_means_ms"])
     if before.size < 2 or after.size < 2:
@@ -218,11 +260,13 @@ def describe(found: list[Record]) -> str:
     return "\n".join(lines)
 
 
-def why_not_accepted(data: dict[str, Any]) -> list[str]:
+def why_not_accepted(data: RecordJson) -> list[str]:
     """The reasons a record is not the baseline (empty when it is accepted)."""
     if data["accepted"]:
         return []
     reasons = [f"regression against {data['baseline_id']}: {text}" for text in data["regressions"]]
     if data.get("verdict") == "reject":
-        reasons += [f"the compare gate rejected the candidate: {text}" for text in data["reasons"]]
+        reasons += [
+            f"the compare gate rejected the candidate: {text}" for text in data.get("reasons", [])
+        ]
     return reasons or ["not accepted by hand yet (`perfserve history accept ID`)"]

@@ -9,7 +9,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -20,6 +19,7 @@ from perfserve.benchmarks.offline.environment import (
 )
 from perfserve.benchmarks.offline.operators import Breakdown, breakdown
 from perfserve.benchmarks.offline.resources import EnergyMeter, LoadFigures, batch_of, measure_load
+from perfserve.benchmarks.offline.summary_types import RunEnvironment
 from perfserve.benchmarks.offline.timing import TimingPlan, Timings, time_interleaved
 from perfserve.modelstore.int8 import BATCH_TOLERANCE, mixed_batch_deviation
 from perfserve_common.machine import code_revision
@@ -105,7 +105,7 @@ class BenchResult:
     plan: BenchPlan
     manifest: Manifest
     holdout: Dataset
-    environment: dict[str, Any]
+    environment: RunEnvironment
     quality: dict[str, VariantQuality]
     loads: dict[str, LoadFigures]
     timings: dict[tuple[str, int], Timings]
@@ -135,7 +135,7 @@ def run_bench(plan: BenchPlan, manifest: Manifest, say: Say | None = None) -> Be
     plan.check()
     report = say or _stderr
     started = time.perf_counter()
-    with pinned(plan.threads, plan.cpus) as environment:
+    with pinned(plan.threads, plan.cpus) as pinning:
         holdout = load_holdout(plan.store, manifest)
         report(f"quality of {len(plan.variants)} variant(s) on {len(holdout.target)} hold-out rows")
         runners = {spec.name: _open(plan, manifest, spec) for spec in plan.variants}
@@ -170,7 +170,8 @@ def run_bench(plan: BenchPlan, manifest: Manifest, say: Say | None = None) -> Be
             for size, rows in batches.items()
         }
     description = machine_description()
-    environment |= {
+    environment: RunEnvironment = {
+        **pinning,
         "code_revision": code_revision(),
         "machine_fingerprint": machine_fingerprint(description),
         "machine": description,

@@ -10,21 +10,19 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from importlib import metadata
-from typing import Any
 
 import psutil
 import threadpoolctl
 
+from perfserve.benchmarks.offline.summary_types import MachineDescription, Pinning
 from perfserve_common.machine import cpu_model
-
-RUNTIME_PACKAGES = ("numpy", "scikit-learn", "onnxruntime", "scipy")
 
 
 @contextmanager
-def pinned(threads: int, cpus: list[int] | None) -> Iterator[dict[str, Any]]:
+def pinned(threads: int, cpus: list[int] | None) -> Iterator[Pinning]:
     """Limit BLAS/OpenMP pools to `threads` and, if given, this process to `cpus`, until
     the block ends. onnxruntime sessions get the same thread count when they are opened.
     Yields what is in force, for the report."""
@@ -48,8 +46,9 @@ def pinned(threads: int, cpus: list[int] | None) -> Iterator[dict[str, Any]]:
         os.sched_setaffinity(0, affinity)
 
 
-def machine_description() -> dict[str, Any]:
-    """What makes timings comparable: CPU model and count, memory, OS, runtime versions."""
+def machine_description() -> MachineDescription:
+    """What makes timings comparable: CPU model and count, memory, OS, and the versions of
+    the runtime packages that do the arithmetic."""
     return {
         "cpu_model": cpu_model(),
         "logical_cpus": os.cpu_count(),
@@ -57,13 +56,16 @@ def machine_description() -> dict[str, Any]:
         "machine": platform.machine(),
         "system": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
-        **{package: _version(package) for package in RUNTIME_PACKAGES},
+        "numpy": _version("numpy"),
+        "scikit-learn": _version("scikit-learn"),
+        "onnxruntime": _version("onnxruntime"),
+        "scipy": _version("scipy"),
     }
 
 
-def machine_fingerprint(description: dict[str, Any] | None = None) -> str:
+def machine_fingerprint(description: MachineDescription | None = None) -> str:
     """A short stable hash of `machine_description()`."""
-    described = description or machine_description()
+    described: Mapping[str, object] = description or machine_description()
     text = "\n".join(f"{key}={described[key]}" for key in sorted(described))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 

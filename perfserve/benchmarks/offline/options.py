@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from perfserve_common.usage import UsageError, add_option
 
@@ -12,7 +12,9 @@ from perfserve_common.usage import UsageError, add_option
 DEFAULT_HISTORY = Path("reports/history")
 
 if TYPE_CHECKING:
+    from perfserve.benchmarks.gate.history import GateVerdict
     from perfserve.benchmarks.offline.bench import VariantSpec
+    from perfserve.benchmarks.offline.summary_types import BenchSummary
     from service.store import Manifest
 
 
@@ -113,7 +115,7 @@ def measure(
     baseline: str | None,
     weights: dict[str, float],
     headline_batch_size: int | None,
-) -> dict[str, Any]:
+) -> BenchSummary:
     """Run the bench the options describe and summarize it."""
     from perfserve.benchmarks.offline.bench import BenchPlan, run_bench
     from perfserve.benchmarks.offline.summary import summarize
@@ -144,10 +146,10 @@ def measure(
 def record(
     args: argparse.Namespace,
     kind: str,
-    summary: dict[str, Any],
+    summary: BenchSummary,
     files: list[Path],
     accepted: bool = True,
-    extra: dict[str, Any] | None = None,
+    extra: GateVerdict | None = None,
 ) -> bool:
     """Keep the result in the history and, if asked, in MLflow; False if it regressed."""
     from perfserve.benchmarks.gate import history

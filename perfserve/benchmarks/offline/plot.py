@@ -4,7 +4,6 @@ batch size, which shows where batching stops paying."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import matplotlib
 
@@ -14,12 +13,13 @@ import matplotlib.pyplot as plt
 from matplotlib.ticker import FuncFormatter, NullLocator
 
 from perfserve.benchmarks.figures import figures_from_summary
+from perfserve.benchmarks.offline.summary_types import BenchSummary
 
 PLAIN = FuncFormatter(lambda value, _: f"{value:,.6g}")
 """Log-axis tick labels as plain numbers (20,000, 0.05), not powers of ten."""
 
 
-def plot_tradeoffs(summary: dict[str, Any], path: Path) -> None:
+def plot_tradeoffs(summary: BenchSummary, path: Path) -> None:
     figures = figures_from_summary(summary)
     batch = summary["plan"]["headline_batch_size"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5), layout="constrained")

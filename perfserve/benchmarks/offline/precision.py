@@ -11,11 +11,12 @@ let one client's rows change another's answers.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from perfserve.benchmarks.offline.bench import VariantSpec
+from perfserve.benchmarks.offline.summary_types import FastestRow, MeasuredVariant, PrecisionEntry
 from perfserve.modelstore.int8 import MAX_ACCURACY_DROP, MIN_AGREEMENT
 from service.store import Manifest, StoreError, VariantInfo
 
@@ -52,29 +53,31 @@ def int8_method_specs(store_specs: list[VariantSpec], manifest: Manifest) -> lis
     return specs
 
 
-def label(variant: dict[str, Any]) -> str:
+def label(variant: MeasuredVariant) -> str:
     """`fp32 sklearn`, `fp32 onnx`, `int8 static_per_channel`, ..."""
     return f"{variant['precision']} {variant.get('method') or variant['format']}"
 
 
 def fastest_by_batch_size(
-    summary: dict[str, Any], reference: dict[str, float]
-) -> list[dict[str, Any]]:
+    variants: Mapping[str, MeasuredVariant],
+    batch_sizes: Sequence[int],
+    min_effect: float,
+    reference: Mapping[str, float],
+) -> list[FastestRow]:
     """Per batch size: each variant's median µs per call over the runs, whether its quality
     equals the reference's (within the build's bounds) and whether it is batch-independent;
     the fastest variant that is both, and the others that are within noise of it.
 
     "Within noise": run by run, the variant's time over the fastest's (runs are taken
-    side by side, so shared load cancels), median ratio under 1 + the bench's min effect.
+    side by side, so shared load cancels), median ratio under 1 + `min_effect`.
     """
-    min_effect = summary["plan"]["min_effect"]
-    rows = []
-    for size in summary["plan"]["batch_sizes"]:
+    rows: list[FastestRow] = []
+    for size in batch_sizes:
         runs = {
             name: np.asarray(variant["batches"][str(size)]["run_means_ms"]) * 1000
-            for name, variant in summary["variants"].items()
+            for name, variant in variants.items()
         }
-        entries = [
+        entries: list[PrecisionEntry] = [
             {
                 "variant": name,
                 "precision_method": label(variant),
@@ -82,7 +85,7 @@ def fastest_by_batch_size(
                 "equal_quality": _equal_quality(variant, reference),
                 "batch_independent": variant["batch_independent"],
             }
-            for name, variant in summary["variants"].items()
+            for name, variant in variants.items()
         ]
         eligible = [e for e in entries if e["equal_quality"] and e["batch_independent"]]
         fastest = min(eligible, key=lambda e: e["per_call_us"]) if eligible else None
@@ -107,7 +110,7 @@ def fastest_by_batch_size(
     return rows
 
 
-def render(rows: list[dict[str, Any]]) -> list[str]:
+def render(rows: Sequence[FastestRow]) -> list[str]:
     """The table as Markdown lines: median µs per call, `*` fastest, `~` within noise of
     it, `q` quality outside bounds, `b` answers depend on batch-mates."""
     names = [entry["variant"] for entry in rows[0]["variants"]]
@@ -130,7 +133,7 @@ def render(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _equal_quality(variant: dict[str, Any], reference: dict[str, float]) -> bool:
+def _equal_quality(variant: MeasuredVariant, reference: Mapping[str, float]) -> bool:
     if variant["agreement_with_reference"] < MIN_AGREEMENT:
         return False
     if "accuracy" in reference:

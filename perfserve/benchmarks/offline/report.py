@@ -5,12 +5,17 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Any
 
 from perfserve.benchmarks.figures import SUMMARY_FILE, figures_from_summary
 from perfserve.benchmarks.gate.score import DIMENSIONS, normalized
 from perfserve.benchmarks.offline.plot import plot_tradeoffs
 from perfserve.benchmarks.offline.precision import render as render_precision_table
+from perfserve.benchmarks.offline.summary_types import (
+    BatchJson,
+    BenchSummary,
+    PlanJson,
+    VariantJson,
+)
 
 FILES = {
     "summary": "summary.csv",
@@ -21,9 +26,11 @@ FILES = {
     "plot": "tradeoffs.png",
     "report": "report.md",
 }
+CsvRow = dict[str, object]
+"""One row of a CSV file: column name to value, in the columns' order."""
 
 
-def write_outputs(summary: dict[str, Any], out: Path) -> dict[str, Path]:
+def write_outputs(summary: BenchSummary, out: Path) -> dict[str, Path]:
     """Write every output file of a bench; return their paths by kind."""
     out.mkdir(parents=True, exist_ok=True)
     paths = {kind: out / name for kind, name in FILES.items()} | {"json": out / SUMMARY_FILE}
@@ -38,14 +45,14 @@ def write_outputs(summary: dict[str, Any], out: Path) -> dict[str, Path]:
     return paths
 
 
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+def _write_csv(path: Path, rows: list[CsvRow]) -> None:
     with path.open("w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=list(rows[0]) if rows else ["empty"])
         writer.writeheader()
         writer.writerows(rows)
 
 
-def _cells(summary: dict[str, Any]) -> list[tuple[str, int, dict[str, Any], dict[str, Any]]]:
+def _cells(summary: BenchSummary) -> list[tuple[str, int, VariantJson, BatchJson]]:
     return [
         (name, int(size), variant, cell)
         for name, variant in summary["variants"].items()
@@ -53,15 +60,15 @@ def _cells(summary: dict[str, Any]) -> list[tuple[str, int, dict[str, Any], dict
     ]
 
 
-def summary_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
+def summary_rows(summary: BenchSummary) -> list[CsvRow]:
     """Per variant and batch size: latency and throughput with 95% CIs, and quality."""
     rows = []
     for name, size, variant, cell in _cells(summary):
-        row: dict[str, Any] = {"variant": name, "batch_size": size}
+        row: CsvRow = {"variant": name, "batch_size": size}
         for key, value in cell["per_call_ms"].items():
             row[f"per_call_ms_{key}"] = value
-        for key in ("mean", "ci_low", "ci_high", "p50", "p95", "p99", "max"):
-            row[f"per_sample_ms_{key}"] = cell["per_sample_ms"][key]
+        for key, value in cell["per_sample_ms"].items():
+            row[f"per_sample_ms_{key}"] = value
         for key, value in cell["throughput_sps"].items():
             row[f"throughput_sps_{key}"] = value
         row["cold_call_ms"] = cell["cold_call_ms"]
@@ -73,7 +80,7 @@ def summary_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def comparison_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
+def comparison_rows(summary: BenchSummary) -> list[CsvRow]:
     """Latency comparisons (paired by run) and quality comparisons (paired by row)."""
     rows = [dict(row) for row in summary["comparisons"]]
     for quality in summary["quality_comparisons"]:
@@ -98,11 +105,11 @@ def comparison_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def tradeoff_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
+def tradeoff_rows(summary: BenchSummary) -> list[CsvRow]:
     """Latency, memory, throughput, energy and where the time goes, side by side."""
     rows = []
     for name, size, variant, cell in _cells(summary):
-        row: dict[str, Any] = {
+        row: CsvRow = {
             "variant": name,
             "batch_size": size,
             "per_call_ms_mean": cell["per_call_ms"]["mean"],
@@ -121,7 +128,7 @@ def tradeoff_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def operator_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
+def operator_rows(summary: BenchSummary) -> list[CsvRow]:
     rows = []
     for name, size, _, cell in _cells(summary):
         total = sum(cell["profiled_us"].values()) or 1.0
@@ -140,7 +147,7 @@ def operator_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def dashboard_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
+def dashboard_rows(summary: BenchSummary) -> list[CsvRow]:
     """At the headline batch size: raw figures, their 0..1 standing, weights and score."""
     figures = figures_from_summary(summary)
     weights = summary["plan"]["weights"]
@@ -148,7 +155,7 @@ def dashboard_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
     ranked = sorted(figures, key=lambda f: -summary["variants"][f.variant]["score"])
     rows = []
     for rank, f in enumerate(ranked, start=1):
-        row: dict[str, Any] = {
+        row: CsvRow = {
             "rank": rank,
             "variant": f.variant,
             "batch_size": f.batch_size,
@@ -164,7 +171,7 @@ def dashboard_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def render_report(summary: dict[str, Any]) -> str:
+def render_report(summary: BenchSummary) -> str:
     """A page a person reads first: the answer, then the evidence and the caveats."""
     plan, env, best = summary["plan"], summary["environment"], summary["best"]
     figures = figures_from_summary(summary)
@@ -231,7 +238,7 @@ def render_report(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _calls(plan: dict[str, Any]) -> str:
+def _calls(plan: PlanJson) -> str:
     if plan["calls_per_run"] == "auto":
         return f"enough for {plan['min_block_seconds'] * 1000:g} ms"
     return str(plan["calls_per_run"])

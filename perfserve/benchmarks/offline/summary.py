@@ -1,21 +1,30 @@
 """From raw measurements to the figures, comparisons and verdicts a bench reports.
 
 Everything downstream (CSV files, plot, report, `decide`, `capacity`, history) reads the
-dictionary built here, which is also written as `summary.json`.
+`BenchSummary` built here, which is also written as `summary.json` (its shape:
+perfserve/benchmarks/offline/summary_types.py).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 import numpy as np
 
-from perfserve.benchmarks.figures import figures_from_summary, headline_metric
+from perfserve.benchmarks.figures import headline_metric, variant_figures
 from perfserve.benchmarks.gate.score import best_by_dimension, composite_scores, scoring_weights
 from perfserve.benchmarks.offline.bench import BenchResult
 from perfserve.benchmarks.offline.precision import fastest_by_batch_size
 from perfserve.benchmarks.offline.resources import proxy_joules
+from perfserve.benchmarks.offline.summary_types import (
+    BatchJson,
+    BenchSummary,
+    LatencyMs,
+    MeasuredVariant,
+    QualityComparison,
+    SpeedComparison,
+    VariantJson,
+)
 from perfserve.benchmarks.offline.timing import Timings
 from perfserve.benchmarks.statistics import (
     ALPHA,
@@ -28,35 +37,45 @@ from perfserve.benchmarks.statistics import (
     wilcoxon_p,
 )
 
-PERCENTILES = {"p50": 50, "p95": 95, "p99": 99}
-
 
 def summarize(
     result: BenchResult,
     weights: dict[str, float],
     headline_batch_size: int | None = None,
     min_effect: float = MIN_EFFECT,
-) -> dict[str, Any]:
-    """Every figure, comparison, warning and score of a bench, as one JSON-ready dictionary.
+) -> BenchSummary:
+    """Every figure, comparison, warning and score of a bench, ready to be written as JSON.
 
     The headline batch size (default: the first benchmarked) is the one the dashboard,
     the composite score and "best" refer to; every batch size keeps all its figures.
     """
+    created = datetime.now(UTC).isoformat(timespec="seconds")
     plan, manifest = result.plan, result.manifest
     baseline = plan.baseline or _default_baseline(result)
     headline = headline_batch_size or plan.batch_sizes[0]
     if headline not in plan.batch_sizes:
         raise ValueError(f"headline batch size {headline} is not among {plan.batch_sizes}")
-    summary: dict[str, Any] = {
+    measured = {spec.name: _variant(result, spec.name) for spec in plan.variants}
+    figures = variant_figures(measured, manifest.task, headline)
+    used, dropped = scoring_weights(weights, result.energy_measured)
+    scores = composite_scores(figures, used)
+    variants: dict[str, VariantJson] = {
+        name: {**variant, "score": scores[name]} for name, variant in measured.items()
+    }
+    reference = result.quality.get(manifest.reference)
+    return {
         "kind": "bench",
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "created": created,
         "store": str(plan.store),
         "model_name": manifest.model_name,
         "model_version": _model_version(result),
         "task": manifest.task,
         "holdout": {"rows": manifest.holdout.rows, "sha256": manifest.holdout.sha256},
-        "environment": result.environment
-        | {"energy_source": result.energy_source, "energy_measured": result.energy_measured},
+        "environment": {
+            **result.environment,
+            "energy_source": result.energy_source,
+            "energy_measured": result.energy_measured,
+        },
         "plan": {
             "variants": [spec.name for spec in plan.variants],
             "batch_sizes": plan.batch_sizes,
@@ -66,14 +85,27 @@ def summarize(
             "warmup_calls": plan.warmup_calls,
             "baseline": baseline,
             "headline_batch_size": headline,
-            "weights": weights,
+            "weights": used,
             "min_effect": min_effect,
             "elapsed_seconds": round(result.elapsed_seconds, 1),
         },
-        "variants": {spec.name: _variant(result, spec.name) for spec in plan.variants},
+        "variants": variants,
+        "comparisons": _comparisons(result, baseline, min_effect),
+        "quality_comparisons": _quality_comparisons(result, baseline),
+        "warnings": _warnings(result) + ([dropped] if dropped else []),
+        "best": best_by_dimension(figures, scores),
+        "fastest_by_batch_size": fastest_by_batch_size(
+            measured,
+            plan.batch_sizes,
+            min_effect,
+            reference.metrics if reference else manifest.variants[manifest.reference].metrics,
+        ),
     }
-    summary["comparisons"] = _comparisons(result, baseline, min_effect)
-    summary["quality_comparisons"] = _quality_comparisons(result, baseline)
+
+
+def _warnings(result: BenchResult) -> list[str]:
+    """Too few runs for any verdict, noisy runs, and answers that depend on batch-mates."""
+    plan = result.plan
     noisy = (
         noise_warning(
             spec.name,
@@ -84,28 +116,14 @@ def summarize(
         )
         for spec in plan.variants
     )
-    summary["warnings"] = _too_few_runs(plan.runs) + [text for text in noisy if text]
-    summary["warnings"] += [
+    warnings = _too_few_runs(plan.runs) + [text for text in noisy if text]
+    warnings += [
         f"{name}: a row's answer changes with its batch-mates; the batcher would let one "
         "request change another's answer, so do not serve it whatever its score"
         for name, quality in result.quality.items()
         if not quality.batch_independent
     ]
-    figures = figures_from_summary(summary, headline)
-    used, dropped = scoring_weights(weights, result.energy_measured)
-    if dropped:
-        summary["warnings"].append(dropped)
-        summary["plan"]["weights"] = used
-    scores = composite_scores(figures, used)
-    for name, score in scores.items():
-        summary["variants"][name]["score"] = score
-    summary["best"] = best_by_dimension(figures, scores)
-    reference = result.quality.get(manifest.reference)
-    summary["fastest_by_batch_size"] = fastest_by_batch_size(
-        summary,
-        reference.metrics if reference else manifest.variants[manifest.reference].metrics,
-    )
-    return summary
+    return warnings
 
 
 def _too_few_runs(runs: int) -> list[str]:
@@ -130,7 +148,7 @@ def _default_baseline(result: BenchResult) -> str:
     return result.manifest.reference if result.manifest.reference in names else names[0]
 
 
-def _variant(result: BenchResult, name: str) -> dict[str, Any]:
+def _variant(result: BenchResult, name: str) -> MeasuredVariant:
     spec = next(s for s in result.plan.variants if s.name == name)
     load, quality = result.loads[name], result.quality[name]
     return {
@@ -151,18 +169,17 @@ def _variant(result: BenchResult, name: str) -> dict[str, Any]:
     }
 
 
-def _cell(result: BenchResult, cell: Timings) -> dict[str, Any]:
+def _cell(result: BenchResult, cell: Timings) -> BatchJson:
     size = cell.batch_size
     load = result.loads[cell.variant]
     per_call = _latency(cell.run_means * 1000, cell.calls.ravel() * 1000)
-    per_sample = {key: value / size for key, value in per_call.items()}
     joules = (
         cell.energy_joules if cell.energy_joules is not None else proxy_joules(cell.cpu_seconds)
     )
     profile = result.breakdowns[cell.variant, size]
     return {
         "per_call_ms": per_call,
-        "per_sample_ms": per_sample,
+        "per_sample_ms": _per_sample(per_call, size),
         "throughput_sps": {
             "mean": size * 1000 / per_call["mean"],
             "ci_low": size * 1000 / per_call["ci_high"],
@@ -180,17 +197,35 @@ def _cell(result: BenchResult, cell: Timings) -> dict[str, Any]:
     }
 
 
-def _latency(run_means: np.ndarray, calls: np.ndarray) -> dict[str, float]:
+def _latency(run_means: np.ndarray, calls: np.ndarray) -> LatencyMs:
     """Mean with a CI over run means; percentiles over every timed call."""
     interval = bootstrap_mean_ci(run_means)
-    figures = {"mean": interval.estimate, "ci_low": interval.low, "ci_high": interval.high}
-    figures |= {key: float(np.percentile(calls, q)) for key, q in PERCENTILES.items()}
-    figures["max"] = float(calls.max())
-    return figures
+    return {
+        "mean": interval.estimate,
+        "ci_low": interval.low,
+        "ci_high": interval.high,
+        "p50": float(np.percentile(calls, 50)),
+        "p95": float(np.percentile(calls, 95)),
+        "p99": float(np.percentile(calls, 99)),
+        "max": float(calls.max()),
+    }
 
 
-def _comparisons(result: BenchResult, baseline: str, min_effect: float) -> list[dict[str, Any]]:
-    rows = []
+def _per_sample(per_call: LatencyMs, size: int) -> LatencyMs:
+    """Per-call figures shared among the `size` rows of each call."""
+    return {
+        "mean": per_call["mean"] / size,
+        "ci_low": per_call["ci_low"] / size,
+        "ci_high": per_call["ci_high"] / size,
+        "p50": per_call["p50"] / size,
+        "p95": per_call["p95"] / size,
+        "p99": per_call["p99"] / size,
+        "max": per_call["max"] / size,
+    }
+
+
+def _comparisons(result: BenchResult, baseline: str, min_effect: float) -> list[SpeedComparison]:
+    rows: list[SpeedComparison] = []
     for (name, size), cell in result.timings.items():
         if name == baseline:
             continue
@@ -217,12 +252,12 @@ def _comparisons(result: BenchResult, baseline: str, min_effect: float) -> list[
     return rows
 
 
-def _quality_comparisons(result: BenchResult, baseline: str) -> list[dict[str, Any]]:
+def _quality_comparisons(result: BenchResult, baseline: str) -> list[QualityComparison]:
     """Per-row losses paired on the hold-out: McNemar for labels, Wilcoxon for errors."""
     task = result.manifest.task
     metric = headline_metric(task)
     base = result.quality[baseline]
-    rows = []
+    rows: list[QualityComparison] = []
     for name, quality in result.quality.items():
         if name == baseline:
             continue

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
+from perfserve.benchmarks.offline.summary_types import BenchSummary
 from perfserve_common.usage import MissingTool
 
 EXPERIMENT = "perfserve"
 
 
-def log_run(uri: str, kind: str, summary: dict[str, Any], files: list[Path]) -> str:
+def log_run(uri: str, kind: str, summary: BenchSummary, files: list[Path]) -> str:
     """Log one run (params, per-variant metrics, output files as artifacts); return its id."""
     if "://" not in uri and not uri.startswith("file:"):
         uri = Path(uri).resolve().as_uri()
@@ -55,7 +55,7 @@ def log_run(uri: str, kind: str, summary: dict[str, Any], files: list[Path]) -> 
     return run_id
 
 
-def metrics_of(summary: dict[str, Any]) -> dict[str, float]:
+def metrics_of(summary: BenchSummary) -> dict[str, float]:
     """Flat metric names MLflow accepts: `<variant>.b<batch>.<figure>` and quality."""
     metrics: dict[str, float] = {}
     for name, variant in summary["variants"].items():

@@ -5,10 +5,13 @@ this far below the baseline's, on the same perturbed rows)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from perfserve.benchmarks.robustness.run import RobustnessSummary
 from perfserve_common.usage import UsageError
+
+if TYPE_CHECKING:
+    from perfserve.benchmarks.gate.compare import GateRow
 
 GATED_PERTURBATIONS = ["noise", "shift"]
 """What compare re-measures for its rule: the all-feature conditions that move every row."""
@@ -66,7 +69,7 @@ def drop_reasons(
     baseline: str,
     candidate: str,
     max_drop: float,
-    table: list[dict[str, Any]],
+    table: list[GateRow],
 ) -> list[str]:
     """Per condition, the candidate against the baseline: absolute for accuracy, relative
     for RMSE (as the clean-quality rules are)."""

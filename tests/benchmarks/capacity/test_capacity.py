@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -15,6 +14,7 @@ from perfserve.benchmarks.capacity.capacity import (
     plan_capacity,
     replicas_for,
 )
+from perfserve.benchmarks.offline.summary_types import BenchSummary
 from perfserve.cli import main
 
 MIB = 2**20
@@ -113,7 +113,7 @@ def test_capacity_refuses_when_the_overhead_cannot_be_measured(
     assert "--request-overhead-ms" in error and "--sweep" in error
 
 
-def test_request_overhead_lowers_the_service_rate(bench_summary: dict[str, Any]) -> None:
+def test_request_overhead_lowers_the_service_rate(bench_summary: BenchSummary) -> None:
     (alone,) = [f for f in from_bench(bench_summary, 8, 4) if f.variant == "onnx_int8"]
     (served,) = [f for f in from_bench(bench_summary, 8, 4, 0.001) if f.variant == "onnx_int8"]
     throughput = bench_summary["variants"]["onnx_int8"]["batches"]["8"]["throughput_sps"]["mean"]

@@ -5,23 +5,23 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
 from perfserve.benchmarks.gate import history
+from perfserve.benchmarks.offline.summary_types import BenchSummary
 from perfserve.cli import main
 
 
-def _slower(summary: dict[str, Any], variant: str, factor: float) -> dict[str, Any]:
+def _slower(summary: BenchSummary, variant: str, factor: float) -> BenchSummary:
     changed = copy.deepcopy(summary)
     for cell in changed["variants"][variant]["batches"].values():
         cell["run_means_ms"] = [value * factor for value in cell["run_means_ms"]]
     return changed
 
 
-def _steady(summary: dict[str, Any]) -> dict[str, Any]:
+def _steady(summary: BenchSummary) -> BenchSummary:
     """The bench with calm runs around each median: a test of the history's rules must not
     hinge on an outlier run of the loaded machine the fixture was benched on."""
     calm = copy.deepcopy(summary)
@@ -33,7 +33,7 @@ def _steady(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_a_later_slower_run_is_flagged_against_the_accepted_baseline(
-    tmp_path: Path, bench_summary: dict[str, Any]
+    tmp_path: Path, bench_summary: BenchSummary
 ) -> None:
     bench_summary = _steady(bench_summary)
     first = history.record(tmp_path, "bench", bench_summary)
@@ -57,7 +57,7 @@ def test_a_later_slower_run_is_flagged_against_the_accepted_baseline(
     assert history.last_accepted(tmp_path, env["machine_fingerprint"]).id == slower.id  # type: ignore[union-attr]
 
 
-def test_quality_loss_is_a_regression(bench_summary: dict[str, Any]) -> None:
+def test_quality_loss_is_a_regression(bench_summary: BenchSummary) -> None:
     worse = copy.deepcopy(bench_summary)
     worse["variants"]["onnx_fp32"]["quality"]["accuracy"] -= 0.01
     regressions = history.find_regressions(bench_summary, worse)
@@ -67,12 +67,12 @@ def test_quality_loss_is_a_regression(bench_summary: dict[str, Any]) -> None:
     ]
 
 
-def test_a_small_slowdown_is_within_the_session_margin(bench_summary: dict[str, Any]) -> None:
+def test_a_small_slowdown_is_within_the_session_margin(bench_summary: BenchSummary) -> None:
     assert history.find_regressions(bench_summary, _slower(bench_summary, "onnx_int8", 1.05)) == []
 
 
 def test_history_command_lists_and_accepts(
-    tmp_path: Path, bench_summary: dict[str, Any], capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, bench_summary: BenchSummary, capsys: pytest.CaptureFixture[str]
 ) -> None:
     calm = _steady(bench_summary)
     first = history.record(tmp_path, "bench", calm)
@@ -86,7 +86,7 @@ def test_history_command_lists_and_accepts(
     assert main(["history", "--history", str(tmp_path), "accept", "nope"]) == 2
 
 
-def _rerun(summary: dict[str, Any], factor: float, revision: str) -> dict[str, Any]:
+def _rerun(summary: BenchSummary, factor: float, revision: str) -> BenchSummary:
     """The same bench again, every timing scaled: how a machine drifts between sessions."""
     changed = copy.deepcopy(summary)
     changed["environment"]["code_revision"] = revision
@@ -97,7 +97,7 @@ def _rerun(summary: dict[str, Any], factor: float, revision: str) -> dict[str, A
 
 
 def test_the_machines_run_to_run_spread_raises_the_bar(
-    tmp_path: Path, bench_summary: dict[str, Any]
+    tmp_path: Path, bench_summary: BenchSummary
 ) -> None:
     # Unchanged code benched four times drifts by up to 30% between runs (seen on a
     # shared machine); a later revision 25% slower is within that and is not flagged.
@@ -116,7 +116,7 @@ def test_the_machines_run_to_run_spread_raises_the_bar(
     assert spread.threshold() > 0.3  # wider than the largest drift between the runs
 
 
-def test_a_rejected_compare_says_why(tmp_path: Path, bench_summary: dict[str, Any]) -> None:
+def test_a_rejected_compare_says_why(tmp_path: Path, bench_summary: BenchSummary) -> None:
     rejected = history.record(
         tmp_path,
         "compare",
@@ -130,7 +130,7 @@ def test_a_rejected_compare_says_why(tmp_path: Path, bench_summary: dict[str, An
 
 
 def test_another_model_is_not_held_to_this_ones_figures(
-    tmp_path: Path, bench_summary: dict[str, Any]
+    tmp_path: Path, bench_summary: BenchSummary
 ) -> None:
     small = history.record(tmp_path, "bench", _steady(bench_summary))
     wide = _slower(_steady(bench_summary), "onnx_int8", 3.0)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -18,12 +17,13 @@ from perfserve.benchmarks.gate.compare import Rules, gate
 from perfserve.benchmarks.gate.score import DEFAULT_WEIGHTS
 from perfserve.benchmarks.offline.bench import BenchPlan, VariantSpec, run_bench
 from perfserve.benchmarks.offline.summary import summarize
+from perfserve.benchmarks.offline.summary_types import BenchSummary
 from service.store import Manifest
 
 pytestmark = pytest.mark.integration  # a bench measures cold starts in fresh processes
 
 
-def _bench(store: Path, manifest: Manifest, delay_s: float) -> dict[str, Any]:
+def _bench(store: Path, manifest: Manifest, delay_s: float) -> BenchSummary:
     info = manifest.variants["onnx_int8"]
     specs = [VariantSpec("a", info, store), VariantSpec("b", info, store, delay_s=delay_s)]
     plan = BenchPlan(
@@ -43,12 +43,12 @@ def _bench(store: Path, manifest: Manifest, delay_s: float) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def slowed(store: Path, manifest: Manifest) -> dict[str, Any]:
+def slowed(store: Path, manifest: Manifest) -> BenchSummary:
     return _bench(store, manifest, delay_s=0.003)
 
 
 def test_a_variant_with_injected_delay_is_called_slower_with_a_large_effect(
-    slowed: dict[str, Any],
+    slowed: BenchSummary,
 ) -> None:
     (comparison,) = slowed["comparisons"]
     assert comparison["verdict"] == "slower"
@@ -58,7 +58,7 @@ def test_a_variant_with_injected_delay_is_called_slower_with_a_large_effect(
     assert slowed["variants"]["b"]["injected_delay_ms"] == 3.0
 
 
-def test_the_gate_rejects_the_slowed_candidate(slowed: dict[str, Any]) -> None:
+def test_the_gate_rejects_the_slowed_candidate(slowed: BenchSummary) -> None:
     result = gate(slowed, "a", "b", Rules())
     assert not result.promote
     assert any(reason.startswith("latency at batch 1") for reason in result.reasons)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ from sklearn import metrics
 
 from perfserve.benchmarks.offline.bench import BenchResult
 from perfserve.benchmarks.offline.report import FILES
+from perfserve.benchmarks.offline.summary_types import BenchSummary
 from service.runtimes import open_runner
 from service.store import Dataset, Manifest
 
@@ -52,7 +52,7 @@ def test_timings_hold_the_timed_runs_only_with_threads_pinned(bench_result: Benc
     assert all(pool["threads"] == 1 for pool in bench_result.environment["blas_pools"])
 
 
-def test_summary_has_every_figure_per_variant_and_batch(bench_summary: dict[str, Any]) -> None:
+def test_summary_has_every_figure_per_variant_and_batch(bench_summary: BenchSummary) -> None:
     assert set(bench_summary["variants"]) == {"sklearn_fp32", "onnx_fp32", "onnx_int8"}
     for variant in bench_summary["variants"].values():
         assert variant["load_memory_bytes"] > 0 and variant["load_seconds"] > 0
@@ -86,7 +86,7 @@ def test_summary_has_every_figure_per_variant_and_batch(bench_summary: dict[str,
 
 
 def test_operator_breakdown_splits_the_onnx_graph_and_the_pipeline(
-    bench_summary: dict[str, Any],
+    bench_summary: BenchSummary,
 ) -> None:
     onnx = bench_summary["variants"]["onnx_int8"]["batches"]["8"]["profiled_us"]
     assert "preprocess/Scaler" in onnx
@@ -100,9 +100,7 @@ def test_operator_breakdown_splits_the_onnx_graph_and_the_pipeline(
     }
 
 
-def test_outputs_are_all_written_and_readable(
-    bench_dir: Path, bench_summary: dict[str, Any]
-) -> None:
+def test_outputs_are_all_written_and_readable(bench_dir: Path, bench_summary: BenchSummary) -> None:
     for name in FILES.values():
         assert (bench_dir / name).stat().st_size > 0, name
     assert json.loads((bench_dir / "summary.json").read_text())["best"] == bench_summary["best"]

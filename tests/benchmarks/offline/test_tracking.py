@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from perfserve.benchmarks.offline.summary_types import BenchSummary
 from perfserve.benchmarks.offline.tracking import log_run, metrics_of
 
 
 def test_a_bench_is_logged_to_a_local_mlflow_store(
-    tmp_path: Path, bench_summary: dict[str, Any], bench_dir: Path
+    tmp_path: Path, bench_summary: BenchSummary, bench_dir: Path
 ) -> None:
     pytest.importorskip("mlflow", reason="install perfserve[mlflow] to test MLflow logging")
     from mlflow.tracking import MlflowClient
@@ -26,7 +26,7 @@ def test_a_bench_is_logged_to_a_local_mlflow_store(
     assert artifacts == ["report.md"]
 
 
-def test_metric_names_are_flat_and_per_variant_and_batch(bench_summary: dict[str, Any]) -> None:
+def test_metric_names_are_flat_and_per_variant_and_batch(bench_summary: BenchSummary) -> None:
     names = metrics_of(bench_summary)
     assert (
         names["onnx_int8.b8.per_call_ms_mean"]
