@@ -84,10 +84,11 @@ class _Exchange:
             self.status = message["status"]
 
 
-async def drive(app: App, body: bytes, requests: int, concurrency: int) -> int:
-    """Send `requests` predictions through `app`, `concurrency` at a time (closed loop);
-    how many were not answered 200."""
-    path = f"/models/{VARIANT}/predict"
+async def drive(
+    app: App, body: bytes, requests: int, concurrency: int, path: str = f"/models/{VARIANT}/predict"
+) -> int:
+    """Send `requests` predictions through `app` at `path`, `concurrency` at a time (closed
+    loop); how many were not answered 200."""
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
     left = requests
     failed = 0
