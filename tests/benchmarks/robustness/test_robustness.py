@@ -15,6 +15,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from perfserve.benchmarks.figures import VariantFigures
+from perfserve.benchmarks.gate.compare import GateRow
 from perfserve.benchmarks.gate.decide import decide, parse_requirements
 from perfserve.benchmarks.offline.bench import default_specs
 from perfserve.benchmarks.robustness.floors import drop_reasons
@@ -127,7 +128,7 @@ def test_decide_rejects_a_variant_below_a_robustness_floor(summary: RobustnessSu
 
 
 def test_the_compare_rule_fires_on_a_drop_under_perturbation(summary: RobustnessSummary) -> None:
-    table: list[dict[str, object]] = []
+    table: list[GateRow] = []
     assert drop_reasons(summary, "onnx_fp32", "sklearn_fp32", 0.0, table) == []
     assert any(row["dimension"] == "accuracy noise:0.5" for row in table)
     strict = drop_reasons(summary, "onnx_fp32", "sklearn_fp32", -0.01, [])
