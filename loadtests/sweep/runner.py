@@ -81,6 +81,9 @@ class SweepPlan:
     metrics_host: str = "127.0.0.1"
     split_weights: dict[str, float] = field(default_factory=dict)
     """The live split when the run started (for the report)."""
+    model_versions: dict[str, str] = field(default_factory=dict)
+    """Each model's version as the target reported it when the run was planned (for the
+    report's conditions; loadtests/targets.py)."""
     protocol: ProtocolName = "perfserve"
     """How the target is asked for predictions (see common/protocols.py)."""
     shift: Shift = ()
@@ -162,7 +165,7 @@ def run_sweep(plan: SweepPlan, progress: Callable[[str], None]) -> SweepReport:
     server_metrics = exports_perfserve_metrics(scrape(plan.url))
     if not server_metrics:
         progress(CLIENT_SIDE_ONLY)
-    conditions = run_conditions(plan.url, plan.generator_cpus)
+    conditions = run_conditions(plan.url, plan.model_versions, plan.generator_cpus)
     if server_cpus := conditions["server_cpus"]:
         plan = replace(plan, steps=replace(plan.steps, server_cpu=server_cpus[0]))
     calibration = None
