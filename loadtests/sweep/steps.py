@@ -69,11 +69,18 @@ class StepSettings:
     """Time at the step's rate before its measured windows; None: one window."""
     arrivals: ArrivalProcess = "poisson"
     drain_timeout_s: float = 35.0
-    generator_ceiling_qps: float | None = None
-    """The generator's calibrated ceiling (`--calibrate`); None when not measured."""
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a run measured before its first step that its steps use: found out while the
+    run starts, so kept beside the plan and its settings, which stay as they were made."""
+
     server_cpu: int | None = None
     """A CPU the server runs on, read with `core_speed` before each step that starts
     idle; None when the server is not on this machine."""
+    generator_ceiling_qps: float | None = None
+    """The generator's calibrated ceiling (`--calibrate`); None when not measured."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +107,7 @@ class StepRunner:
         variants: list[str] | None,
         settings: StepSettings,
         progress: Callable[[str], None],
+        context: RunContext | None = None,
     ) -> None:
         self.driver = driver
         self.url = url
@@ -107,6 +115,7 @@ class StepRunner:
         self.variants = variants
         self.settings = settings
         self.progress = progress
+        self.context = context or RunContext()
         self._idle = True
         """Whether the last step drained: the server and generator are idle until the next."""
 
@@ -135,8 +144,8 @@ class StepRunner:
         n_max = first + max(measured_min, math.ceil(longest / window_s)) if extend else n_min
         step = self.driver.new_step()
         core_rate = None
-        if self._idle and s.server_cpu is not None:
-            core_rate = core_speed(s.server_cpu)
+        if self._idle and self.context.server_cpu is not None:
+            core_rate = core_speed(self.context.server_cpu)
         before = scrape(self.url)
         sampler = GaugeSampler(self.url).start()
         try:  # a step that fails (the server gone) must not leave the sampler polling
@@ -284,7 +293,7 @@ class StepRunner:
             or figures.shed > 0
         )
         saturated = busy or (sum(w.blocked for w in measured) > 0 and not generator_saturated)
-        ceiling = self.settings.generator_ceiling_qps
+        ceiling = self.context.generator_ceiling_qps
         server_holds = split.p99_ms_at_most <= self.settings.slo_p99_ms
         return verdict(
             target_qps=figures.rate,
