@@ -231,9 +231,14 @@ def _run_targets(
     """The rounds, every target in turn in each; then each target's stress and soak."""
     runners = {
         target: StepRunner(
-            driver, plan.url, target, None if target == SPLIT else [target], plan.steps,
-            progress, context,
-        )  # fmt: skip
+            driver,
+            plan.url,
+            target,
+            None if target == SPLIT else [target],
+            plan.steps,
+            progress,
+            context,
+        )
         for target in plan.targets
     }
 

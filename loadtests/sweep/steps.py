@@ -179,9 +179,7 @@ class StepRunner:
             points=points,
             totals=totals(self._every_window(step)),
             server=server_split(before, after, active_s, self.variants, sampler.in_flight),
-            generator_cpu=max(
-                (cpu.get(p, 0.0) - cpu_before.get(p, 0.0)) / active_s for p in cpu
-            ),
+            generator_cpu=max((cpu.get(p, 0.0) - cpu_before.get(p, 0.0)) / active_s for p in cpu),
             late_share=own_late_share(measured),
             dropped=sum(w.dropped for w in measured),
             blocked=sum(w.blocked for w in measured),
