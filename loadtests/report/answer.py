@@ -16,7 +16,7 @@ from loadtests import SPLIT
 from loadtests.scenarios.pacing import LATE_TOLERANCE_S
 from loadtests.sweep.acceptance import StepVerdict
 from loadtests.sweep.conditions import placement
-from loadtests.sweep.steps import GENERATOR_CPU_LIMIT
+from loadtests.sweep.judge import GENERATOR_CPU_LIMIT
 
 DASH = "\N{EN DASH}"
 """Between the two ends of a range, as typeset (9,600 to 11,200 with it in between)."""

@@ -203,7 +203,7 @@ def summary(report: SweepReport) -> dict[str, Any]:
         "conclusive": report.conclusive,
         "inconclusive_reason": report.inconclusive_reason,
         "comparisons": [comparison_json(c) for c in report.comparisons],
-        "generator_ceiling_qps": _round(report.plan.steps.generator_ceiling_qps),
+        "generator_ceiling_qps": _round(report.generator_ceiling_qps),
         "settings": describe_plan(report.plan),
         "conditions": report.conditions,
         "server_metrics": report.server_metrics,

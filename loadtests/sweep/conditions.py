@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 import psutil
 
 from perfserve_common.machine import code_revision, cpu_model
@@ -21,17 +20,20 @@ from perfserve_common.machine import code_revision, cpu_model
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
-def run_conditions(url: str, generator_cpus: list[int] | None = None) -> dict[str, Any]:
+def run_conditions(
+    url: str, model_versions: dict[str, str], generator_cpus: list[int] | None = None
+) -> dict[str, Any]:
     """Date, machine, code and model versions, and where server and generator ran.
 
-    `generator_cpus` are the CPUs the generators were pinned to, if they were; else the
-    generator's placement is this process's own CPU affinity."""
+    `model_versions` are the ones the target reported when the run was planned
+    (loadtests/targets.py). `generator_cpus` are the CPUs the generators were pinned to,
+    if they were; else the generator's placement is this process's own CPU affinity."""
     return {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu_model": cpu_model(),
         "logical_cpus": os.cpu_count(),
         "code_revision": code_revision(),
-        "model_versions": _model_versions(url),
+        "model_versions": dict(model_versions),
         "server_cpus": _server_cpus(url),
         "generator_cpus": generator_cpus or sorted(os.sched_getaffinity(0)),
     }
@@ -44,15 +46,6 @@ def placement(cpus: list[int] | None, logical_cpus: int) -> str:
     if len(cpus) >= logical_cpus:
         return f"any of {logical_cpus} CPUs (not pinned)"
     return f"CPU{'s' if len(cpus) > 1 else ''} {','.join(map(str, cpus))} (pinned)"
-
-
-def _model_versions(url: str) -> dict[str, str]:
-    """Each variant's model version, as the service reports it (empty if it cannot)."""
-    try:
-        models = httpx.get(f"{url}/models", timeout=10).raise_for_status().json()
-    except httpx.HTTPError:
-        return {}
-    return {v["name"]: str(v.get("model_version", "?")) for v in models["variants"]}
 
 
 def _server_cpus(url: str) -> list[int] | None:

@@ -6,9 +6,11 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 
+from loadtests.arrivals import ArrivalProcess, squared_cv
 from loadtests.recorder import Tally, Window, count_above_ms, new_histogram, percentile_ms
 from loadtests.sweep.acceptance import StepVerdict, WindowPoint
 from loadtests.sweep.server_metrics import ServerSplit
+from perfserve_common.queueing import little_disagreement, predicted_queue_s
 
 
 @dataclass
@@ -179,3 +181,79 @@ class StepResult:
     @property
     def holds(self) -> bool:
         return self.verdict == StepVerdict.HOLDS
+
+
+@dataclass(frozen=True)
+class StepMeasurement:
+    """What one step measured, before it is judged (loadtests/sweep/judge.py): the
+    generator's side over the measured windows, the server's side, the machine's."""
+
+    step: int
+    phase: str
+    rate: float
+    """The rate offered (the step's target)."""
+    duration_s: float
+    window_s: float
+    client: ClientSide
+    points: list[WindowPoint]
+    """One per measured window."""
+    totals: Totals
+    server: ServerSplit
+    generator_cpu: float
+    late_share: float
+    """Sends late by the generator's own doing (see `own_late_share`)."""
+    dropped: int
+    blocked: int
+    """Arrivals dropped, and arrivals that waited for a free connection, in the measured
+    windows only: the tail after the last one (while the step is stopped) is not measured."""
+    settled: bool
+    enough_answers: bool
+    rss_mb: list[tuple[float, float]]
+    core_rate: float | None
+    warmup_s: float
+    warmup: ClientSide | None
+
+
+def step_result(
+    target: str, measured: StepMeasurement, verdict: StepVerdict, arrivals: ArrivalProcess
+) -> StepResult:
+    """The step as the sweep reports it, built once its measurement is judged; with what
+    queueing theory predicts for it (Allen-Cunneen for `arrivals`, Little's law)."""
+    server = measured.server
+    return StepResult(
+        target=target,
+        step=measured.step,
+        phase=measured.phase,
+        target_qps=measured.rate,
+        duration_s=measured.duration_s,
+        window_s=measured.window_s,
+        windows=len(measured.points),
+        client=measured.client,
+        totals=measured.totals,
+        server=server,
+        predicted_queue_ms=_predicted_queue_ms(server, arrivals),
+        little_disagreement=little_disagreement(
+            server.sampled_in_flight, server.little_in_flight, server.in_flight_samples
+        ),
+        generator_cpu=measured.generator_cpu,
+        generator_late_share=measured.late_share,
+        enough_samples=measured.enough_answers,
+        stable=measured.settled,
+        verdict=verdict,
+        window_p99_ms=[p.p99_ms for p in measured.points],
+        window_qps=[p.throughput for p in measured.points],
+        window_miss_ratio=[p.miss_ratio for p in measured.points],
+        rss_mb=measured.rss_mb,
+        core_rate=measured.core_rate,
+        warmup_s=measured.warmup_s,
+        warmup=measured.warmup,
+    )
+
+
+def _predicted_queue_ms(server: ServerSplit, arrivals: ArrivalProcess) -> float:
+    return 1000 * predicted_queue_s(
+        server.utilization,
+        server.infer_ms_per_batch / 1000,
+        max(1, round(server.runners)),
+        squared_cv(arrivals),
+    )

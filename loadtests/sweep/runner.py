@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from statistics import median
@@ -44,12 +44,17 @@ from loadtests.sweep.knee import Knee, knee_of
 from loadtests.sweep.results import StepResult
 from loadtests.sweep.rounds import RoundsPlan, run_rounds
 from loadtests.sweep.server_metrics import CLIENT_SIDE_ONLY, exports_perfserve_metrics, scrape
-from loadtests.sweep.steps import StepRunner, StepSettings
+from loadtests.sweep.steps import RunContext, StepRunner, StepSettings
 from perfserve_common.protocols import ProtocolName
 
 
 @dataclass(frozen=True)
 class SweepPlan:
+    """What a sweep will do, made once before it runs (perfserve/cli/sweep.py from the
+    command line and the target's facts, or `perfserve demo`) and never changed: what the
+    run measures on the way (the server's CPU, the generator's ceiling) goes into its
+    `RunContext` and its report."""
+
     url: str
     targets: list[str]
     rates: list[float] | None
@@ -81,6 +86,9 @@ class SweepPlan:
     metrics_host: str = "127.0.0.1"
     split_weights: dict[str, float] = field(default_factory=dict)
     """The live split when the run started (for the report)."""
+    model_versions: dict[str, str] = field(default_factory=dict)
+    """Each model's version as the target reported it when the run was planned (for the
+    report's conditions; loadtests/targets.py)."""
     protocol: ProtocolName = "perfserve"
     """How the target is asked for predictions (see common/protocols.py)."""
     shift: Shift = ()
@@ -135,6 +143,11 @@ class SweepReport:
     def conclusive(self) -> bool:
         return self.inconclusive_reason is None
 
+    @property
+    def generator_ceiling_qps(self) -> float | None:
+        """The generator's calibrated ceiling; None when it was not measured."""
+        return self.calibration.ceiling_qps if self.calibration else None
+
 
 def start_engine(plan: SweepPlan, url: str, metrics: LoadgenMetrics) -> Engine:
     """The plan's engine, aimed at `url`. Locust is imported only when it is chosen (it
@@ -157,35 +170,45 @@ def _other_cpus(generator_cpus: list[int] | None) -> str | None:
 
 
 def run_sweep(plan: SweepPlan, progress: Callable[[str], None]) -> SweepReport:
+    """The plan run: first what every step needs besides the plan (the conditions, the
+    generator's ceiling when asked: a `RunContext`), then the steps, each measured and
+    judged (loadtests/sweep/steps.py), then the run judged as a whole (`_judged`)."""
     rows = holdout_rows(plan.store, plan.shift)
     bodies = mixed_bodies(plan.bodies, rows, plan.rows_per_request, plan.protocol)
     server_metrics = exports_perfserve_metrics(scrape(plan.url))
     if not server_metrics:
         progress(CLIENT_SIDE_ONLY)
-    conditions = run_conditions(plan.url, plan.generator_cpus)
-    if server_cpus := conditions["server_cpus"]:
-        plan = replace(plan, steps=replace(plan.steps, server_cpu=server_cpus[0]))
-    calibration = None
-    if plan.calibrate:
-        progress(f"calibrating the {plan.engine} engine against the bare HTTP floor ...")
-        engine = partial(start_engine, plan, metrics=LoadgenMetrics())  # not served
-        calibration = calibrate(engine, bodies, _other_cpus(plan.generator_cpus))
-        progress(f"  generator ceiling: {calibration.ceiling_qps:,.0f}/s")
-        steps = replace(plan.steps, generator_ceiling_qps=calibration.ceiling_qps)
-        plan = replace(plan, steps=steps)
+    conditions = run_conditions(plan.url, plan.model_versions, plan.generator_cpus)
+    calibration = _calibrated(plan, bodies, progress) if plan.calibrate else None
+    server_cpus = conditions["server_cpus"]
+    context = RunContext(
+        server_cpu=server_cpus[0] if server_cpus else None,
+        generator_ceiling_qps=calibration.ceiling_qps if calibration else None,
+    )
     metrics = LoadgenMetrics()
     server = metrics.serve(plan.metrics_port, plan.metrics_host)
     driver = start_engine(plan, plan.url, metrics)
     try:
-        reports = _run_targets(plan, driver, bodies, progress)
+        reports = _run_targets(plan, context, driver, bodies, progress)
     finally:
         driver.close()
         if server is not None:
             server.shutdown()
-    conditions["core_speed"] = _share_of_fastest(reports, plan.steps.server_cpu)
+    conditions["core_speed"] = _share_of_fastest(reports, context.server_cpu)
     return _judged(
         SweepReport(plan, reports, calibration, conditions, server_metrics=server_metrics)
     )
+
+
+def _calibrated(
+    plan: SweepPlan, bodies: list[bytes], progress: Callable[[str], None]
+) -> Calibration:
+    """The generator's ceiling against the bare HTTP floor (`--calibrate`)."""
+    progress(f"calibrating the {plan.engine} engine against the bare HTTP floor ...")
+    engine = partial(start_engine, plan, metrics=LoadgenMetrics())  # not served
+    calibration = calibrate(engine, bodies, _other_cpus(plan.generator_cpus))
+    progress(f"  generator ceiling: {calibration.ceiling_qps:,.0f}/s")
+    return calibration
 
 
 def _judged(report: SweepReport) -> SweepReport:
@@ -199,12 +222,22 @@ def _judged(report: SweepReport) -> SweepReport:
 
 
 def _run_targets(
-    plan: SweepPlan, driver: Engine, bodies: list[bytes], progress: Callable[[str], None]
+    plan: SweepPlan,
+    context: RunContext,
+    driver: Engine,
+    bodies: list[bytes],
+    progress: Callable[[str], None],
 ) -> list[TargetReport]:
     """The rounds, every target in turn in each; then each target's stress and soak."""
     runners = {
         target: StepRunner(
-            driver, plan.url, target, None if target == SPLIT else [target], plan.steps, progress
+            driver,
+            plan.url,
+            target,
+            None if target == SPLIT else [target],
+            plan.steps,
+            progress,
+            context,
         )
         for target in plan.targets
     }

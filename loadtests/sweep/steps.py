@@ -9,6 +9,10 @@ throughput and p99 have settled and it has enough answers for its p99, or until
 (`StepResult.warmup`); the counts keep every request, so they can be reconciled with the
 server's. Arrivals then stop, every request in flight is waited
 for, and `/metrics` is read again: the difference is the server's side of the step.
+
+A step is measured (`StepRunner.measure`, a `StepMeasurement`), then judged
+(loadtests/sweep/judge.py), then its result is built once with its verdict and its line
+printed (`step_line`).
 """
 
 from __future__ import annotations
@@ -21,27 +25,21 @@ from typing import TYPE_CHECKING
 
 import psutil
 
-from loadtests.arrivals import ArrivalProcess, squared_cv
+from loadtests.arrivals import ArrivalProcess
 from loadtests.recorder import Window
-from loadtests.sweep.acceptance import (
-    SATURATION,
-    STABLE_WINDOWS,
-    StepVerdict,
-    min_samples,
-    stable,
-    verdict,
-)
+from loadtests.sweep.acceptance import STABLE_WINDOWS, min_samples, stable
+from loadtests.sweep.judge import judge
 from loadtests.sweep.results import (
-    ClientSide,
+    StepMeasurement,
     StepResult,
     client_side,
     own_late_share,
+    step_result,
     totals,
     window_points,
 )
-from loadtests.sweep.server_metrics import GaugeSampler, ServerSplit, scrape, server_split
+from loadtests.sweep.server_metrics import GaugeSampler, scrape, server_split
 from perfserve_common.core_speed import core_speed
-from perfserve_common.queueing import little_disagreement, predicted_queue_s
 from perfserve_common.slo import SLO_P99_MS
 
 if TYPE_CHECKING:
@@ -51,11 +49,6 @@ GRACE_S = 0.5
 """A window is judged this long after it ends, once most of its answers are in."""
 P99_SAMPLES = min_samples(99.0)
 MAX_WAIT_FOR_ANSWERS_S = 120.0
-GENERATOR_CPU_LIMIT = 0.9
-"""A generator process using this much of a core is out of CPU (it has one thread)."""
-CEILING_SHARE = 0.8
-"""Above this share of its calibrated ceiling, a generator's own delays start to show
-in what it measures (its CPU is busy most of the time): a miss there is not the server's."""
 
 
 @dataclass(frozen=True)
@@ -69,24 +62,18 @@ class StepSettings:
     """Time at the step's rate before its measured windows; None: one window."""
     arrivals: ArrivalProcess = "poisson"
     drain_timeout_s: float = 35.0
-    generator_ceiling_qps: float | None = None
-    """The generator's calibrated ceiling (`--calibrate`); None when not measured."""
-    server_cpu: int | None = None
-    """A CPU the server runs on, read with `core_speed` before each step that starts
-    idle; None when the server is not on this machine."""
 
 
 @dataclass(frozen=True)
-class StepFigures:
-    """What a step's verdict is judged from (see `StepRunner._verdict`)."""
+class RunContext:
+    """What a run measured before its first step that its steps use: found out while the
+    run starts, so kept beside the plan and its settings, which stay as they were made."""
 
-    rate: float
-    client: ClientSide
-    shed: int
-    generator_cpu: float
-    late_share: float
-    settled: bool
-    enough_answers: bool
+    server_cpu: int | None = None
+    """A CPU the server runs on, read with `core_speed` before each step that starts
+    idle; None when the server is not on this machine."""
+    generator_ceiling_qps: float | None = None
+    """The generator's calibrated ceiling (`--calibrate`); None when not measured."""
 
 
 class StepRunner:
@@ -100,6 +87,7 @@ class StepRunner:
         variants: list[str] | None,
         settings: StepSettings,
         progress: Callable[[str], None],
+        context: RunContext | None = None,
     ) -> None:
         self.driver = driver
         self.url = url
@@ -107,6 +95,7 @@ class StepRunner:
         self.variants = variants
         self.settings = settings
         self.progress = progress
+        self.context = context or RunContext()
         self._idle = True
         """Whether the last step drained: the server and generator are idle until the next."""
 
@@ -121,22 +110,39 @@ class StepRunner:
         drain: bool = True,
         warmup: bool = True,
     ) -> StepResult:
-        """One step at `rate`; `warmup=False` opens no connections ahead and measures from
-        the first window (to watch a transition, such as recovery, from its very start)."""
+        """One step at `rate`, measured, judged and reported; `warmup=False` opens no
+        connections ahead and measures from the first window (to watch a transition, such
+        as recovery, from its very start)."""
+        measured = self.measure(
+            rate, phase, seconds=seconds, window_s=window_s, extend=extend, drain=drain,
+            warmup=warmup,
+        )  # fmt: skip
+        s = self.settings
+        verdict = judge(measured, s.slo_p99_ms, self.context.generator_ceiling_qps)
+        result = step_result(self.target, measured, verdict, s.arrivals)
+        self.progress(step_line(result))
+        return result
+
+    def measure(
+        self,
+        rate: float,
+        phase: str = "sweep",
+        *,
+        seconds: float | None = None,
+        window_s: float | None = None,
+        extend: bool = True,
+        drain: bool = True,
+        warmup: bool = True,
+    ) -> StepMeasurement:
+        """One step at `rate`, offered and watched until it settles (see `run`)."""
         s = self.settings
         window_s = window_s or s.window_seconds
         first = warmup_windows(s.warmup_seconds, window_s) if warmup else 0
-        measured_min = max(STABLE_WINDOWS, math.ceil((seconds or s.step_seconds) / window_s))
-        n_min = first + measured_min
-        # Extended for stability up to max_step_seconds, and for answers as long as the
-        # rate needs to give a p99 its 459 (bounded: a very low rate cannot have them).
-        for_answers = math.ceil(P99_SAMPLES / (rate * window_s)) + 2
-        longest = max(s.max_step_seconds, min(for_answers * window_s, MAX_WAIT_FOR_ANSWERS_S))
-        n_max = first + max(measured_min, math.ceil(longest / window_s)) if extend else n_min
+        n_min, n_max = self._window_counts(rate, window_s, first, seconds, extend)
         step = self.driver.new_step()
         core_rate = None
-        if self._idle and s.server_cpu is not None:
-            core_rate = core_speed(s.server_cpu)
+        if self._idle and self.context.server_cpu is not None:
+            core_rate = core_speed(self.context.server_cpu)
         before = scrape(self.url)
         sampler = GaugeSampler(self.url).start()
         try:  # a step that fails (the server gone) must not leave the sampler polling
@@ -160,57 +166,46 @@ class StepRunner:
             sampler.stop()
         active_s = stopped - start
         cpu = _cpu_seconds(self.driver.processes())
-        generator_cpu = max((cpu.get(p, 0.0) - cpu_before.get(p, 0.0)) / active_s for p in cpu)
-        split = server_split(before, after, active_s, self.variants, sampler.in_flight)
         measured = self._windows(step, range(first, windows))
         warm = self._windows(step, range(first))
         points = window_points(measured, window_s, s.slo_p99_ms)
-        client = client_side(measured, window_s, s.slo_p99_ms)
-        step_totals = totals(self._every_window(step))
-        figures = StepFigures(
-            rate=rate,
-            client=client,
-            shed=step_totals.shed,
-            generator_cpu=generator_cpu,
-            late_share=own_late_share(measured),
-            settled=stable(points, s.slo_p99_ms, window_s),
-            enough_answers=result_answers(measured) >= P99_SAMPLES,
-        )
-        result = StepResult(
-            target=self.target,
+        measurement = StepMeasurement(
             step=step,
             phase=phase,
-            target_qps=rate,
+            rate=rate,
             duration_s=active_s,
             window_s=window_s,
-            windows=len(measured),
-            client=client,
-            totals=step_totals,
-            server=split,
-            predicted_queue_ms=self._predicted_queue_ms(split),
-            little_disagreement=little_disagreement(
-                split.sampled_in_flight, split.little_in_flight, split.in_flight_samples
-            ),
-            generator_cpu=generator_cpu,
-            generator_late_share=figures.late_share,
-            enough_samples=figures.enough_answers,
-            stable=figures.settled,
-            verdict=self._verdict(figures, split, measured),
-            window_p99_ms=[p.p99_ms for p in points],
-            window_qps=[p.throughput for p in points],
-            window_miss_ratio=[p.miss_ratio for p in points],
+            client=client_side(measured, window_s, s.slo_p99_ms),
+            points=points,
+            totals=totals(self._every_window(step)),
+            server=server_split(before, after, active_s, self.variants, sampler.in_flight),
+            generator_cpu=max((cpu.get(p, 0.0) - cpu_before.get(p, 0.0)) / active_s for p in cpu),
+            late_share=own_late_share(measured),
+            dropped=sum(w.dropped for w in measured),
+            blocked=sum(w.blocked for w in measured),
+            settled=stable(points, s.slo_p99_ms, window_s),
+            enough_answers=result_answers(measured) >= P99_SAMPLES,
             rss_mb=[(t, rss / 2**20) for t, rss in sampler.rss],
             core_rate=core_rate,
             warmup_s=first * window_s,
             warmup=client_side(warm, window_s, s.slo_p99_ms) if warm else None,
         )
-        self.progress(
-            f"  {self.target} {phase} {rate:,.0f}/s  -> {result.verdict}  (whole step: "
-            f"achieved {result.client.achieved_qps:,.0f}/s  p99 {_p99_text(result.client.p99_ms)}"
-            f"  over {len(measured)} windows)"
-        )
         self.driver.collected.discard(step)
-        return result
+        return measurement
+
+    def _window_counts(
+        self, rate: float, window_s: float, first: int, seconds: float | None, extend: bool
+    ) -> tuple[int, int]:
+        """The fewest and the most windows the step runs, warm-up included: extended for
+        stability up to max_step_seconds, and for answers as long as the rate needs to
+        give a p99 its 459 (bounded: a very low rate cannot have them)."""
+        s = self.settings
+        measured_min = max(STABLE_WINDOWS, math.ceil((seconds or s.step_seconds) / window_s))
+        n_min = first + measured_min
+        for_answers = math.ceil(P99_SAMPLES / (rate * window_s)) + 2
+        longest = max(s.max_step_seconds, min(for_answers * window_s, MAX_WAIT_FOR_ANSWERS_S))
+        n_max = first + max(measured_min, math.ceil(longest / window_s)) if extend else n_min
+        return n_min, n_max
 
     def _until_settled(
         self,
@@ -256,52 +251,6 @@ class StepRunner:
         collected = self.driver.collected
         return [collected.window((step, i)) for i in indices]
 
-    def _predicted_queue_ms(self, split: ServerSplit) -> float:
-        return 1000 * predicted_queue_s(
-            split.utilization,
-            split.infer_ms_per_batch / 1000,
-            max(1, round(split.runners)),
-            squared_cv(self.settings.arrivals),
-        )
-
-    def _verdict(
-        self, figures: StepFigures, split: ServerSplit, measured: list[Window]
-    ) -> StepVerdict:
-        """Late and dropped arrivals count within the measured windows only: the tail
-        after the last one (while the step is judged and stopped) is not measured.
-
-        The server counts as saturated when its runners or its process are busy, when it
-        sheds, or when every client connection was waiting on it (requests piling up in
-        flight): the last catches a server starved of CPU by neighbours, whose own CPU
-        use then looks low, unless the generator itself was out of CPU, when answers
-        pile up unread on its side. The server owns a miss beside a generator out of
-        breath only when it was busy and failed by its own measures (a stalled
-        generator's burst also fills every connection)."""
-        generator_saturated = figures.generator_cpu >= GENERATOR_CPU_LIMIT
-        busy = (
-            split.utilization >= SATURATION
-            or split.cpu_cores >= SATURATION * max(1.0, split.runners)
-            or figures.shed > 0
-        )
-        saturated = busy or (sum(w.blocked for w in measured) > 0 and not generator_saturated)
-        ceiling = self.settings.generator_ceiling_qps
-        server_holds = split.p99_ms_at_most <= self.settings.slo_p99_ms
-        return verdict(
-            target_qps=figures.rate,
-            achieved_qps=figures.client.achieved_qps,
-            sent_qps=figures.client.sent_qps,
-            miss_ratio=figures.client.miss_ratio,
-            late_share=figures.late_share,
-            dropped=sum(w.dropped for w in measured),
-            server_saturated=saturated,
-            settled=figures.settled,
-            enough_answers=figures.enough_answers,
-            sent_miss_ratio=figures.client.sent_miss_ratio,
-            generator_saturated=generator_saturated,
-            beyond_ceiling=ceiling is not None and figures.rate > CEILING_SHARE * ceiling,
-            server_failed=busy and (not server_holds or figures.shed > 0),
-        )
-
 
 def warmup_windows(warmup_seconds: float | None, window_s: float) -> int:
     """Whole windows of warm-up: one when not given, none when asked for none."""
@@ -329,3 +278,12 @@ def _p99_text(p99_ms: float) -> str:
     """A window's p99 for the progress line. Latencies are filed under their scheduled
     time, so the newest window has none while every answer takes longer than a window."""
     return "pending (no answer yet)" if math.isnan(p99_ms) else f"{p99_ms:.2f} ms"
+
+
+def step_line(result: StepResult) -> str:
+    """The line a finished step is reported by: its verdict and the whole step's figures."""
+    return (
+        f"  {result.target} {result.phase} {result.target_qps:,.0f}/s  -> {result.verdict}  "
+        f"(whole step: achieved {result.client.achieved_qps:,.0f}/s  "
+        f"p99 {_p99_text(result.client.p99_ms)}  over {result.windows} windows)"
+    )

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from loadtests.sweep.steps import StepSettings
+from loadtests.targets import describe_target
 from perfserve.modelstore.build import build_store
 from perfserve_common.processes import running_server
 from perfserve_common.slo import SLO_P99_MS
@@ -56,6 +57,7 @@ def run_demo(store: Path, out: Path) -> int:
             precision=PRECISION,
             rounds=ROUNDS,
             generator_cpus=None if generator_cpu is None else [generator_cpu],
+            model_versions=describe_target(server.url, "perfserve", []).model_versions,
         )
         report = run_sweep(plan, lambda line: print(line, file=sys.stderr, flush=True))
     document = write_outputs(report, out)

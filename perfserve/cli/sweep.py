@@ -26,7 +26,7 @@ from loadtests.engines.base import ENGINES
 from loadtests.loadgen_metrics import DEFAULT_PORT
 from loadtests.shift import check_features, shift_specs
 from loadtests.sweep.acceptance import StepVerdict
-from loadtests.targets import describe_target
+from loadtests.targets import TargetFacts, describe_target
 from perfserve.cli.exit_codes import ExitCode
 from perfserve_common.slo import SLO_P99_MS
 from perfserve_common.usage import UsageError, add_option
@@ -251,7 +251,7 @@ def add_arguments(sweep: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    plan = plan_from_args(args)
+    plan = plan_from_args(args, read_target(args))
     if plan.engine == "locust":
         import locust  # noqa: F401  (gevent's monkey-patching, before the sweep's imports)
 
@@ -296,48 +296,46 @@ def sweep_exit(document: dict[str, Any], fail_on_miss: bool) -> ExitCode:
     return ExitCode.INCONCLUSIVE if untold else ExitCode.ANSWERED
 
 
-def plan_from_args(args: argparse.Namespace) -> SweepPlan:
-    from loadtests.sweep.runner import SweepPlan
-    from loadtests.sweep.steps import StepSettings
-
+def read_target(args: argparse.Namespace) -> TargetFacts:
+    """The one stage of the sweep that reads before it measures: the store's features
+    when `--shift` names some, and what the target serves, asked once. The options these
+    reads depend on are checked first, so a bad `--url` is said without a request."""
     shift = tuple(args.shift or ())
     if shift:
         check_features(shift, load_manifest(args.store).feature_names)
     url = args.url.rstrip("/")
     if not url.startswith(("http://", "https://")):
         raise UsageError(f"--url {url}: must start with http:// or https://, e.g. http://{url}")
-    models, weights = describe_target(url, args.protocol, _names(args.variants))
-    targets = _names(args.variants) or models
-    unknown = [t for t in targets if t != SPLIT and t not in models]
+    return describe_target(url, args.protocol, _names(args.variants))
+
+
+def plan_from_args(args: argparse.Namespace, target: TargetFacts) -> SweepPlan:
+    """The sweep's plan from the command line and what the target serves. Pure: it
+    neither asks the target nor changes `args`, so every usage error here is found the
+    same way with or without a server."""
+    from loadtests.sweep.runner import SweepPlan
+    from loadtests.sweep.steps import StepSettings
+
+    targets = _names(args.variants) or list(target.models)
+    unknown = [t for t in targets if t != SPLIT and t not in target.models]
     if unknown:
         raise UsageError(
-            f"--variants {','.join(unknown)}: not served by {url}; choose among "
-            f"{', '.join(models)}, or '{SPLIT}' for the live split"
+            f"--variants {','.join(unknown)}: not served by {target.url}; choose among "
+            f"{', '.join(target.models)}, or '{SPLIT}' for the live split"
         )
-    args.auto, args.stress = _flag(args.auto), _flag(args.stress)
-    args.calibrate = _flag(args.calibrate)
-    if args.rates and args.auto:
-        raise UsageError("--rates and --auto exclude each other")
-    if args.workers < 0 or args.max_in_flight < 1 or args.rows_per_request < 1:
-        raise UsageError("--workers must be >= 0, --max-in-flight and --rows-per-request >= 1")
-    if args.generators < 1:
-        raise UsageError("--generators must be >= 1")
-    if args.warmup_seconds is not None and args.warmup_seconds < 0:
-        raise UsageError(f"--warmup-seconds {args.warmup_seconds:g}: must be 0 or more")
-    if args.engine == "native" and args.workers:
-        raise UsageError("--workers is for --engine locust; the native engine takes --generators")
-    window = args.window_seconds or max(1.0, args.step_seconds / 4)
+    auto = _flag(args.auto)
+    _check_options(args, auto)
     steps = StepSettings(
         slo_p99_ms=args.slo_p99_ms,
         step_seconds=args.step_seconds,
-        window_seconds=window,
+        window_seconds=args.window_seconds or max(1.0, args.step_seconds / 4),
         max_step_seconds=args.max_step_seconds or 3 * args.step_seconds,
         warmup_seconds=args.warmup_seconds,
         arrivals=args.arrivals,
     )
-    soak_only = args.soak_rate is not None and not (args.rates or args.auto)
+    soak_only = args.soak_rate is not None and not (args.rates or auto)
     return SweepPlan(
-        url=url,
+        url=target.url,
         targets=targets,
         rates=args.rates,
         steps=steps,
@@ -349,21 +347,36 @@ def plan_from_args(args: argparse.Namespace) -> SweepPlan:
         rows_per_request=args.rows_per_request,
         bodies=args.bodies,
         sweep=not soak_only,
-        stress=args.stress,
+        stress=_flag(args.stress),
         soak_rate=args.soak_rate,
         soak_seconds=args.soak_seconds,
         engine=args.engine,
         generators=args.generators,
         generator_cpus=args.generator_cpus,
-        calibrate=args.calibrate,
+        calibrate=_flag(args.calibrate),
         workers=args.workers,
         max_in_flight=args.max_in_flight,
         metrics_port=args.metrics_port,
         metrics_host=args.metrics_host,
-        split_weights=weights,
+        split_weights=target.split_weights,
+        model_versions=target.model_versions,
         protocol=args.protocol,
-        shift=shift,
+        shift=tuple(args.shift or ()),
     )
+
+
+def _check_options(args: argparse.Namespace, auto: bool) -> None:
+    """A UsageError for options that contradict each other or are out of range."""
+    if args.rates and auto:
+        raise UsageError("--rates and --auto exclude each other")
+    if args.workers < 0 or args.max_in_flight < 1 or args.rows_per_request < 1:
+        raise UsageError("--workers must be >= 0, --max-in-flight and --rows-per-request >= 1")
+    if args.generators < 1:
+        raise UsageError("--generators must be >= 1")
+    if args.warmup_seconds is not None and args.warmup_seconds < 0:
+        raise UsageError(f"--warmup-seconds {args.warmup_seconds:g}: must be 0 or more")
+    if args.engine == "native" and args.workers:
+        raise UsageError("--workers is for --engine locust; the native engine takes --generators")
 
 
 def _names(given: list[str] | str | None) -> list[str]:

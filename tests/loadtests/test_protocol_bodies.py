@@ -13,7 +13,7 @@ from loadtests.bodies import encode_bodies
 from loadtests.checks import judge_answer
 from loadtests.engines.native_generator import encode_requests
 from loadtests.sweep.server_metrics import exports_perfserve_metrics, scrape, server_split
-from loadtests.targets import describe_target
+from loadtests.targets import TargetFacts, describe_target
 from perfserve_common.protocols import predict_path, request_body
 from perfserve_common.usage import UsageError
 
@@ -69,7 +69,9 @@ def test_a_target_without_perfserves_metrics_has_unknown_server_figures() -> Non
 
 
 def test_another_server_is_taken_at_its_word_for_its_models() -> None:
-    assert describe_target("http://127.0.0.1:9", "v2", ["sklearn"]) == (["sklearn"], {})
+    facts = describe_target("http://127.0.0.1:9", "v2", ["sklearn"])
+    assert facts == TargetFacts("http://127.0.0.1:9", ["sklearn"])
+    assert facts.split_weights == {} and facts.model_versions == {}
     with pytest.raises(UsageError, match="cannot read"):
         describe_target("http://127.0.0.1:9", "perfserve", ["sklearn"])
     with pytest.raises(UsageError, match="'split' is perfserve's traffic split"):

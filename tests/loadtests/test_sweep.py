@@ -60,6 +60,8 @@ def test_open_loop_rate_and_the_server_side_add_up(
     assert step["core_rate"] > 0 and step["core_speed"] == 1.0
     core = summary["conditions"]["core_speed"]
     assert core["cpu"] in summary["conditions"]["server_cpus"]
+    # The model versions were read with the models when the run was planned.
+    assert summary["conditions"]["model_versions"]["onnx_int8"] not in ("", "?")
     # One round: its median is the fastest, and there is no move between rounds to judge.
     assert core["round_median_shares"] == [1.0] and core["between_rounds_share"] is None
     assert (tmp_path / "steps.csv").read_text().startswith("target,phase,step,round,target_qps")
