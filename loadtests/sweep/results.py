@@ -56,13 +56,18 @@ class Totals:
     answered_by: dict[str, int] = field(default_factory=dict)
 
 
+def misses(tally: Tally, slo_ms: float, from_sent: bool = False) -> int:
+    """Requests slower than the SLO (from their scheduled time, or their send) or failed."""
+    histogram = tally.sent if from_sent else tally.scheduled
+    return count_above_ms(histogram, slo_ms) + tally.outcomes["shed"] + tally.outcomes["error"]
+
+
 def miss_ratio(tally: Tally, slo_ms: float, from_sent: bool = False) -> float:
     """Share of requests slower than the SLO or failed (1.0 when there were none)."""
     histogram = tally.sent if from_sent else tally.scheduled
-    answers = histogram.get_total_count()
     failed = tally.outcomes["shed"] + tally.outcomes["error"]
-    misses = count_above_ms(histogram, slo_ms) + failed
-    return misses / (answers + failed) if answers + failed else 1.0
+    requests = histogram.get_total_count() + failed
+    return misses(tally, slo_ms, from_sent) / requests if requests else 1.0
 
 
 def client_side(windows: list[Window], window_s: float, slo_ms: float) -> ClientSide:

@@ -27,12 +27,13 @@ import psutil
 
 from loadtests.arrivals import ArrivalProcess
 from loadtests.recorder import Window
-from loadtests.sweep.acceptance import STABLE_WINDOWS, min_samples, stable
+from loadtests.sweep.acceptance import STABLE_WINDOWS, min_samples, miss_certain, stable
 from loadtests.sweep.judge import judge
 from loadtests.sweep.results import (
     StepMeasurement,
     StepResult,
     client_side,
+    misses,
     own_late_share,
     step_result,
     totals,
@@ -220,8 +221,9 @@ class StepRunner:
         n_max: int,
     ) -> int:
         """Wait out windows from `n_min` on, one at a time, until the measured ones have
-        settled with enough answers for a p99, or `n_max` of them have passed; reports
-        progress after each; returns how many windows the step lasted."""
+        settled with enough answers for a p99, or `n_max` of them have passed, or the step
+        has missed the SLO whatever comes next (`miss_certain`); reports progress after
+        each; returns how many windows the step lasted."""
         s = self.settings
         windows = n_min
         while True:
@@ -239,6 +241,13 @@ class StepRunner:
                 f"answers {answers}  {'settled' if settled else 'settling'}"
             )
             if (settled and answers >= P99_SAMPLES) or windows >= n_max:
+                return windows
+            missed_so_far = sum(misses(w.merged_tally(), s.slo_p99_ms) for w in measured)
+            if miss_certain(missed_so_far, rate, (n_max - first) * window_s):
+                self.progress(
+                    f"  {self.target} {phase} {rate:,.0f}/s  stopped early: more than 1% of "
+                    "its longest length has already missed the SLO"
+                )
                 return windows
             windows += 1
 

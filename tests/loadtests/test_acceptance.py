@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
-from loadtests.sweep.acceptance import WindowPoint, min_samples, settled, stable, verdict
+from loadtests.sweep.acceptance import (
+    WindowPoint,
+    min_samples,
+    miss_certain,
+    settled,
+    stable,
+    verdict,
+)
 
 
 def test_p99_needs_about_460_answers_for_99_percent_confidence() -> None:
     assert min_samples(99.0, 0.99) == 459
     assert 0.99**459 <= 0.01 < 0.99**458
     assert min_samples(99.9, 0.99) == 4603
+
+
+def test_a_miss_is_certain_once_the_longest_step_could_not_dilute_it() -> None:
+    # 1,000/s for at most 10 s: at most 10,000 + 5 sd (500) requests, so 106 misses
+    # already make more than 1% of any count the step could reach.
+    assert miss_certain(106, rate=1000, longest_s=10)
+    assert not miss_certain(105, rate=1000, longest_s=10)
+    # Fewer misses than 1% of what has been sent so far is never certain.
+    assert not miss_certain(50, rate=1000, longest_s=10)
 
 
 def test_settled_within_ten_percent_or_an_absolute_margin() -> None:

@@ -104,6 +104,23 @@ def test_latency_from_schedule_counts_the_waiting_a_stalled_server_causes(
     assert step["verdict"] != "holds"
 
 
+def test_a_step_that_has_missed_whatever_comes_next_stops_early(
+    store: Path, tmp_path: Path
+) -> None:
+    # 8 ms a call, one at a time, 300 calls a second asked: from the first second the
+    # queue grows and nearly every answer misses 50 ms. Its longest length (20 s, 40
+    # windows) could not bring it back under 1% slow, so it stops after its minimum.
+    options = [*SLOW, "--allow-faults", "--inject", "onnx_int8:latency-ms=8"]
+    with running_server(store, options=options) as slow:
+        summary = sweep(
+            slow.url, store, tmp_path, "--variants", "onnx_int8", "--rates", "300",
+            "--step-seconds", "2", "--window-seconds", "0.5", "--max-step-seconds", "20",
+        )  # fmt: skip
+    step = summary["variants"]["onnx_int8"]["steps"][0]
+    assert step["verdict"] in ("misses-slo", "server-saturated")
+    assert step["windows"] == 4  # the minimum: 2 s of 0.5 s windows
+
+
 def knee(url: str, store: Path, out: Path) -> float | None:
     summary = sweep(
         url, store, out, "--variants", "onnx_int8", "--rates", "100,200",
