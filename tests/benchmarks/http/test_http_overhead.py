@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from perfserve.benchmarks.http.http_overhead import run_benchmark
+from perfserve.benchmarks.http.http_overhead import Cell, paired_ratio, run_benchmark
 from perfserve.cli import main
 from tests.utils import require_tool
 
@@ -54,6 +54,15 @@ def test_bench_http_measures_floor_variant_and_a_competitor(
     assert "| onnx_int8 | 4 |" in table and "perfserve req/s over theirs" in table
     assert "| onnx_int8 batching off | 4 |" in table.split("req/s over baseline")[1]
     assert list(temporary.iterdir()) == []  # its wrk scripts and servers' folders are gone
+
+
+def test_ratios_pair_the_cells_of_one_round() -> None:
+    # The host ran at half speed in the second round: both cells moved with it, and the
+    # table gives the median of each round's own ratio, with their range.
+    native = Cell("onnx_int8 batching on", 64, rps=[20_000, 10_000, 19_000])
+    v2 = Cell("onnx_int8 batching on v2", 64, rps=[18_000, 9_500, 17_100])
+    assert paired_ratio(v2, native) == "0.90x (0.90 to 0.95)"
+    assert paired_ratio(Cell("a", 1, rps=[5.0]), Cell("b", 1, rps=[10.0])) == "0.50x"
 
 
 def test_a_malformed_concurrency_list_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
