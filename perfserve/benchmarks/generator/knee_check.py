@@ -34,6 +34,10 @@ from perfserve_common.core_speed import core_speed
 from perfserve_common.processes import running_server
 
 KNEE_PRECISION = 0.1
+SHARE_KNEE_STEP_SECONDS = 6.0
+SHARE_KNEE_START_RATE = 1000.0
+"""How `knee_for_a_share` searches: steps long enough for a p99 that a share of the knee
+will be judged by, from a rate every variant holds."""
 
 
 def holds(run: dict[str, Any], rate: float, slo_ms: float) -> bool:
@@ -98,6 +102,26 @@ def sweep_knee(
         subprocess.run(command, check=True, capture_output=True)
         found = json.loads(Path(out, "summary.json").read_text())["variants"][variant]
     return found["knee_qps"], found["knee_limited_by"]
+
+
+def knee_for_a_share(
+    url: str, store: Path, variant: str, *, slo_ms: float, generator_cpu: str
+) -> tuple[float, str]:
+    """The knee, and what limited it, for a benchmark that offers a share of it (the p99
+    at 70% of the knee with and without something): one search of `sweep_knee`, and a
+    stop with one line when no rate held the SLO, since no share of nothing can be offered."""
+    knee, limited_by = sweep_knee(
+        url,
+        store,
+        variant,
+        slo_ms=slo_ms,
+        step_seconds=SHARE_KNEE_STEP_SECONDS,
+        start_rate=SHARE_KNEE_START_RATE,
+        generator_cpu=generator_cpu,
+    )
+    if knee is None:
+        raise SystemExit(f"no rate held p99 <= {slo_ms:g} ms ({limited_by}); loosen it")
+    return float(knee), limited_by
 
 
 def sweep_step(

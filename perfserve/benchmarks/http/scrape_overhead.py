@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtests.argtypes import cpu_list, positive_float, positive_int
-from perfserve.benchmarks.generator.knee_check import sweep_knee, sweep_step
+from perfserve.benchmarks.generator.knee_check import knee_for_a_share, sweep_step
 from perfserve.cli.exit_codes import ExitCode
 from perfserve.staging.prometheus import running_prometheus
 from perfserve_common.json_http import call
@@ -48,8 +48,6 @@ OWN_INTERVAL = "1s"
 JOB = "perfserve"
 TOLERANCE = 0.10
 """A scraping side's p99 may exceed the no-scrape side's by this share (issue 28)."""
-KNEE_STEP_SECONDS = 6.0
-KNEE_START_RATE = 1000.0
 FIRST_SCRAPE_GRACE_S = 15.0
 """Beyond one interval, how long a scraping side waits for Prometheus's first scrape."""
 
@@ -72,19 +70,11 @@ def run(args: argparse.Namespace) -> tuple[dict[str, list[Reading]], float]:
 
 def _knee(url: str, args: argparse.Namespace) -> float:
     print("measuring the knee with the sweep (use --knee-qps to skip)", file=sys.stderr)
-    knee, limited_by = sweep_knee(
-        url,
-        args.store,
-        args.variant,
-        slo_ms=args.slo_p99_ms,
-        step_seconds=KNEE_STEP_SECONDS,
-        start_rate=KNEE_START_RATE,
-        generator_cpu=args.generator_cpus,
+    knee, limited_by = knee_for_a_share(
+        url, args.store, args.variant, slo_ms=args.slo_p99_ms, generator_cpu=args.generator_cpus
     )
-    if knee is None:
-        raise SystemExit(f"no rate held p99 <= {args.slo_p99_ms:g} ms ({limited_by}); loosen it")
     print(f"knee {knee:,.0f}/s (limited by {limited_by})", file=sys.stderr)
-    return float(knee)
+    return knee
 
 
 def _order(round_: int) -> list[str]:

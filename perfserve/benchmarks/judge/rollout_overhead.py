@@ -27,15 +27,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from perfserve.benchmarks.generator.knee_check import sweep_knee, sweep_step
+from perfserve.benchmarks.generator.knee_check import knee_for_a_share, sweep_step
 from perfserve_common.json_http import call
 from perfserve_common.processes import running_server
 from perfserve_common.slo import SLO_P99_MS
 
 TOKEN = "rollout-overhead-bench-token"
 SIDES = ("no rollout", "rollout")
-KNEE_STEP_SECONDS = 6.0
-KNEE_START_RATE = 1000.0
 SETTLE_S = 1.0
 """After the rollout's first split reaches the server and before the step: the figures
 are those of a rollout collecting evidence, not of its start."""
@@ -85,17 +83,13 @@ def run(args: argparse.Namespace) -> str:
         options = ["--traffic", f"{args.baseline}=1", "--split-file", f"{folder}/traffic.json"]
         env = {"PERFSERVE_ADMIN_TOKEN": TOKEN}
         with running_server(args.store, options=options, env=env, cpus=args.server_cpus) as server:
-            knee, limited_by = sweep_knee(
+            knee, limited_by = knee_for_a_share(
                 server.url,
                 args.store,
                 "split",
                 slo_ms=args.slo_p99_ms,
-                step_seconds=KNEE_STEP_SECONDS,
-                start_rate=KNEE_START_RATE,
                 generator_cpu=args.generator_cpus,
             )
-            if knee is None:
-                raise SystemExit(f"no rate held p99 <= {args.slo_p99_ms:g} ms; loosen it")
             rate = knee * args.share
             print(f"knee {knee:,.0f}/s ({limited_by}); offering {rate:,.0f}/s", file=sys.stderr)
             for round_ in range(args.rounds):
