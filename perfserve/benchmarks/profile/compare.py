@@ -25,6 +25,9 @@ from perfserve.benchmarks.profile.stages import STAGES
 FAMILY_ALPHA = 0.05
 RELATIVE_FLOOR = 0.15
 ABSOLUTE_FLOOR_US = 3.0
+BATCH_RATIO_LIMIT = 1.25
+"""Median batch sizes further apart than this make the model's µs/request differ by the
+load as well as by the code: a model call's fixed cost is shared by more or fewer rows."""
 METHOD = (
     f"moved when |B - A| > max(t x sqrt(sd_A^2/n_A + sd_B^2/n_B), {RELATIVE_FLOOR:.0%} of "
     f"max(A, B), {ABSOLUTE_FLOOR_US:g} µs); sd over each profile's profiled repeats (its "
@@ -89,13 +92,38 @@ def compare(folder_a: Path, folder_b: Path, out: Path) -> tuple[str, list[dict[s
     out.mkdir(parents=True, exist_ok=True)
     moved = [row["stage"] for row in rows if row["moved"]]
     document = {"a": str(folder_a), "b": str(folder_b), "method": METHOD, "stages": rows,
-                "moved": moved}  # fmt: skip
+                "moved": moved, "batching": batching(a, b)}  # fmt: skip
     (out / "compare.json").write_text(json.dumps(document, indent=2))
     text = compare_text(folder_a, folder_b, a, b, rows)
     (out / "compare.md").write_text(text)
     title = f"{_name(b)} against {_name(a)}: µs per request"
     render(weights_b, title, out / "diff-flamegraph.svg", weights_a)
     return text, rows
+
+
+def batching(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Each profile's median batch size, and whether they differ by more than
+    `BATCH_RATIO_LIMIT`. py-spy pauses the server for every sample and requests pile up
+    behind the pauses, so a profiled server batches more than it does unprofiled, and by
+    an amount that changes from run to run."""
+    sizes = [p.get("load", {}).get("median_of_repeats", {}).get("batch_size") for p in (a, b)]
+    known = all(isinstance(size, float | int) and size > 0 for size in sizes)
+    differ = known and max(sizes) / min(sizes) > BATCH_RATIO_LIMIT
+    return {"a_batch_size": sizes[0], "b_batch_size": sizes[1], "differ": differ}
+
+
+def _batching_warning(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    found = batching(a, b)
+    if not found["differ"]:
+        return []
+    return [
+        f"The two batched differently (median batch A {found['a_batch_size']:.1f} rows, "
+        f"B {found['b_batch_size']:.1f}): a model call's fixed cost is shared by more or "
+        "fewer requests, so `model` (and the batch's other per-call costs) differ by the "
+        "load as well as by the code. For a comparison of code, profile both with batching "
+        "off (PERFSERVE_MAX_BATCH_SIZE=1) or at a rate where their batches match.",
+        "",
+    ]
 
 
 def _name(profile: dict[str, Any]) -> str:
@@ -126,6 +154,7 @@ def compare_text(
         "",
         f"Moved beyond run-to-run noise: {', '.join(moved) if moved else 'no stage'}.",
         "",
+        *_batching_warning(a, b),
         f"Method: {METHOD}.",
         "",
     ]

@@ -231,6 +231,22 @@ def test_compare_writes_its_table_and_diff_graph(tmp_path: Path) -> None:
     assert (tmp_path / "out" / "diff-flamegraph.svg").exists()
 
 
+def test_compare_warns_when_the_two_batched_differently() -> None:
+    from perfserve.benchmarks.profile.compare import batching, compare_text
+
+    a, b = _profile({"model": [40.0, 42.0]}), _profile({"model": [22.0, 21.0]})
+    for profile, rows in ((a, 2.4), (b, 15.3)):
+        profile["settings"] = {"variant": "onnx_int8", "rate": 1000.0}
+        profile["table"]["measured_us"] = 300.0
+        profile["load"] = {"median_of_repeats": {"batch_size": rows}}
+    assert batching(a, b) == {"a_batch_size": 2.4, "b_batch_size": 15.3, "differ": True}
+    text = compare_text(Path("a"), Path("b"), a, b, stage_difference(a, b))
+    assert "The two batched differently (median batch A 2.4 rows, B 15.3)" in text
+    b["load"]["median_of_repeats"]["batch_size"] = 2.6
+    assert not batching(a, b)["differ"]
+    assert "batched differently" not in compare_text(Path("a"), Path("b"), a, b, [])
+
+
 def test_allocation_sites_are_named_from_their_package(monkeypatch: pytest.MonkeyPatch) -> None:
     from perfserve.benchmarks.profile.memory import _short
 

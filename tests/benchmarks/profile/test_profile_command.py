@@ -1,12 +1,16 @@
 """`perfserve profile` for real: servers on CPU 0, the native engine on CPU 1, py-spy.
 
-Three profiles of onnx_int8 at 2,000/s, ten profiled steps of 2 s each and as many
+Three profiles of onnx_int8 at 1,000/s, ten profiled steps of 2 s each and as many
 without the profiler: on a busy core the sampler's readings come in clumps (a stall
-lands many samples on one frame), and the noise bound needs that many repeats. One
-profile is of a server the command starts itself, one attached by URL to a server of
-the same build, one attached by PID to a test build whose answer encoder does 20 µs
-more work per request (tests/benchmarks/profile/profile_hook). The first two must show
-no stage moved, the third must show the encoder's stage moved. Bounded: about 60 s each.
+lands many samples on one frame), and the noise bound needs that many repeats. Every
+server runs with batching off: py-spy pauses the server for each sample, requests pile
+up behind the pauses, and the batches they form vary from 2 to 18 rows between steps;
+a model call's fixed cost shared by that many more or fewer requests moves the model's
+µs per request by half, which is the load moving, not the code. One profile is of a
+server the command starts itself, one attached by URL to a server of the same build,
+one attached by PID to a test build whose answer encoder does 20 µs more work per
+request (tests/benchmarks/profile/profile_hook). The first two must show no stage
+moved, the third must show the encoder's stage moved. Bounded: about 60 s each.
 """
 
 from __future__ import annotations
@@ -26,14 +30,18 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[3]
 HOOK = Path(__file__).resolve().parent / "profile_hook"
-LOAD = ["--variant", "onnx_int8", "--rate", "2000", "--seconds", "20", "--repeats", "10"]
+LOAD = ["--variant", "onnx_int8", "--rate", "1000", "--seconds", "20", "--repeats", "10"]
 LOAD += ["--sample-rate", "1000", "--server-cpus", "0", "--generator-cpus", "1"]
 TIMEOUT_S = 240
+UNBATCHED = {"PERFSERVE_MAX_BATCH_SIZE": "1"}
 
 
 def perfserve_profile(*args: str) -> subprocess.CompletedProcess[str]:
+    """The command, with batching off in any server it starts (see the module's text)."""
     command = [sys.executable, "-m", "perfserve", "profile", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S, cwd=ROOT)
+    env = {**os.environ, **UNBATCHED}
+    return subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S, cwd=ROOT,
+                          env=env)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -42,11 +50,11 @@ def profiles(store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     folders = {name: out / name for name in ("started", "attached", "slow_encoder")}
     done = perfserve_profile(*LOAD, "--store", str(store), "--out", str(folders["started"]))
     assert done.returncode == 0, done.stderr
-    with running_server(store, cpus="0") as server:
+    with running_server(store, cpus="0", env=UNBATCHED) as server:
         done = perfserve_profile(*LOAD, "--store", str(store), "--url", server.url,
                                  "--out", str(folders["attached"]))  # fmt: skip
         assert done.returncode == 0, done.stderr
-    slow = {"PYTHONPATH": os.pathsep.join([str(HOOK), str(ROOT)])}
+    slow = {"PYTHONPATH": os.pathsep.join([str(HOOK), str(ROOT)]), **UNBATCHED}
     with running_server(store, cpus="0", env=slow) as server:
         done = perfserve_profile(*LOAD, "--store", str(store), "--pid", str(server.process.pid),
                                  "--out", str(folders["slow_encoder"]))  # fmt: skip
@@ -72,7 +80,7 @@ def test_a_profile_writes_its_outputs_and_its_table_adds_up(profiles: dict[str, 
         assert abs(sum(table["us_per_request"].values()) / table["measured_us"] - 1) <= 0.10
         assert table["us_per_request"]["model"] > 0 and table["us_per_request"]["decode"] > 0
         load = data["load"]["median_of_repeats"]
-        assert load["achieved_qps"] > 1000 and load["batch_size"] >= 1
+        assert load["achieved_qps"] > 500 and load["batch_size"] == pytest.approx(1)
         assert set(data["overhead"]["figures"]) == {
             "achieved_qps", "p50_ms", "p99_ms", "cpu_us_per_request",
         }  # fmt: skip
