@@ -25,6 +25,7 @@ import os
 import signal
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
@@ -83,8 +84,11 @@ class Freeze:
     answered: int
     refused: int
     """503s (a full queue, or a wait past the queue deadline)."""
-    failed: int
-    """Other errors, and arrivals the generator dropped."""
+    errors: dict[str, int]
+    """Answers that were neither a 200 nor a 503, by status; `no_answer` counts requests
+    whose connection closed or timed out before any answer."""
+    dropped: int
+    """Arrivals the generator dropped: still waiting for a connection at the cell's end."""
 
 
 @dataclass
@@ -252,7 +256,9 @@ def freeze_outcome(
         recovery = max(0.0, (first + recovered) * settings.window_s - resumed_s)
     p99s = [p for p in p99s_or_none if p is not None]
     outcomes = [tallies[i].outcomes for i in span]
-    dropped = sum(windows[i].dropped for i in span if i in windows)
+    errors: Counter[str] = Counter()
+    for i in span:
+        errors.update(tallies[i].statuses)
     return Freeze(
         round(began_s, 3),
         round(resumed_s, 3),
@@ -260,7 +266,8 @@ def freeze_outcome(
         max(p99s, default=math.nan),
         sum(o["ok"] for o in outcomes),
         sum(o["shed"] for o in outcomes),
-        sum(o["error"] for o in outcomes) + dropped,
+        {status: n for status, n in sorted(errors.items()) if status not in ("200", "503")},
+        sum(windows[i].dropped for i in span if i in windows),
     )
 
 
@@ -311,23 +318,39 @@ def _write(out: Path, knee: float, settings: StallSettings, cells: list[Cell]) -
         writer = csv.writer(file)
         writer.writerow(
             ["config", "load", "rate", "freeze_ms", "freeze", "recovery_s", "worst_p99_ms",
-             "answered", "refused", "failed", "p99_before_ms", "server_cpu_us"]
+             "answered", "refused", "errors", "dropped", "p99_before_ms", "server_cpu_us"]
         )  # fmt: skip
         for cell in cells:
             for index, f in enumerate(cell.freezes):
                 writer.writerow(
                     [cell.config, cell.load, round(cell.rate), cell.freeze_ms, index,
-                     f.recovery_s, round(f.worst_p99_ms, 2), f.answered, f.refused, f.failed,
-                     round(cell.p99_before_ms, 2), round(cell.server_cpu_us, 1)]
+                     f.recovery_s, round(f.worst_p99_ms, 2), f.answered, f.refused,
+                     _errors_text(f.errors), f.dropped, round(cell.p99_before_ms, 2),
+                     round(cell.server_cpu_us, 1)]
                 )  # fmt: skip
+
+
+def _summed(freezes: list[Freeze]) -> dict[str, int]:
+    total: Counter[str] = Counter()
+    for freeze in freezes:
+        total.update(freeze.errors)
+    return dict(total)
+
+
+def _errors_text(errors: dict[str, int]) -> str:
+    """`0`, or each kind with its count: `7 (500 2, no_answer 5)`."""
+    if not errors:
+        return "0"
+    kinds = ", ".join(f"{status} {n}" for status, n in sorted(errors.items()))
+    return f"{sum(errors.values())} ({kinds})"
 
 
 def render(cells: list[Cell]) -> str:
     """A Markdown table: one row per cell, its freezes' recoveries in order."""
     lines = [
         "| config | load | rate/s | freeze ms | p99 before ms | recovery after each freeze "
-        "| worst p99 ms | 503s | other failures | server CPU µs/answer |",
-        "| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |",
+        "| worst p99 ms | 503s | other errors | dropped | server CPU µs/answer |",
+        "| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- | ---: | ---: |",
     ]
     for c in cells:
         recoveries = ", ".join(_recovery_text(f.recovery_s) for f in c.freezes)
@@ -335,7 +358,7 @@ def render(cells: list[Cell]) -> str:
         lines.append(
             f"| {c.config} | {c.load:.0%} | {c.rate:,.0f} | {c.freeze_ms:g} | "
             f"{c.p99_before_ms:.1f} | {recoveries} | {worst:,.0f} | "
-            f"{sum(f.refused for f in c.freezes)} | {sum(f.failed for f in c.freezes)} | "
-            f"{c.server_cpu_us:.0f} |"
+            f"{sum(f.refused for f in c.freezes)} | {_errors_text(_summed(c.freezes))} | "
+            f"{sum(f.dropped for f in c.freezes)} | {c.server_cpu_us:.0f} |"
         )
     return "\n".join(lines)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from loadtests.recorder import Tally, Window
-from perfserve.benchmarks.overload.stall import StallSettings, freeze_outcome
+from perfserve.benchmarks.overload.stall import Cell, StallSettings, freeze_outcome, render
 from perfserve.cli import main
 
 WINDOW_S = 0.1
@@ -32,8 +32,10 @@ def _windows(p99s_ms: Sequence[float | None]) -> tuple[list[Tally], dict[int, Wi
         tally = window.tally("onnx_int8")
         if p99 is None:
             tally.outcomes["shed"] += 100
+            tally.statuses["503"] += 100
         else:
             tally.outcomes["ok"] += 100
+            tally.statuses["200"] += 100
             for _ in range(100):
                 tally.record(round(p99 * 1000), round(p99 * 1000), None)
         windows[index] = window
@@ -47,12 +49,28 @@ def test_recovery_runs_from_the_resume_to_the_first_window_that_stays_under_the_
     outcome = freeze_outcome(tallies, windows, 2.0, 2.3, 5.0, _settings())
     assert outcome.recovery_s == pytest.approx(0.7)
     assert outcome.worst_p99_ms == pytest.approx(400.0, rel=0.01)
-    assert (outcome.answered, outcome.refused, outcome.failed) == (2800, 200, 0)
+    assert (outcome.answered, outcome.refused, outcome.errors, outcome.dropped) == (
+        2800,
+        200,
+        {},
+        0,
+    )
 
 
 def test_a_freeze_whose_p99_never_stays_under_the_slo_did_not_recover() -> None:
     tallies, windows = _windows([5.0] * 20 + [400.0] * 10 + [5.0] * 19 + [60.0])
     assert freeze_outcome(tallies, windows, 2.0, 2.3, 5.0, _settings()).recovery_s is None
+
+
+def test_failures_other_than_503_are_told_apart_by_kind_and_from_the_generators_drops() -> None:
+    tallies, windows = _windows([5.0] * 20 + [400.0] * 5 + [5.0] * 25)
+    tallies[21].outcomes["error"] += 7
+    tallies[21].statuses.update({"no_answer": 5, "500": 2})
+    windows[22].dropped += 3
+    outcome = freeze_outcome(tallies, windows, 2.0, 2.3, 5.0, _settings())
+    assert (outcome.errors, outcome.dropped) == ({"500": 2, "no_answer": 5}, 3)
+    cell = Cell("no queue deadline", 0.0, 0.85, 6800.0, 1000.0, 2.0, 130.0, [outcome])
+    assert "| 7 (500 2, no_answer 5) | 3 |" in render([cell])
 
 
 @pytest.mark.integration
