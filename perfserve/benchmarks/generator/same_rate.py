@@ -49,18 +49,21 @@ class SameRate:
 
     @property
     def agrees(self) -> bool:
-        high, low = (
-            max(self.sweep_p99_ms, self.openloop_p99_ms),
-            min(self.sweep_p99_ms, self.openloop_p99_ms),
-        )
-        return high <= max(AGREE_RATIO * low, low + AGREE_MS)  # False when either is NaN
+        return _within(self.sweep_p99_ms, self.openloop_p99_ms)
+
+    @property
+    def sent_p99_ms(self) -> float:
+        """The sweep's p99 timed from its sends rather than from its schedule: what its
+        server saw, its own lateness left out."""
+        return float(self.sweep.get("sent_p99_ms") or "nan")
 
     def line(self) -> str:
         step = self.sweep
         verdict = "agree" if self.agrees else f"differ ({self.behind()})"
         return (
             f"  {self.rate:,.0f}/s round {self.round}: sweep p99 {_ms(self.sweep_p99_ms)} "
-            f"(warm-up p99 {_ms(step['warmup_p99_ms'])}; late {step['late']}, waited for a "
+            f"(from its sends {_ms(self.sent_p99_ms)}; warm-up p99 "
+            f"{_ms(step['warmup_p99_ms'])}; late {step['late']}, waited for a "
             f"connection {step['blocked']}, dropped {step['dropped']}), openloop p99 "
             f"{_ms(self.openloop_p99_ms)} (late {self.openloop_late_share:.2%}): {verdict}"
         )
@@ -74,7 +77,21 @@ class SameRate:
             return "the sweep's arrivals waited for connections: the server fell behind"
         if self.openloop_late_share > 0.01:
             return "openloop fell behind"
+        if self.sweep_p99_ms > self.openloop_p99_ms and _within(
+            self.sent_p99_ms, self.openloop_p99_ms
+        ):
+            return (
+                f"the sweep's own late sends: timed from its sends, its p99 "
+                f"({_ms(self.sent_p99_ms)}) agrees"
+            )
         return "neither side counted itself late, so neither side's counts explain it"
+
+
+def _within(a_ms: float, b_ms: float) -> bool:
+    """Two p99s agree: within `AGREE_RATIO` of each other or `AGREE_MS`, whichever is
+    wider (False when either is NaN)."""
+    high, low = max(a_ms, b_ms), min(a_ms, b_ms)
+    return high <= max(AGREE_RATIO * low, low + AGREE_MS)
 
 
 def sweep_step(url: str, store: Path, variant: str, rate: float, seconds: float, cpu: str) -> Any:

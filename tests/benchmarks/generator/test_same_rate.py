@@ -34,6 +34,13 @@ def test_a_disagreement_names_the_side_that_fell_behind() -> None:
     theirs = SameRate(8000, 1, 3.0, 25.0, sweep_step(), 0.04)
     assert theirs.behind() == "openloop fell behind"
     assert "differ (openloop fell behind)" in theirs.line()
+    own = SameRate(1000, 1, 4.2, 2.5, sweep_step(late=37, sent_p99_ms=2.9), 0.0)
+    assert (
+        own.behind() == "the sweep's own late sends: timed from its sends, its p99 (2.90 ms) agrees"
+    )
+    assert "sweep p99 4.20 ms (from its sends 2.90 ms;" in own.line()
+    unexplained = SameRate(1000, 1, 4.2, 2.5, sweep_step(sent_p99_ms=4.1), 0.0)
+    assert unexplained.behind().startswith("neither side counted itself late")
 
 
 def test_the_summary_gives_medians_per_rate_and_how_often_they_agreed() -> None:
@@ -54,7 +61,7 @@ def test_a_step_with_no_measured_answer_shows_none_and_is_left_out_of_the_median
         SameRate(8000, 2, 30.0, 10.0, sweep_step(), 0.0),
     ]
     assert not results[0].agrees
-    assert "sweep p99 none (warm-up p99 none;" in results[0].line()
+    assert "sweep p99 none (from its sends none; warm-up p99 none;" in results[0].line()
     assert (
         render(results, "onnx_int8", 8)
         .splitlines()[-1]
