@@ -176,7 +176,8 @@ class StepResult:
     """`core_rate` as a share of the fastest read in the whole run: below 1, the machine
     itself ran slower than it could, and the server's capacity with it."""
     round: int = 1
-    """Which round of the knee search measured the step (loadtests/sweep/rounds.py)."""
+    """Which round of the knee search measured the step (loadtests/sweep/rounds.py); steps
+    after the rounds (stress, recovery, soak) count as the first."""
     warmup_s: float = 0.0
     """How long the step ran at its rate before its measured windows."""
     warmup: ClientSide | None = None
@@ -220,10 +221,15 @@ class StepMeasurement:
 
 
 def step_result(
-    target: str, measured: StepMeasurement, verdict: StepVerdict, arrivals: ArrivalProcess
+    target: str,
+    measured: StepMeasurement,
+    verdict: StepVerdict,
+    arrivals: ArrivalProcess,
+    round_number: int,
 ) -> StepResult:
-    """The step as the sweep reports it, built once its measurement is judged; with what
-    queueing theory predicts for it (Allen-Cunneen for `arrivals`, Little's law)."""
+    """The step as the sweep reports it, built once its measurement is judged, in the
+    round that measured it; with what queueing theory predicts for it (Allen-Cunneen for
+    `arrivals`, Little's law)."""
     server = measured.server
     return StepResult(
         target=target,
@@ -250,6 +256,7 @@ def step_result(
         window_miss_ratio=[p.miss_ratio for p in measured.points],
         rss_mb=measured.rss_mb,
         core_rate=measured.core_rate,
+        round=round_number,
         warmup_s=measured.warmup_s,
         warmup=measured.warmup,
     )

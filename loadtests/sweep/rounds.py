@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from loadtests.sweep.knee import FixedRates, KneeSearch, RateSequence, knee_of
 from loadtests.sweep.results import StepResult
 
-Measure = Callable[[str, float], StepResult]
-"""Measures one step of a target at a rate."""
+Measure = Callable[[str, float, int], StepResult]
+"""Measures one step of a target at a rate, in a round (numbered from 1)."""
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ def sequence_for(plan: RoundsPlan, previous_knee: float | None) -> RateSequence:
 def run_rounds(
     targets: list[str], plan: RoundsPlan, measure: Measure, progress: Callable[[str], None]
 ) -> dict[str, list[list[StepResult]]]:
-    """Every target's steps, round by round; each step's `round` is set (from 1)."""
+    """Every target's steps, round by round; each step is measured knowing its round."""
     found: dict[str, list[list[StepResult]]] = {t: [] for t in targets}
     previous: dict[str, float | None] = dict.fromkeys(targets)
     for number in range(1, plan.rounds + 1):
@@ -60,9 +60,7 @@ def run_rounds(
         sequences = {t: sequence_for(plan, previous[t]) for t in targets}
         while pending := [(t, r) for t in targets if (r := sequences[t].next_rate()) is not None]:
             for target, rate in pending:
-                step = measure(target, rate)
-                step.round = number
-                sequences[target].record(step)
+                sequences[target].record(measure(target, rate, number))
         for target in targets:
             steps = sequences[target].steps
             found[target].append(steps)

@@ -256,7 +256,9 @@ def _run_targets(
         rounds_plan = RoundsPlan(
             plan.rounds, plan.start_rate, plan.max_rate, plan.precision, plan.rates
         )
-        rounds = run_rounds(plan.targets, rounds_plan, lambda t, r: aim(t).run(r), progress)
+        rounds = run_rounds(
+            plan.targets, rounds_plan, lambda t, r, n: aim(t).run(r, round_number=n), progress
+        )
     reports = []
     for target in plan.targets:
         report = TargetReport.from_rounds(target, rounds[target])

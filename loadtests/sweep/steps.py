@@ -105,22 +105,25 @@ class StepRunner:
         rate: float,
         phase: str = "sweep",
         *,
+        round_number: int = 1,
         seconds: float | None = None,
         window_s: float | None = None,
         extend: bool = True,
         drain: bool = True,
         warmup: bool = True,
     ) -> StepResult:
-        """One step at `rate`, measured, judged and reported; `warmup=False` opens no
-        connections ahead and measures from the first window (to watch a transition, such
-        as recovery, from its very start)."""
+        """One step at `rate`, measured, judged and reported; `round_number` is the round of
+        the knee search it belongs to (loadtests/sweep/rounds.py; steps after the rounds,
+        stress and soak, count as the first). `warmup=False` opens no connections ahead and
+        measures from the first window (to watch a transition, such as recovery, from its
+        very start)."""
         measured = self.measure(
             rate, phase, seconds=seconds, window_s=window_s, extend=extend, drain=drain,
             warmup=warmup,
         )  # fmt: skip
         s = self.settings
         verdict = judge(measured, s.slo_p99_ms, self.context.generator_ceiling_qps)
-        result = step_result(self.target, measured, verdict, s.arrivals)
+        result = step_result(self.target, measured, verdict, s.arrivals, round_number)
         self.progress(step_line(result))
         return result
 

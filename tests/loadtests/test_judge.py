@@ -72,9 +72,9 @@ def test_a_miss_near_the_calibrated_ceiling_is_the_generators(
     assert judge(measured(900.0, missed=True), SLO_MS, ceiling_qps) == expected
 
 
-def test_the_result_is_built_once_with_its_verdict() -> None:
+def test_the_result_is_built_once_with_its_verdict_and_round() -> None:
     measurement = measured()
-    result = step_result("onnx_int8", measurement, StepVerdict.HOLDS, "poisson")
+    result = step_result("onnx_int8", measurement, StepVerdict.HOLDS, "poisson", 3)
     assert result.verdict == StepVerdict.HOLDS and result.holds
-    assert (result.step, result.target_qps, result.windows) == (7, 1000.0, 0)
+    assert (result.step, result.round, result.target_qps, result.windows) == (7, 3, 1000.0, 0)
     assert result.client is measurement.client and result.server is measurement.server

@@ -11,6 +11,7 @@ sweeps run in a second; the real sweep against real servers is in test_sweep.py.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -46,11 +47,12 @@ class StandIn:
         utilization = rate * service / 1000
         return math.inf if utilization >= 1 else service / (1 - utilization) * math.log(100)
 
-    def measure(self, variant: str, rate: float) -> StepResult:
+    def measure(self, variant: str, rate: float, round_number: int) -> StepResult:
         self.asked.append((variant, rate))
         self.speed = min(1.0, max(0.6, self.speed * math.exp(self.rng.normal(0, self.drift))))
         p99 = self.p99_ms(variant, rate)
-        return step(variant, rate, "holds" if p99 <= SLO_MS else "misses-slo", p99)
+        verdict = "holds" if p99 <= SLO_MS else "misses-slo"
+        return replace(step(variant, rate, verdict, p99), round=round_number)
 
 
 def sweep(service_ms: dict[str, float], seed: int) -> tuple[list[TargetReport], StandIn]:
