@@ -36,7 +36,7 @@ from loadtests.report.summary_types import (
 from loadtests.sweep.endurance import SoakReport, StressReport
 from loadtests.sweep.intervals import KneeComparison
 from loadtests.sweep.results import ClientSide, StepResult
-from loadtests.sweep.runner import SweepReport, TargetReport, describe_plan
+from loadtests.sweep.runner import SweepReport, TargetReport, core_share, describe_plan
 from loadtests.sweep.server_metrics import CLIENT_SIDE_ONLY
 
 
@@ -62,8 +62,9 @@ def client_figures(client: ClientSide) -> ClientFigures:
     }
 
 
-def step_row(step: StepResult) -> StepRow:
-    """One CSV row: the step, its client side, totals, server side, theory, verdict."""
+def step_row(step: StepResult, fastest_core_rate: float | None) -> StepRow:
+    """One CSV row: the step, its client side, totals, server side, theory, verdict; its
+    core speed against the run's fastest reading (`SweepReport.fastest_core_rate`)."""
     counts, server, warmup = step.totals, step.server, step.warmup
     return {
         "target": step.target,
@@ -97,7 +98,7 @@ def step_row(step: StepResult) -> StepRow:
         "generator_cpu": _round(step.generator_cpu),
         "generator_late_share": _round(step.generator_late_share),
         "core_rate": _round(step.core_rate),
-        "core_speed": _round(step.core_speed),
+        "core_speed": _round(core_share(step.core_rate, fastest_core_rate)),
         "warmup_s": _round(step.warmup_s),
         "warmup_achieved_qps": rate(warmup.achieved_qps) if warmup else None,
         "warmup_p99_ms": _round(warmup.p99_ms) if warmup else None,
@@ -121,9 +122,9 @@ def _round(value: float | None) -> float | None:
     return value
 
 
-def step_json(step: StepResult) -> StepJson:
+def step_json(step: StepResult, fastest_core_rate: float | None) -> StepJson:
     return {
-        **step_row(step),
+        **step_row(step, fastest_core_rate),
         "statuses": step.totals.statuses,
         "answered_by": step.totals.answered_by,
         "server_statuses": step.server.statuses,
@@ -151,37 +152,37 @@ def knee_fields(report: TargetReport) -> KneeFields:
     }
 
 
-def target_json(report: TargetReport) -> VariantResult:
+def target_json(report: TargetReport, fastest_core_rate: float | None) -> VariantResult:
     endurance: Endurance = {}
     if report.stress is not None:
-        endurance["stress"] = stress_json(report.stress)
+        endurance["stress"] = stress_json(report.stress, fastest_core_rate)
     if report.soak is not None:
-        endurance["soak"] = soak_json(report.soak)
+        endurance["soak"] = soak_json(report.soak, fastest_core_rate)
     return {
         **knee_fields(report),
         "round_knees_qps": [rate(k.qps) for k in report.rounds],
-        "steps": [step_json(s) for s in report.steps],
+        "steps": [step_json(s, fastest_core_rate) for s in report.steps],
         **endurance,
     }
 
 
-def stress_json(stress: StressReport) -> StressJson:
+def stress_json(stress: StressReport, fastest_core_rate: float | None) -> StressJson:
     return {
         "breaking_qps": stress.breaking_qps,
         "degradation": [{k: _round(v) for k, v in d.items()} for d in stress.degradation],
         "recovery_s": stress.recovery_s,
-        "steps": [step_json(s) for s in stress.steps],
-        "recovery": step_json(stress.recovery) if stress.recovery else None,
+        "steps": [step_json(s, fastest_core_rate) for s in stress.steps],
+        "recovery": step_json(stress.recovery, fastest_core_rate) if stress.recovery else None,
     }
 
 
-def soak_json(soak: SoakReport) -> SoakJson:
+def soak_json(soak: SoakReport, fastest_core_rate: float | None) -> SoakJson:
     return {
         "rss_start_mb": _round(soak.rss_start_mb),
         "rss_end_mb": _round(soak.rss_end_mb),
         "rss_slope_mb_per_hour": _round(soak.rss_slope_mb_per_hour),
         "rss_mb": [[round(t, 2), round(mb, 2)] for t, mb in soak.step.rss_mb],
-        "step": step_json(soak.step),
+        "step": step_json(soak.step, fastest_core_rate),
     }
 
 
@@ -208,14 +209,17 @@ def summary(report: SweepReport) -> dict[str, Any]:
         "conditions": report.conditions,
         "server_metrics": report.server_metrics,
         **({} if report.server_metrics else {"server_metrics_note": CLIENT_SIDE_ONLY}),
-        "variants": {t.target: target_json(t) for t in report.targets},
+        "variants": {t.target: target_json(t, report.fastest_core_rate) for t in report.targets},
     }
 
 
 def write_outputs(report: SweepReport, out: Path) -> dict[str, Any]:
     """Every file of the sweep into `out`; returns summary.json's contents."""
     out.mkdir(parents=True, exist_ok=True)
-    _write_csv(out / "steps.csv", [step_row(s) for t in report.targets for s in t.all_steps()])
+    fastest = report.fastest_core_rate
+    _write_csv(
+        out / "steps.csv", [step_row(s, fastest) for t in report.targets for s in t.all_steps()]
+    )
     _write_csv(
         out / "knee.csv", [knee_row(t, report.plan.steps.slo_p99_ms) for t in report.targets]
     )

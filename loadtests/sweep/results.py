@@ -171,10 +171,9 @@ class StepResult:
     rss_mb: list[tuple[float, float]] = field(default_factory=list)
     core_rate: float | None = None
     """The server's core just before the step, idle: a fixed loop's rate (see
-    perfserve_common/core_speed.py), in millions of passes per second; None when not read."""
-    core_speed: float | None = None
-    """`core_rate` as a share of the fastest read in the whole run: below 1, the machine
-    itself ran slower than it could, and the server's capacity with it."""
+    perfserve_common/core_speed.py), in millions of passes per second; None when not read.
+    As a share of the run's fastest it is known only once the run is over, so the report
+    makes that (`core_share` in loadtests/sweep/runner.py)."""
     round: int = 1
     """Which round of the knee search measured the step (loadtests/sweep/rounds.py); steps
     after the rounds (stress, recovery, soak) count as the first."""

@@ -149,6 +149,23 @@ class SweepReport:
         """The generator's calibrated ceiling; None when it was not measured."""
         return self.calibration.ceiling_qps if self.calibration else None
 
+    @property
+    def fastest_core_rate(self) -> float | None:
+        """The fastest reading of the server's core in the whole run (see
+        `_share_of_fastest`); None when the core was not read."""
+        read = self.conditions.get("core_speed") or {}
+        fastest: float | None = read.get("fastest_rate")
+        return fastest
+
+
+def core_share(core_rate: float | None, fastest_rate: float | None) -> float | None:
+    """A step's `core_rate` as a share of the fastest read in the whole run (its core
+    speed): below 1, the machine itself ran slower than it could, and the server's capacity
+    with it. None when the core was not read."""
+    if core_rate is None or fastest_rate is None:
+        return None
+    return core_rate / fastest_rate
+
 
 def start_engine(plan: SweepPlan, url: str, metrics: LoadgenMetrics) -> Engine:
     """The plan's engine, aimed at `url`. Locust is imported only when it is chosen (it
@@ -268,8 +285,8 @@ def _run_targets(
 
 
 def _share_of_fastest(reports: list[TargetReport], cpu: int | None) -> dict[str, Any] | None:
-    """Sets each step's `core_speed` from its `core_rate`; for the report's conditions,
-    the CPU read, the fastest rate, the slowest single reading's share, and the median
+    """For the report's conditions: the CPU read, the fastest rate (each step's share of it
+    is its core speed, `core_share`), the slowest single reading's share, and the median
     share of each round of the search (None when nothing was read).
 
     A knee is found in a round and its interval spans the rounds, so what can move a knee
@@ -281,8 +298,6 @@ def _share_of_fastest(reports: list[TargetReport], cpu: int | None) -> dict[str,
     if not read:
         return None
     fastest = max(rate for _, rate in read)
-    for step, rate in read:
-        step.core_speed = rate / fastest
     by_round: dict[int, list[float]] = {}
     for step, rate in read:
         if step.phase == "sweep":

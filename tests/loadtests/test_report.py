@@ -151,7 +151,7 @@ def test_the_answer_names_the_rate_that_failed_not_a_retried_rate_that_then_held
         "onnx_fp32", step("onnx_fp32", 10_000, "holds", 20.0), first_try, retried,
         step("onnx_fp32", 14_000, "misses-slo", 120.0),
     )  # fmt: skip
-    sentence = answer("onnx_fp32", target_json(swept), slo_ms=50.0)
+    sentence = answer("onnx_fp32", target_json(swept, None), slo_ms=50.0)
     assert sentence == (
         "onnx_fp32 holds 11,952 req/s (one round; below 14,000) at p99 ≤ 50 ms on one replica; "
         "at 14,000/s it missed the SLO (p99 120.0 ms)."
@@ -165,7 +165,7 @@ def test_a_generator_that_fell_behind_is_told_apart_from_one_its_machine_held_up
             generator_cpu=cpu, generator_late_share=late_share,
         )  # fmt: skip
         swept = target("onnx_fp32", step("onnx_fp32", 1000, "holds", 20.0), fell_behind)
-        return answer("onnx_fp32", target_json(swept), slo_ms=50.0)
+        return answer("onnx_fp32", target_json(swept, None), slo_ms=50.0)
 
     assert behind(0.95, 0.2).endswith(
         "(2,000/s: generator-bound; its busiest process used 0.95 of a core: add generator "
@@ -189,7 +189,7 @@ def steadied(speeds: tuple[float, float]) -> SweepReport:
         store=Path("model_store"),
     )
     held, missed = (
-        replace(step("onnx_fp32", rate, verdict, p99), core_rate=30 * speed, core_speed=speed)
+        replace(step("onnx_fp32", rate, verdict, p99), core_rate=30 * speed)
         for (rate, verdict, p99), speed in zip(
             [(10_000, "holds", 20.0), (14_000, "misses-slo", 120.0)], speeds, strict=True
         )

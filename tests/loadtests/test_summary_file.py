@@ -34,7 +34,6 @@ def detailed(base: StepResult, phase: str = "sweep") -> StepResult:
         window_qps=[base.target_qps, base.target_qps * 0.99],
         rss_mb=[(0.0, 100.0), (30.5, 101.25)],
         core_rate=1234.5,
-        core_speed=0.98765,
         warmup_s=1.5,
         warmup=replace(base.client, achieved_qps=base.target_qps * 0.9, p99_ms=7.123456),
     )
@@ -84,7 +83,21 @@ def full_report() -> SweepReport:
     comparison = KneeComparison(
         "sklearn_fp32", "onnx_int8", 0.123456789, 0.05, None, Verdict.HIGHER, 2
     )
-    conditions = {"date": "2026-11-30 18:00 UTC", "logical_cpus": 2, "server_cpus": [0]}
+    # Each step's core speed in the file is its core_rate over the fastest reading here.
+    core_speed = {
+        "cpu": 0,
+        "fastest_rate": 1249.9,
+        "slowest_share": 0.9877,
+        "readings": 11,
+        "round_median_shares": [0.9877, 0.8692],
+        "between_rounds_share": 0.88,
+    }
+    conditions = {
+        "date": "2026-11-30 18:00 UTC",
+        "logical_cpus": 2,
+        "server_cpus": [0],
+        "core_speed": core_speed,
+    }
     return SweepReport(
         plan, [int8, fp32], conditions=conditions, comparisons=[comparison],
         inconclusive_reason="the core's speed moved 12% between rounds",
