@@ -143,8 +143,13 @@ def window_points(windows: list[Window], window_s: float, slo_ms: float) -> list
     return points
 
 
-@dataclass
+@dataclass(frozen=True)
 class StepResult:
+    """One step as the sweep reports it, built once (`step_result`) with all it holds,
+    its verdict and round included, and never changed after: what is known only once the
+    run is over (a step's core speed, against the run's fastest reading) is made where it
+    is reported."""
+
     target: str
     step: int
     phase: str
