@@ -167,7 +167,7 @@ async def test_not_ready_is_503_in_v2_shape(store: Path) -> None:
 
 def _not_loaded(app: InProcess) -> None:
     """Hold the service in its loading state, whatever the loader has done by now."""
-    app.service.ready = False
+    app.service.loader.ready = False
 
 
 def _instances(rows: Any) -> dict[str, Any]:
