@@ -22,12 +22,12 @@ from service.drift import DriftMetrics, DriftMonitor
 from service.forcing import ForcingPolicy
 from service.guards import FeatureRangeGuard
 from service.loading import VariantLoader
-from service.metrics import FLUSH_INTERVAL_S, FoldedCounter, Metrics, workers_with_all_variants
+from service.metrics import FLUSH_INTERVAL_S, Metrics, workers_with_all_variants
 from service.receiving import BodyBudget, BodyDeadlines
+from service.request_metrics import RequestMetrics
 from service.rollout.controller import TICK_S
 from service.rollout.replica import RolloutReplica
 from service.routing import Router, TrafficSplit, UnknownVariant
-from service.serving import LoadedVariant
 from service.settings import Settings
 from service.shadow import Compared, ShadowMirror
 from service.shared_split import SharedSplit
@@ -78,7 +78,7 @@ class Service:
         budget = self.body_budget = BodyBudget(settings.max_inflight_body_bytes)
         metrics.folding.gauge(metrics.inflight_body_bytes, lambda: budget.held)
         self._tasks: list[asyncio.Task[None]] = []
-        self._rejections: dict[str, FoldedCounter] = {}
+        requests = RequestMetrics(metrics)
         self.shadow = ShadowMirror(
             metrics,
             settings.shadow_share,
@@ -100,6 +100,10 @@ class Service:
         self.forcing = ForcingPolicy(
             settings.force_variants, self.names, settings.admin_token, lambda: rollouts.guarded
         )
+        # The request metrics' owner's own methods, so that a request pays no call between.
+        self.observe_request = requests.observe_request
+        self.count_rejection = requests.count_rejection
+        self.publish_inflight = requests.publish_inflight
 
     @property
     def ready(self) -> bool:
@@ -147,11 +151,6 @@ class Service:
         """The variants the live split names, whatever their weight."""
         return list(self.router.split.weights)
 
-    def publish_inflight(self, read: Callable[[], int]) -> None:
-        """The one owner of `perfserve_inflight_requests`: set from `read()` (the request
-        handler's own count) at each flush."""
-        self.metrics.folding.gauge(self.metrics.inflight, read)
-
     async def stop(self) -> None:
         """Finish admitted requests, then release the runners: every batcher at once,
         within one shared grace period."""
@@ -196,22 +195,6 @@ class Service:
             return
         on_compared = self._record_comparison if evidence else None
         self.shadow.mirror(loaded.batcher, rows, result, on_compared)
-
-    def observe_request(self, variant: LoadedVariant, status: int, elapsed_s: float) -> None:
-        """The one place a prediction's duration is observed
-        (`perfserve_request_duration_seconds`), whatever its status."""
-        if (folded := variant.durations.get(status)) is None:
-            child = self.metrics.request_duration.labels(variant.info.name, str(status))
-            folded = variant.durations[status] = self.metrics.folding.histogram(child)
-        folded.observe(elapsed_s)
-
-    def count_rejection(self, reason: str) -> None:
-        """The one place a refused request is counted (`perfserve_rejected_requests_total`),
-        for the prediction path and the admin guard alike."""
-        if (folded := self._rejections.get(reason)) is None:
-            child = self.metrics.rejected.labels(reason)
-            folded = self._rejections[reason] = self.metrics.folding.counter(child)
-        folded.inc()
 
     def record_evidence(
         self, variant: str, user_id: bytes | None, elapsed_s: float, status: int

@@ -111,7 +111,7 @@ RULES: tuple[Rule, ...] = (
     # Metrics before everything else: an observation inside any stage is metrics' cost.
     Rule("metrics", "prometheus_client/"),
     Rule("metrics", "service/metrics/"),
-    Rule("metrics", "service/state.py", ("Service.observe_request",)),
+    Rule("metrics", "service/request_metrics.py", ("RequestMetrics.observe_request",)),
     Rule("metrics", "service/batching.py", ("MicroBatcher._record",)),
     Rule("metrics", "service/rollout/"),
     # I/O on the socket: the event loop's, wherever the write is issued from.
@@ -172,7 +172,8 @@ RULES: tuple[Rule, ...] = (
             "PredictEndpoint._refuse_at_capacity",
         ),
     ),
-    Rule("admission", "service/state.py", ("Service.count_rejection", "Service.record_evidence")),
+    Rule("admission", "service/request_metrics.py", ("RequestMetrics.count_rejection",)),
+    Rule("admission", "service/state.py", ("Service.record_evidence",)),
     # HTTP both ways and the ASGI hand-off.
     Rule("http_parse", "service/predict.py", ("_send",)),
     Rule("http_parse", "service/receiving.py"),
