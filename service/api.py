@@ -91,7 +91,7 @@ def describe_variant(service: Service, name: str) -> dict[str, Any]:
         "loaded": loaded is not None,
         "memory_bytes": loaded.memory_bytes if loaded else None,
         "cache": loaded.cache.describe() if loaded and loaded.cache else None,
-        "traffic_weight": service.router.weight(name),
+        "traffic_weight": service.traffic.router.weight(name),
         "faults": service.settings.inject.get(name, {}),
     }
 
@@ -100,7 +100,7 @@ def describe_variant(service: Service, name: str) -> dict[str, Any]:
 def get_traffic(service: ServiceDep) -> dict[str, Any]:
     """The current split: weights per variant (summing to 1), the shadow variant, and the
     split's version (every replica following the same split file reports the same)."""
-    split, version = service.split.current
+    split, version = service.traffic.split.current
     return {**split.model_dump(), "version": version, "variants": service.names}
 
 
@@ -110,7 +110,7 @@ def put_traffic(split: TrafficSplit, service: ServiceDep) -> dict[str, Any]:
     already routed keep their variant. Weights that do not sum to 1 are rescaled, and
     the answer says so under `normalized_from`."""
     try:
-        version = service.set_split(split)
+        version = service.traffic.set(split)
     except UnknownVariant as error:
         raise HTTPException(422, str(error)) from None
     except ReadOnlySplit as error:

@@ -1,5 +1,5 @@
-"""The running service: its variants (loaded by service/loading.py), the router, and
-readiness."""
+"""The running service: its variants (loaded by service/loading.py), the traffic split
+(service/traffic.py), and readiness."""
 
 from __future__ import annotations
 
@@ -14,9 +14,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import numpy as np
-from pydantic import ValidationError
 
-from perfserve_common.usage import UsageError, validation_message
 from service.batching import BatchResult
 from service.drift import DriftMetrics, DriftMonitor
 from service.forcing import ForcingPolicy
@@ -27,12 +25,11 @@ from service.receiving import BodyBudget, BodyDeadlines
 from service.request_metrics import RequestMetrics
 from service.rollout.controller import TICK_S
 from service.rollout.replica import RolloutReplica
-from service.routing import Router, TrafficSplit, UnknownVariant
 from service.settings import Settings
 from service.shadow import Compared, ShadowMirror
-from service.shared_split import SharedSplit
 from service.store import Manifest, load_manifest
 from service.supervision import LoopHealth, supervise
+from service.traffic import Traffic
 
 log = logging.getLogger("perfserve")
 
@@ -64,15 +61,7 @@ class Service:
         )
         self.loader = VariantLoader(settings, self.manifest, metrics, self.row_screen, self.drift)
         self.names = self.loader.names
-        try:
-            self.router = Router(self.names, self._initial_split(), settings.routing_seed)
-        except UnknownVariant as error:
-            raise UsageError(f"--traffic/--shadow: {error}") from None
-        self.choose = self.router.choose
-        """The variant for one request (`Serving.choose`): the router's own method, so a
-        request pays no call in between."""
-        self.split = SharedSplit(self.router, settings.split_file, self._split_changed)
-        self._start_split()
+        self.traffic = Traffic(self.names, self.manifest, settings, metrics)
         self.variants = self.loader.variants
         self.body_deadlines = BodyDeadlines(settings.body_timeout_s)
         budget = self.body_budget = BodyBudget(settings.max_inflight_body_bytes)
@@ -93,14 +82,16 @@ class Service:
             metrics,
             settings.rollout_max_samples,
             settings.rollout_samples_per_user,
-            self.set_split,
-            self.split_version,
+            self.traffic.set,
+            self.traffic.version,
             settings.rollout_takeover_s,
         )
         self.forcing = ForcingPolicy(
             settings.force_variants, self.names, settings.admin_token, lambda: rollouts.guarded
         )
-        # The request metrics' owner's own methods, so that a request pays no call between.
+        # What a request calls, as the parts' own methods: nothing in between.
+        self.choose = self.traffic.router.choose
+        self.split_variants = self.traffic.variants
         self.observe_request = requests.observe_request
         self.count_rejection = requests.count_rejection
         self.publish_inflight = requests.publish_inflight
@@ -125,8 +116,8 @@ class Service:
             ("watchdog", self._watch, WATCHDOG_PERIOD_S),
             ("rollout", self.rollouts.tick, TICK_S),
         ]
-        if self.split.file is not None:
-            loops.append(("split", self.split.poll, self.settings.split_poll_s))
+        if (split := self.traffic.split).file is not None:
+            loops.append(("split", split.poll, self.settings.split_poll_s))
         if self.drift.enabled:
             loops.append(("drift", self.drift.step, self.settings.drift_interval_s))
         for name, step, period_s in loops:
@@ -147,10 +138,6 @@ class Service:
             return f"{loaded} of {workers} workers loaded"
         return None
 
-    def split_variants(self) -> list[str]:
-        """The variants the live split names, whatever their weight."""
-        return list(self.router.split.weights)
-
     async def stop(self) -> None:
         """Finish admitted requests, then release the runners: every batcher at once,
         within one shared grace period."""
@@ -168,29 +155,13 @@ class Service:
         if self._private_folder is not None:
             shutil.rmtree(self._private_folder, ignore_errors=True)
 
-    def set_split(self, split: TrafficSplit) -> int:
-        """Apply a new split here and in every process following the split file; its
-        version. Raises UnknownVariant for a variant this service does not serve."""
-        version = self.split.set(split)
-        log.warning(
-            "traffic split version %d set: weights %s, shadow %s",
-            version,
-            split.weights,
-            split.shadow,
-        )
-        return version
-
-    def split_version(self) -> int:
-        """The version of the split this process routes by."""
-        return self.split.current[1]
-
     def mirror(
         self, served: str, rows: np.ndarray, result: BatchResult, evidence: bool = False
     ) -> None:
         """After `served` answered a routed request: a sampled copy to the shadow variant
         (see service/shadow.py); with `evidence`, compared rows also feed the running
         rollout's evidence."""
-        shadow = self.router.split.shadow
+        shadow = self.traffic.router.split.shadow
         if shadow is None or shadow == served or (loaded := self.variants.get(shadow)) is None:
             return
         on_compared = self._record_comparison if evidence else None
@@ -217,37 +188,13 @@ class Service:
         rollout can change), keeps its rollout in a private folder, named here but created
         only when a rollout writes to it (a Service built only to check settings, as
         `serve --workers N` does first, leaves nothing behind) and removed at stop."""
-        if self.split.file is not None and not self.split.read_only:
-            path = self.split.file.path
+        split = self.traffic.split
+        if split.file is not None and not split.read_only:
+            path = split.file.path
             return path.with_name(f"{path.stem}.rollout")
         name = f"perfserve-rollout-{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self._private_folder = Path(tempfile.gettempdir()) / name
         return self._private_folder
-
-    def _initial_split(self) -> TrafficSplit:
-        default = (
-            self.manifest.reference if self.manifest.reference in self.names else self.names[0]
-        )
-        weights = self.settings.traffic or {default: 1.0}
-        return TrafficSplit(weights=weights, shadow=self.settings.shadow)
-
-    def _start_split(self) -> None:
-        """Start from the split file's split when it has one (see service/shared_split.py)."""
-        path = self.settings.split_file
-        try:
-            from_file = self.split.start(self.router.split)
-        except ValidationError as error:
-            raise UsageError(f"--split-file {path}: {validation_message(error, str)}") from None
-        except (OSError, ValueError) as error:
-            raise UsageError(f"--split-file {path}: {error}") from None
-        if from_file and self.settings.traffic is not None:
-            log.warning("following the split in %s; --traffic is ignored", path)
-
-    def _split_changed(self, split: TrafficSplit, version: int) -> None:
-        for name in self.names:
-            self.metrics.traffic_weight.labels(name).set(split.weights.get(name, 0.0))
-        self.metrics.split_version.set(version)
-        log.info("following traffic split version %d", version)
 
     def _watch(self) -> None:
         """Enforce the deadlines nothing else watches: slow bodies, hung model calls."""

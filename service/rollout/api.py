@@ -24,7 +24,7 @@ router = APIRouter(prefix="/rollout", tags=["rollout"], dependencies=[Depends(re
 async def start(plan: RolloutPlan, service: ServiceDep) -> dict[str, Any]:
     """Begin a rollout of `candidate` against `baseline`; 409 while another one runs, or
     when this replica only follows a read-only split; 503 while the split cannot be set."""
-    if (file := service.split.file) is not None and service.split.read_only:
+    if (file := service.traffic.split.file) is not None and service.traffic.split.read_only:
         raise HTTPException(409, str(ReadOnlySplit(file.path)))
     unknown = [v for v in (plan.baseline, plan.candidate) if v not in service.names]
     if unknown:

@@ -112,8 +112,10 @@ async def test_a_symlink_loop_for_a_moment_is_logged_and_the_follower_catches_up
         assert "background loop split failing" in (await app.client.get("/readyz")).text
         path.unlink()
         path.write_text('{"version": 4, "weights": {"onnx_int8": 1}}')
-        await wait_for(lambda: app.service.split.current[1] == 4, "the replica did not catch up")
-        assert app.service.router.split.weights == {"onnx_int8": 1.0}
+        await wait_for(
+            lambda: app.service.traffic.split.current[1] == 4, "the replica did not catch up"
+        )
+        assert app.service.traffic.router.split.weights == {"onnx_int8": 1.0}
         await wait_for_status(app, 200)
         assert healthy(app, "split") == 1 and "background loop split recovered" in caplog.text
         assert app.sample("perfserve_background_loop_failures_total", loop="split") >= 1

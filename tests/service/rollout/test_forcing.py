@@ -41,7 +41,7 @@ async def test_the_candidate_is_admin_only_while_a_rollout_runs_and_after_its_ab
         by_admin = await forced(app, holdout, CANDIDATE, **ADMIN)
         baseline = await forced(app, holdout, BASELINE)
         assert (await app.client.post("/rollout/abort", headers=ADMIN)).status_code == 202
-        await eventually_async(lambda: app.service.router.weight(CANDIDATE) == 0.0)
+        await eventually_async(lambda: app.service.traffic.router.weight(CANDIDATE) == 0.0)
         after_abort = await forced(app, holdout, CANDIDATE)
         refused = await app.client.post("/predict", json=body(holdout.features[:1]),
                                         headers={"X-Variant": CANDIDATE})  # fmt: skip
