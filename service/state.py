@@ -1,21 +1,18 @@
-"""The running service: its variants (loaded by service/loading.py), the traffic split
-(service/traffic.py), and readiness."""
+"""The running service: its parts put together, started and stopped.
+
+Each concern is a module of its own: loading the variants (service/loading.py), the
+traffic split (service/traffic.py), the shadow and rollouts (service/canary.py), the
+request metrics (service/request_metrics.py). `Service` composes them, serves the request
+path its `Serving` (service/serving.py), and runs the background loops.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
-import shutil
-import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
-import numpy as np
-
-from service.batching import BatchResult
+from service.canary import Canary
 from service.drift import DriftMetrics, DriftMonitor
 from service.forcing import ForcingPolicy
 from service.guards import FeatureRangeGuard
@@ -24,14 +21,10 @@ from service.metrics import FLUSH_INTERVAL_S, Metrics, workers_with_all_variants
 from service.receiving import BodyBudget, BodyDeadlines
 from service.request_metrics import RequestMetrics
 from service.rollout.controller import TICK_S
-from service.rollout.replica import RolloutReplica
 from service.settings import Settings
-from service.shadow import Compared, ShadowMirror
 from service.store import Manifest, load_manifest
 from service.supervision import LoopHealth, supervise
 from service.traffic import Traffic
-
-log = logging.getLogger("perfserve")
 
 # How often deadlines nothing else watches are enforced: slow bodies, requests stuck
 # behind a hung model call. A late answer comes at most this much after its deadline.
@@ -39,8 +32,9 @@ WATCHDOG_PERIOD_S = 0.1
 
 
 class Service:
-    """The running service, created once per process: the request path's `Serving`
-    (service/serving.py), and what only the lifespan, the admin routes and rollouts use."""
+    """The running service, created once per process by the app: the request path's
+    `Serving`, and the parts the lifespan, the admin routes and rollouts use (`loader`,
+    `traffic`, `canary`, `drift`)."""
 
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self.settings = settings
@@ -61,40 +55,28 @@ class Service:
         )
         self.loader = VariantLoader(settings, self.manifest, metrics, self.row_screen, self.drift)
         self.names = self.loader.names
-        self.traffic = Traffic(self.names, self.manifest, settings, metrics)
         self.variants = self.loader.variants
+        self.traffic = Traffic(self.names, self.manifest, settings, metrics)
         self.body_deadlines = BodyDeadlines(settings.body_timeout_s)
         budget = self.body_budget = BodyBudget(settings.max_inflight_body_bytes)
         metrics.folding.gauge(metrics.inflight_body_bytes, lambda: budget.held)
-        self._tasks: list[asyncio.Task[None]] = []
         requests = RequestMetrics(metrics)
-        self.shadow = ShadowMirror(
-            metrics,
-            settings.shadow_share,
-            settings.shadow_tolerance,
-            settings.request_timeout_ms / 1000,
-            settings.routing_seed,
-            self.health,
-        )
-        self._private_folder: Path | None = None
-        rollouts = self.rollouts = RolloutReplica(
-            self._rollout_folder(),
-            metrics,
-            settings.rollout_max_samples,
-            settings.rollout_samples_per_user,
-            self.traffic.set,
-            self.traffic.version,
-            settings.rollout_takeover_s,
-        )
+        canary = self.canary = Canary(settings, metrics, self.health, self.traffic, self.variants)
         self.forcing = ForcingPolicy(
-            settings.force_variants, self.names, settings.admin_token, lambda: rollouts.guarded
+            settings.force_variants,
+            self.names,
+            settings.admin_token,
+            lambda: canary.rollouts.guarded,
         )
+        self._tasks: list[asyncio.Task[None]] = []
         # What a request calls, as the parts' own methods: nothing in between.
         self.choose = self.traffic.router.choose
         self.split_variants = self.traffic.variants
         self.observe_request = requests.observe_request
         self.count_rejection = requests.count_rejection
         self.publish_inflight = requests.publish_inflight
+        self.record_evidence = canary.record_evidence
+        self.mirror = canary.mirror
 
     @property
     def ready(self) -> bool:
@@ -114,7 +96,7 @@ class Service:
         loops: list[tuple[str, Callable[[], Awaitable[None] | None], float]] = [
             ("metrics", self.metrics.folding.flush, FLUSH_INTERVAL_S),
             ("watchdog", self._watch, WATCHDOG_PERIOD_S),
-            ("rollout", self.rollouts.tick, TICK_S),
+            ("rollout", self.canary.rollouts.tick, TICK_S),
         ]
         if (split := self.traffic.split).file is not None:
             loops.append(("split", split.poll, self.settings.split_poll_s))
@@ -143,7 +125,7 @@ class Service:
         within one shared grace period."""
         for task in self._tasks:
             task.cancel()
-        await self.rollouts.stop()
+        await self.canary.rollouts.stop()
         await self.loader.close(self.settings.graceful_shutdown_s)
         self.discard()
         self.metrics.folding.flush()
@@ -152,49 +134,7 @@ class Service:
         """Remove what building this service created on disk (a private rollout folder):
         after `stop`, or for a service built only to check the settings, as
         `perfserve serve --workers N` does once before starting its workers."""
-        if self._private_folder is not None:
-            shutil.rmtree(self._private_folder, ignore_errors=True)
-
-    def mirror(
-        self, served: str, rows: np.ndarray, result: BatchResult, evidence: bool = False
-    ) -> None:
-        """After `served` answered a routed request: a sampled copy to the shadow variant
-        (see service/shadow.py); with `evidence`, compared rows also feed the running
-        rollout's evidence."""
-        shadow = self.traffic.router.split.shadow
-        if shadow is None or shadow == served or (loaded := self.variants.get(shadow)) is None:
-            return
-        on_compared = self._record_comparison if evidence else None
-        self.shadow.mirror(loaded.batcher, rows, result, on_compared)
-
-    def record_evidence(
-        self, variant: str, user_id: bytes | None, elapsed_s: float, status: int
-    ) -> bool:
-        """A request the split routed to `variant`, as the running rollout's evidence when
-        one runs and this user's share of the window is not used up (see
-        `SampleRecorder.admit`); whether it counted."""
-        recorder = self.rollouts.recorder
-        if not (recorder.active and recorder.admit(user_id)):
-            return False
-        recorder.record(variant, elapsed_s, status)
-        return True
-
-    def _record_comparison(self, compared: Compared) -> None:
-        self.rollouts.recorder.compare(*compared)
-
-    def _rollout_folder(self) -> Path:
-        """Next to the shared split file, so every replica following it shares the rollout;
-        a lone process without one, or one that only follows a read-only split (which no
-        rollout can change), keeps its rollout in a private folder, named here but created
-        only when a rollout writes to it (a Service built only to check settings, as
-        `serve --workers N` does first, leaves nothing behind) and removed at stop."""
-        split = self.traffic.split
-        if split.file is not None and not split.read_only:
-            path = split.file.path
-            return path.with_name(f"{path.stem}.rollout")
-        name = f"perfserve-rollout-{os.getpid()}-{uuid.uuid4().hex[:12]}"
-        self._private_folder = Path(tempfile.gettempdir()) / name
-        return self._private_folder
+        self.canary.discard()
 
     def _watch(self) -> None:
         """Enforce the deadlines nothing else watches: slow bodies, hung model calls."""

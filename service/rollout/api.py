@@ -30,7 +30,7 @@ async def start(plan: RolloutPlan, service: ServiceDep) -> dict[str, Any]:
     if unknown:
         raise HTTPException(422, f"unknown variant(s) {unknown}; available: {service.names}")
     try:
-        return described(service.rollouts.start(plan))
+        return described(service.canary.rollouts.start(plan))
     except RolloutConflict as conflict:
         raise HTTPException(409, str(conflict)) from None
     except SplitUnavailable as error:
@@ -41,7 +41,7 @@ async def start(plan: RolloutPlan, service: ServiceDep) -> dict[str, Any]:
 def status(service: ServiceDep) -> dict[str, Any]:
     """Step, weights, each gate's last verdict with its numbers, every decision, and
     whether its controller is alive (`controller`: alive, stale or done)."""
-    state = service.rollouts.status()
+    state = service.canary.rollouts.status()
     if state is None:
         raise HTTPException(404, "no rollout has been started")
     return described(state)
@@ -58,7 +58,7 @@ def _command(command: Command) -> Any:
     async def send(service: ServiceDep) -> dict[str, Any]:
         # On the event loop: a stale rollout is taken over here, which starts a task.
         try:
-            sent = service.rollouts.send(command)
+            sent = service.canary.rollouts.send(command)
         except RolloutConflict as conflict:
             raise HTTPException(409, str(conflict)) from None
         return {"accepted": sent.command, "id": sent.id}

@@ -210,7 +210,7 @@ async def test_hits_are_not_a_rollouts_evidence(
     """Only the requests the model answered reach the judge: repeated rows answered from
     the cache would make the cached variant look faster than it is."""
     async with serving(store, cache_rows=100, admin_token=ADMIN_TOKEN, routing_seed=7) as app:
-        recorder = app.service.rollouts.recorder
+        recorder = app.service.canary.rollouts.recorder
         recorded: list[str] = []
         record = recorder.record
 

@@ -129,8 +129,8 @@ async def test_a_samples_folder_replaced_for_a_moment_stops_no_evidence(
         plan = {"baseline": "sklearn_fp32", "candidate": "onnx_int8", "window_seconds": 600}
         started = await app.client.post("/rollout/start", json=plan, headers=ADMIN)
         assert started.status_code == 202, started.text
-        samples = app.service.rollouts.folder.samples
-        mine = samples / f"{app.service.rollouts.replica}.json"
+        samples = app.service.canary.rollouts.folder.samples
+        mine = samples / f"{app.service.canary.rollouts.replica}.json"
         await wait_for(mine.exists, "no evidence was published")
         shutil.rmtree(samples)
         samples.write_text("not a folder")  # the folder replaced by a file

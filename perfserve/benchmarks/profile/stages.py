@@ -173,7 +173,7 @@ RULES: tuple[Rule, ...] = (
         ),
     ),
     Rule("admission", "service/request_metrics.py", ("RequestMetrics.count_rejection",)),
-    Rule("admission", "service/state.py", ("Service.record_evidence",)),
+    Rule("admission", "service/canary.py", ("Canary.record_evidence",)),
     # HTTP both ways and the ASGI hand-off.
     Rule("http_parse", "service/predict.py", ("_send",)),
     Rule("http_parse", "service/receiving.py"),

@@ -107,7 +107,7 @@ async def test_sticky_requests_of_one_user_are_capped_in_the_evidence(
     async with serving(store, admin_token=ADMIN_TOKEN, rollout_samples_per_user=3) as app:
         plan = {"baseline": BASELINE, "candidate": CANDIDATE, "steps": [50, 100]}
         await app.client.post("/rollout/start", json=plan, headers=ADMIN)
-        recorder = app.service.rollouts.recorder
+        recorder = app.service.canary.rollouts.recorder
         await eventually_async(lambda: recorder.active)
         async with asyncio.TaskGroup() as group:
             for _ in range(40):
