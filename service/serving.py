@@ -5,8 +5,8 @@ see the service only through it: the variants loaded with their batchers, the ch
 a variant for a request, admission (which variants a client may name, the body limits,
 the row screen, readiness), and the one owner of each request metric. What only the
 app's lifespan, the admin routes and rollouts need (loading, the split file, the
-rollout replica, drift, shutdown) stays on `Service` (service/state.py), which serves
-this interface as it is.
+rollout replica, drift, shutdown) stays on `Service` (service/state.py) and its parts,
+which serve this interface as it is.
 
 A Protocol and not a wrapper, so that nothing stands between a request and the service:
 the handler binds what it calls once, at start-up, and pays no extra call per request.

@@ -19,6 +19,10 @@ from tests.utils.stack import ROOT
 
 SERVICE = ROOT / "service"
 TOOLS = {"loadtests", "competitors", "perfserve"}
+SERVICE_PARTS = {
+    f"service.{name}" for name in ("state", "loading", "traffic", "canary", "request_metrics")
+}
+"""`Service` and the parts it composes, which the request path reaches only as `Serving`."""
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -68,13 +72,12 @@ def test_the_refusal_metric_names_every_reason_the_service_gives() -> None:
 
 def test_the_request_path_sees_the_service_only_through_its_interface() -> None:
     """The prediction handler and the protocols' routes take the running service as a
-    `Serving` (service/serving.py); the full `Service` in service/state.py is for the
-    lifespan, the admin routes and rollouts."""
+    `Serving` (service/serving.py); the full `Service` in service/state.py and its parts
+    are for the lifespan, the admin routes and rollouts."""
     request_path = [SERVICE / "predict.py", *sorted((SERVICE / "protocols").glob("*.py"))]
-    reaching = [
-        str(path.relative_to(ROOT))
+    reaching = {
+        str(path.relative_to(ROOT)): sorted(imported_modules(path) & SERVICE_PARTS)
         for path in request_path
-        if "service.state" in imported_modules(path)
-    ]
-    assert reaching == []
+    }
+    assert {path: parts for path, parts in reaching.items() if parts} == {}
     assert "service.serving.Serving" in imported_modules(SERVICE / "predict.py")
