@@ -30,7 +30,6 @@ import yaml
 
 from perfserve.benchmarks.figures import figures_from_summary, headline_metric
 from perfserve.benchmarks.offline.summary_types import BenchSummary, SpeedComparison
-from perfserve.benchmarks.robustness.floors import drop_reasons
 from perfserve.benchmarks.statistics import ALPHA
 from perfserve_common.usage import UsageError
 
@@ -203,6 +202,35 @@ def _resources(
             f"artifact grows {size_now / size_was - 1:+.0%} ({size_was:,} -> {size_now:,} bytes), "
             f"more than max_size_increase {rules.max_size_increase:.0%}"
         )
+    return reasons
+
+
+def drop_reasons(
+    summary: RobustnessSummary,
+    baseline: str,
+    candidate: str,
+    max_drop: float,
+    table: list[GateRow],
+) -> list[str]:
+    """`max_robustness_drop`, per condition, the candidate against the baseline on the same
+    perturbed rows: absolute for accuracy, relative for RMSE (as the clean-quality rules
+    are)."""
+    reasons = []
+    for was in summary.outcomes:
+        if was.variant != baseline or was.feature is not None or was.perturbation == "clean":
+            continue
+        key = f"{was.perturbation}:{was.label}"
+        now = summary.quality_under(candidate, key)
+        if now is None:
+            continue
+        before, after = was.quality.value, now.quality.value
+        drop = after / before - 1 if summary.metric == "rmse" else before - after
+        table.append(_row(f"{summary.metric} {key}", before, after, after - before, "robustness"))
+        if drop > max_drop:
+            reasons.append(
+                f"under {key} {summary.metric} is {after:.4f} against the baseline's "
+                f"{before:.4f}: worse by {drop:.4f}, more than max_robustness_drop {max_drop:g}"
+            )
     return reasons
 
 

@@ -1,17 +1,14 @@
 """Robustness as a requirement: `perfserve decide` floors (a minimum accuracy, or a maximum
-RMSE, under a named condition such as "noise:0.5") and the `perfserve compare` rule
-`max_robustness_drop` (the candidate's quality under each perturbation may fall at most
-this far below the baseline's, on the same perturbed rows)."""
+RMSE, under a named condition such as "noise:0.5"), and the perturbations the `perfserve
+compare` rule `max_robustness_drop` re-measures (the rule itself is the gate's,
+perfserve/benchmarks/gate/compare.py)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from perfserve.benchmarks.robustness.run import RobustnessSummary
 from perfserve_common.usage import UsageError
-
-if TYPE_CHECKING:
-    from perfserve.benchmarks.gate.compare import GateRow
 
 GATED_PERTURBATIONS = ["noise", "shift"]
 """What compare re-measures for its rule: the all-feature conditions that move every row."""
@@ -62,39 +59,3 @@ def _missing(summary: RobustnessSummary, variant: str, key: str) -> str:
         }
     )
     return f"robustness condition {key!r} was not measured; measured: {', '.join(known)}"
-
-
-def drop_reasons(
-    summary: RobustnessSummary,
-    baseline: str,
-    candidate: str,
-    max_drop: float,
-    table: list[GateRow],
-) -> list[str]:
-    """Per condition, the candidate against the baseline: absolute for accuracy, relative
-    for RMSE (as the clean-quality rules are)."""
-    reasons = []
-    for was in summary.outcomes:
-        if was.variant != baseline or was.feature is not None or was.perturbation == "clean":
-            continue
-        key = f"{was.perturbation}:{was.label}"
-        now = summary.quality_under(candidate, key)
-        if now is None:
-            continue
-        before, after = was.quality.value, now.quality.value
-        drop = after / before - 1 if summary.metric == "rmse" else before - after
-        table.append(
-            {
-                "dimension": f"{summary.metric} {key}",
-                "baseline": before,
-                "candidate": after,
-                "delta": after - before,
-                "significance": "robustness",
-            }
-        )
-        if drop > max_drop:
-            reasons.append(
-                f"under {key} {summary.metric} is {after:.4f} against the baseline's "
-                f"{before:.4f}: worse by {drop:.4f}, more than max_robustness_drop {max_drop:g}"
-            )
-    return reasons

@@ -15,10 +15,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from perfserve.benchmarks.figures import VariantFigures
-from perfserve.benchmarks.gate.compare import GateRow
+from perfserve.benchmarks.gate.compare import GateRow, drop_reasons
 from perfserve.benchmarks.gate.decide import decide, parse_requirements
 from perfserve.benchmarks.offline.bench import default_specs
-from perfserve.benchmarks.robustness.floors import drop_reasons
 from perfserve.benchmarks.robustness.perturbations import training_statistics
 from perfserve.benchmarks.robustness.report import load_robustness, write_robustness
 from perfserve.benchmarks.robustness.run import RobustnessSummary, run_robustness
