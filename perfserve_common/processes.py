@@ -245,22 +245,3 @@ def wait_for_url(
 def _read(log: IO[bytes]) -> str:
     log.seek(0)
     return log.read().decode(errors="replace")
-
-
-@contextmanager
-def running_on(cpus: Sequence[int] | None) -> Iterator[None]:
-    """Run the calling thread, and the threads and processes it starts meanwhile, on
-    `cpus`; the thread's CPUs as they were afterwards. A load generator's controller
-    belongs on the generators' cores: its flushes, merges and reads of the server's
-    metrics come in bursts of milliseconds, and on the server's core each burst would be
-    a stall of the server it measures. Nothing changes when `cpus` is empty or not all
-    of them are allowed to this process."""
-    before = os.sched_getaffinity(0)
-    if not cpus or not set(cpus) <= before:
-        yield
-        return
-    os.sched_setaffinity(0, set(cpus))
-    try:
-        yield
-    finally:
-        os.sched_setaffinity(0, before)

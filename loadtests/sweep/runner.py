@@ -45,7 +45,6 @@ from loadtests.sweep.results import StepResult
 from loadtests.sweep.rounds import RoundsPlan, run_rounds
 from loadtests.sweep.server_metrics import CLIENT_SIDE_ONLY, exports_perfserve_metrics, scrape
 from loadtests.sweep.steps import RunContext, StepRunner, StepSettings
-from perfserve_common.processes import running_on
 from perfserve_common.protocols import ProtocolName
 
 
@@ -205,14 +204,13 @@ def run_sweep(plan: SweepPlan, progress: Callable[[str], None]) -> SweepReport:
     )
     metrics = LoadgenMetrics()
     server = metrics.serve(plan.metrics_port, plan.metrics_host)
-    with running_on(plan.generator_cpus):
-        driver = start_engine(plan, plan.url, metrics)
-        try:
-            reports = _run_targets(plan, context, driver, bodies, progress)
-        finally:
-            driver.close()
-            if server is not None:
-                server.shutdown()
+    driver = start_engine(plan, plan.url, metrics)
+    try:
+        reports = _run_targets(plan, context, driver, bodies, progress)
+    finally:
+        driver.close()
+        if server is not None:
+            server.shutdown()
     conditions["core_speed"] = _share_of_fastest(reports, context.server_cpu)
     return _judged(
         SweepReport(plan, reports, calibration, conditions, server_metrics=server_metrics)

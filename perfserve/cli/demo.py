@@ -40,6 +40,8 @@ def run_demo(store: Path, out: Path) -> int:
     server_cpu, generator_cpu = _cores()
     print("starting perfserve serve on a free loopback port ...")
     with running_server(store, cpus=server_cpu) as server:
+        if generator_cpu is not None:
+            os.sched_setaffinity(0, {generator_cpu})
         from loadtests.report.outputs import write_outputs
         from loadtests.report.text import answers, knee_table
         from loadtests.sweep.runner import SweepPlan, run_sweep

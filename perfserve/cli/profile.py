@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +26,6 @@ from loadtests.argtypes import cpu_list, positive_float
 from perfserve.benchmarks.profile.spy import check_ptrace, find_py_spy
 from perfserve.benchmarks.profile.target import Target, attached, started
 from perfserve.cli.exit_codes import ExitCode
-from perfserve_common.processes import running_on
 from perfserve_common.usage import UsageError, add_option
 
 
@@ -99,6 +99,7 @@ def _profile(args: argparse.Namespace) -> int:
     from perfserve.benchmarks.profile.run import ProfileSettings, profile
 
     find_py_spy()
+    _beside_the_generator(args.generator_cpus[0])
     settings = ProfileSettings(
         variant=args.variant,
         rate=args.rate,
@@ -108,25 +109,29 @@ def _profile(args: argparse.Namespace) -> int:
         native=args.native,
         generator_cpu=args.generator_cpus[0],
     )
-    # This controller, and so py-spy, which inherits its CPUs, runs on the generator's
-    # core: py-spy reads the server a thousand times a second, and on the server's core
-    # that work would be taken from the server it measures.
-    with running_on(args.generator_cpus[:1]):
-        with _target(args) as target:
-            check_ptrace(target.pid)
-            _check_variant(target, args.variant)
-            print(f"profiling {target.url} (process {target.pid})", file=sys.stderr)
-            run = profile(target, args.store, settings, lambda line: print(line, file=sys.stderr))
-            conditions = {"url": target.url, "pid": target.pid, "server_cpus": target.cpus,
-                          "attached": bool(args.url or args.pid)}  # fmt: skip
-            text = write(run, args.out, conditions)
-        print(text)
-        if args.memory:
-            from perfserve.benchmarks.profile.memory import memory_profile
+    with _target(args) as target:
+        check_ptrace(target.pid)
+        _check_variant(target, args.variant)
+        print(f"profiling {target.url} (process {target.pid})", file=sys.stderr)
+        run = profile(target, args.store, settings, lambda line: print(line, file=sys.stderr))
+        conditions = {"url": target.url, "pid": target.pid, "server_cpus": target.cpus,
+                      "attached": bool(args.url or args.pid)}  # fmt: skip
+        text = write(run, args.out, conditions)
+    print(text)
+    if args.memory:
+        from perfserve.benchmarks.profile.memory import memory_profile
 
-            print(memory_profile(args.store, settings, args.server_cpus[0], args.out))
+        print(memory_profile(args.store, settings, args.server_cpus[0], args.out))
     print(f"written to {args.out}", file=sys.stderr)
     return ExitCode.ANSWERED
+
+
+def _beside_the_generator(cpu: int) -> None:
+    """Run this controller, and so py-spy, which inherits its CPUs, on the generator's
+    core: py-spy reads the server a thousand times a second, and on the server's core that
+    work would be taken from the server it measures (the server itself is pinned apart)."""
+    if cpu in os.sched_getaffinity(0):
+        os.sched_setaffinity(0, {cpu})
 
 
 def _check_variant(target: Target, variant: str) -> None:
