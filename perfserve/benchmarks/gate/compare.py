@@ -3,15 +3,17 @@
 Both run through the same bench (interleaved, paired), on the same hold-out; the gate
 then applies rules a team sets once (a YAML file, or flags). Quality is deterministic on
 a fixed hold-out, so its rules use the values; timings are noisy, so a latency or
-throughput rule only fires on a difference that is also statistically significant.
+throughput rule only fires on a difference that is statistically significant and whose
+95% interval is past the rule's limit at its near end (on a loaded host a point estimate
+past 5% with an interval that only excludes zero came up for two copies of one model).
 
 rules.yaml (every key optional; these are the defaults):
 
     max_accuracy_drop: 0.0        # absolute; a regressor uses max_rmse_increase (relative)
     max_rmse_increase: 0.0
     min_agreement: 0.0            # share of hold-out rows answered like the reference
-    max_latency_increase: 0.05    # relative, per batch size, significant increases only
-    max_throughput_drop: 0.05     # relative, significant drops only
+    max_latency_increase: 0.05    # relative, per batch size: the rise its 95% CI is sure of
+    max_throughput_drop: 0.05     # relative: the drop its 95% CI is sure of
     max_memory_increase_mb: 64    # load + peak per call, absolute
     max_size_increase: 0.5        # artifact file size, relative
     max_robustness_drop: .inf     # under each noise and shift condition (`perfserve
@@ -163,17 +165,21 @@ def _speed(row: SpeedComparison, rules: Rules, table: list[GateRow]) -> list[str
     table.append(
         _row(f"throughput @{size}", 1.0, 1 + throughput_change, throughput_change, "relative")
     )
+    # The near end of the difference's interval: the rise the bench is 95% sure of.
+    sure_rise = row["ci_low"] / row["baseline_mean"]
+    sure_drop = 1 - 1 / (1 + sure_rise) if sure_rise > -1 else 0.0
     reasons = []
-    if significant and row["relative"] > rules.max_latency_increase:
+    if significant and sure_rise > rules.max_latency_increase:
         reasons.append(
-            f"latency at batch {size} rises {row['relative']:+.1%} (p = {row['p_value']:.2g}, "
-            f"d = {row['cohens_d']:.2f}), more than max_latency_increase "
-            f"{rules.max_latency_increase:.0%}"
+            f"latency at batch {size} rises {row['relative']:+.1%}, at least {sure_rise:+.1%} "
+            f"(95% CI; p = {row['p_value']:.2g}, d = {row['cohens_d']:.2f}), more than "
+            f"max_latency_increase {rules.max_latency_increase:.0%}"
         )
-    if significant and -throughput_change > rules.max_throughput_drop:
+    if significant and sure_drop > rules.max_throughput_drop:
         reasons.append(
-            f"throughput at batch {size} drops {-throughput_change:.1%}, more than "
-            f"max_throughput_drop {rules.max_throughput_drop:.0%}"
+            f"throughput at batch {size} drops {-throughput_change:.1%}, at least "
+            f"{sure_drop:.1%} (95% CI), more than max_throughput_drop "
+            f"{rules.max_throughput_drop:.0%}"
         )
     return reasons
 

@@ -94,7 +94,7 @@ def add_measurement_options(parser: argparse.ArgumentParser, runs: int, batch_si
         "--min-effect",
         type=float,
         default=0.05,
-        help="Smallest relative difference called faster or slower.",
+        help="Smallest relative difference called faster or slower (by its whole 95%% CI).",
     )
     add_option(
         parser,

@@ -232,7 +232,8 @@ def render_report(summary: BenchSummary) -> str:
         )
     lines += ["", "## Caveats", "", f"- Energy: {env['energy_source']}."]
     lines.append(
-        f"- Differences under {plan['min_effect']:.0%} of the baseline count as no difference."
+        f"- A verdict needs the whole 95% CI of the difference past {plan['min_effect']:.0%} "
+        "of the baseline; anything less counts as no difference."
     )
     lines += [f"- {warning}" for warning in summary["warnings"]]
     return "\n".join(lines) + "\n"
