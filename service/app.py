@@ -18,7 +18,7 @@ from service.openapi import document_predict
 from service.predict import PredictEndpoint
 from service.protocols.api import v1_router, v2_router
 from service.protocols.openapi import document_protocols
-from service.rollout.api import router as rollout_router
+from service.rollout_routes import router as rollout_router
 from service.settings import Settings
 from service.state import Service
 

@@ -81,3 +81,16 @@ def test_the_request_path_sees_the_service_only_through_its_interface() -> None:
     }
     assert {path: parts for path, parts in reaching.items() if parts} == {}
     assert "service.serving.Serving" in imported_modules(SERVICE / "predict.py")
+
+
+def test_rollouts_import_nothing_of_the_http_layer_above_them() -> None:
+    """service/rollout/ is the state machine and its shared folder; its `/rollout` routes
+    live beside the other admin routes (service/rollout_routes.py), so the folder never
+    reaches up to the app, its routes or `Service`."""
+    above = {"service.app", "service.api", "service.admin", "service.rollout_routes"}
+    above |= SERVICE_PARTS
+    reaching = {
+        str(path.relative_to(ROOT)): sorted(imported_modules(path) & above)
+        for path in sorted((SERVICE / "rollout").glob("*.py"))
+    }
+    assert {path: modules for path, modules in reaching.items() if modules} == {}
