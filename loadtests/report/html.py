@@ -88,6 +88,10 @@ SERVER_COLUMNS = (
      "but the counts"),
     ("warmup_p99_ms", "warm-up p99 ms", "ms", "p99 during the warm-up, from scheduled "
      "send time: how far the step's start sat from its steady state"),
+    ("late_sends", "measured late", "count", "of the step's late sends, those in its "
+     "measured windows (the late column counts the whole step)"),
+    ("warmup_late", "warm-up late", "count", "of the step's late sends, those in its "
+     "warm-up"),
     ("server_queue_ms", "queue ms", "ms", "mean wait in the server before the model ran, ms"),
     ("predicted_queue_ms", "M/D/c queue ms", "ms", "that wait as the M/D/c queueing model "
      "predicts it from utilization and time per batch (meaningful once the runner is busy)"),

@@ -59,6 +59,7 @@ def client_figures(client: ClientSide) -> ClientFigures:
         "sent_miss_ratio": _round(client.sent_miss_ratio),
         "outside_p50_ms": _round(client.outside_p50_ms),
         "outside_p99_ms": _round(client.outside_p99_ms),
+        "late_sends": client.late_sends,
     }
 
 
@@ -102,6 +103,7 @@ def step_row(step: StepResult, fastest_core_rate: float | None) -> StepRow:
         "warmup_s": _round(step.warmup_s),
         "warmup_achieved_qps": rate(warmup.achieved_qps) if warmup else None,
         "warmup_p99_ms": _round(warmup.p99_ms) if warmup else None,
+        "warmup_late": warmup.late_sends if warmup else None,
         "enough_samples": step.enough_samples,
         "stable": step.stable,
         "verdict": step.verdict,

@@ -32,6 +32,8 @@ class ClientFigures(TypedDict):
     sent_miss_ratio: float | None
     outside_p50_ms: float | None
     outside_p99_ms: float | None
+    late_sends: int
+    """Of the measured windows only; the row's `late` counts the whole step."""
 
 
 class StepRow(ClientFigures):
@@ -72,6 +74,7 @@ class StepRow(ClientFigures):
     warmup_s: float | None
     warmup_achieved_qps: int | None
     warmup_p99_ms: float | None
+    warmup_late: int | None
     enough_samples: bool
     stable: bool
     verdict: str

@@ -38,6 +38,9 @@ class ClientSide:
     """Client time minus server time: per answer, latency from scheduled time minus the
     server's own `Server-Timing` total (the wire, both HTTP stacks, the generator)."""
     outside_p99_ms: float
+    late_sends: int
+    """Sends more than the tolerance behind schedule in these windows (the step's
+    `Totals.late` counts its warm-up and tail too)."""
 
 
 @dataclass
@@ -93,6 +96,7 @@ def client_side(windows: list[Window], window_s: float, slo_ms: float) -> Client
         sent_miss_ratio=miss_ratio(tally, slo_ms, from_sent=True),
         outside_p50_ms=percentile_ms(tally.outside, 50),
         outside_p99_ms=percentile_ms(tally.outside, 99),
+        late_sends=sum(w.late for w in windows),
     )
 
 

@@ -22,7 +22,7 @@ def step(
             "achieved_qps": rate, "sent_qps": rate, "answers": int(5 * rate),
             "p50_ms": p99_ms / 5, "p90_ms": p99_ms / 2, "p95_ms": p99_ms / 1.5,
             "p99_ms": p99_ms, "p999_ms": 1.5 * p99_ms, "max_ms": 2 * p99_ms,
-            "miss_ratio": 0.0 if holds else 0.2,
+            "miss_ratio": 0.0 if holds else 0.2, "late_sends": 0,
         }
     )  # fmt: skip
     server_figures: dict[str, Any] = {f.name: 0.4 for f in fields(ServerSplit)}

@@ -43,6 +43,13 @@ def test_a_disagreement_names_the_side_that_fell_behind() -> None:
     assert unexplained.behind().startswith("neither side counted itself late")
 
 
+def test_the_line_says_how_many_late_sends_fell_in_the_warm_up() -> None:
+    step = sweep_step(late=37, warmup_late=30, sent_p99_ms=2.9)
+    assert "late 37 (30 in the warm-up)" in SameRate(1000, 1, 3.0, 2.5, step, 0.0).line()
+    older = sweep_step(late=37)  # a summary.json written before the split
+    assert "late 37, waited" in SameRate(1000, 1, 3.0, 2.5, older, 0.0).line()
+
+
 def test_the_summary_gives_medians_per_rate_and_how_often_they_agreed() -> None:
     results = [
         SameRate(1000, 1, 1.2, 1.0, sweep_step(), 0.0),
