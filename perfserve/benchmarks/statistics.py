@@ -136,7 +136,8 @@ def compare_paired(
     difference is confidently at least that large, not merely its point estimate). On a
     loaded host the run means of two copies of one model scatter by 20-40%, and a point
     estimate past the margin with a CI that only excludes zero called 3 benches of 44
-    different; anything less is "no detectable difference".
+    different, the near end none of the 28 of them checked; anything less is "no
+    detectable difference".
     """
     base, cand = np.asarray(baseline, dtype=float), np.asarray(candidate, dtype=float)
     if base.shape != cand.shape or base.size < 2:

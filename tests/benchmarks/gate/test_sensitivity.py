@@ -6,7 +6,7 @@ no detectable difference: interleaved, paired runs, and a verdict only when the 
 interval of the difference is past the 5% effect margin, keep the false-positive rate low
 whatever else the machine is doing. (With three busy loops on the 2-core machine, the run
 means of the copies scattered by 20-40%; a rule that read only the point estimate called
-3 benches of 44 different, and the interval's near end none of 16.)
+3 benches of 44 different, and the interval's near end none of the 28 of them checked.)
 """
 
 from __future__ import annotations
