@@ -43,6 +43,16 @@ def test_a_disagreement_names_the_side_that_fell_behind() -> None:
     assert unexplained.behind().startswith("neither side counted itself late")
 
 
+def test_a_late_sweep_does_not_explain_a_gap_where_openloop_read_higher() -> None:
+    """The sweep's late or dropped sends raise its own p99; they cannot be why openloop's
+    is the higher one (4,000/s, 14:49 UTC: sweep 5.1 ms with 117 dropped, openloop 29 ms)."""
+    step = sweep_step(generator_late_share=0.05, dropped=117)
+    higher_openloop = SameRate(4000, 2, 5.08, 29.30, step, 0.0)
+    assert higher_openloop.behind() == (
+        "openloop read the higher p99 and counted itself on time: the server was slower in its turn"
+    )
+
+
 def test_the_line_says_how_many_late_sends_fell_in_the_warm_up() -> None:
     step = sweep_step(late=37, warmup_late=30, sent_p99_ms=2.9)
     assert "late 37 (30 in the warm-up)" in SameRate(1000, 1, 3.0, 2.5, step, 0.0).line()
