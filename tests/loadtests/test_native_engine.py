@@ -169,3 +169,22 @@ def test_warming_opens_the_connections_before_the_first_arrival(
         # Nothing marks that no connection was opened: give a wrong one time to show.
         time.sleep(0.2)
         assert open_to_server() == WARM_CONNECTIONS
+
+
+def test_only_the_thread_that_reads_flushes_runs_at_the_lowest_priority(
+    server: ServerProcess, store: Path
+) -> None:
+    """A generator's flush answer wakes the thread that reads it, often on the
+    generator's own core: at nice 19 that thread waits for the generator instead of
+    taking the core from it. The controller's other threads and the processes it starts
+    keep their priority."""
+    settings = StepSettings(step_seconds=1.0, window_seconds=0.5, max_step_seconds=1.0)
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    with _onnx_int8_steps(server, store, settings) as (engine, runner):
+        step = runner.run(200.0, extend=False)
+        (generator,) = engine.processes()
+        flusher = [t for t in threading.enumerate() if t.name.startswith("flusher")]
+        assert [os.getpriority(os.PRIO_PROCESS, t.native_id or 0) for t in flusher] == [19]
+        assert os.getpriority(os.PRIO_PROCESS, 0) == ours
+        assert generator.nice() == ours
+    assert step.client.answers > 0
