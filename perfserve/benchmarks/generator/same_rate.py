@@ -63,7 +63,7 @@ class SameRate:
         return (
             f"  {self.rate:,.0f}/s round {self.round}: sweep p99 {_ms(self.sweep_p99_ms)} "
             f"(from its sends {_ms(self.sent_p99_ms)}; warm-up p99 "
-            f"{_ms(step['warmup_p99_ms'])}; late {step['late']}{_in_warmup(step)}, waited for a "
+            f"{_ms(step['warmup_p99_ms'])}; {_late_text(step)}, waited for a "
             f"connection {step['blocked']}, dropped {step['dropped']}), openloop p99 "
             f"{_ms(self.openloop_p99_ms)} (late {self.openloop_late_share:.2%}): {verdict}"
         )
@@ -91,10 +91,12 @@ class SameRate:
         return "neither side counted itself late, so neither side's counts explain it"
 
 
-def _in_warmup(step: dict[str, Any]) -> str:
-    """How many of the step's late sends fell in its warm-up, when the step says."""
-    warmup_late = step.get("warmup_late")
-    return f" ({warmup_late} in the warm-up)" if warmup_late is not None else ""
+def _late_text(step: dict[str, Any]) -> str:
+    """The step's late sends, by where they fell: its measured windows (the only ones its
+    p99 counts), its warm-up, and the tail after it (sent while the step was being
+    stopped)."""
+    measured, warmup, whole = step["late_sends"], step.get("warmup_late") or 0, step["late"]
+    return f"late {measured} measured ({warmup} in the warm-up, {whole - measured - warmup} after)"
 
 
 def _within(a_ms: float, b_ms: float) -> bool:

@@ -11,7 +11,8 @@ from perfserve.benchmarks.generator.same_rate import SameRate, render
 
 
 def sweep_step(**counts: Any) -> dict[str, Any]:
-    step = {"warmup_p99_ms": 3.0, "late": 0, "blocked": 0, "dropped": 0}
+    step = {"warmup_p99_ms": 3.0, "late": 0, "late_sends": 0, "warmup_late": 0}
+    step |= {"blocked": 0, "dropped": 0}
     return step | {"generator_late_share": 0.0} | counts
 
 
@@ -53,11 +54,12 @@ def test_a_late_sweep_does_not_explain_a_gap_where_openloop_read_higher() -> Non
     )
 
 
-def test_the_line_says_how_many_late_sends_fell_in_the_warm_up() -> None:
-    step = sweep_step(late=37, warmup_late=30, sent_p99_ms=2.9)
-    assert "late 37 (30 in the warm-up)" in SameRate(1000, 1, 3.0, 2.5, step, 0.0).line()
-    older = sweep_step(late=37)  # a summary.json written before the split
-    assert "late 37, waited" in SameRate(1000, 1, 3.0, 2.5, older, 0.0).line()
+def test_the_line_says_where_the_late_sends_fell() -> None:
+    """Only the measured windows' late sends touch the step's p99; those of its warm-up,
+    and those sent while it was being stopped, do not."""
+    step = sweep_step(late=37, late_sends=2, warmup_late=5, sent_p99_ms=2.9)
+    line = SameRate(1000, 1, 3.0, 2.5, step, 0.0).line()
+    assert "late 2 measured (5 in the warm-up, 30 after)" in line
 
 
 def test_the_summary_gives_medians_per_rate_and_how_often_they_agreed() -> None:
