@@ -8,7 +8,8 @@ GET, HEAD and OPTIONS: `PUT /traffic`, the `/rollout` actions) and every request
 an operator's view; `/metrics` carries the public gauges) is refused on its headers
 alone unless it carries the admin token, and every body bound for FastAPI is capped at
 `admin_max_body_bytes` and read within `body_timeout_s` before FastAPI sees it.
-Predictions never come here: `PredictEndpoint` answers them in front of the guard.
+Predictions and the plain `/metrics` scrape never come here: `PredictEndpoint` and
+`ScrapeEndpoint` answer them in front of the guard.
 """
 
 from __future__ import annotations

@@ -125,7 +125,8 @@ def put_traffic(split: TrafficSplit, service: ServiceDep) -> dict[str, Any]:
 
 @router.get("/metrics")
 async def metrics(request: Request, service: ServiceDep) -> Response:
-    """Prometheus text format; with several workers, summed over all of them.
+    """Prometheus text format; with several workers, summed over all of them. (A plain
+    scrape of one worker is answered before it reaches here: service/scrape.py.)
 
     `?name[]=NAME` (repeatable) renders only those metrics, as prometheus_client's own
     exporters do: the whole text costs the server milliseconds of CPU, which a client

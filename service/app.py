@@ -1,4 +1,5 @@
-"""The app factory: builds the service, its FastAPI routes and the prediction hot path."""
+"""The app factory: builds the service, its FastAPI routes, and the two paths that run in
+front of them: predictions and the plain `/metrics` scrape."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from service.predict import PredictEndpoint
 from service.protocols.api import v1_router, v2_router
 from service.protocols.openapi import document_protocols
 from service.rollout_routes import router as rollout_router
+from service.scrape import ScrapeEndpoint
 from service.settings import Settings
 from service.state import Service
 
@@ -51,7 +53,7 @@ def create_app(settings: Settings | None = None) -> PredictEndpoint[Service]:
     api.add_exception_handler(Exception, _internal_error)
     document_predict(api)
     document_protocols(api)
-    return PredictEndpoint(service, ManagementGuard(service, api))
+    return PredictEndpoint(service, ScrapeEndpoint(service, ManagementGuard(service, api)))
 
 
 async def _invalid_request(request: Request, error: Exception) -> JSONResponse:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
 from perfserve_common.processes import ServerProcess, running_server
@@ -59,6 +60,18 @@ async def test_a_scrape_can_ask_for_some_metrics_only(client: httpx.AsyncClient)
     asked = ["perfserve_inflight_requests", "process_resident_memory_bytes"]
     text = (await client.get("/metrics", params={"name[]": asked})).text
     assert {family.name for family in text_string_to_metric_families(text)} == set(asked)
+
+
+async def test_a_plain_scrape_answered_up_front_shows_what_the_route_shows(
+    client: httpx.AsyncClient,
+) -> None:
+    """The plain scrape skips FastAPI (service/scrape.py); asking the route for every
+    family by name gives the same series."""
+    plain = await client.get("/metrics")
+    assert plain.headers["content-type"] == CONTENT_TYPE_LATEST
+    families = [family.name for family in text_string_to_metric_families(plain.text)]
+    routed = await client.get("/metrics", params={"name[]": families})
+    assert set(parse(routed.text)) == set(parse(plain.text))
 
 
 async def test_metrics_move_when_traffic_flows(client: httpx.AsyncClient, holdout: Dataset) -> None:
