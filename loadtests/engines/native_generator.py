@@ -31,7 +31,7 @@ from loadtests.checks import judge_answer, status_label
 from loadtests.engines.base import Plan, Setup
 from loadtests.engines.native_client import Pool, Request, Response
 from loadtests.engines.timer import DeadlineTimer
-from loadtests.recorder import Recorder, WindowKey, warm_up_recording, windows_to_wire
+from loadtests.recorder import Recorder, WindowKey, windows_to_wire
 from loadtests.scenarios.pacing import LATE_TOLERANCE_S
 from perfserve_common.protocols import ProtocolName, predict_path
 
@@ -231,7 +231,6 @@ def main(argv: list[str]) -> None:
     if len(argv) > 3:
         os.sched_setaffinity(0, {int(argv[3])})
     generator = Generator(Connection(fd), url, max_in_flight)
-    warm_up_recording()
     # Nothing allocated from here on lives long enough to need the cyclic collector's
     # full passes; freezing what exists keeps them short.
     gc.collect()

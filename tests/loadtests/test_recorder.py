@@ -65,6 +65,18 @@ def test_windows_merge_across_the_wire_as_if_recorded_in_one_place() -> None:
     assert worker_a.take() == {}
 
 
+def test_a_tally_read_once_and_recorded_into_again_crosses_the_wire_whole() -> None:
+    """What a histogram already holds travels encoded, what came after as values."""
+    worker = recorded(np.full(10, 0.002))
+    assert worker.window((1, 0)).tally("onnx_int8").scheduled.get_total_count() == 10
+    worker.answer((1, 0), "onnx_int8", "ok", "200", 0.010, 0.005)
+    master = Recorder()
+    master.merge(windows_from_wire(windows_to_wire(worker.take())))
+    tally = master.window((1, 0)).tally("onnx_int8")
+    assert tally.scheduled.get_total_count() == tally.sent.get_total_count() == 11
+    assert abs(percentile_ms(tally.scheduled, 100) - 10.0) <= 10.0 * PRECISION
+
+
 def test_failures_are_counted_but_not_timed() -> None:
     recorder = Recorder()
     recorder.answer((1, 0), "onnx_fp32", "shed", "503", 0.0002, 0.0001)
