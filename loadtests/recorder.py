@@ -154,7 +154,7 @@ class Tally:
         are. A generator never reads its own tallies, so it sends only values: building
         a histogram from 3,200 of them costs about 0.5 ms on a cold cache, three per
         window, and on the generator's loop that time held its sends. The side that
-        reads them (the controller, on its nice-19 thread) builds them instead."""
+        reads them (the controller, judging the step's windows) builds them instead."""
         return {
             "histograms": [h.encode() if h.get_total_count() else b"" for h in self.histograms],
             "values": list(self.pending),
