@@ -229,7 +229,7 @@ class StepRunner:
         each; returns how many windows the step lasted."""
         s = self.settings
         # Windows are brought in as they close, not all at `n_min`: a native generator's
-        # flush holds its sends for about 0.6 ms per window it carries.
+        # sends wait while it packs the windows a flush carries, so each carries few.
         for closed in range(1, n_min):
             _sleep_until(start + closed * window_s + GRACE_S)
             self.driver.flush()
