@@ -93,7 +93,8 @@ def test_a_variant_20_percent_slower_is_ranked_below_every_time() -> None:
         (comparison,) = every_pair({t.target: t.rounds for t in reports})
         assert comparison.verdict == Verdict.LOWER, (seed, comparison)
         assert comparison.ci_high is not None and comparison.ci_high < 0
-        assert comparison.ci_low is not None and comparison.ci_low < -0.2 < comparison.ci_high
+        truth = theory_knee(0.125) / theory_knee(0.1) - 1  # -20.2%
+        assert comparison.ci_low is not None and comparison.ci_low < truth < comparison.ci_high
 
 
 def test_two_identical_variants_are_not_ranked_in_at_least_19_of_20_sweeps() -> None:
