@@ -4,11 +4,9 @@ A host whose speed drifts by a third within a minute moves any knee measured on 
 a knee measured once cannot show how much. So the search runs in rounds of fresh steps,
 and within a round the targets take turns, one step each (A, B, C, A, B, C ...): the
 first round's doubling offers every target the same rates in the same minutes, and
-drift hits each alike. The first round searches from the start rate to the precision;
-each later round starts at the knee the previous one found and walks from it in steps
-of half the precision until it is bracketed (two steps when it has not moved),
-bisecting if it moved further. The finer later rounds keep the knees off a coarse
-ladder: with 15% steps, two runs whose median rounds land one rung apart differ by 15%.
+drift hits each alike. The first round searches from the start rate; each later round
+starts at the knee the previous one found and walks from it in steps of the precision
+until it is bracketed (two steps when it has not moved), bisecting if it moved further.
 loadtests/sweep/intervals.py turns the rounds' knees into each knee's interval and each
 pair's comparison.
 """
@@ -35,17 +33,10 @@ class RoundsPlan:
     """Fixed rates instead of a search (every round offers each of them in turn)."""
 
     @property
-    def later_precision(self) -> float:
-        """A later round's precision: half the first round's. The first round has the
-        whole range to search; a later one starts next to the knee, and a knee that has
-        not moved costs it two steps whatever this precision is."""
-        return self.precision / 2
-
-    @property
     def later_factor(self) -> float:
-        """A later round's growth factor: one later precision, so when the knee has not
-        moved, the last knee and one step above it bracket it to that precision."""
-        return 1 + self.later_precision
+        """A later round's growth factor: one precision, so when the knee has not moved,
+        the last knee and one step above it bracket it to the precision in two steps."""
+        return 1 + self.precision
 
 
 def sequence_for(plan: RoundsPlan, previous_knee: float | None) -> RateSequence:
@@ -54,7 +45,7 @@ def sequence_for(plan: RoundsPlan, previous_knee: float | None) -> RateSequence:
         return FixedRates(plan.rates)
     if previous_knee is None:
         return KneeSearch(plan.start_rate, plan.max_rate, plan.precision)
-    return KneeSearch(previous_knee, plan.max_rate, plan.later_precision, factor=plan.later_factor)
+    return KneeSearch(previous_knee, plan.max_rate, plan.precision, factor=plan.later_factor)
 
 
 def run_rounds(

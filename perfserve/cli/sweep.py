@@ -126,7 +126,7 @@ def add_arguments(sweep: argparse.ArgumentParser) -> None:
         type=positive_float,
         default=0.1,
         help="With --auto: bisect until the last good and first failing rates are this close "
-        "(relative); rounds after the first walk from their last knee to half of it.",
+        "(relative).",
     )
     add_option(
         sweep,
