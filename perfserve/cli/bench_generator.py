@@ -9,7 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from loadtests.argtypes import positive_float, rate_list
+from loadtests.argtypes import cpu_list, positive_float, rate_list
 from loadtests.engines.base import ENGINES
 from perfserve.benchmarks.generator.generator_bench import (
     reference_steps,
@@ -17,6 +17,8 @@ from perfserve.benchmarks.generator.generator_bench import (
     run_benchmark,
     scrape_cost_ms,
 )
+from perfserve.benchmarks.generator.host_stalls import measure as measure_stalls
+from perfserve.benchmarks.generator.host_stalls import render as render_stalls
 from perfserve.benchmarks.generator.knee_check import compare_knees
 from perfserve.benchmarks.generator.references import (
     build_instant,
@@ -106,6 +108,15 @@ def add_arguments(bench: argparse.ArgumentParser) -> None:
     add_option(
         bench, "--same-rate-rounds", type=int, default=3, help="Rounds of the same-rate check."
     )
+    add_option(
+        bench,
+        "--host-stalls",
+        type=positive_float,
+        metavar="SECONDS",
+        help="How often the host stops the generator's CPU: a spinning probe on it for "
+        "this long per side, the server's CPU idle and busy, in --same-rate-rounds rounds "
+        "(perfserve/benchmarks/generator/host_stalls.py).",
+    )
     bench.set_defaults(run=run)
 
 
@@ -128,6 +139,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--same-rates needs --openloop (the independent client)")
     if args.same_rate_rounds < 1:
         raise UsageError(f"--same-rate-rounds {args.same_rate_rounds}: must be at least 1")
+    if args.host_stalls:
+        probe_cpu = _first_cpu(args.generator_cpus, "--generator-cpus")
+        other_cpu = _first_cpu(args.server_cpus, "--server-cpus")
     with tempfile.TemporaryDirectory() as folder:
         openloop = build_openloop(Path(folder)) if args.openloop else None
         references = reference_steps(args, openloop)
@@ -146,5 +160,16 @@ def run(args: argparse.Namespace) -> int:
                 server_cpu=args.server_cpus, generator_cpu=args.generator_cpus,
             )  # fmt: skip
             print(render_same_rates(results, args.variant, args.same_rate_seconds))
+        if args.host_stalls:
+            stalls = measure_stalls(probe_cpu, other_cpu, args.host_stalls, args.same_rate_rounds)
+            print(render_stalls(stalls))
     print(f"load average after: {os.getloadavg()}")
     return 0
+
+
+def _first_cpu(cpus: str, option: str) -> int:
+    """The first CPU of a CPU list such as 1 or 2,3."""
+    try:
+        return cpu_list(cpus)[0]
+    except argparse.ArgumentTypeError as error:
+        raise UsageError(f"{option}: {error}") from None

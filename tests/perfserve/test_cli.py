@@ -89,6 +89,12 @@ BAD_INVOCATIONS: list[tuple[str, list[str], dict[str, str], list[str]]] = [
     ("serve", ["--cache-rows", "-1"], {}, ["--cache-rows", "0"]),
     ("bench-overload", ["--case", "onnx_int8:x"], {}, ["--case", "'onnx_int8:x'", "VARIANT"]),
     ("bench-generator", ["--variant", "onnx_int9"], {}, ["--variant", "onnx_int9", "onnx_int8"]),
+    (
+        "bench-generator",
+        ["--host-stalls", "1", "--generator-cpus", "64"],
+        {},
+        ["--generator-cpus", "'64'"],
+    ),
     ("bench-stall", ["--loads", "0.5,2"], {}, ["--loads", "above 0", "1.5"]),
     ("bench", ["--runs", "1"], {}, ["--runs"]),
     ("bench", ["--variants", "onnx_int9"], {}, ["onnx_int9", "sklearn_fp32"]),

@@ -1,0 +1,137 @@
+"""How often the host takes the generator's core away: a spinning probe's gaps.
+
+On a virtual machine the host can stop a virtual CPU while the guest believes it runs.
+A load generator stopped for a few milliseconds sends late everything due meanwhile, and
+at 8,000/s four milliseconds are 32 sends: three such stalls a second put 1% of a step's
+sends that late, which is its p99. No change to the generator can win that back, so the
+same-rate check needs to know how often it happens.
+
+The probe is a process that never sleeps and reads the clock in a loop: any gap longer
+than `STALL_S` between two readings is time its CPU was taken from it. It runs on the
+generator's CPU, in rounds that interleave the server's CPU left idle and kept busy by
+a second spinning process (as a server under load keeps it), so that what the host does
+when both virtual CPUs run is told apart from what it does anyway. The guest's steal
+time for the probe's CPU is read beside it: the host may report some of the time it
+took, or none.
+
+    perfserve bench-generator --rounds 0 --host-stalls 10
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+STALL_S = 0.0008
+"""A gap longer than this is a stall: a send that late moves a millisecond-scale p99."""
+SIDES = ("idle", "busy")
+TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class ProbeRun:
+    """One run of the probe: its length, the gaps longer than `STALL_S`, and the steal
+    time the guest counted for the probe's CPU meanwhile."""
+
+    seconds: float
+    stalls_s: list[float]
+    steal_s: float
+
+    @property
+    def per_second(self) -> float:
+        return len(self.stalls_s) / self.seconds
+
+
+@dataclass
+class HostStalls:
+    """Every round's probe run, with the server's CPU idle and busy."""
+
+    probe_cpu: int
+    other_cpu: int
+    runs: dict[str, list[ProbeRun]] = field(default_factory=lambda: {s: [] for s in SIDES})
+
+
+def probe(seconds: float, cpu: int) -> ProbeRun:
+    """Spin for `seconds` (on `cpu`, where the caller runs), timing every gap between two
+    clock readings longer than `STALL_S`."""
+    stalls: list[float] = []
+    clock = time.perf_counter
+    steal = _steal_s(cpu)
+    start = last = clock()
+    end = start + seconds
+    while (now := clock()) < end:
+        if now - last > STALL_S:
+            stalls.append(now - last)
+        last = now
+    return ProbeRun(now - start, stalls, _steal_s(cpu) - steal)
+
+
+def measure(probe_cpu: int, other_cpu: int, seconds: float, rounds: int) -> HostStalls:
+    """Rounds of the probe on `probe_cpu`, with `other_cpu` idle then busy in each."""
+    result = HostStalls(probe_cpu, other_cpu)
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {probe_cpu})
+    try:
+        for _ in range(rounds):
+            for side in SIDES:
+                with _kept_busy(other_cpu) if side == "busy" else nullcontext():
+                    result.runs[side].append(probe(seconds, probe_cpu))
+    finally:
+        os.sched_setaffinity(0, before)
+    return result
+
+
+@contextmanager
+def _kept_busy(cpu: int) -> Iterator[None]:
+    """A process spinning on `cpu` for as long as the block runs."""
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        os.sched_setaffinity(spinner.pid, {cpu})
+        time.sleep(0.2)  # running on its CPU before the probe starts
+        yield
+    finally:
+        spinner.kill()
+        spinner.wait()
+
+
+def _steal_s(cpu: int, stat: Path = Path("/proc/stat")) -> float:
+    """The steal time the guest has counted for `cpu` (0 where /proc/stat does not say)."""
+    try:
+        lines = stat.read_text().splitlines()
+    except OSError:
+        return 0.0
+    for line in lines:
+        fields = line.split()
+        if fields[0] == f"cpu{cpu}" and len(fields) > 8:
+            return int(fields[8]) / TICKS_PER_S
+    return 0.0
+
+
+def render(result: HostStalls) -> str:
+    """A Markdown table: per side, stalls a second (median and range over rounds), the
+    longest gap, and the steal time counted."""
+    lines = [
+        f"Host stalls of CPU {result.probe_cpu} (gaps over {STALL_S * 1000:.1f} ms in a "
+        f"spinning probe's clock), CPU {result.other_cpu} idle and busy, rounds interleaved:",
+        "",
+        f"| CPU {result.other_cpu} | stalls/s, median (range) | longest gap (ms) "
+        "| stalled (ms/s) | steal counted (ms/s) | rounds |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for side, runs in result.runs.items():
+        rates = [r.per_second for r in runs]
+        longest = max((max(r.stalls_s, default=0.0) for r in runs), default=0.0)
+        stalled = sum(sum(r.stalls_s) for r in runs) / sum(r.seconds for r in runs)
+        steal = sum(r.steal_s for r in runs) / sum(r.seconds for r in runs)
+        lines.append(
+            f"| {side} | {statistics.median(rates):.1f} ({min(rates):.1f} to {max(rates):.1f}) "
+            f"| {longest * 1000:.2f} | {stalled * 1000:.1f} | {steal * 1000:.1f} | {len(runs)} |"
+        )
+    return "\n".join(lines)
