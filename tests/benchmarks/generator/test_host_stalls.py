@@ -31,7 +31,7 @@ def test_the_probe_counts_the_time_another_thread_takes_from_it() -> None:
         other.join()
     finally:
         sys.setswitchinterval(interval)
-    assert len(run.stalls_s) >= 5
+    assert len(run.stalls_s) >= 5 and len(run.switched) == len(run.stalls_s)
     assert all(gap > STALL_S for gap in run.stalls_s)
     assert max(run.stalls_s) >= 0.004
     assert run.seconds >= 0.6 and run.per_second == len(run.stalls_s) / run.seconds
@@ -48,4 +48,4 @@ def test_rounds_interleave_an_idle_and_a_busy_other_cpu_and_leave_nothing_runnin
     assert os.sched_getaffinity(0) == set(cpus)  # and this process runs where it did
     table = render(result)
     assert f"Host stalls of CPU {cpus[-1]}" in table
-    assert "| idle | " in table and "| busy | " in table
+    assert "| idle | " in table and "| busy | " in table and "another task ran" in table
