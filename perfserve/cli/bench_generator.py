@@ -113,7 +113,7 @@ def add_arguments(bench: argparse.ArgumentParser) -> None:
         "--host-stalls",
         type=positive_float,
         metavar="SECONDS",
-        help="How often the host stops the generator's CPU: a spinning probe on it for "
+        help="How often the generator's CPU is taken from it: a spinning probe on it for "
         "this long per side, the server's CPU idle and busy, in --same-rate-rounds rounds "
         "(perfserve/benchmarks/generator/host_stalls.py).",
     )
