@@ -115,10 +115,10 @@ def _kept_busy(cpu: int) -> Iterator[None]:
         spinner.wait()
 
 
-def _steal_s(cpu: int, stat: Path = Path("/proc/stat")) -> float:
+def _steal_s(cpu: int) -> float:
     """The steal time the guest has counted for `cpu` (0 where /proc/stat does not say)."""
     try:
-        lines = stat.read_text().splitlines()
+        lines = Path("/proc/stat").read_text().splitlines()
     except OSError:
         return 0.0
     for line in lines:
@@ -129,8 +129,9 @@ def _steal_s(cpu: int, stat: Path = Path("/proc/stat")) -> float:
 
 
 def render(result: HostStalls) -> str:
-    """A Markdown table: per side, stalls a second (median and range over rounds), the
-    longest gap, and the steal time counted."""
+    """A Markdown table: per side, stalls a second (median and range over rounds), how
+    many had another task in them, the longest gap, the time lost and the steal time
+    counted."""
     lines = [
         f"Host stalls of CPU {result.probe_cpu} (gaps over {STALL_S * 1000:.1f} ms in a "
         f"spinning probe's clock), CPU {result.other_cpu} idle and busy, rounds interleaved:",
